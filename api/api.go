@@ -1,0 +1,176 @@
+// Package api holds the types of papo's public contract v1 (docs/api.md):
+// the JSON bodies of the REST API and the frames of the WebSocket protocol.
+// Services, the Go client and the tests share them, so the contract is
+// written once.
+package api
+
+import "time"
+
+// Event types in a room's log.
+const (
+	EventMessage      = "message"
+	EventEdit         = "edit"
+	EventDelete       = "delete"
+	EventMemberJoined = "member_joined"
+	EventMemberLeft   = "member_left"
+)
+
+// Event is one entry of a room's log. Seq starts at 1 in every room and has
+// no gaps.
+type Event struct {
+	RoomID    string    `json:"room_id"`
+	Seq       int64     `json:"seq"`
+	Type      string    `json:"type"`
+	ID        string    `json:"id"`
+	SenderID  string    `json:"sender_id"`
+	ClientID  string    `json:"client_id,omitempty"`
+	Text      string    `json:"text,omitempty"`
+	TargetSeq int64     `json:"target_seq,omitempty"`
+	UserID    string    `json:"user_id,omitempty"` // member_joined / member_left: who
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// User is a public user record.
+type User struct {
+	ID          string `json:"id"`
+	Username    string `json:"username"`
+	DisplayName string `json:"display_name"`
+}
+
+// Room kinds.
+const (
+	RoomPublic  = "public"
+	RoomPrivate = "private"
+	RoomDM      = "dm"
+)
+
+// Room is a room as the API shows it. ReadSeq and Unread are set in the
+// caller's room list.
+type Room struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Kind      string    `json:"kind"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	LastSeq   int64     `json:"last_seq"`
+	ReadSeq   int64     `json:"read_seq"`
+	Unread    int64     `json:"unread"`
+	// Members is set for DMs (the pair) and in room details.
+	Members []string `json:"members,omitempty"`
+}
+
+// RegisterRequest is the body of POST /api/v1/auth/register.
+type RegisterRequest struct {
+	Username    string `json:"username"`
+	Password    string `json:"password"`
+	DisplayName string `json:"display_name,omitempty"`
+}
+
+// LoginRequest is the body of POST /api/v1/auth/login.
+type LoginRequest struct {
+	Username string `json:"username"`
+	Password string `json:"password"`
+}
+
+// RefreshRequest is the body of POST /api/v1/auth/refresh.
+type RefreshRequest struct {
+	RefreshToken string `json:"refresh_token"`
+}
+
+// TokenResponse answers login and refresh.
+type TokenResponse struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int64  `json:"expires_in"`
+	User         User   `json:"user"`
+}
+
+// UserResponse wraps one user.
+type UserResponse struct {
+	User User `json:"user"`
+}
+
+// CreateRoomRequest is the body of POST /api/v1/rooms.
+type CreateRoomRequest struct {
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+}
+
+// RoomResponse wraps one room.
+type RoomResponse struct {
+	Room Room `json:"room"`
+}
+
+// RoomsResponse wraps a list of rooms.
+type RoomsResponse struct {
+	Rooms []Room `json:"rooms"`
+}
+
+// AddMemberRequest is the body of POST /api/v1/rooms/{id}/members.
+type AddMemberRequest struct {
+	UserID string `json:"user_id"`
+}
+
+// DMRequest is the body of POST /api/v1/dms.
+type DMRequest struct {
+	UserID string `json:"user_id"`
+}
+
+// EventsResponse answers a history query.
+type EventsResponse struct {
+	Events  []Event `json:"events"`
+	LastSeq int64   `json:"last_seq"`
+}
+
+// SendRequest is the body of POST /api/v1/rooms/{id}/messages.
+type SendRequest struct {
+	Text     string `json:"text"`
+	ClientID string `json:"client_id"`
+}
+
+// SendResponse answers POST /api/v1/rooms/{id}/messages (202).
+type SendResponse struct {
+	RoomID   string `json:"room_id"`
+	ClientID string `json:"client_id"`
+}
+
+// ReadRequest is the body of POST /api/v1/rooms/{id}/read.
+type ReadRequest struct {
+	Seq int64 `json:"seq"`
+}
+
+// Presence statuses.
+const (
+	Online  = "online"
+	Offline = "offline"
+)
+
+// Presence is one user's presence.
+type Presence struct {
+	UserID   string     `json:"user_id"`
+	Status   string     `json:"status"`
+	LastSeen *time.Time `json:"last_seen"`
+}
+
+// PresenceResponse answers GET /api/v1/presence.
+type PresenceResponse struct {
+	Presence []Presence `json:"presence"`
+}
+
+// ErrorResponse is the body of every error answer.
+type ErrorResponse struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// Limits of the contract.
+const (
+	MaxTextRunes   = 4000
+	MaxClientIDLen = 64
+	MaxRoomName    = 80
+	MaxPageLimit   = 200
+	DefaultLimit   = 50
+)

@@ -1,0 +1,3 @@
+module github.com/papochat/papo/api
+
+go 1.26

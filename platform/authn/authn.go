@@ -1,0 +1,153 @@
+// Package authn verifies papo access tokens. Every service uses it, the
+// gateway at the edge and each service again behind it.
+//
+// A Verifier checks a JWT's signature against public keys from a
+// KeySource (the auth service's JWKS, fetched through Dapr), its algorithm
+// against an allow-list, and its iss, aud, exp, nbf and iat claims.
+package authn
+
+import (
+	"context"
+	"crypto"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/papochat/papo/platform/apierror"
+)
+
+// Claims are the verified facts of an access token.
+type Claims struct {
+	UserID    string
+	SessionID string
+	TokenID   string
+	Issuer    string
+	ExpiresAt time.Time
+}
+
+// KeySource returns the public key for a key id.
+type KeySource interface {
+	Key(ctx context.Context, kid string) (crypto.PublicKey, error)
+}
+
+// ErrUnknownKey is returned by a KeySource that has no key with that id.
+var ErrUnknownKey = errors.New("authn: unknown key id")
+
+// Config names what a valid token must say.
+type Config struct {
+	Issuer   string
+	Audience string
+	// Leeway tolerates clock skew on exp, nbf and iat.
+	Leeway time.Duration
+}
+
+// ValidMethods are the only signing algorithms accepted: asymmetric ones.
+// "none", HMAC and anything else are refused.
+var ValidMethods = []string{"EdDSA", "ES256"}
+
+// TokenType is the JWT "typ" header of papo access tokens (RFC 9068).
+const TokenType = "at+jwt"
+
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	SessionID string `json:"sid"`
+}
+
+// Verifier verifies access tokens.
+type Verifier struct {
+	cfg  Config
+	keys KeySource
+}
+
+// NewVerifier returns a Verifier.
+func NewVerifier(cfg Config, keys KeySource) *Verifier {
+	return &Verifier{cfg: cfg, keys: keys}
+}
+
+// Verify checks a token and returns its claims. Every failure is an
+// Unauthenticated *apierror.Error with code invalid_token.
+func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	var tc tokenClaims
+	parser := jwt.NewParser(
+		jwt.WithValidMethods(ValidMethods),
+		jwt.WithIssuer(v.cfg.Issuer),
+		jwt.WithAudience(v.cfg.Audience),
+		jwt.WithExpirationRequired(),
+		jwt.WithIssuedAt(),
+		jwt.WithLeeway(v.cfg.Leeway),
+	)
+	_, err := parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
+		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, TokenType) {
+			return nil, fmt.Errorf("token type %q is not %s", typ, TokenType)
+		}
+		kid, _ := t.Header["kid"].(string)
+		if kid == "" {
+			return nil, errors.New("token has no kid")
+		}
+		return v.keys.Key(ctx, kid)
+	})
+	if err != nil {
+		return Claims{}, apierror.New(apierror.Unauthenticated, "invalid_token", "access token is invalid: %v", err)
+	}
+	if tc.Subject == "" || tc.SessionID == "" {
+		return Claims{}, apierror.New(apierror.Unauthenticated, "invalid_token", "access token lacks sub or sid")
+	}
+	c := Claims{UserID: tc.Subject, SessionID: tc.SessionID, TokenID: tc.ID, Issuer: tc.Issuer}
+	if tc.ExpiresAt != nil {
+		c.ExpiresAt = tc.ExpiresAt.Time
+	}
+	return c, nil
+}
+
+// BearerToken returns the token of an "Authorization: Bearer" header, or "".
+func BearerToken(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+type ctxKey int
+
+const claimsKey ctxKey = 0
+
+// WithClaims returns ctx carrying c.
+func WithClaims(ctx context.Context, c Claims) context.Context {
+	return context.WithValue(ctx, claimsKey, c)
+}
+
+// FromContext returns the claims a Middleware stored.
+func FromContext(ctx context.Context) (Claims, bool) {
+	c, ok := ctx.Value(claimsKey).(Claims)
+	return c, ok
+}
+
+// TokenVerifier is what Middleware needs; *Verifier implements it.
+type TokenVerifier interface {
+	Verify(ctx context.Context, token string) (Claims, error)
+}
+
+// Middleware requires a valid bearer token and stores its claims in the
+// request context; onError writes the 401.
+func Middleware(v TokenVerifier, onError func(http.ResponseWriter, *http.Request, error)) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			tok := BearerToken(r)
+			if tok == "" {
+				onError(w, r, apierror.New(apierror.Unauthenticated, "missing_token", "an Authorization: Bearer token is required"))
+				return
+			}
+			c, err := v.Verify(r.Context(), tok)
+			if err != nil {
+				onError(w, r, err)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(WithClaims(r.Context(), c)))
+		})
+	}
+}

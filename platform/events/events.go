@@ -1,0 +1,109 @@
+// Package events names the pub/sub components and topics papo's services
+// share, and the payloads that cross them. These are internal to the
+// system (clients never see them); the public shapes are in package api.
+package events
+
+import (
+	"time"
+
+	"github.com/papochat/papo/api"
+)
+
+// Pub/sub component names. Every profile under components/ defines both.
+const (
+	// PubSub is the competing-consumer component: the replicas of one
+	// app-id share each message (message, notification).
+	PubSub = "pubsub"
+	// Fanout is the per-replica component: every ws replica is its own
+	// consumer and receives every message.
+	Fanout = "fanout"
+)
+
+// Topics.
+const (
+	// TopicSubmitted carries SubmissionBatch from ws (and the REST send)
+	// to the message service.
+	TopicSubmitted = "messages.submitted"
+	// TopicRoomEvents carries RoomEventBatch from the message service to
+	// every ws replica (through Fanout) and to notification (through PubSub).
+	TopicRoomEvents = "room.events"
+	// TopicSignals carries ephemeral Signal batches (typing, presence,
+	// session revocation) to every ws replica; nothing on it is persisted.
+	TopicSignals = "room.signals"
+	// TopicDeadLetter receives submissions that can never be stored.
+	TopicDeadLetter = "messages.deadletter"
+)
+
+// AllTopics lists every topic, for brokers whose streams must exist before
+// the sidecars start (NATS JetStream).
+var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter}
+
+// Submission is one client request to change a room's log.
+type Submission struct {
+	Type      string    `json:"type"` // api.EventMessage, api.EventEdit or api.EventDelete
+	RoomID    string    `json:"room_id"`
+	SenderID  string    `json:"sender_id"`
+	ClientID  string    `json:"client_id"`
+	Text      string    `json:"text,omitempty"`
+	TargetSeq int64     `json:"target_seq,omitempty"`
+	SentAt    time.Time `json:"sent_at"`
+}
+
+// SubmissionBatch is the payload of TopicSubmitted: several submissions,
+// possibly for several rooms, published as one pub/sub message.
+type SubmissionBatch struct {
+	Submissions []Submission `json:"submissions"`
+}
+
+// Ack re-announces the seq of a submission that was already persisted (a
+// redelivery or a client retry), so the sender is acked without a new event.
+type Ack struct {
+	RoomID   string `json:"room_id"`
+	SenderID string `json:"sender_id"`
+	ClientID string `json:"client_id"`
+	Seq      int64  `json:"seq"`
+}
+
+// Rejection tells a sender why a submission was refused.
+type Rejection struct {
+	RoomID   string `json:"room_id"`
+	SenderID string `json:"sender_id"`
+	ClientID string `json:"client_id"`
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+}
+
+// RoomEventBatch is the payload of TopicRoomEvents: newly persisted events
+// of one room in seq order, plus acks and rejections for senders.
+type RoomEventBatch struct {
+	RoomID     string      `json:"room_id"`
+	Events     []api.Event `json:"events,omitempty"`
+	Acks       []Ack       `json:"acks,omitempty"`
+	Rejections []Rejection `json:"rejections,omitempty"`
+}
+
+// Signal kinds.
+const (
+	SignalTyping         = "typing"
+	SignalPresence       = "presence"
+	SignalSessionRevoked = "session_revoked"
+)
+
+// Signal is an ephemeral notice for ws replicas.
+type Signal struct {
+	Kind   string `json:"kind"`
+	RoomID string `json:"room_id,omitempty"` // typing
+	UserID string `json:"user_id,omitempty"`
+	// Presence: the new status and last seen, and the rooms the user is in,
+	// so each replica tells its connections that share one of them.
+	Status   string     `json:"status,omitempty"`
+	LastSeen *time.Time `json:"last_seen,omitempty"`
+	RoomIDs  []string   `json:"room_ids,omitempty"`
+	// SessionID is set for SignalSessionRevoked.
+	SessionID string `json:"session_id,omitempty"`
+}
+
+// SignalBatch is the payload of TopicSignals.
+type SignalBatch struct {
+	Signals []Signal `json:"signals"`
+}

@@ -1,0 +1,146 @@
+// Package httpapi holds the HTTP plumbing every papo service shares: JSON
+// encoding and decoding with size limits, the one mapping from
+// apierror.Kind to HTTP status, request ids, access logs and health routes.
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/papochat/papo/platform/apierror"
+)
+
+// DefaultMaxBody is the request body limit when a handler names none.
+const DefaultMaxBody = 64 << 10
+
+// Encode writes v as JSON with the given status.
+func Encode(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if v != nil {
+		_ = json.NewEncoder(w).Encode(v)
+	}
+}
+
+// Decode reads one JSON object of at most maxBytes from r's body into v.
+// Unknown fields are allowed (clients may be newer than the server); a body
+// over the limit is a TooLarge error, malformed JSON an Invalid one.
+func Decode(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxBody
+	}
+	body := http.MaxBytesReader(w, r.Body, maxBytes)
+	dec := json.NewDecoder(body)
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooLarge):
+			return apierror.New(apierror.TooLarge, "body_too_large", "request body is over %d bytes", maxBytes)
+		case errors.Is(err, io.EOF):
+			return apierror.Invalidf("invalid_json", "request body is empty")
+		default:
+			return apierror.Invalidf("invalid_json", "request body is not valid JSON: %v", err)
+		}
+	}
+	if dec.More() {
+		return apierror.Invalidf("invalid_json", "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// ErrorBody is the JSON shape of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the inner object of ErrorBody.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Status maps an error kind to its HTTP status. It is the only place that
+// does.
+func Status(k apierror.Kind) int {
+	switch k {
+	case apierror.Invalid:
+		return http.StatusBadRequest
+	case apierror.Unauthenticated:
+		return http.StatusUnauthorized
+	case apierror.Forbidden:
+		return http.StatusForbidden
+	case apierror.NotFound:
+		return http.StatusNotFound
+	case apierror.Conflict:
+		return http.StatusConflict
+	case apierror.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case apierror.RateLimited:
+		return http.StatusTooManyRequests
+	case apierror.Unavailable:
+		return http.StatusServiceUnavailable
+	default:
+		return http.StatusInternalServerError
+	}
+}
+
+// Error writes err as an error response. Internal errors are logged and
+// answered with a generic message, so no detail of a fault leaks.
+func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e, ok := apierror.As(err)
+	if !ok {
+		log.ErrorContext(r.Context(), "internal error", "method", r.Method, "path", r.URL.Path,
+			"request_id", RequestID(r.Context()), "err", err)
+		e = apierror.New(apierror.Internal, "internal", "internal error")
+	}
+	if e.Kind == apierror.RateLimited && e.RetryAfter > 0 {
+		secs := int(e.RetryAfter.Seconds() + 0.999)
+		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
+	}
+	if e.Kind == apierror.Unauthenticated {
+		w.Header().Set("WWW-Authenticate", `Bearer`)
+	}
+	Encode(w, Status(e.Kind), ErrorBody{Error: ErrorDetail{Code: e.Code, Message: e.Message}})
+}
+
+// HandlerFunc is an http handler that returns an error; Handle adapts it.
+type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+// Handle turns a HandlerFunc into an http.Handler that writes returned errors
+// with Error.
+func Handle(log *slog.Logger, h HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			Error(w, r, log, err)
+		}
+	})
+}
+
+// KindOf maps an HTTP status back to an error kind, for errors that come
+// back from another service.
+func KindOf(status int) apierror.Kind {
+	switch status {
+	case http.StatusBadRequest:
+		return apierror.Invalid
+	case http.StatusUnauthorized:
+		return apierror.Unauthenticated
+	case http.StatusForbidden:
+		return apierror.Forbidden
+	case http.StatusNotFound:
+		return apierror.NotFound
+	case http.StatusConflict:
+		return apierror.Conflict
+	case http.StatusRequestEntityTooLarge:
+		return apierror.TooLarge
+	case http.StatusTooManyRequests:
+		return apierror.RateLimited
+	case http.StatusServiceUnavailable:
+		return apierror.Unavailable
+	default:
+		return apierror.Internal
+	}
+}

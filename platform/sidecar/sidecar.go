@@ -1,0 +1,79 @@
+// Package sidecar connects a service to its Dapr sidecar: a gRPC client
+// for the SDK (pub/sub, state, bindings, secrets) and a readiness probe.
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Client returns a Dapr SDK client for the sidecar's gRPC API on
+// 127.0.0.1:grpcPort. It does not block: the connection is made on first
+// use, so a service can start serving /healthz before its sidecar is up
+// (daprd waits for the app's port, so blocking here would deadlock).
+func Client(grpcPort string) (dapr.Client, error) {
+	conn, err := grpc.NewClient("127.0.0.1:"+grpcPort,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("dial dapr sidecar on port %s: %w", grpcPort, err)
+	}
+	return dapr.NewClientWithConnection(conn), nil
+}
+
+// Probe checks the sidecar's outbound readiness: its components are loaded
+// and it can serve the app's calls. It does not depend on the app itself.
+type Probe struct {
+	url string
+	hc  *http.Client
+}
+
+// NewProbe returns a Probe for the sidecar whose HTTP API is on
+// 127.0.0.1:httpPort.
+func NewProbe(httpPort string) *Probe {
+	return &Probe{
+		url: "http://127.0.0.1:" + httpPort + "/v1.0/healthz/outbound",
+		hc:  &http.Client{Timeout: 2 * time.Second},
+	}
+}
+
+// Check returns nil when the sidecar is ready.
+func (p *Probe) Check(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := p.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("dapr sidecar: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("dapr sidecar not ready: %s", resp.Status)
+	}
+	return nil
+}
+
+// Wait polls Check until the sidecar is ready or ctx is done.
+func (p *Probe) Wait(ctx context.Context) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		err := p.Check(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for dapr sidecar: %w (last: %v)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
+}
