@@ -32,11 +32,15 @@ const (
 	TopicSignals = "room.signals"
 	// TopicDeadLetter receives submissions that can never be stored.
 	TopicDeadLetter = "messages.deadletter"
+	// TopicSessions carries SessionRevoked notices from auth to every
+	// replica of every service (each through Fanout), so revoked sessions
+	// are refused everywhere before their tokens expire.
+	TopicSessions = "sessions.revoked"
 )
 
 // AllTopics lists every topic, for brokers whose streams must exist before
 // the sidecars start (NATS JetStream).
-var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter}
+var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions}
 
 // Submission is one client request to change a room's log.
 type Submission struct {
@@ -106,4 +110,14 @@ type Signal struct {
 // SignalBatch is the payload of TopicSignals.
 type SignalBatch struct {
 	Signals []Signal `json:"signals"`
+}
+
+// SessionRevoked is the payload of TopicSessions.
+type SessionRevoked struct {
+	SessionID string    `json:"session_id"`
+	UserID    string    `json:"user_id"`
+	RevokedAt time.Time `json:"revoked_at"`
+	// Until is when the session's last access token expires; after it the
+	// notice no longer matters.
+	Until time.Time `json:"until"`
 }
