@@ -1,0 +1,67 @@
+// Command papo runs a whole papo stack on this machine: `make run`.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/papochat/papo/launcher"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "papo:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("papo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	profile := fs.String("profile", or(getenv("PROFILE"), "local"), "components/<profile>/ to run on (env PROFILE)")
+	addr := fs.String("addr", or(getenv("PAPO_ADDR"), "127.0.0.1:8080"), "gateway listen address (env PAPO_ADDR)")
+	dataDir := fs.String("data", getenv("PAPO_DATA_DIR"), "data dir (env PAPO_DATA_DIR; default .data/<profile>)")
+	replicas := fs.Int("ws-replicas", 2, "number of ws replicas")
+	daprLog := fs.String("daprd-log-level", or(getenv("PAPO_DAPRD_LOG_LEVEL"), "warn"), "daprd log level")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	root, err := launcher.FindRoot(".")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "papo: starting profile %q (Ctrl-C stops everything)\n", *profile)
+	stack, err := launcher.Start(ctx, launcher.Options{
+		Root:          root,
+		Profile:       *profile,
+		DataDir:       *dataDir,
+		GatewayAddr:   *addr,
+		WSReplicas:    *replicas,
+		Log:           stdout,
+		Progress:      stdout,
+		DaprdLogLevel: *daprLog,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\npapo: ready — open %s\n\n", stack.GatewayURL)
+	<-ctx.Done()
+	fmt.Fprintln(stdout, "papo: stopping")
+	stack.Stop()
+	fmt.Fprintln(stdout, "papo: stopped")
+	return nil
+}
+
+func or(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}

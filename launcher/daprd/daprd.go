@@ -1,0 +1,205 @@
+// Package daprd finds a daprd 1.14 binary for the launcher, building the
+// project's pinned one (tools/daprd) once when none is installed, and
+// describes how one sidecar is started.
+package daprd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Version is the daprd version papo pins.
+const Version = "1.14.0"
+
+// compatible reports whether a daprd version string is one papo runs on.
+func compatible(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "1.14.") }
+
+// Locate returns the path of a usable daprd. In order it takes:
+// $PAPO_DAPRD; a daprd 1.14.x on PATH; the Dapr CLI's ~/.dapr/bin/daprd
+// when it is 1.14.x; the project's build cached under the user cache dir;
+// and otherwise builds tools/daprd (under root) into that cache, writing
+// progress to progress. Concurrent callers (parallel test binaries) wait
+// for one build.
+func Locate(ctx context.Context, root string, progress io.Writer) (string, error) {
+	if p := os.Getenv("PAPO_DAPRD"); p != "" {
+		if v, err := version(ctx, p); err != nil || !compatible(v) {
+			return "", fmt.Errorf("PAPO_DAPRD=%s: version %q (%v), want %s", p, v, err, Version)
+		}
+		return p, nil
+	}
+	var candidates []string
+	if p, err := exec.LookPath("daprd"); err == nil {
+		candidates = append(candidates, p)
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		candidates = append(candidates, filepath.Join(home, ".dapr", "bin", "daprd"))
+	}
+	for _, p := range candidates {
+		if v, err := version(ctx, p); err == nil && compatible(v) {
+			return p, nil
+		}
+	}
+	cached, err := CachePath()
+	if err != nil {
+		return "", err
+	}
+	if v, err := version(ctx, cached); err == nil && compatible(v) {
+		return cached, nil
+	}
+	return build(ctx, root, cached, progress)
+}
+
+// CachePath is where the project's own daprd build is kept.
+func CachePath() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", fmt.Errorf("find a cache dir for daprd: %w", err)
+	}
+	return filepath.Join(dir, "papo", "bin", "daprd-"+Version), nil
+}
+
+func version(ctx context.Context, path string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--version").Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+// build compiles tools/daprd into dst under an exclusive file lock.
+func build(ctx context.Context, root, dst string, progress io.Writer) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return "", err
+	}
+	lock, err := os.OpenFile(dst+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return "", err
+	}
+	defer lock.Close()
+	fmt.Fprintf(progress, "papo: waiting for the daprd build lock (%s)\n", lock.Name())
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return "", fmt.Errorf("lock daprd build: %w", err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+	// Another process may have finished the build while we waited.
+	if v, err := version(ctx, dst); err == nil && compatible(v) {
+		return dst, nil
+	}
+
+	src := filepath.Join(root, "tools", "daprd")
+	fmt.Fprintf(progress, "papo: no daprd %s installed; building the pinned one from %s once.\n"+
+		"papo: this downloads and compiles Dapr (a few minutes on a new machine); later runs reuse %s\n", Version, src, dst)
+	tmp := dst + ".tmp"
+	cmd := exec.CommandContext(ctx, "go", "build", "-v", "-tags", "stablecomponents",
+		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version,
+		"-o", tmp, ".")
+	cmd.Dir = src
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", err
+	}
+	cmd.Stdout = progress
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("build daprd: %w", err)
+	}
+	// "go build -v" names each package as it compiles; show a count and the
+	// latest name so a long first build visibly moves.
+	var last []string
+	n := 0
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		n++
+		last = append(last, line)
+		if len(last) > 20 {
+			last = last[1:]
+		}
+		if n%50 == 0 {
+			fmt.Fprintf(progress, "papo: building daprd: %d packages, %s elapsed (%s)\n", n, time.Since(start).Round(time.Second), line)
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return "", fmt.Errorf("build daprd: %w\n%s", err, strings.Join(last, "\n"))
+	}
+	if v, err := version(ctx, tmp); err != nil || !compatible(v) {
+		return "", fmt.Errorf("built daprd reports version %q (%v)", v, err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(progress, "papo: built daprd %s in %s\n", Version, time.Since(start).Round(time.Second))
+	return dst, nil
+}
+
+// Sidecar describes one daprd process.
+type Sidecar struct {
+	AppID string
+	// AppPort is the app's HTTP port; empty for an app-less sidecar.
+	AppPort      string
+	HTTPPort     int
+	GRPCPort     int
+	InternalPort int
+	MetricsPort  int
+	PublicPort   int
+	// ResourcesDir holds the component files.
+	ResourcesDir string
+	// Configs are Configuration files, applied in order.
+	Configs  []string
+	LogLevel string
+}
+
+// Args returns daprd's command line. Every port is explicit (daprd picks a
+// random internal port otherwise, and a collision is fatal at start) and
+// every listener is bound to loopback.
+func (s Sidecar) Args() []string {
+	args := []string{
+		"--app-id", s.AppID,
+		"--mode", "standalone",
+		"--dapr-http-port", fmt.Sprint(s.HTTPPort),
+		"--dapr-grpc-port", fmt.Sprint(s.GRPCPort),
+		"--dapr-internal-grpc-port", fmt.Sprint(s.InternalPort),
+		"--dapr-internal-grpc-listen-address", "127.0.0.1",
+		"--dapr-listen-addresses", "127.0.0.1",
+		"--metrics-port", fmt.Sprint(s.MetricsPort),
+		"--metrics-listen-address", "127.0.0.1",
+		"--dapr-public-port", fmt.Sprint(s.PublicPort),
+		"--dapr-public-listen-address", "127.0.0.1",
+		"--resources-path", s.ResourcesDir,
+		"--log-level", cmpOr(s.LogLevel, "warn"),
+		"--dapr-graceful-shutdown-seconds", "5",
+	}
+	if s.AppPort != "" {
+		args = append(args, "--app-port", s.AppPort, "--app-channel-address", "127.0.0.1")
+	}
+	for _, c := range s.Configs {
+		args = append(args, "--config", c)
+	}
+	return args
+}
+
+// Env returns the environment additions daprd needs: it announces
+// 127.0.0.1 to name resolution instead of the machine's address.
+func (s Sidecar) Env() []string {
+	return []string{"DAPR_HOST_IP=127.0.0.1"}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// ErrNotInstalled is returned when no daprd is found and building is not
+// allowed.
+var ErrNotInstalled = errors.New("daprd not installed")

@@ -1,0 +1,635 @@
+// Package launcher starts a whole papo stack on one machine: the profile's
+// infrastructure (an embedded NATS JetStream for the local profile), every
+// service with its own daprd sidecar, two ws replicas, and waits until each
+// is ready. `make run` (cmd/papo) and the end-to-end tests use it alike.
+package launcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/papochat/papo/launcher/daprd"
+	"github.com/papochat/papo/launcher/natsjs"
+	"github.com/papochat/papo/launcher/procs"
+	"github.com/papochat/papo/platform/events"
+)
+
+// Services are the six papo services, in start order.
+var Services = []string{"auth", "message", "presence", "notification", "ws", "gateway"}
+
+// Options configure a stack.
+type Options struct {
+	// Root is the repository root (holds go.work, services/, components/).
+	Root string
+	// Profile names the components/<profile>/ folder; default "local".
+	Profile string
+	// DataDir keeps the stack's files (NATS, SQLite, keys, binaries);
+	// default <Root>/.data/<Profile>.
+	DataDir string
+	// GatewayAddr is the gateway's listen address; default 127.0.0.1:8080.
+	// Port 0 picks a free port.
+	GatewayAddr string
+	// NATSPort is the embedded NATS port (local profile); 0 picks a free one.
+	NATSPort int
+	// WSReplicas is the number of ws replicas; default 2.
+	WSReplicas int
+	// Log receives every process's output, prefixed with its name.
+	Log io.Writer
+	// Progress receives the launcher's own messages.
+	Progress io.Writer
+	// Env adds environment variables to every service.
+	Env map[string]string
+	// DaprdLogLevel is daprd's log level; default "warn".
+	DaprdLogLevel string
+	// ReadyTimeout bounds the wait for every service to be ready; default 90 s.
+	ReadyTimeout time.Duration
+	// PushURL is where the `push` binding sends; default a sink in the
+	// launcher that prints each push.
+	PushURL string
+}
+
+// App is one running service replica with its sidecar.
+type App struct {
+	Name     string // e.g. "ws-2"
+	AppID    string // e.g. "ws"
+	Port     int
+	DaprHTTP int
+	DaprGRPC int
+
+	spec    procs.Spec
+	sidecar daprd.Sidecar
+	stack   *Stack
+
+	mu  sync.Mutex
+	app *procs.Proc
+	dpr *procs.Proc
+}
+
+// URL is the app's own base URL (not through the gateway).
+func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
+
+// Stack is a running papo system.
+type Stack struct {
+	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080.
+	GatewayURL string
+	Profile    Profile
+	DataDir    string
+
+	opts Options
+	nats *natsjs.Server
+	sink *pushSink
+	apps []*App
+	lock *os.File
+}
+
+// Apps returns the replicas of appID, or every app when appID is "".
+func (s *Stack) Apps(appID string) []*App {
+	var out []*App
+	for _, a := range s.apps {
+		if appID == "" || a.AppID == appID {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// App returns the app named name ("ws-1", "message", …) or nil.
+func (s *Stack) App(name string) *App {
+	for _, a := range s.apps {
+		if a.Name == name {
+			return a
+		}
+	}
+	return nil
+}
+
+// FindRoot walks up from dir to the folder holding go.work.
+func FindRoot(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.work found above the current directory: run from the papo repository")
+		}
+		dir = parent
+	}
+}
+
+func (o *Options) defaults() error {
+	if o.Root == "" {
+		root, err := FindRoot(".")
+		if err != nil {
+			return err
+		}
+		o.Root = root
+	}
+	if o.Profile == "" {
+		o.Profile = "local"
+	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(o.Root, ".data", o.Profile)
+	}
+	if o.GatewayAddr == "" {
+		o.GatewayAddr = "127.0.0.1:8080"
+	}
+	if o.WSReplicas <= 0 {
+		o.WSReplicas = 2
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 90 * time.Second
+	}
+	return nil
+}
+
+// Start brings a stack up and returns when every service answers /readyz.
+// On error everything started so far is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if err := opts.defaults(); err != nil {
+		return nil, err
+	}
+	profile, ok := Profiles[opts.Profile]
+	if !ok {
+		profile = Profile{Name: opts.Profile}
+	}
+	componentsSrc := filepath.Join(opts.Root, "components", opts.Profile)
+	if _, err := os.Stat(componentsSrc); err != nil {
+		return nil, fmt.Errorf("profile %q: %w", opts.Profile, err)
+	}
+	if err := profile.CheckNeeds(ctx); err != nil {
+		return nil, err
+	}
+	dataDir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return nil, err
+	}
+	s := &Stack{Profile: profile, DataDir: dataDir, opts: opts}
+	if err := s.takeLock(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+
+	daprdPath, err := daprd.Locate(ctx, opts.Root, opts.Progress)
+	if err != nil {
+		return nil, err
+	}
+	binDir := filepath.Join(dataDir, "bin")
+	if err := buildServices(ctx, opts.Root, binDir, opts.Progress); err != nil {
+		return nil, err
+	}
+
+	vars := map[string]string{
+		"PAPO_DATA_DIR":     dataDir,
+		"PAPO_SECRETS_FILE": filepath.Join(dataDir, "secrets.json"),
+	}
+	if profile.EmbeddedNATS {
+		port := opts.NATSPort
+		if port == 0 {
+			if port, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		s.nats, err = natsjs.Start(port, filepath.Join(dataDir, "nats"))
+		if err != nil {
+			return nil, err
+		}
+		vars["PAPO_NATS_URL"] = s.nats.URL()
+		fmt.Fprintf(opts.Progress, "papo: embedded NATS JetStream on %s\n", s.nats.URL())
+	} else if profile.NATSURL != "" {
+		vars["PAPO_NATS_URL"] = profile.NATSURL
+	}
+	if url := vars["PAPO_NATS_URL"]; url != "" {
+		if err := natsjs.EnsureStreams(ctx, url, events.AllTopics, 24*time.Hour); err != nil {
+			return nil, err
+		}
+	}
+	vars["PAPO_PUSH_URL"] = opts.PushURL
+	if opts.PushURL == "" {
+		if s.sink, err = startPushSink(opts.Log); err != nil {
+			return nil, err
+		}
+		vars["PAPO_PUSH_URL"] = s.sink.url
+	}
+	if err := ensureFile(vars["PAPO_SECRETS_FILE"], "{}\n"); err != nil {
+		return nil, err
+	}
+	resources := filepath.Join(dataDir, "components")
+	_ = os.RemoveAll(resources)
+	if err := renderComponents(componentsSrc, resources, vars); err != nil {
+		return nil, err
+	}
+	configs, err := s.daprConfigs()
+	if err != nil {
+		return nil, err
+	}
+
+	if err := s.plan(binDir, resources, configs, vars); err != nil {
+		return nil, err
+	}
+	for _, a := range s.apps {
+		a.sidecar.ResourcesDir = resources
+	}
+	width := 0
+	for _, a := range s.apps {
+		width = max(width, len(a.Name)+5)
+	}
+	for _, a := range s.apps {
+		if err := a.start(daprdPath, width); err != nil {
+			return nil, err
+		}
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
+	defer cancel()
+	if err := s.waitReady(readyCtx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// takeLock makes sure one launcher at a time uses a data dir.
+func (s *Stack) takeLock() error {
+	f, err := os.OpenFile(filepath.Join(s.DataDir, "launcher.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("another papo stack is running with data dir %s (stop it first, or set another data dir)", s.DataDir)
+	}
+	s.lock = f
+	return nil
+}
+
+// daprConfigs returns the Configuration files for every sidecar: the
+// project's dapr/config.yaml, then a generated one that points name
+// resolution at this stack's own SQLite table, so app-ids of two stacks on
+// one machine never resolve to each other (mDNS would mix them).
+func (s *Stack) daprConfigs() ([]string, error) {
+	var configs []string
+	base := filepath.Join(s.opts.Root, "dapr", "config.yaml")
+	if _, err := os.Stat(base); err == nil {
+		configs = append(configs, base)
+	}
+	nr := filepath.Join(s.DataDir, "nameresolution.yaml")
+	content := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: papo-launcher
+spec:
+  nameResolution:
+    component: sqlite
+    version: v1
+    configuration:
+      connectionString: %q
+      updateInterval: 5s
+`, filepath.Join(s.DataDir, "nameresolution.db"))
+	if err := os.WriteFile(nr, []byte(content), 0o644); err != nil {
+		return nil, err
+	}
+	return append(configs, nr), nil
+}
+
+// plan assigns every port of every app and sidecar.
+func (s *Stack) plan(binDir, resources string, configs []string, vars map[string]string) error {
+	type appName struct{ name, appID string }
+	var names []appName
+	for _, svc := range Services {
+		if svc == "ws" {
+			for i := 1; i <= s.opts.WSReplicas; i++ {
+				names = append(names, appName{fmt.Sprintf("ws-%d", i), "ws"})
+			}
+			continue
+		}
+		names = append(names, appName{svc, svc})
+	}
+	gwHost, gwPort, err := net.SplitHostPort(s.opts.GatewayAddr)
+	if err != nil {
+		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
+	}
+	all, err := freePorts(6 * len(names))
+	if err != nil {
+		return err
+	}
+	var wsURLs []string
+	for i, n := range names {
+		ports := all[6*i : 6*i+6]
+		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
+		if n.appID == "gateway" && gwPort != "0" {
+			p, err := strconv.Atoi(gwPort)
+			if err != nil {
+				return fmt.Errorf("gateway port %q: %w", gwPort, err)
+			}
+			ln, err := net.Listen("tcp", s.opts.GatewayAddr)
+			if err != nil {
+				return fmt.Errorf("the gateway's address %s is taken (another papo, or set PAPO_ADDR): %w", s.opts.GatewayAddr, err)
+			}
+			ln.Close()
+			a.Port = p
+		}
+		a.sidecar = daprd.Sidecar{
+			AppID:        n.appID,
+			AppPort:      strconv.Itoa(a.Port),
+			HTTPPort:     ports[1],
+			GRPCPort:     ports[2],
+			InternalPort: ports[3],
+			MetricsPort:  ports[4],
+			PublicPort:   ports[5],
+			ResourcesDir: resources,
+			Configs:      configs,
+			LogLevel:     s.opts.DaprdLogLevel,
+		}
+		if n.appID == "ws" {
+			wsURLs = append(wsURLs, a.URL())
+		}
+		s.apps = append(s.apps, a)
+	}
+	for _, a := range s.apps {
+		host := "127.0.0.1"
+		if a.AppID == "gateway" && gwHost != "" {
+			host = gwHost
+		}
+		env := []string{
+			"APP_HOST=" + host,
+			"APP_PORT=" + strconv.Itoa(a.Port),
+			"DAPR_HTTP_PORT=" + strconv.Itoa(a.DaprHTTP),
+			"DAPR_GRPC_PORT=" + strconv.Itoa(a.DaprGRPC),
+			"APP_ID=" + a.AppID,
+			"APP_REPLICA=" + a.Name,
+		}
+		switch a.AppID {
+		case "gateway":
+			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","))
+		case "auth":
+			env = append(env, "AUTH_DEV_GENERATE_KEYS=true", "AUTH_DEV_KEY_FILE="+vars["PAPO_SECRETS_FILE"])
+		case "ws":
+			gw := "127.0.0.1:" + strconv.Itoa(s.gatewayPort())
+			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()))
+		}
+		for k, v := range s.opts.Env {
+			env = append(env, k+"="+v)
+		}
+		a.spec = procs.Spec{Name: a.Name, Path: filepath.Join(binDir, a.AppID), Dir: s.DataDir, Env: env}
+	}
+	if gw := s.App("gateway"); gw != nil {
+		host := gwHost
+		if host == "" || host == "0.0.0.0" {
+			host = "127.0.0.1"
+		}
+		s.GatewayURL = "http://" + net.JoinHostPort(host, strconv.Itoa(gw.Port))
+	}
+	return nil
+}
+
+func (s *Stack) gatewayPort() int {
+	if gw := s.App("gateway"); gw != nil {
+		return gw.Port
+	}
+	return 0
+}
+
+// start starts the app, then its sidecar (daprd waits for the app's port).
+func (a *App) start(daprdPath string, width int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	app, err := procs.Start(a.spec, a.stack.opts.Log, width)
+	if err != nil {
+		return err
+	}
+	dpr, err := procs.Start(procs.Spec{
+		Name: a.Name + ".dapr",
+		Path: daprdPath,
+		Args: a.sidecar.Args(),
+		Dir:  a.stack.DataDir,
+		Env:  a.sidecar.Env(),
+	}, a.stack.opts.Log, width)
+	if err != nil {
+		app.Stop(time.Second)
+		return err
+	}
+	a.app, a.dpr = app, dpr
+	return nil
+}
+
+// Restart starts a stopped or killed app and its sidecar again on the same
+// ports and waits until it is ready.
+func (a *App) Restart(ctx context.Context, daprdPath string) error {
+	a.Stop()
+	if err := a.start(daprdPath, len(a.Name)+5); err != nil {
+		return err
+	}
+	return a.waitReady(ctx)
+}
+
+// Kill kills the app and its sidecar with SIGKILL, as a crash would.
+func (a *App) Kill() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range []*procs.Proc{a.app, a.dpr} {
+		if p != nil {
+			_ = p.Signal(syscall.SIGKILL)
+			<-p.Done()
+		}
+	}
+}
+
+// Stop stops the app gracefully (SIGTERM, up to 12 s for ws to drain), then
+// its sidecar.
+func (a *App) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.app != nil {
+		a.app.Stop(12 * time.Second)
+	}
+	if a.dpr != nil {
+		a.dpr.Stop(8 * time.Second)
+	}
+}
+
+// Signal sends sig to the app process only (not its sidecar).
+func (a *App) Signal(sig syscall.Signal) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.app == nil {
+		return nil
+	}
+	return a.app.Signal(sig)
+}
+
+// Exited is closed when the app process exits.
+func (a *App) Exited() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.app.Done()
+}
+
+func (a *App) waitReady(ctx context.Context) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	t := time.NewTicker(150 * time.Millisecond)
+	defer t.Stop()
+	var last string
+	for {
+		a.mu.Lock()
+		app, dpr := a.app, a.dpr
+		a.mu.Unlock()
+		for _, p := range []*procs.Proc{app, dpr} {
+			if p.Exited() {
+				return fmt.Errorf("%s exited before it was ready (%v):\n  %s", p.Name, p.Err(), strings.Join(p.Tail(), "\n  "))
+			}
+		}
+		resp, err := hc.Get(a.URL() + "/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(string(body)))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready: %w (last /readyz: %s)\n  %s", a.Name, ctx.Err(), last,
+				strings.Join(append(app.Tail(), dpr.Tail()...), "\n  "))
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Stack) waitReady(ctx context.Context) error {
+	errc := make(chan error, len(s.apps))
+	for _, a := range s.apps {
+		go func() { errc <- a.waitReady(ctx) }()
+	}
+	var errs []error
+	for range s.apps {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Stop stops the stack in order: the gateway first (no new clients), then
+// ws (clients are told to go away), then the other services, their
+// sidecars, and the broker.
+func (s *Stack) Stop() {
+	stopAll := func(appIDs ...string) {
+		var wg sync.WaitGroup
+		for _, a := range s.apps {
+			for _, id := range appIDs {
+				if a.AppID == id {
+					wg.Add(1)
+					go func() { defer wg.Done(); a.Stop() }()
+				}
+			}
+		}
+		wg.Wait()
+	}
+	stopAll("gateway")
+	stopAll("ws")
+	stopAll("auth", "message", "presence", "notification")
+	if s.nats != nil {
+		s.nats.Stop()
+		s.nats = nil
+	}
+	if s.sink != nil {
+		s.sink.stop()
+		s.sink = nil
+	}
+	if s.lock != nil {
+		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)
+		s.lock.Close()
+		s.lock = nil
+	}
+}
+
+// DaprdPath returns the daprd binary the stack uses.
+func (s *Stack) DaprdPath(ctx context.Context) (string, error) {
+	return daprd.Locate(ctx, s.opts.Root, s.opts.Progress)
+}
+
+// buildServices compiles every service into binDir in one go build.
+func buildServices(ctx context.Context, root, binDir string, progress io.Writer) error {
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return err
+	}
+	args := []string{"build", "-o", binDir + string(os.PathSeparator)}
+	for _, svc := range Services {
+		args = append(args, "./services/"+svc)
+	}
+	fmt.Fprintf(progress, "papo: building services into %s\n", binDir)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("build services: %w\n%s", err, out)
+	}
+	return nil
+}
+
+func ensureFile(path, content string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	return os.WriteFile(path, []byte(content), 0o600)
+}
+
+func freePort() (int, error) {
+	ps, err := freePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ps[0], nil
+}
+
+// freePorts asks the kernel for n distinct free loopback ports. They are
+// held open together so the kernel cannot hand out one twice.
+func freePorts(n int) ([]int, error) {
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("find a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
