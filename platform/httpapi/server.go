@@ -49,8 +49,17 @@ func (s *Server) HTTPServer() *http.Server { return s.srv }
 // Serve serves until ctx is done, then shuts down gracefully, giving
 // in-flight requests up to grace to finish.
 func (s *Server) Serve(ctx context.Context, grace time.Duration) error {
+	return s.serve(ctx, grace, func() error { return s.srv.Serve(s.ln) })
+}
+
+// ServeTLS is Serve over TLS with the given certificate and key files.
+func (s *Server) ServeTLS(ctx context.Context, certFile, keyFile string, grace time.Duration) error {
+	return s.serve(ctx, grace, func() error { return s.srv.ServeTLS(s.ln, certFile, keyFile) })
+}
+
+func (s *Server) serve(ctx context.Context, grace time.Duration, serve func() error) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.ln) }()
+	go func() { errc <- serve() }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
