@@ -1,0 +1,122 @@
+// Package bus adapts Dapr pub/sub (through the go-sdk client) to the hub:
+// a Publisher, and streaming subscriptions that decode each message and
+// hand it to a hub method. It may depend on api and platform only.
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+)
+
+// Publisher publishes JSON payloads through the sidecar.
+type Publisher struct {
+	Client dapr.Client
+}
+
+// Publish implements hub.Publisher.
+func (p Publisher) Publish(ctx context.Context, pubsub, topic string, data []byte) error {
+	err := p.Client.PublishEvent(ctx, pubsub, topic, data, dapr.PublishEventWithContentType("application/json"))
+	if err != nil {
+		return fmt.Errorf("publish to %s/%s: %w", pubsub, topic, err)
+	}
+	return nil
+}
+
+// Handler consumes one decoded payload.
+type Handler[T any] func(T)
+
+// Subscription is one streaming subscription kept open until its context
+// ends: it resubscribes after a failure (the sidecar restarting, or not up
+// yet) with a capped backoff.
+type Subscription struct {
+	Client dapr.Client
+	PubSub string
+	Topic  string
+	Log    *slog.Logger
+
+	active atomic.Bool
+}
+
+// Active reports whether the subscription is open now (for /readyz).
+func (s *Subscription) Active() bool { return s.active.Load() }
+
+// Run consumes messages until ctx ends, passing each raw payload to
+// handle. A payload handle refuses (error) is dropped: fan-out messages
+// are not worth a redelivery loop, and the gap fill recovers events.
+func (s *Subscription) Run(ctx context.Context, handle func([]byte) error) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		sub, err := s.Client.Subscribe(ctx, dapr.SubscriptionOptions{PubsubName: s.PubSub, Topic: s.Topic})
+		if err != nil {
+			s.Log.Warn("subscribe failed", "pubsub", s.PubSub, "topic", s.Topic, "err", err)
+			if !wait(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		s.active.Store(true)
+		s.Log.Info("subscribed", "pubsub", s.PubSub, "topic", s.Topic)
+		err = s.consume(ctx, sub, handle)
+		s.active.Store(false)
+		_ = sub.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		s.Log.Warn("subscription ended; resubscribing", "pubsub", s.PubSub, "topic", s.Topic, "err", err)
+		backoff = 100 * time.Millisecond
+		if !wait(ctx, backoff) {
+			return
+		}
+	}
+}
+
+func (s *Subscription) consume(ctx context.Context, sub *dapr.Subscription, handle func([]byte) error) error {
+	stop := context.AfterFunc(ctx, func() { _ = sub.Close() })
+	defer stop()
+	for {
+		msg, err := sub.Receive()
+		if err != nil {
+			return err
+		}
+		if err := handle(msg.RawData); err != nil {
+			s.Log.Warn("dropping malformed message", "topic", s.Topic, "id", msg.ID, "err", err)
+			if err := msg.Drop(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := msg.Success(); err != nil {
+			return err
+		}
+	}
+}
+
+// JSON adapts a typed handler to raw payloads.
+func JSON[T any](h Handler[T]) func([]byte) error {
+	return func(b []byte) error {
+		var v T
+		if err := json.Unmarshal(b, &v); err != nil {
+			return fmt.Errorf("decode %T: %w", v, err)
+		}
+		h(v)
+		return nil
+	}
+}
+
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,163 @@
+package hub
+
+import (
+	"context"
+	"time"
+
+	"github.com/papochat/papo/platform/events"
+)
+
+// outgoing is one submission or signal waiting to be published.
+type outgoing struct {
+	sub  events.Submission
+	sig  events.Signal
+	from *conn
+}
+
+// batcher publishes queued items in batches: one goroutine takes whatever
+// has queued up (up to max, optionally lingering window for more) and
+// publishes it as one pub/sub message. At low load a batch is a single
+// item and adds no delay; under load the batches grow while the previous
+// publish is in flight, so the broker sees fewer, larger messages.
+type batcher struct {
+	in      chan outgoing
+	max     int
+	window  time.Duration
+	publish func(ctx context.Context, items []outgoing)
+	quit    chan struct{}
+	done    chan struct{}
+}
+
+func newBatcher(h *Hub, size, max int, window time.Duration, publish func(context.Context, []outgoing)) *batcher {
+	b := &batcher{
+		in:      make(chan outgoing, size),
+		max:     max,
+		window:  window,
+		publish: publish,
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	h.workers.Add(1)
+	go func() {
+		defer h.workers.Done()
+		b.run()
+	}()
+	return b
+}
+
+// add queues an item; false when the queue is full or stopped.
+func (b *batcher) add(o outgoing) bool {
+	select {
+	case <-b.quit:
+		return false
+	default:
+	}
+	select {
+	case b.in <- o:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop publishes what is queued, then ends the batcher.
+func (b *batcher) stop() {
+	select {
+	case <-b.quit:
+	default:
+		close(b.quit)
+	}
+	<-b.done
+}
+
+func (b *batcher) run() {
+	defer close(b.done)
+	for {
+		var first outgoing
+		select {
+		case first = <-b.in:
+		case <-b.quit:
+			b.flush()
+			return
+		}
+		batch := b.collect(first)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		b.publish(ctx, batch)
+		cancel()
+	}
+}
+
+// collect gathers more items after first, without waiting unless a window
+// is set.
+func (b *batcher) collect(first outgoing) []outgoing {
+	batch := []outgoing{first}
+	var timeout <-chan time.Time
+	if b.window > 0 {
+		t := time.NewTimer(b.window)
+		defer t.Stop()
+		timeout = t.C
+	}
+	for len(batch) < b.max {
+		if timeout == nil {
+			select {
+			case o := <-b.in:
+				batch = append(batch, o)
+				continue
+			default:
+				return batch
+			}
+		}
+		select {
+		case o := <-b.in:
+			batch = append(batch, o)
+		case <-timeout:
+			return batch
+		}
+	}
+	return batch
+}
+
+// flush publishes whatever is still queued.
+func (b *batcher) flush() {
+	for {
+		select {
+		case o := <-b.in:
+			batch := b.collect(o)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			b.publish(ctx, batch)
+			cancel()
+		default:
+			return
+		}
+	}
+}
+
+func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) {
+	batch := events.SubmissionBatch{Submissions: make([]events.Submission, len(items))}
+	for i, it := range items {
+		batch.Submissions[i] = it.sub
+	}
+	err := h.deps.Publisher.Publish(ctx, events.PubSub, events.TopicSubmitted, encode(batch))
+	if err != nil {
+		h.log.Error("publish submissions", "count", len(items), "err", err)
+		for _, it := range items {
+			if it.from.takePending(it.sub.RoomID, it.sub.ClientID) {
+				it.from.sendError("unavailable", "the message could not be sent; retry with the same client_id", it.sub.ClientID)
+			}
+		}
+		return
+	}
+	h.stats.Published.Add(1)
+	h.stats.Submitted.Add(int64(len(items)))
+}
+
+func (h *Hub) publishSignals(ctx context.Context, items []outgoing) {
+	batch := events.SignalBatch{Signals: make([]events.Signal, len(items))}
+	for i, it := range items {
+		batch.Signals[i] = it.sig
+	}
+	// Signals are best effort: a lost typing notice is not worth a retry.
+	if err := h.deps.Publisher.Publish(ctx, events.Fanout, events.TopicSignals, encode(batch)); err != nil {
+		h.log.Warn("publish signals", "count", len(items), "err", err)
+	}
+}

@@ -1,0 +1,225 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/events"
+)
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// handle answers one client frame. Every refusal is an error frame; the
+// connection stays open (unless refusals turn into abuse, see refuse).
+func (c *conn) handle(data []byte) {
+	var f api.ClientFrame
+	if err := json.Unmarshal(data, &f); err != nil {
+		c.refuse("", "invalid_json", "a frame is one JSON object: "+err.Error())
+		return
+	}
+	if !c.limiter.Allow() {
+		c.refuse(f.ClientID, "rate_limited", "too many frames; slow down")
+		return
+	}
+	// Live delivery starts with the client's first frame (or when the hold
+	// after hello ends), after a resume is applied, so resumed rooms start
+	// from the client's own cursors.
+	if !c.firstFrame {
+		c.firstFrame = true
+		defer c.goLive()
+	}
+	switch f.Type {
+	case "":
+		c.refuse(f.ClientID, "missing_field", "type is required")
+	case api.FrameSend:
+		c.submit(f, api.EventMessage)
+	case api.FrameEdit:
+		c.submit(f, api.EventEdit)
+	case api.FrameDelete:
+		c.submit(f, api.EventDelete)
+	case api.FrameTyping:
+		c.typing(f)
+	case api.FrameRead:
+		c.read(f)
+	case api.FrameResume:
+		c.resume(data, f)
+	case api.FrameAuth:
+		c.reauth(f)
+	case api.FramePing:
+		c.send(encode(api.ServerFrame{Type: api.FramePong}))
+	default:
+		c.refuse(f.ClientID, "unknown_type", "unknown frame type "+strconv.Quote(truncate(f.Type, 32)))
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// submit validates a send, edit or delete and queues it for publishing.
+func (c *conn) submit(f api.ClientFrame, kind string) {
+	ref := truncate(f.ClientID, api.MaxClientIDLen)
+	switch {
+	case f.RoomID == "":
+		c.refuse(ref, "missing_field", "room_id is required")
+		return
+	case f.ClientID == "":
+		c.refuse(ref, "missing_field", "client_id is required")
+		return
+	case len(f.ClientID) > api.MaxClientIDLen:
+		c.refuse(ref, "invalid_client_id", "client_id is longer than "+itoa(api.MaxClientIDLen)+" characters")
+		return
+	}
+	if kind != api.EventMessage && f.TargetSeq <= 0 {
+		c.refuse(ref, "missing_field", "target_seq is required")
+		return
+	}
+	if kind != api.EventDelete {
+		n := utf8.RuneCountInString(f.Text)
+		switch {
+		case strings.TrimSpace(f.Text) == "":
+			c.refuse(ref, "invalid_text", "text must not be empty")
+			return
+		case n > api.MaxTextRunes:
+			c.refuse(ref, "text_too_long", "text is limited to "+itoa(api.MaxTextRunes)+" characters")
+			return
+		case !utf8.ValidString(f.Text):
+			c.refuse(ref, "invalid_text", "text is not valid UTF-8")
+			return
+		}
+	}
+	if !c.member(f.RoomID) {
+		c.refuse(ref, "not_member", "you are not a member of this room")
+		return
+	}
+	if !c.addPending(f.RoomID, f.ClientID) {
+		c.refuse(ref, "too_many_pending", "too many sends await their ack")
+		return
+	}
+	sub := events.Submission{
+		Type: kind, RoomID: f.RoomID, SenderID: c.userID, ClientID: f.ClientID,
+		Text: f.Text, TargetSeq: f.TargetSeq, SentAt: time.Now().UTC(),
+	}
+	if !c.h.submits.add(outgoing{sub: sub, from: c}) {
+		c.takePending(f.RoomID, f.ClientID)
+		c.refuse(ref, "server_busy", "the server is overloaded; retry with the same client_id")
+	}
+}
+
+// typing forwards a typing signal, at most one per user and room per
+// TypingEvery; extra ones are dropped silently.
+func (c *conn) typing(f api.ClientFrame) {
+	if f.RoomID == "" {
+		c.refuse("", "missing_field", "room_id is required")
+		return
+	}
+	if !c.member(f.RoomID) {
+		c.refuse("", "not_member", "you are not a member of this room")
+		return
+	}
+	if !c.h.users.allowTyping(c.userID, f.RoomID, time.Now().UnixNano(), int64(c.h.cfg.TypingEvery)) {
+		return
+	}
+	sig := events.Signal{Kind: events.SignalTyping, RoomID: f.RoomID, UserID: c.userID}
+	c.h.signals.add(outgoing{sig: sig, from: c})
+}
+
+// read moves the user's read marker through the message service.
+func (c *conn) read(f api.ClientFrame) {
+	switch {
+	case f.RoomID == "":
+		c.refuse("", "missing_field", "room_id is required")
+		return
+	case f.Seq <= 0:
+		c.refuse("", "missing_field", "seq is required")
+		return
+	}
+	if !c.member(f.RoomID) {
+		c.refuse("", "not_member", "you are not a member of this room")
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	if err := c.h.deps.Messages.MarkRead(ctx, f.RoomID, c.userID, f.Seq); err != nil {
+		c.refuseErr("", err)
+	}
+}
+
+// resume moves the connection's cursors to the client's last seen seqs;
+// rooms behind their head catch up from the message service before live
+// events continue. A resume sent as the first frame is applied before any
+// live event; a later one rewinds, so events already sent on this
+// connection after the given seq are sent again (in order).
+func (c *conn) resume(raw []byte, f api.ClientFrame) {
+	// "rooms":{} is a valid resume of nothing; only a missing key is refused.
+	var probe struct {
+		Rooms *json.RawMessage `json:"rooms"`
+	}
+	_ = json.Unmarshal(raw, &probe)
+	if probe.Rooms == nil {
+		c.refuse("", "missing_field", "rooms is required")
+		return
+	}
+	var unknown []string
+	c.mu.Lock()
+	for id, seq := range f.Rooms {
+		cr := c.rooms[id]
+		if cr == nil {
+			unknown = append(unknown, id)
+			continue
+		}
+		if seq < 0 {
+			seq = 0
+		}
+		cr.seq = seq
+		if c.live && !cr.syncing && cr.seq < cr.room.head.Load() {
+			c.startSync(id, cr)
+		}
+	}
+	c.mu.Unlock()
+	for _, id := range unknown {
+		c.refuse("", "not_member", "you are not a member of room "+strconv.Quote(truncate(id, 64)))
+	}
+}
+
+// reauth replaces the connection's token with a refreshed one of the same
+// user and session, pushing back the token_expired close.
+func (c *conn) reauth(f api.ClientFrame) {
+	if f.Token == "" {
+		c.refuse("", "missing_field", "token is required")
+		return
+	}
+	claims, err := c.h.deps.Verifier.Verify(c.ctx, f.Token)
+	if err != nil {
+		c.refuseErr("", err)
+		return
+	}
+	if claims.UserID != c.userID || claims.SessionID != c.sessionID {
+		c.refuse("", "token_mismatch", "the token belongs to another user or session")
+		return
+	}
+	c.setExpiry(claims.ExpiresAt)
+}
+
+// setExpiry arms the token_expired close at exp.
+func (c *conn) setExpiry(exp time.Time) {
+	if exp.IsZero() {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := time.Until(exp)
+	if c.expiry == nil {
+		c.expiry = time.AfterFunc(d, func() { c.close(api.CloseTokenExpired, "access token expired") })
+		return
+	}
+	c.expiry.Reset(d)
+}
