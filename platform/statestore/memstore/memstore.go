@@ -28,7 +28,13 @@ type Store struct {
 
 // New returns an empty store.
 func New() *Store {
-	return &Store{data: map[string]entry{}, now: time.Now}
+	return NewWithClock(time.Now)
+}
+
+// NewWithClock returns an empty store whose TTLs are measured on now, so a
+// test can move time forward instead of sleeping.
+func NewWithClock(now func() time.Time) *Store {
+	return &Store{data: map[string]entry{}, now: now}
 }
 
 // get returns the live entry at key; the caller holds mu.
