@@ -59,18 +59,40 @@ type tokenClaims struct {
 
 // Verifier verifies access tokens.
 type Verifier struct {
-	cfg  Config
-	keys KeySource
+	cfg      Config
+	keys     KeySource
+	revoked  *Revocations
+	trusted  map[string]TrustedIssuer
+	resolver IdentityResolver
+}
+
+// Option configures a Verifier.
+type Option func(*Verifier)
+
+// WithRevocations makes the Verifier refuse tokens of sessions in r, so a
+// logout or a detected refresh-token reuse takes effect before the
+// session's access tokens expire.
+func WithRevocations(r *Revocations) Option {
+	return func(v *Verifier) { v.revoked = r }
 }
 
 // NewVerifier returns a Verifier.
-func NewVerifier(cfg Config, keys KeySource) *Verifier {
-	return &Verifier{cfg: cfg, keys: keys}
+func NewVerifier(cfg Config, keys KeySource, opts ...Option) *Verifier {
+	v := &Verifier{cfg: cfg, keys: keys}
+	for _, o := range opts {
+		o(v)
+	}
+	return v
 }
 
 // Verify checks a token and returns its claims. Every failure is an
-// Unauthenticated *apierror.Error with code invalid_token.
+// Unauthenticated *apierror.Error with code invalid_token (session_revoked
+// for a revoked session), except that keys which cannot be fetched are an
+// Unavailable error: an outage of the issuer must not look like a logout.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	if ti, ok := v.trustedIssuerOf(token); ok {
+		return v.verifyExternal(ctx, ti, token)
+	}
 	var tc tokenClaims
 	parser := jwt.NewParser(
 		jwt.WithValidMethods(ValidMethods),
@@ -91,16 +113,32 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		return v.keys.Key(ctx, kid)
 	})
 	if err != nil {
-		return Claims{}, apierror.New(apierror.Unauthenticated, "invalid_token", "access token is invalid: %v", err)
+		return Claims{}, verifyError(err)
 	}
 	if tc.Subject == "" || tc.SessionID == "" {
 		return Claims{}, apierror.New(apierror.Unauthenticated, "invalid_token", "access token lacks sub or sid")
+	}
+	if v.revoked != nil && v.revoked.Revoked(tc.SessionID) {
+		return Claims{}, ErrSessionRevoked()
 	}
 	c := Claims{UserID: tc.Subject, SessionID: tc.SessionID, TokenID: tc.ID, Issuer: tc.Issuer}
 	if tc.ExpiresAt != nil {
 		c.ExpiresAt = tc.ExpiresAt.Time
 	}
 	return c, nil
+}
+
+// ErrSessionRevoked returns the error for a token of a revoked session.
+func ErrSessionRevoked() *apierror.Error {
+	return apierror.New(apierror.Unauthenticated, "session_revoked", "the session was revoked; log in again")
+}
+
+// verifyError turns a parse failure into the client-facing error.
+func verifyError(err error) error {
+	if e, ok := apierror.As(err); ok && e.Kind == apierror.Unavailable {
+		return e
+	}
+	return apierror.New(apierror.Unauthenticated, "invalid_token", "access token is invalid: %v", err)
 }
 
 // BearerToken returns the token of an "Authorization: Bearer" header, or "".
