@@ -1,0 +1,85 @@
+// Package publish provides the message service's publishers: Dapr, which
+// publishes through the sidecar to the competing-consumer pub/sub
+// component, and Memory, which records payloads for tests.
+package publish
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+
+	dapr "github.com/dapr/go-sdk/client"
+)
+
+// Dapr publishes JSON payloads to one pub/sub component through the sidecar.
+type Dapr struct {
+	client dapr.Client
+	pubsub string
+}
+
+// NewDapr returns a publisher to the component named pubsub.
+func NewDapr(client dapr.Client, pubsub string) *Dapr {
+	return &Dapr{client: client, pubsub: pubsub}
+}
+
+// Publish implements room.Publisher.
+func (d *Dapr) Publish(ctx context.Context, topic string, payload any) error {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("encode payload for %s: %w", topic, err)
+	}
+	if err := d.client.PublishEvent(ctx, d.pubsub, topic, b, dapr.PublishEventWithContentType("application/json")); err != nil {
+		return fmt.Errorf("publish to %s/%s: %w", d.pubsub, topic, err)
+	}
+	return nil
+}
+
+// Message is one payload a Memory publisher received, as JSON.
+type Message struct {
+	Topic string
+	Data  []byte
+}
+
+// Memory records published payloads in order. Fail, when set, makes
+// Publish fail with its error.
+type Memory struct {
+	mu   sync.Mutex
+	msgs []Message
+	fail error
+}
+
+// Publish implements room.Publisher.
+func (m *Memory) Publish(_ context.Context, topic string, payload any) error {
+	b, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("encode payload for %s: %w", topic, err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail != nil {
+		return m.fail
+	}
+	m.msgs = append(m.msgs, Message{Topic: topic, Data: b})
+	return nil
+}
+
+// SetFailure makes every later Publish fail with err (nil restores it).
+func (m *Memory) SetFailure(err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fail = err
+}
+
+// Messages returns the payloads published to topic so far.
+func (m *Memory) Messages(topic string) [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out [][]byte
+	for _, msg := range m.msgs {
+		if msg.Topic == topic {
+			out = append(out, msg.Data)
+		}
+	}
+	return out
+}

@@ -1,0 +1,715 @@
+package room_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/statestore/memstore"
+
+	"github.com/papochat/papo/services/message/internal/publish"
+	"github.com/papochat/papo/services/message/internal/room"
+)
+
+var ctx = context.Background()
+
+type fixture struct {
+	store statestore.Store
+	pub   *publish.Memory
+	svc   *room.Service
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	store := memstore.New()
+	pub := &publish.Memory{}
+	return &fixture{store: store, pub: pub, svc: room.New(store, pub, quiet())}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// roomWith creates a public room owned by owner that the others join.
+func (f *fixture) roomWith(t *testing.T, owner string, others ...string) api.Room {
+	t.Helper()
+	r, err := f.svc.Create(ctx, owner, "general", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range others {
+		if _, err := f.svc.Join(ctx, u, r.ID); err != nil {
+			t.Fatalf("join %s: %v", u, err)
+		}
+	}
+	return r
+}
+
+func msg(roomID, sender, clientID, text string) events.Submission {
+	return events.Submission{Type: api.EventMessage, RoomID: roomID, SenderID: sender, ClientID: clientID, Text: text}
+}
+
+func consume(t *testing.T, svc *room.Service, subs ...events.Submission) {
+	t.Helper()
+	if err := svc.Consume(ctx, events.SubmissionBatch{Submissions: subs}); err != nil {
+		t.Fatalf("consume: %v", err)
+	}
+}
+
+func history(t *testing.T, svc *room.Service, user, roomID string, p room.Page) api.EventsResponse {
+	t.Helper()
+	if p.Limit == 0 {
+		p.Limit = api.MaxPageLimit
+	}
+	resp, err := svc.History(ctx, user, roomID, p)
+	if err != nil {
+		t.Fatalf("history: %v", err)
+	}
+	return resp
+}
+
+// batches decodes what was published to room.events.
+func batches(t *testing.T, pub *publish.Memory) []events.RoomEventBatch {
+	t.Helper()
+	var out []events.RoomEventBatch
+	for _, b := range pub.Messages(events.TopicRoomEvents) {
+		var rb events.RoomEventBatch
+		if err := json.Unmarshal(b, &rb); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, rb)
+	}
+	return out
+}
+
+func messagesOnly(evs []api.Event) []api.Event {
+	var out []api.Event
+	for _, e := range evs {
+		if e.Type == api.EventMessage {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func checkGapFree(t *testing.T, evs []api.Event, from int64) {
+	t.Helper()
+	for i, e := range evs {
+		if want := from + int64(i); e.Seq != want {
+			t.Fatalf("event %d has seq %d, want %d (no gap, no duplicate)", i, e.Seq, want)
+		}
+	}
+}
+
+func TestEveryEventGetsTheNextSeq(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice", "bob") // bob's join is seq 1
+	consume(t, f.svc, msg(r.ID, "alice", "a1", "hi"), msg(r.ID, "bob", "b1", "hello"))
+	consume(t, f.svc, msg(r.ID, "alice", "a2", "how are you"))
+	if err := f.svc.Leave(ctx, "bob", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	got := history(t, f.svc, "alice", r.ID, room.Page{})
+	wantTypes := []string{api.EventMemberJoined, api.EventMessage, api.EventMessage, api.EventMessage, api.EventMemberLeft}
+	if len(got.Events) != len(wantTypes) || got.LastSeq != 5 {
+		t.Fatalf("got %d events, last_seq %d, want 5 and 5", len(got.Events), got.LastSeq)
+	}
+	checkGapFree(t, got.Events, 1)
+	for i, e := range got.Events {
+		if e.Type != wantTypes[i] || e.RoomID != r.ID || e.ID == "" || e.CreatedAt.IsZero() {
+			t.Errorf("event %d = %+v, want type %s", i, e, wantTypes[i])
+		}
+	}
+	if got.Events[1].Text != "hi" || got.Events[1].SenderID != "alice" || got.Events[1].ClientID != "a1" {
+		t.Errorf("first message = %+v", got.Events[1])
+	}
+	// Every persisted event was announced on room.events, in order.
+	var announced []api.Event
+	for _, b := range batches(t, f.pub) {
+		announced = append(announced, b.Events...)
+	}
+	checkGapFree(t, announced, 1)
+	if len(announced) != 5 {
+		t.Fatalf("announced %d events, want 5", len(announced))
+	}
+}
+
+func TestPendingSubmissionsOfOneRoomShareOneBatch(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	before := len(batches(t, f.pub))
+	consume(t, f.svc, msg(r.ID, "alice", "1", "a"), msg(r.ID, "alice", "2", "b"), msg(r.ID, "alice", "3", "c"))
+	bs := batches(t, f.pub)[before:]
+	if len(bs) != 1 || len(bs[0].Events) != 3 {
+		t.Fatalf("got %d batches (%+v), want one batch of 3 events", len(bs), bs)
+	}
+}
+
+func TestRedeliveryAppendsNothingAndAcksTheOriginalSeq(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	consume(t, f.svc, msg(r.ID, "alice", "c1", "once"))
+	before := len(batches(t, f.pub))
+	// The broker redelivers, and the client retries within a new batch.
+	consume(t, f.svc, msg(r.ID, "alice", "c1", "once"), msg(r.ID, "alice", "c2", "twice"), msg(r.ID, "alice", "c2", "twice"))
+	got := history(t, f.svc, "alice", r.ID, room.Page{})
+	if len(got.Events) != 2 || got.LastSeq != 2 {
+		t.Fatalf("got %d events, last_seq %d, want 2 and 2", len(got.Events), got.LastSeq)
+	}
+	bs := batches(t, f.pub)[before:]
+	if len(bs) != 1 {
+		t.Fatalf("got %d batches, want 1", len(bs))
+	}
+	wantAcks := []events.Ack{
+		{RoomID: r.ID, SenderID: "alice", ClientID: "c1", Seq: 1},
+		{RoomID: r.ID, SenderID: "alice", ClientID: "c2", Seq: 2},
+	}
+	if fmt.Sprint(bs[0].Acks) != fmt.Sprint(wantAcks) || len(bs[0].Events) != 1 || bs[0].Events[0].Seq != 2 {
+		t.Fatalf("got batch %+v, want event 2 and acks %+v", bs[0], wantAcks)
+	}
+}
+
+func TestTheSameClientIDFromAnotherSenderIsANewMessage(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice", "bob")
+	consume(t, f.svc, msg(r.ID, "alice", "same", "a"), msg(r.ID, "bob", "same", "b"))
+	if got := messagesOnly(history(t, f.svc, "alice", r.ID, room.Page{}).Events); len(got) != 2 {
+		t.Fatalf("got %d messages, want 2", len(got))
+	}
+}
+
+func TestRefusedSubmissionsAreRejectedDeadLetteredAndNotStored(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice", "bob")
+	private, err := f.svc.Create(ctx, "alice", "secret", api.RoomPrivate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consume(t, f.svc, msg(r.ID, "alice", "m1", "mine"))
+	tests := []struct {
+		name string
+		sub  events.Submission
+		code string
+	}{
+		{"empty text", msg(r.ID, "alice", "x1", ""), "invalid_text"},
+		{"text over 4000 characters", msg(r.ID, "alice", "x2", strings.Repeat("é", api.MaxTextRunes+1)), "invalid_text"},
+		{"control character", msg(r.ID, "alice", "x3", "bell\a"), "invalid_text"},
+		{"invalid utf-8", msg(r.ID, "alice", "x4", "\xff"), "invalid_text"},
+		{"client_id over 64", msg(r.ID, "alice", strings.Repeat("c", api.MaxClientIDLen+1), "hi"), "invalid_client_id"},
+		{"unknown room", msg("r_nosuchroom", "alice", "x5", "hi"), "room_not_found"},
+		{"malformed room id", msg("../x", "alice", "x6", "hi"), "room_not_found"},
+		{"non-member", msg(private.ID, "bob", "x7", "let me in"), "not_a_member"},
+		{"unknown type", events.Submission{Type: "reaction", RoomID: r.ID, SenderID: "alice", ClientID: "x8"}, "invalid_type"},
+		{"edit of another's message", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "bob", ClientID: "x9", Text: "mine now", TargetSeq: 2}, "not_sender"},
+		{"delete of another's message", events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "bob", ClientID: "x10", TargetSeq: 2}, "not_sender"},
+		{"edit of a future seq", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x11", Text: "t", TargetSeq: 99}, "invalid_target"},
+		{"edit of a membership event", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x12", Text: "t", TargetSeq: 1}, "invalid_target"},
+		{"edit without target", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x13", Text: "t"}, "invalid_target"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			beforeBatches, beforeDead := len(batches(t, f.pub)), len(f.pub.Messages(events.TopicDeadLetter))
+			consume(t, f.svc, tt.sub)
+			bs := batches(t, f.pub)[beforeBatches:]
+			if len(bs) != 1 || len(bs[0].Rejections) != 1 || len(bs[0].Events) != 0 {
+				t.Fatalf("got batches %+v, want one rejection and no event", bs)
+			}
+			rej := bs[0].Rejections[0]
+			if rej.Code != tt.code || rej.SenderID != tt.sub.SenderID || rej.ClientID != tt.sub.ClientID || rej.Message == "" {
+				t.Errorf("got rejection %+v, want code %s for the sender", rej, tt.code)
+			}
+			dead := f.pub.Messages(events.TopicDeadLetter)[beforeDead:]
+			if len(dead) != 1 {
+				t.Fatalf("got %d dead letters, want 1", len(dead))
+			}
+			var dl room.DeadLetter
+			if err := json.Unmarshal(dead[0], &dl); err != nil || dl.Code != tt.code || dl.Submission == nil {
+				t.Errorf("dead letter %s (%v), want code %s with the submission", dead[0], err, tt.code)
+			}
+			if got := history(t, f.svc, "alice", r.ID, room.Page{}).LastSeq; got != 2 {
+				t.Errorf("last_seq = %d after a refused submission, want 2", got)
+			}
+		})
+	}
+	if got := history(t, f.svc, "alice", private.ID, room.Page{}).LastSeq; got != 0 {
+		t.Errorf("private room last_seq = %d, want 0: nothing of a non-member is stored", got)
+	}
+}
+
+func TestLimitsAcceptTheirBoundaries(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	consume(t, f.svc,
+		msg(r.ID, "alice", strings.Repeat("c", api.MaxClientIDLen), strings.Repeat("é", api.MaxTextRunes)),
+		msg(r.ID, "alice", "tabs", "line one\n\tline two"),
+		msg(r.ID, "alice", "", "no client id"))
+	got := history(t, f.svc, "alice", r.ID, room.Page{})
+	if len(got.Events) != 3 {
+		t.Fatalf("got %d events, want 3 (rejections: %+v)", len(got.Events), batches(t, f.pub))
+	}
+}
+
+func TestEditAndDelete(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	consume(t, f.svc, msg(r.ID, "alice", "m", "secret plan"))
+	consume(t, f.svc, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e", Text: "secret plan v2", TargetSeq: 1})
+	consume(t, f.svc, events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "alice", ClientID: "d", TargetSeq: 1})
+	got := history(t, f.svc, "alice", r.ID, room.Page{}).Events
+	if len(got) != 3 || got[1].Type != api.EventEdit || got[1].TargetSeq != 1 || got[2].Type != api.EventDelete || got[2].TargetSeq != 1 {
+		t.Fatalf("got %+v, want message, edit of 1, delete of 1", got)
+	}
+	for _, e := range got {
+		if strings.Contains(e.Text, "secret") {
+			t.Errorf("deleted text still in history: %+v", e)
+		}
+	}
+	// A deleted message cannot be edited or deleted again.
+	consume(t, f.svc, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e2", Text: "back", TargetSeq: 1})
+	bs := batches(t, f.pub)
+	if last := bs[len(bs)-1]; len(last.Rejections) != 1 || last.Rejections[0].Code != "message_deleted" {
+		t.Fatalf("edit of a deleted message: got %+v", last)
+	}
+}
+
+func TestEditAndDeleteInOneBatchEraseTheEditToo(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	consume(t, f.svc, msg(r.ID, "alice", "m", "oops"))
+	consume(t, f.svc,
+		events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e", Text: "oops again", TargetSeq: 1},
+		events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "alice", ClientID: "d", TargetSeq: 1})
+	for _, e := range history(t, f.svc, "alice", r.ID, room.Page{}).Events {
+		if e.Text != "" {
+			t.Errorf("text left after delete: %+v", e)
+		}
+	}
+}
+
+func TestHistoryPagesAreTheRightSlices(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	var subs []events.Submission
+	for i := range 130 {
+		subs = append(subs, msg(r.ID, "alice", fmt.Sprint(i), fmt.Sprint("message ", i)))
+	}
+	consume(t, f.svc, subs...)
+	seqs := func(evs []api.Event) string {
+		if len(evs) == 0 {
+			return "none"
+		}
+		return fmt.Sprintf("%d..%d (%d)", evs[0].Seq, evs[len(evs)-1].Seq, len(evs))
+	}
+	tests := []struct {
+		name string
+		page room.Page
+		want string
+	}{
+		{"latest by default", room.Page{Limit: 50}, "81..130 (50)"},
+		{"after 0", room.Page{HasAfter: true, After: 0, Limit: 50}, "1..50 (50)"},
+		{"after 100", room.Page{HasAfter: true, After: 100, Limit: 50}, "101..130 (30)"},
+		{"after the end", room.Page{HasAfter: true, After: 130, Limit: 50}, "none"},
+		{"before 131", room.Page{HasBefore: true, Before: 131, Limit: 50}, "81..130 (50)"},
+		{"before 31", room.Page{HasBefore: true, Before: 31, Limit: 50}, "1..30 (30)"},
+		{"before 1", room.Page{HasBefore: true, Before: 1, Limit: 50}, "none"},
+		{"before past the end", room.Page{HasBefore: true, Before: 1000, Limit: 10}, "121..130 (10)"},
+		{"after and before", room.Page{HasAfter: true, After: 10, HasBefore: true, Before: 15, Limit: 50}, "11..14 (4)"},
+		{"limit 200", room.Page{HasAfter: true, Limit: 200}, "1..130 (130)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := history(t, f.svc, "alice", r.ID, tt.page)
+			if seqs(got.Events) != tt.want || got.LastSeq != 130 {
+				t.Fatalf("got %s last_seq %d, want %s last_seq 130", seqs(got.Events), got.LastSeq, tt.want)
+			}
+			if len(got.Events) > 0 {
+				checkGapFree(t, got.Events, got.Events[0].Seq)
+			}
+		})
+	}
+	// Paging back with before and forward with after covers every event once.
+	var back []api.Event
+	for before := int64(131); ; {
+		page := history(t, f.svc, "alice", r.ID, room.Page{HasBefore: true, Before: before, Limit: 50}).Events
+		if len(page) == 0 {
+			break
+		}
+		back = append(page, back...)
+		before = page[0].Seq
+	}
+	checkGapFree(t, back, 1)
+	if len(back) != 130 {
+		t.Fatalf("paging back got %d events, want 130", len(back))
+	}
+	for _, bad := range []room.Page{{Limit: 0}, {Limit: api.MaxPageLimit + 1}, {Limit: 5, HasAfter: true, After: -1}} {
+		if _, err := f.svc.History(ctx, "alice", r.ID, bad); apierror.KindOf(err) != apierror.Invalid {
+			t.Errorf("page %+v: got %v, want Invalid", bad, err)
+		}
+	}
+}
+
+func TestMembership(t *testing.T) {
+	f := newFixture(t)
+	private, err := f.svc.Create(ctx, "alice", "secret", api.RoomPrivate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.Join(ctx, "mallory", private.ID); apierror.CodeOf(err) != "not_invited" {
+		t.Fatalf("join private uninvited: got %v, want not_invited", err)
+	}
+	if _, err := f.svc.AddMember(ctx, "mallory", private.ID, "eve"); apierror.CodeOf(err) != "not_a_member" {
+		t.Fatalf("non-member adding: got %v, want not_a_member", err)
+	}
+	for _, tt := range []struct{ name, user string }{{"read", "mallory"}} {
+		if _, err := f.svc.History(ctx, tt.user, private.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
+			t.Fatalf("%s by non-member: got %v, want Forbidden", tt.name, err)
+		}
+	}
+	if err := f.svc.Submit(ctx, msg(private.ID, "mallory", "m", "hi")); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("submit by non-member: got %v, want Forbidden", err)
+	}
+	if err := f.svc.MarkRead(ctx, "mallory", private.ID, 1); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("read marker by non-member: got %v, want Forbidden", err)
+	}
+	if _, err := f.svc.Members(ctx, "mallory", private.ID); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("members by non-member: got %v, want Forbidden", err)
+	}
+
+	got, err := f.svc.AddMember(ctx, "alice", private.ID, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.LastSeq != 1 {
+		t.Fatalf("after adding bob last_seq = %d, want 1", got.LastSeq)
+	}
+	// Adding again, and bob joining what he is in, change nothing.
+	if _, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 1 {
+		t.Fatalf("join as member: %+v, %v", r, err)
+	}
+	members, err := f.svc.Members(ctx, "bob", private.ID)
+	if err != nil || fmt.Sprint(members) != "[alice bob]" {
+		t.Fatalf("members = %v, %v; want [alice bob]", members, err)
+	}
+	ev := history(t, f.svc, "bob", private.ID, room.Page{}).Events
+	if len(ev) != 1 || ev[0].Type != api.EventMemberJoined || ev[0].UserID != "bob" || ev[0].SenderID != "alice" {
+		t.Fatalf("got %+v, want member_joined of bob by alice", ev)
+	}
+	if err := f.svc.Leave(ctx, "bob", private.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Leave(ctx, "bob", private.ID); err != nil {
+		t.Fatalf("leaving twice: %v", err)
+	}
+	if _, err := f.svc.History(ctx, "bob", private.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("read after leaving: got %v, want Forbidden", err)
+	}
+	if mine, _ := f.svc.Mine(ctx, "bob"); len(mine) != 0 {
+		t.Fatalf("bob's rooms after leaving: %+v", mine)
+	}
+	if _, err := f.svc.History(ctx, "alice", "r_missing", room.Page{Limit: 10}); apierror.KindOf(err) != apierror.NotFound {
+		t.Fatalf("unknown room: got %v, want NotFound", err)
+	}
+}
+
+func TestRoomNamesAndKinds(t *testing.T) {
+	f := newFixture(t)
+	tests := []struct {
+		name, kind, code string
+	}{
+		{"", api.RoomPublic, "invalid_name"},
+		{"   ", api.RoomPublic, "invalid_name"},
+		{strings.Repeat("n", api.MaxRoomName+1), api.RoomPublic, "invalid_name"},
+		{"tab\there", api.RoomPublic, "invalid_name"},
+		{strings.Repeat("ñ", api.MaxRoomName), api.RoomPublic, ""},
+		{"x", api.RoomPrivate, ""},
+		{"x", api.RoomDM, "invalid_kind"},
+		{"x", "", "invalid_kind"},
+	}
+	for _, tt := range tests {
+		_, err := f.svc.Create(ctx, "alice", tt.name, tt.kind)
+		if apierror.CodeOf(err) != tt.code && !(tt.code == "" && err == nil) {
+			t.Errorf("create %q %q: got %v, want %q", tt.name, tt.kind, err, tt.code)
+		}
+	}
+}
+
+func TestListsOfRooms(t *testing.T) {
+	f := newFixture(t)
+	pub := f.roomWith(t, "alice", "bob")
+	priv, err := f.svc.Create(ctx, "alice", "hidden", api.RoomPrivate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	public, err := f.svc.Public(ctx)
+	if err != nil || len(public) != 1 || public[0].ID != pub.ID || public[0].Name != "general" {
+		t.Fatalf("public rooms = %+v, %v; want only %s", public, err, pub.ID)
+	}
+	mine, err := f.svc.Mine(ctx, "alice")
+	if err != nil || len(mine) != 2 || mine[0].ID != pub.ID || mine[1].ID != priv.ID {
+		t.Fatalf("alice's rooms = %+v, %v", mine, err)
+	}
+	cursors, err := f.svc.Cursors(ctx, "bob")
+	if err != nil || len(cursors) != 1 || cursors[0] != (api.RoomCursor{RoomID: pub.ID, LastSeq: 1}) {
+		t.Fatalf("bob's cursors = %+v, %v", cursors, err)
+	}
+	if none, err := f.svc.Mine(ctx, "nobody"); err != nil || none == nil || len(none) != 0 {
+		t.Fatalf("rooms of a new user = %#v, %v; want an empty list", none, err)
+	}
+}
+
+func TestDMIsOneRoomPerPair(t *testing.T) {
+	f := newFixture(t)
+	a, err := f.svc.OpenDM(ctx, "alice", "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := f.svc.OpenDM(ctx, "bob", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ID != b.ID || a.Kind != api.RoomDM || fmt.Sprint(a.Members) != "[alice bob]" {
+		t.Fatalf("alice got %+v, bob got %+v; want one dm room", a, b)
+	}
+	c, err := f.svc.OpenDM(ctx, "alice", "carol")
+	if err != nil || c.ID == a.ID {
+		t.Fatalf("dm with carol = %+v, %v; want another room", c, err)
+	}
+	if _, err := f.svc.Join(ctx, "carol", a.ID); apierror.CodeOf(err) != "dm_closed" {
+		t.Fatalf("third user joining a DM: got %v, want dm_closed", err)
+	}
+	if _, err := f.svc.AddMember(ctx, "alice", a.ID, "carol"); apierror.CodeOf(err) != "dm_closed" {
+		t.Fatalf("adding to a DM: got %v, want dm_closed", err)
+	}
+	if _, err := f.svc.History(ctx, "carol", a.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("third user reading a DM: got %v, want Forbidden", err)
+	}
+	if _, err := f.svc.OpenDM(ctx, "alice", "alice"); apierror.CodeOf(err) != "dm_self" {
+		t.Fatalf("dm with oneself: got %v", err)
+	}
+	for _, u := range []string{"alice", "bob"} {
+		mine, _ := f.svc.Mine(ctx, u)
+		if len(mine) == 0 || mine[0].ID != a.ID {
+			t.Errorf("%s's rooms = %+v, want the dm", u, mine)
+		}
+	}
+}
+
+func TestConcurrentDMOpensMakeOneRoom(t *testing.T) {
+	f := newFixture(t)
+	var wg sync.WaitGroup
+	ids := make([]string, 8)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, b := "alice", "bob"
+			if i%2 == 1 {
+				a, b = b, a
+			}
+			r, err := f.svc.OpenDM(ctx, a, b)
+			if err != nil {
+				t.Error(err)
+			}
+			ids[i] = r.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("ids %v differ", ids)
+		}
+	}
+	if mine, _ := f.svc.Mine(ctx, "alice"); len(mine) != 1 {
+		t.Fatalf("alice's rooms = %+v, want one dm", mine)
+	}
+}
+
+func TestUnreadFollowsSendsAndTheMonotonicReadMarker(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice", "bob") // seq 1: bob joined
+	unread := func(user string) (readSeq, unread int64) {
+		t.Helper()
+		mine, err := f.svc.Mine(ctx, user)
+		if err != nil || len(mine) != 1 {
+			t.Fatalf("rooms of %s = %+v, %v", user, mine, err)
+		}
+		return mine[0].ReadSeq, mine[0].Unread
+	}
+	if _, n := unread("bob"); n != 0 {
+		t.Fatalf("bob has %d unread after joining, want 0", n)
+	}
+	consume(t, f.svc, msg(r.ID, "alice", "1", "a"), msg(r.ID, "alice", "2", "b"), msg(r.ID, "alice", "3", "c")) // seqs 2-4
+	if _, n := unread("bob"); n != 3 {
+		t.Fatalf("bob unread = %d, want 3", n)
+	}
+	if seq, n := unread("alice"); n != 0 || seq != 4 {
+		t.Fatalf("alice (the sender) read_seq %d unread %d, want 4 and 0", seq, n)
+	}
+	if err := f.svc.MarkRead(ctx, "bob", r.ID, 3); err != nil {
+		t.Fatal(err)
+	}
+	if seq, n := unread("bob"); seq != 3 || n != 1 {
+		t.Fatalf("bob after reading 3: read_seq %d unread %d, want 3 and 1", seq, n)
+	}
+	if err := f.svc.MarkRead(ctx, "bob", r.ID, 2); err != nil {
+		t.Fatal(err)
+	}
+	if seq, n := unread("bob"); seq != 3 || n != 1 {
+		t.Fatalf("marker moved backwards: read_seq %d unread %d, want 3 and 1", seq, n)
+	}
+	// Membership events are not unread; a marker past the end stops at it.
+	if err := f.svc.Leave(ctx, "alice", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, n := unread("bob"); n != 1 {
+		t.Fatalf("bob unread after alice left = %d, want 1", n)
+	}
+	if err := f.svc.MarkRead(ctx, "bob", r.ID, 1000); err != nil {
+		t.Fatal(err)
+	}
+	if seq, n := unread("bob"); seq != 5 || n != 0 {
+		t.Fatalf("bob after reading past the end: read_seq %d unread %d, want 5 and 0", seq, n)
+	}
+	if err := f.svc.MarkRead(ctx, "bob", r.ID, -1); apierror.KindOf(err) != apierror.Invalid {
+		t.Fatalf("negative seq: got %v, want Invalid", err)
+	}
+}
+
+func TestSubmitPublishesASubmissionBatch(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	if err := f.svc.Submit(ctx, msg(r.ID, "alice", "c", "via rest")); err != nil {
+		t.Fatal(err)
+	}
+	got := f.pub.Messages(events.TopicSubmitted)
+	var b events.SubmissionBatch
+	if len(got) != 1 || json.Unmarshal(got[0], &b) != nil || len(b.Submissions) != 1 || b.Submissions[0].Text != "via rest" {
+		t.Fatalf("published %s", got)
+	}
+	if err := f.svc.Submit(ctx, msg(r.ID, "alice", "c", "")); apierror.CodeOf(err) != "invalid_text" {
+		t.Fatalf("empty text: got %v", err)
+	}
+}
+
+func TestAPublishFailureIsTransientAndRedeliveryAcks(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	f.pub.SetFailure(errors.New("broker down"))
+	err := f.svc.Consume(ctx, events.SubmissionBatch{Submissions: []events.Submission{msg(r.ID, "alice", "c", "hi")}})
+	if err == nil {
+		t.Fatal("consume succeeded although nothing could be announced")
+	}
+	f.pub.SetFailure(nil)
+	consume(t, f.svc, msg(r.ID, "alice", "c", "hi"))
+	if got := history(t, f.svc, "alice", r.ID, room.Page{}); len(got.Events) != 1 {
+		t.Fatalf("got %d events after redelivery, want 1", len(got.Events))
+	}
+	bs := batches(t, f.pub)
+	if last := bs[len(bs)-1]; len(last.Acks) != 1 || last.Acks[0].Seq != 1 || len(last.Events) != 0 {
+		t.Fatalf("redelivery announced %+v, want an ack of seq 1", last)
+	}
+}
+
+// failingStore fails every transaction with a non-conflict error.
+type failingStore struct{ statestore.Store }
+
+func (failingStore) Transact(context.Context, []statestore.Op) error { return errors.New("disk on fire") }
+
+func TestAStoreFailureIsTransient(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	broken := room.New(failingStore{f.store}, f.pub, quiet())
+	if err := broken.Consume(ctx, events.SubmissionBatch{Submissions: []events.Submission{msg(r.ID, "alice", "c", "hi")}}); err == nil {
+		t.Fatal("consume reported success although the store failed")
+	}
+	if n := len(f.pub.Messages(events.TopicDeadLetter)); n != 0 {
+		t.Fatalf("a transient failure dead-lettered %d submissions", n)
+	}
+}
+
+// TestTwoReplicasAppendGapFree runs two Services (two message replicas)
+// over one store, with concurrent senders and redeliveries hitting both.
+func TestTwoReplicasAppendGapFree(t *testing.T) {
+	store := memstore.New()
+	pubA, pubB := &publish.Memory{}, &publish.Memory{}
+	replicas := []*room.Service{room.New(store, pubA, quiet()), room.New(store, pubB, quiet())}
+	r, err := replicas[0].Create(ctx, "u0", "hot", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const senders, each = 6, 30
+	for s := 1; s < senders; s++ {
+		if _, err := replicas[s%2].Join(ctx, fmt.Sprint("u", s), r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				sub := msg(r.ID, fmt.Sprint("u", s), fmt.Sprint(i), fmt.Sprintf("u%d #%d", s, i))
+				// Each submission reaches one replica, and every third is
+				// redelivered to the other one as well.
+				if err := replicas[(s+i)%2].Consume(ctx, events.SubmissionBatch{Submissions: []events.Submission{sub}}); err != nil {
+					t.Error(err)
+				}
+				if i%3 == 0 {
+					if err := replicas[(s+i+1)%2].Consume(ctx, events.SubmissionBatch{Submissions: []events.Submission{sub}}); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got := history(t, replicas[1], "u0", r.ID, room.Page{HasAfter: true, Limit: api.MaxPageLimit})
+	const joins = senders - 1
+	if got.LastSeq != joins+senders*each {
+		t.Fatalf("last_seq = %d, want %d", got.LastSeq, joins+senders*each)
+	}
+	var all []api.Event
+	for after := int64(0); after < got.LastSeq; {
+		page := history(t, replicas[0], "u0", r.ID, room.Page{HasAfter: true, After: after, Limit: api.MaxPageLimit}).Events
+		all = append(all, page...)
+		after = page[len(page)-1].Seq
+	}
+	checkGapFree(t, all, 1)
+	seen := map[string]bool{}
+	for _, e := range messagesOnly(all) {
+		k := e.SenderID + "/" + e.ClientID
+		if seen[k] {
+			t.Fatalf("%s stored twice", k)
+		}
+		seen[k] = true
+	}
+	if len(seen) != senders*each {
+		t.Fatalf("stored %d distinct messages, want %d", len(seen), senders*each)
+	}
+	// Between them the replicas announced every seq exactly once.
+	announced := map[int64]int{}
+	for _, pub := range []*publish.Memory{pubA, pubB} {
+		for _, b := range batches(t, pub) {
+			for _, e := range b.Events {
+				announced[e.Seq]++
+			}
+		}
+	}
+	for seq := int64(1); seq <= got.LastSeq; seq++ {
+		if announced[seq] != 1 {
+			t.Fatalf("seq %d announced %d times, want once", seq, announced[seq])
+		}
+	}
+}

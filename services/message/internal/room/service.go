@@ -1,0 +1,210 @@
+// Package room is the message service's core: rooms, membership, DMs, the
+// gap-free per-room event log, history and read markers, kept in a
+// statestore.Store and announced through a Publisher. It knows nothing of
+// HTTP or Dapr; docs/message.md describes its keys and algorithms.
+package room
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"regexp"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/statestore"
+)
+
+// Publisher publishes one payload, encoded as JSON, to a topic of the
+// competing-consumer pub/sub component.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload any) error
+}
+
+// Service is the message service's domain logic. Several Services (one per
+// replica) may share one store: every change is an ETag-guarded
+// transaction, re-read and retried on conflict.
+type Service struct {
+	store statestore.Store
+	pub   Publisher
+	log   *slog.Logger
+	now   func() time.Time
+	queue *combiner
+}
+
+// New returns a Service over store, announcing through pub.
+func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
+	s := &Service{store: store, pub: pub, log: log, now: time.Now}
+	s.queue = newCombiner(s.appendPending)
+	return s
+}
+
+// maxAttempts bounds the re-read-and-retry loop of one change under
+// contention; past it the change fails as Unavailable (and a submission is
+// redelivered by the broker).
+const maxAttempts = 64
+
+// errBusy is what a change returns when it lost the ETag race maxAttempts times.
+var errBusy = apierror.New(apierror.Unavailable, "busy", "the room is busy, retry")
+
+// retry runs attempt until it does not fail with statestore.ErrConflict,
+// waiting a short random time between attempts so racing replicas spread out.
+func (s *Service) retry(ctx context.Context, attempt func() error) error {
+	for i := 0; ; i++ {
+		err := attempt()
+		if !errors.Is(err, statestore.ErrConflict) {
+			return err
+		}
+		if i+1 >= maxAttempts {
+			s.log.WarnContext(ctx, "gave up after etag conflicts", "attempts", i+1, "err", err)
+			return errBusy
+		}
+		wait := time.Duration(mathrand.Int64N(int64(min(i+1, 20)) * int64(time.Millisecond)))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// Errors a client may see.
+var (
+	errRoomNotFound = apierror.New(apierror.NotFound, "room_not_found", "no such room")
+	errNotMember    = apierror.New(apierror.Forbidden, "not_a_member", "you are not a member of this room")
+)
+
+var validRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// maxUserID bounds user ids taken from requests (they come from tokens or
+// from a client naming another user).
+const maxUserID = 128
+
+func checkUserID(id string) error {
+	if id == "" || len(id) > maxUserID || !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl) {
+		return apierror.Invalidf("invalid_user_id", "user_id must be 1-%d bytes of printable text", maxUserID)
+	}
+	return nil
+}
+
+// checkText enforces the rules for message text: valid UTF-8, 1 to
+// api.MaxTextRunes characters, no control character but newline and tab.
+func checkText(text string) error {
+	n := utf8.RuneCountInString(text)
+	if !utf8.ValidString(text) || n < 1 || n > api.MaxTextRunes {
+		return apierror.Invalidf("invalid_text", "text must be 1-%d characters of valid UTF-8", api.MaxTextRunes)
+	}
+	if strings.ContainsFunc(text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
+		return apierror.Invalidf("invalid_text", "text must not hold control characters other than newline and tab")
+	}
+	return nil
+}
+
+// checkClientID enforces the client_id rules: optional, at most
+// api.MaxClientIDLen characters, printable.
+func checkClientID(id string) error {
+	if !utf8.ValidString(id) || utf8.RuneCountInString(id) > api.MaxClientIDLen || strings.ContainsFunc(id, unicode.IsControl) {
+		return apierror.Invalidf("invalid_client_id", "client_id must be at most %d printable characters", api.MaxClientIDLen)
+	}
+	return nil
+}
+
+// checkName enforces room names: 1 to api.MaxRoomName characters after
+// trimming, no control characters.
+func checkName(name string) (string, error) {
+	name = strings.TrimSpace(name)
+	n := utf8.RuneCountInString(name)
+	if !utf8.ValidString(name) || n < 1 || n > api.MaxRoomName || strings.ContainsFunc(name, unicode.IsControl) {
+		return "", apierror.Invalidf("invalid_name", "name must be 1-%d printable characters", api.MaxRoomName)
+	}
+	return name, nil
+}
+
+// checkSubmission applies the rules that need no stored state.
+func checkSubmission(sub events.Submission) error {
+	if !validRoomID.MatchString(sub.RoomID) {
+		return errRoomNotFound
+	}
+	if err := checkUserID(sub.SenderID); err != nil {
+		return apierror.Invalidf("invalid_sender", "submission has no valid sender")
+	}
+	if err := checkClientID(sub.ClientID); err != nil {
+		return err
+	}
+	switch sub.Type {
+	case api.EventMessage:
+		return checkText(sub.Text)
+	case api.EventEdit:
+		if sub.TargetSeq < 1 {
+			return apierror.Invalidf("invalid_target", "an edit needs target_seq")
+		}
+		return checkText(sub.Text)
+	case api.EventDelete:
+		if sub.TargetSeq < 1 {
+			return apierror.Invalidf("invalid_target", "a delete needs target_seq")
+		}
+		return nil
+	default:
+		return apierror.Invalidf("invalid_type", "submission type %q is not message, edit or delete", sub.Type)
+	}
+}
+
+// newRoomID returns a random room id.
+func newRoomID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "r_" + hex.EncodeToString(b[:])
+}
+
+// dmID derives a DM's room id from the sorted pair, so both users name the
+// same room whoever opens it first.
+func dmID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	sum := sha256.Sum256([]byte(a + "\x00" + b))
+	return "dm_" + hex.EncodeToString(sum[:20])
+}
+
+// announce publishes a batch of room events, acks and rejections, retrying
+// briefly: the events are already durable, and a missed announcement only
+// costs live delivery (clients recover it from history).
+func (s *Service) announce(ctx context.Context, b events.RoomEventBatch) error {
+	if len(b.Events) == 0 && len(b.Acks) == 0 && len(b.Rejections) == 0 {
+		return nil
+	}
+	var err error
+	for i := range 3 {
+		if err = s.pub.Publish(ctx, events.TopicRoomEvents, b); err == nil {
+			return nil
+		}
+		t := time.NewTimer(time.Duration(i+1) * 50 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("publish events of room %s: %w", b.RoomID, err)
+		case <-t.C:
+		}
+	}
+	return fmt.Errorf("publish events of room %s: %w", b.RoomID, err)
+}
+
+// announceLogged announces after a change a client already saw succeed; a
+// failure is logged, not returned, because the change is durable.
+func (s *Service) announceLogged(ctx context.Context, b events.RoomEventBatch) {
+	if err := s.announce(ctx, b); err != nil {
+		s.log.ErrorContext(ctx, "announce room events", "room_id", b.RoomID, "err", err)
+	}
+}
