@@ -22,7 +22,9 @@ func eventKey(roomID string, seq int64) string {
 	return "ev|" + roomID + "|" + strconv.FormatInt(seq, 10)
 }
 
-func memberKey(roomID, userID string) string { return "member|" + roomID + "|" + url.QueryEscape(userID) }
+func memberKey(roomID, userID string) string {
+	return "member|" + roomID + "|" + url.QueryEscape(userID)
+}
 
 func membersKey(roomID string) string { return "members|" + roomID }
 

@@ -624,7 +624,9 @@ func TestAPublishFailureIsTransientAndRedeliveryAcks(t *testing.T) {
 // failingStore fails every transaction with a non-conflict error.
 type failingStore struct{ statestore.Store }
 
-func (failingStore) Transact(context.Context, []statestore.Op) error { return errors.New("disk on fire") }
+func (failingStore) Transact(context.Context, []statestore.Op) error {
+	return errors.New("disk on fire")
+}
 
 func TestAStoreFailureIsTransient(t *testing.T) {
 	f := newFixture(t)
