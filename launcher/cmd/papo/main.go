@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/papochat/papo/launcher"
+	"github.com/papochat/papo/launcher/daprd"
 )
 
 func main() {
@@ -30,12 +31,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	dataDir := fs.String("data", getenv("PAPO_DATA_DIR"), "data dir (env PAPO_DATA_DIR; default .data/<profile>)")
 	replicas := fs.Int("ws-replicas", 2, "number of ws replicas")
 	daprLog := fs.String("daprd-log-level", or(getenv("PAPO_DAPRD_LOG_LEVEL"), "warn"), "daprd log level")
+	buildOnly := fs.Bool("build-daprd", false, "only find or build the pinned daprd, then exit")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	root, err := launcher.FindRoot(".")
 	if err != nil {
 		return err
+	}
+	if *buildOnly {
+		path, err := daprd.Locate(ctx, root, stdout)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "papo: daprd", daprd.Version, "at", path)
+		return nil
 	}
 	fmt.Fprintf(stdout, "papo: starting profile %q (Ctrl-C stops everything)\n", *profile)
 	stack, err := launcher.Start(ctx, launcher.Options{

@@ -144,11 +144,23 @@ func (s *Store) wrap(err error, format string, args ...any) error {
 	return fmt.Errorf("%s in %s: %w", fmt.Sprintf(format, args...), s.name, err)
 }
 
+// Stores word a failed condition differently, and only some map it to an
+// ETag error; the texts below are the ones the store contract suite met on
+// each store (daprd 1.14): PostgreSQL answers an insert-if-absent on an
+// existing key with "no item was updated", Redis with its Lua script's
+// "failed to set key" error.
 func isConflict(err error) bool {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.Aborted {
 		return true
 	}
 	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "etag mismatch") || strings.Contains(msg, "etag_mismatch") ||
-		strings.Contains(msg, "possible etag")
+	switch {
+	case strings.Contains(msg, "etag mismatch"), strings.Contains(msg, "etag_mismatch"), strings.Contains(msg, "possible etag"):
+		return true
+	case strings.Contains(msg, "no item was updated"):
+		return true
+	case strings.Contains(msg, "user_script") && strings.Contains(msg, "failed to set key"):
+		return true
+	}
+	return false
 }

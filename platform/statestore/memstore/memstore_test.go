@@ -8,5 +8,5 @@ import (
 )
 
 func TestContract(t *testing.T) {
-	storetest.Run(t, memstore.New())
+	storetest.Run(t, memstore.New(), storetest.Options{})
 }

@@ -1,0 +1,64 @@
+package sidecartest_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/papochat/papo/launcher/sidecartest"
+	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/statestore/storetest"
+)
+
+// TestStateStoreContract runs the one store contract suite against every
+// state store this machine has, each through a real daprd sidecar.
+func TestStateStoreContract(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts daprd sidecars")
+	}
+	stores := []struct {
+		name, typ, needs string
+		meta             func(dir string) string
+		opts             storetest.Options
+	}{
+		{"sqlite", "state.sqlite", "", func(dir string) string {
+			return meta("connectionString", filepath.Join(dir, "contract.db"))
+		}, storetest.Options{}},
+		{"redis", "state.redis", "127.0.0.1:6379", func(string) string {
+			return meta("redisHost", "127.0.0.1:6379")
+		}, storetest.Options{NonAtomicConflicts: true}},
+		{"postgresql", "state.postgresql", "127.0.0.1:5432", func(string) string {
+			return meta("connectionString", "host=127.0.0.1 port=5432 user=postgres dbname=test sslmode=disable")
+		}, storetest.Options{}},
+		{"mysql", "state.mysql", "127.0.0.1:3306", func(string) string {
+			return meta("connectionString", "root:@tcp(127.0.0.1:3306)/?allowNativePasswords=true") +
+				meta("schemaName", "test") + meta("tableName", "papo_contract")
+		}, storetest.Options{}},
+	}
+	for _, s := range stores {
+		t.Run(s.name, func(t *testing.T) {
+			t.Parallel()
+			if s.needs != "" {
+				sidecartest.NeedTCP(t, s.name, s.needs)
+			}
+			component := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: store
+spec:
+  type: %s
+  version: v1
+  metadata:
+%s`, s.typ, s.meta(t.TempDir()))
+			sc := sidecartest.Start(t, sidecartest.Options{
+				AppID:      "contract-" + s.name,
+				Components: map[string]string{"store.yaml": component},
+			})
+			storetest.Run(t, daprstore.New(sc.Client, "store"), s.opts)
+		})
+	}
+}
+
+func meta(name, value string) string {
+	return fmt.Sprintf("    - name: %s\n      value: %q\n", name, value)
+}
