@@ -1,0 +1,506 @@
+package hub_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/client"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/services/ws/internal/hub"
+)
+
+func TestHandshake(t *testing.T) {
+	s := newStack(t, 1, hub.Config{AllowedOrigins: []string{"https://chat.example", "http://localhost:8080"}})
+	s.world.room("r1", "alice")
+	ctx := context.Background()
+
+	t.Run("bearer subprotocol is answered with papo.v1 and hello lists the rooms", func(t *testing.T) {
+		w := s.dial(0, "alice")
+		if w.Subprotocol != api.Subprotocol {
+			t.Fatalf("got subprotocol %q, want %q", w.Subprotocol, api.Subprotocol)
+		}
+		if w.Hello.UserID != "alice" || w.Hello.SessionID != "sess-alice" {
+			t.Fatalf("got hello %+v", w.Hello)
+		}
+		if len(w.Hello.Rooms) != 1 || w.Hello.Rooms[0].RoomID != "r1" {
+			t.Fatalf("got rooms %+v, want r1", w.Hello.Rooms)
+		}
+	})
+	t.Run("authorization header is accepted", func(t *testing.T) {
+		w, err := client.DialWS(ctx, s.urls[0], s.token("alice"), &client.WSOptions{AuthorizationHeader: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	})
+	refused := []struct {
+		name   string
+		header http.Header
+		url    string
+		status int
+		code   string
+	}{
+		{"no token", nil, s.urls[0], 401, "missing_token"},
+		{"token in the query string is ignored", nil, s.urls[0] + "?access_token=" + s.token("alice"), 401, "missing_token"},
+		{"bad token", http.Header{"Authorization": {"Bearer nope"}}, s.urls[0], 401, "invalid_token"},
+		{"expired token", http.Header{"Authorization": {"Bearer " + s.iss.Token("alice", "s", -time.Minute)}}, s.urls[0], 401, "invalid_token"},
+		{"origin outside the allow-list", http.Header{"Authorization": {"Bearer " + s.token("alice")}, "Origin": {"https://evil.example"}}, s.urls[0], 403, "origin_not_allowed"},
+		{"bearer subprotocol without papo.v1", http.Header{"Sec-Websocket-Protocol": {"bearer." + s.token("alice")}}, s.urls[0], 400, "subprotocol_required"},
+	}
+	for _, tc := range refused {
+		t.Run(tc.name, func(t *testing.T) {
+			_, resp, err := websocket.DefaultDialer.DialContext(ctx, tc.url, tc.header)
+			if err == nil || resp == nil {
+				t.Fatalf("handshake accepted (err %v)", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("got status %d, want %d", resp.StatusCode, tc.status)
+			}
+			var body api.ErrorResponse
+			if err := jsonDecode(resp, &body); err != nil || body.Error.Code != tc.code {
+				t.Fatalf("got body %+v (%v), want code %s", body, err, tc.code)
+			}
+		})
+	}
+	t.Run("allowed origin, any case", func(t *testing.T) {
+		w, err := client.DialWS(ctx, s.urls[0], s.token("alice"), &client.WSOptions{Origin: "HTTP://LOCALHOST:8080"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	})
+	t.Run("revoked session", func(t *testing.T) {
+		s.world.mu.Lock()
+		s.world.revoked["sess-bob"] = true
+		s.world.mu.Unlock()
+		_, err := client.DialWS(ctx, s.urls[0], s.token("bob"), nil)
+		var e *client.Error
+		if !asError(err, &e) || e.Status != 401 || e.Code != "session_revoked" {
+			t.Fatalf("got %v, want 401 session_revoked", err)
+		}
+	})
+}
+
+func TestPerUserConnectionCap(t *testing.T) {
+	s := newStack(t, 1, hub.Config{MaxConnsPerUser: 2})
+	s.dial(0, "alice")
+	s.dial(0, "alice")
+	w, _, err := websocket.DefaultDialer.Dial(s.urls[0], http.Header{"Authorization": {"Bearer " + s.token("alice")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	_, _, err = w.ReadMessage()
+	if got := client.CloseCode(err); got != api.CloseTooManyConns {
+		t.Fatalf("got close %d (%v), want %d", got, err, api.CloseTooManyConns)
+	}
+	s.dial(0, "bob") // another user is not affected
+}
+
+func TestMessageCrossesReplicasWithAckAndIdempotentRetry(t *testing.T) {
+	s := newStack(t, 2, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	a := s.live(0, "alice")
+	b := s.live(1, "bob")
+
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c1", Text: "hi bob"})
+	ev := expectType(t, a, api.FrameEvent)
+	ack := expectType(t, a, api.FrameAck)
+	got := expectType(t, b, api.FrameEvent)
+	if ack.Seq != 1 || ack.ClientID != "c1" || ack.RoomID != "r1" || ev.Event.Seq != 1 {
+		t.Fatalf("got ack %+v event %+v, want seq 1", ack, ev.Event)
+	}
+	if got.Event.Seq != ack.Seq || got.Event.Text != "hi bob" || got.Event.SenderID != "alice" {
+		t.Fatalf("bob got %+v, want alice's message with the acked seq", got.Event)
+	}
+
+	// A retry with the same client_id is acked with the same seq and
+	// delivers nothing new.
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c1", Text: "hi bob"})
+	ack2 := expectType(t, a, api.FrameAck)
+	if ack2.Seq != 1 {
+		t.Fatalf("retry acked with seq %d, want 1", ack2.Seq)
+	}
+	quiet(t, b, 200*time.Millisecond)
+
+	// And back the other way.
+	send(t, b, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c2", Text: "hi alice"})
+	if f := expectType(t, a, api.FrameEvent); f.Event.Seq != 2 || f.Event.SenderID != "bob" {
+		t.Fatalf("alice got %+v", f.Event)
+	}
+}
+
+func TestTwelveUsersAcrossReplicasGetEveryMessageOnceInOrder(t *testing.T) {
+	s := newStack(t, 2, hub.Config{})
+	var users []string
+	for i := range 12 {
+		users = append(users, fmt.Sprintf("u%02d", i))
+	}
+	s.world.room("big", users...)
+	conns := make([]*client.WS, len(users))
+	for i, u := range users {
+		conns[i] = s.live(i%2, u)
+	}
+	const perUser = 5
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range perUser {
+				_ = c.Send(api.ClientFrame{Type: api.FrameSend, RoomID: "big", ClientID: fmt.Sprintf("%d-%d", i, k), Text: "x"})
+			}
+		}()
+	}
+	wg.Wait()
+	total := len(users) * perUser
+	for i, c := range conns {
+		acks := 0
+		for seq := int64(1); seq <= int64(total); {
+			f := next(t, c)
+			switch f.Type {
+			case api.FrameAck:
+				acks++
+			case api.FrameEvent:
+				if f.Event.Seq != seq {
+					t.Fatalf("user %d got seq %d, want %d", i, f.Event.Seq, seq)
+				}
+				seq++
+			default:
+				t.Fatalf("user %d got %+v", i, f)
+			}
+		}
+		for acks < perUser {
+			expectType(t, c, api.FrameAck)
+			acks++
+		}
+		quiet(t, c, 50*time.Millisecond)
+	}
+	// Submissions were batched: fewer pub/sub messages than sends.
+	if got := s.world.submissions.Load(); got != int64(total) {
+		t.Fatalf("got %d submissions, want %d", got, total)
+	}
+}
+
+func TestGapIsFilledFromHistoryBeforeDelivering(t *testing.T) {
+	s := newStack(t, 2, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	b := s.live(1, "bob")
+
+	s.world.mu.Lock()
+	s.world.dropFor[1] = 3 // replica 1 misses seqs 1..3
+	s.world.mu.Unlock()
+	for i := range 5 {
+		s.world.post("r1", "alice", fmt.Sprint(i))
+	}
+	for seq := int64(1); seq <= 5; seq++ {
+		if f := expectType(t, b, api.FrameEvent); f.Event.Seq != seq {
+			t.Fatalf("got seq %d, want %d", f.Event.Seq, seq)
+		}
+	}
+	if s.hubs[1].Stats().GapFills.Load() == 0 {
+		t.Fatal("no gap fill recorded")
+	}
+	quiet(t, b, 100*time.Millisecond)
+}
+
+func TestDuplicateDeliveryIsDropped(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	b := s.live(0, "bob")
+	e := s.world.post("r1", "alice", "once")
+	expectType(t, b, api.FrameEvent)
+	s.hubs[0].RoomEvents(events.RoomEventBatch{RoomID: "r1", Events: []api.Event{e}})
+	quiet(t, b, 150*time.Millisecond)
+}
+
+func TestSlowConsumerIsCutOffWhileTheRoomFlows(t *testing.T) {
+	s := newStack(t, 1, hub.Config{QueueBytes: 64 << 10, WriteTimeout: 2 * time.Second})
+	s.world.room("r1", "alice", "bob", "carol")
+	fast := s.live(0, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	// The slow client reads nothing after hello: its reader stalls with a
+	// one-frame buffer.
+	slow, err := client.DialWS(ctx, s.urls[0], s.token("carol"), &client.WSOptions{Buffer: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	send(t, slow, api.ClientFrame{Type: api.FramePing})
+
+	text := strings.Repeat("x", 4000)
+	const n = 4000 // 16 MB: more than the socket buffers and the queue hold
+	// The room flows at the pace of its fast reader.
+	for seq := int64(1); seq <= n; seq++ {
+		s.world.post("r1", "alice", text)
+		f := nextSkipping(t, fast, api.FramePong)
+		if f.Type != api.FrameEvent || f.Event.Seq != seq {
+			t.Fatalf("fast client got %+v, want event %d", f.Type, seq)
+		}
+	}
+	eventually(t, "slow client disconnected", func() bool { return s.hubs[0].UserConns("carol") == 0 })
+	if s.hubs[0].Stats().SlowConsumers.Load() == 0 {
+		t.Fatal("no slow consumer recorded")
+	}
+	if s.hubs[0].UserConns("bob") != 1 {
+		t.Fatal("fast client was disconnected")
+	}
+}
+
+func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
+	s := newStack(t, 1, hub.Config{MaxFrameBytes: 32 << 10})
+	s.world.room("r1", "alice")
+	w := s.live(0, "alice")
+
+	cases := []struct {
+		name  string
+		frame string
+		code  string
+		ref   string
+	}{
+		{"oversize frame", `{"type":"send","room_id":"r1","client_id":"big","text":"` + strings.Repeat("y", 40<<10) + `"}`, "frame_too_large", ""},
+		{"malformed json", `{"type":`, "invalid_json", ""},
+		{"unknown type", `{"type":"dance","client_id":"u1"}`, "unknown_type", "u1"},
+		{"missing type", `{"room_id":"r1"}`, "missing_field", ""},
+		{"missing room", `{"type":"send","client_id":"m1","text":"a"}`, "missing_field", "m1"},
+		{"missing client_id", `{"type":"send","room_id":"r1","text":"a"}`, "missing_field", ""},
+		{"empty text", `{"type":"send","room_id":"r1","client_id":"e1","text":" "}`, "invalid_text", "e1"},
+		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "text_too_long", "l1"},
+		{"client_id over 64", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("c", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("c", 64)},
+		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_member", "n1"},
+		{"edit without target", `{"type":"edit","room_id":"r1","client_id":"t1","text":"a"}`, "missing_field", "t1"},
+		{"resume without rooms", `{"type":"resume"}`, "missing_field", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := w.WriteRaw([]byte(tc.frame)); err != nil {
+				t.Fatal(err)
+			}
+			expectError(t, w, tc.code, tc.ref)
+			// Still usable.
+			send(t, w, api.ClientFrame{Type: api.FramePing})
+			expectType(t, w, api.FramePong)
+		})
+	}
+	t.Run("4000 characters are accepted", func(t *testing.T) {
+		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "ok", Text: strings.Repeat("é", 4000)})
+		expectType(t, w, api.FrameEvent)
+		expectType(t, w, api.FrameAck)
+	})
+	t.Run("a frame over the hard limit closes with 1009", func(t *testing.T) {
+		_ = w.WriteRaw([]byte(strings.Repeat(" ", 2<<20)))
+		if got := closed(t, w); got != websocket.CloseMessageTooBig {
+			t.Fatalf("got close %d, want 1009", got)
+		}
+	})
+}
+
+func TestRateLimitThenPolicyClose(t *testing.T) {
+	s := newStack(t, 1, hub.Config{Rate: 1, Burst: 3, StrikeRate: 0.1, StrikeBurst: 5})
+	w := s.live(0, "alice") // the ping used one token
+	for range 2 {
+		send(t, w, api.ClientFrame{Type: api.FramePing})
+		expectType(t, w, api.FramePong)
+	}
+	send(t, w, api.ClientFrame{Type: api.FrameSend, ClientID: "r1"})
+	expectError(t, w, "rate_limited", "r1")
+	// Sustained abuse: the strike budget runs out and the socket closes.
+	for range 20 {
+		if err := w.Send(api.ClientFrame{Type: api.FramePing}); err != nil {
+			break
+		}
+	}
+	if got := closed(t, w); got != api.ClosePolicy {
+		t.Fatalf("got close %d, want %d", got, api.ClosePolicy)
+	}
+	if s.hubs[0].Stats().PolicyCloses.Load() != 1 {
+		t.Fatal("policy close not counted")
+	}
+}
+
+func TestResumeDeliversExactlyTheMissedEventsThenLive(t *testing.T) {
+	s := newStack(t, 2, hub.Config{LiveHold: 5 * time.Second})
+	s.world.room("r1", "alice", "bob")
+	b := s.live(1, "bob")
+	s.world.post("r1", "alice", "seen")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 1 {
+		t.Fatalf("got %+v", f.Event)
+	}
+	b.Close()
+	eventually(t, "bob gone", func() bool { return s.hubs[1].UserConns("bob") == 0 })
+	for i := range 20 {
+		s.world.post("r1", "alice", fmt.Sprint("missed ", i))
+	}
+
+	// Reconnect (to the other replica), and while resuming, live events
+	// keep coming.
+	b2 := s.dial(0, "bob")
+	if b2.Hello.Rooms[0].LastSeq != 21 {
+		t.Fatalf("hello says last_seq %d, want 21", b2.Hello.Rooms[0].LastSeq)
+	}
+	s.world.post("r1", "alice", "live 1")
+	send(t, b2, api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{"r1": 1}})
+	s.world.post("r1", "alice", "live 2")
+	for seq := int64(2); seq <= 23; seq++ {
+		if f := expectType(t, b2, api.FrameEvent); f.Event.Seq != seq {
+			t.Fatalf("got seq %d, want %d", f.Event.Seq, seq)
+		}
+	}
+	quiet(t, b2, 150*time.Millisecond)
+	s.world.post("r1", "alice", "live 3")
+	if f := expectType(t, b2, api.FrameEvent); f.Event.Seq != 24 {
+		t.Fatalf("got seq %d, want 24", f.Event.Seq)
+	}
+}
+
+func TestLiveEventsWaitForTheHoldAfterHello(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: 200 * time.Millisecond})
+	s.world.room("r1", "alice", "bob")
+	b := s.dial(0, "bob") // sends nothing
+	s.world.post("r1", "alice", "during the hold")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 1 {
+		t.Fatalf("got %+v", f.Event)
+	}
+}
+
+func TestMembershipChangesUpdateRoutingLive(t *testing.T) {
+	s := newStack(t, 2, hub.Config{})
+	s.world.room("r1", "alice")
+	b := s.live(1, "bob") // no rooms yet; replica 1 does not route r1
+	s.world.post("r1", "alice", "before bob")
+	joined := s.world.member("r1", "bob", true)
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != joined.Seq || f.Event.Type != api.EventMemberJoined {
+		t.Fatalf("got %+v, want bob's member_joined", f.Event)
+	}
+	s.world.post("r1", "alice", "welcome")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Text != "welcome" {
+		t.Fatalf("got %+v", f.Event)
+	}
+	// Bob can send now: membership comes from the table.
+	send(t, b, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "b1", Text: "thanks"})
+	expectType(t, b, api.FrameEvent)
+	expectType(t, b, api.FrameAck)
+
+	left := s.world.member("r1", "bob", false)
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != left.Seq || f.Event.Type != api.EventMemberLeft {
+		t.Fatalf("got %+v, want bob's member_left", f.Event)
+	}
+	s.world.post("r1", "alice", "after bob")
+	quiet(t, b, 150*time.Millisecond)
+	send(t, b, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "b2", Text: "hello?"})
+	expectError(t, b, "not_member", "b2")
+}
+
+func TestTypingIsThrottledAndNotPersisted(t *testing.T) {
+	s := newStack(t, 2, hub.Config{TypingEvery: time.Hour})
+	s.world.room("r1", "alice", "bob")
+	a := s.live(0, "alice")
+	b := s.live(1, "bob")
+	send(t, a, api.ClientFrame{Type: api.FrameTyping, RoomID: "r1"})
+	send(t, a, api.ClientFrame{Type: api.FrameTyping, RoomID: "r1"})
+	if f := expectType(t, b, api.FrameTyping); f.UserID != "alice" || f.RoomID != "r1" {
+		t.Fatalf("got %+v", f)
+	}
+	quiet(t, b, 150*time.Millisecond)
+	quiet(t, a, 10*time.Millisecond) // not echoed to the typer
+	if got := s.world.count(events.TopicSignals); got != 1 {
+		t.Fatalf("got %d signal publishes, want 1", got)
+	}
+	if got := s.world.count(events.TopicSubmitted); got != 0 {
+		t.Fatalf("typing was submitted for persistence (%d)", got)
+	}
+}
+
+func TestReadMarkerGoesToTheMessageService(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	a := s.live(0, "alice")
+	send(t, a, api.ClientFrame{Type: api.FrameRead, RoomID: "r1", Seq: 7})
+	eventually(t, "read marker", func() bool {
+		s.world.mu.Lock()
+		defer s.world.mu.Unlock()
+		return len(s.world.reads) == 1 && s.world.reads[0] == "r1/alice/7"
+	})
+}
+
+func TestTokenExpiryAndRefresh(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	ctx := context.Background()
+	w, err := client.DialWS(ctx, s.urls[0], s.iss.Token("alice", "s1", 2*time.Second), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A token of another session is refused; a refreshed one of the same
+	// session extends the socket's life.
+	send(t, w, api.ClientFrame{Type: api.FrameAuth, Token: s.iss.Token("alice", "s2", time.Hour)})
+	expectError(t, w, "token_mismatch", "")
+	send(t, w, api.ClientFrame{Type: api.FrameAuth, Token: s.iss.Token("alice", "s1", 4*time.Second)})
+	start := time.Now()
+	if got := closed(t, w); got != api.CloseTokenExpired {
+		t.Fatalf("got close %d, want %d", got, api.CloseTokenExpired)
+	}
+	if time.Since(start) < 2500*time.Millisecond {
+		t.Fatal("closed at the first token's expiry despite the refresh")
+	}
+}
+
+func TestRevokedSessionIsClosed(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	a := s.dial(0, "alice")
+	other := s.dial(0, "bob")
+	s.hubs[0].SessionRevoked(events.SessionRevoked{SessionID: "sess-alice", UserID: "alice"})
+	if got := closed(t, a); got != api.CloseSessionRevoked {
+		t.Fatalf("got close %d, want %d", got, api.CloseSessionRevoked)
+	}
+	// Also by signal, without the user id.
+	s.hubs[0].Signals(events.SignalBatch{Signals: []events.Signal{{Kind: events.SignalSessionRevoked, SessionID: "sess-bob"}}})
+	if got := closed(t, other); got != api.CloseSessionRevoked {
+		t.Fatalf("got close %d, want %d", got, api.CloseSessionRevoked)
+	}
+}
+
+func TestPublishFailureAndRejectionAnswerTheSender(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	a := s.live(0, "alice")
+	s.world.failPublish.Store(true)
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "f1", Text: "x"})
+	expectError(t, a, "unavailable", "f1")
+	s.world.failPublish.Store(false)
+	// The message service refuses (alice was removed without an event).
+	s.world.mu.Lock()
+	s.world.rooms["r1"].members["alice"] = false
+	s.world.mu.Unlock()
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "f2", Text: "x"})
+	expectError(t, a, "not_member", "f2")
+}
+
+func TestShutdownClosesWithGoingAway(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	a := s.dial(0, "alice")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.hubs[0].Shutdown(ctx) }()
+	if got := closed(t, a); got != websocket.CloseGoingAway {
+		t.Fatalf("got close %d, want 1001", got)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_, err := client.DialWS(context.Background(), s.urls[0], s.token("bob"), nil)
+	var e *client.Error
+	if !asError(err, &e) || e.Status != http.StatusServiceUnavailable {
+		t.Fatalf("got %v, want 503 after shutdown", err)
+	}
+}
