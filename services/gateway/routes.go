@@ -1,0 +1,105 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/cors"
+	"github.com/go-chi/httprate"
+
+	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/invoke"
+)
+
+// NewServer returns the gateway's handler. This file lists the whole
+// public surface: which prefix goes to which service, and what guards it.
+func NewServer(log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
+	wsProxy, err := newWSProxy(cfg.WSUpstreams, verifier, log)
+	if err != nil {
+		return nil, err
+	}
+	writeErr := func(w http.ResponseWriter, r *http.Request, err error) { httpapi.Error(w, r, log, err) }
+	limited := func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, r, apierror.New(apierror.RateLimited, "rate_limited", "too many requests; retry after the time in Retry-After"))
+	}
+	perIP := httprate.Limit(cfg.RatePerIP, time.Minute,
+		httprate.WithKeyFuncs(httprate.KeyByIP), httprate.WithLimitHandler(limited))
+	perUser := httprate.Limit(cfg.RatePerUser, time.Minute,
+		httprate.WithKeyFuncs(func(r *http.Request) (string, error) {
+			c, _ := authn.FromContext(r.Context())
+			return "user:" + c.UserID, nil
+		}), httprate.WithLimitHandler(limited))
+	requireToken := authn.Middleware(verifier, writeErr)
+	to := func(appID string) http.Handler { return daprProxy(inv, appID, cfg.MaxBody, log) }
+
+	r := chi.NewRouter()
+	r.Use(httpapi.RequestIDs, httpapi.AccessLog(log), httpapi.Recover(log), securityHeaders)
+	if len(cfg.CORSOrigins) > 0 {
+		r.Use(cors.Handler(cors.Options{
+			AllowedOrigins:   cfg.CORSOrigins,
+			AllowedMethods:   []string{"GET", "POST", "PUT", "DELETE", "OPTIONS"},
+			AllowedHeaders:   []string{"Authorization", "Content-Type", "X-Request-Id"},
+			ExposedHeaders:   []string{"X-Request-Id", "Retry-After"},
+			AllowCredentials: false,
+			MaxAge:           600,
+		}))
+	}
+	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
+	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(map[string]httpapi.Check{"sidecar": sidecarReady}))
+
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Use(perIP)
+		// Open routes: no token yet, or the keys that verify tokens.
+		r.Group(func(r chi.Router) {
+			r.Method(http.MethodPost, "/auth/register", to("auth"))
+			r.Method(http.MethodPost, "/auth/login", to("auth"))
+			r.Method(http.MethodPost, "/auth/refresh", to("auth"))
+			r.Method(http.MethodGet, "/auth/jwks", to("auth"))
+		})
+		// Everything else needs a valid access token at the edge; the
+		// owning service verifies it again.
+		r.Group(func(r chi.Router) {
+			r.Use(requireToken, perUser)
+			r.Handle("/auth/*", to("auth"))
+			r.Handle("/me", to("auth"))
+			r.Handle("/users", to("auth"))
+			r.Handle("/users/*", to("auth"))
+			r.Handle("/rooms", to("message"))
+			r.Put("/rooms/{id}/notifications", to("notification").ServeHTTP)
+			r.Handle("/rooms/*", to("message"))
+			r.Handle("/dms", to("message"))
+			r.Handle("/presence", to("presence"))
+			r.Handle("/devices", to("notification"))
+			r.Handle("/devices/*", to("notification"))
+		})
+		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+			writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
+		})
+	})
+	r.Handle("/ws", perIP(wsProxy))
+	r.Handle("/*", webClient())
+	return r, nil
+}
+
+// securityHeaders sets the headers every answer carries: a strict
+// Content-Security-Policy for the web client (scripts and styles only from
+// this origin, no framing), no MIME sniffing, no referrer.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+			"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cross-Origin-Opener-Policy", "same-origin")
+		if r.TLS != nil {
+			h.Set("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
