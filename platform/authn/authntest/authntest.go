@@ -60,3 +60,13 @@ func (i *Issuer) Token(userID, sessionID string, ttl time.Duration) string {
 	}
 	return s
 }
+
+// JWKS returns the JWK Set that publishes this Issuer's public key, as the
+// auth service's /api/v1/auth/jwks would.
+func (i *Issuer) JWKS() authn.JWKSet {
+	k, err := authn.PublicJWK(i.KID, i.pub)
+	if err != nil {
+		panic(err) // an Ed25519 key always converts
+	}
+	return authn.JWKSet{Keys: []authn.JWK{k}}
+}

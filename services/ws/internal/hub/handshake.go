@@ -102,6 +102,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		c.close(websocket.CloseGoingAway, "server shutting down")
 	}
 
+	h.log.Debug("socket opened", "user_id", c.userID, "rooms", len(rooms))
 	c.readLoop()
 
 	// The reader ended: the socket is closed or closing. Unroute it.
@@ -121,6 +122,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		h.rooms.detach(id, c)
 	}
 	<-c.writerDone
+	h.log.Debug("socket closed", "user_id", c.userID, "code", c.closeCode, "reason", c.closeText)
 	return nil
 }
 

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/client"
+	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/authn/authntest"
+	"github.com/papochat/papo/platform/httpapi"
+)
+
+// fakeSidecar answers the Dapr HTTP API routes run uses without a real
+// daprd: the auth JWKS and session check, and the message user rooms.
+func fakeSidecar(t *testing.T, iss *authntest.Issuer) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/invoke/auth/method"+authn.JWKSPath, func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Encode(w, http.StatusOK, iss.JWKS())
+	})
+	mux.HandleFunc("GET /v1.0/invoke/auth/method/internal/v1/sessions/{sid}", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Encode(w, http.StatusOK, map[string]any{"active": true})
+	})
+	mux.HandleFunc("GET /v1.0/invoke/message/method/internal/v1/users/{uid}/rooms", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Encode(w, http.StatusOK, map[string]any{"rooms": []api.RoomCursor{{RoomID: "r1", LastSeq: 3}}})
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return u.Port()
+}
+
+// unusedPort returns a port nothing listens on (the sidecar's gRPC API is
+// absent in this test; the subscriptions keep retrying).
+func unusedPort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	ln.Close()
+	return port
+}
+
+func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
+	iss := authntest.New()
+	env := map[string]string{
+		"APP_HOST":           "127.0.0.1",
+		"APP_PORT":           "0",
+		"DAPR_HTTP_PORT":     fakeSidecar(t, iss),
+		"DAPR_GRPC_PORT":     unusedPort(t),
+		"AUTH_ISSUER":        iss.Config.Issuer,
+		"AUTH_AUDIENCE":      iss.Config.Audience,
+		"WS_ALLOWED_ORIGINS": "http://localhost:8080",
+		"WS_SHUTDOWN_GRACE":  "5s",
+	}
+	pr, pw := io.Pipe()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(k string) string { return env[k] }, pw); pw.Close() }()
+
+	// The listening URL is in the log.
+	var base string
+	lines := bufio.NewScanner(pr)
+	for base == "" && lines.Scan() {
+		var l struct{ Msg, URL string }
+		if json.Unmarshal(lines.Bytes(), &l) == nil && l.Msg == "ws listening" {
+			base = l.URL
+		}
+	}
+	go func() { _, _ = io.Copy(io.Discard, pr) }()
+	if base == "" {
+		t.Fatal("no listening line logged")
+	}
+
+	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("healthz: %v %v", resp, err)
+	}
+	if resp, err := http.Get(base + "/readyz"); err != nil || resp.StatusCode != 503 {
+		t.Fatalf("readyz without a sidecar: %v %v, want 503", resp, err)
+	}
+	if resp, err := http.Get(base + "/ws"); err != nil || resp.StatusCode != 400 {
+		t.Fatalf("plain GET /ws: %v %v, want 400", resp, err)
+	}
+
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws"
+	w, err := client.DialWS(ctx, wsURL, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	if len(w.Hello.Rooms) != 1 || w.Hello.Rooms[0].LastSeq != 3 {
+		t.Fatalf("got hello %+v", w.Hello)
+	}
+
+	cancel() // SIGTERM
+	readCtx, rc := context.WithTimeout(context.Background(), 5*time.Second)
+	defer rc()
+	var code int
+	for {
+		if _, err := w.ReadRaw(readCtx); err != nil {
+			code = client.CloseCode(err)
+			break
+		}
+	}
+	if code != websocket.CloseGoingAway {
+		t.Fatalf("got close %d, want 1001", code)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within the drain time")
+	}
+}
+
+func TestLoadConfigRefusesBadValues(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"APP_PORT": "http"},
+		{"WS_QUEUE_BYTES": "-1"},
+		{"WS_WRITE_TIMEOUT": "soon"},
+		{"WS_RATE": "0"},
+		{"LOG_LEVEL": "loud"},
+	} {
+		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
+			t.Errorf("%v accepted", env)
+		}
+	}
+	cfg, err := loadConfig(func(k string) string {
+		return map[string]string{"WS_ALLOWED_ORIGINS": "http://a.example, http://b.example", "WS_MAX_CONNS_PER_USER": "3"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Hub.AllowedOrigins) != 2 || cfg.Hub.MaxConnsPerUser != 3 || cfg.Hub.QueueBytes != 1<<20 {
+		t.Fatalf("got %+v", cfg.Hub)
+	}
+}
