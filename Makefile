@@ -6,7 +6,7 @@ GO ?= go
 PKGS := ./...
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run test test-unit test-e2e bench daprd vet fmt tidy clean help
+.PHONY: run test test-unit test-e2e test-deploy bench daprd vet fmt tidy clean help
 
 help:
 	@echo "make run [PROFILE=local|redis|rabbitmq-postgres|nats-mysql]  start the whole system"
@@ -19,8 +19,14 @@ run:
 	$(GO) run ./launcher/cmd/papo -profile $(PROFILE)
 
 ## test: vet, then every module's tests, end-to-end ones included.
-test: vet
+test: vet test-deploy
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+## test-deploy: parse and cross-check dapr.yaml, docker-compose.yml, k8s/, tye.yaml and components/.
+## deploy/ stays out of go.work: its kustomize/compose-go graph would raise
+## x/net, x/crypto and protobuf for every service built in the workspace.
+test-deploy:
+	cd deploy && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 
 test-unit:
 	$(GO) test -short -count=1 $(PKGS)

@@ -1,0 +1,91 @@
+package deploy
+
+import (
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// runFile mirrors the Dapr CLI's multi-app run template
+// (dapr/cli pkg/runfileconfig and pkg/standalone RunConfig yaml tags), with
+// the fields papo uses; strict decoding refuses anything else.
+type runFile struct {
+	Version int `json:"version"`
+	Common  struct {
+		ResourcesPath      string            `json:"resourcesPath"`
+		ConfigFilePath     string            `json:"configFilePath"`
+		AppProtocol        string            `json:"appProtocol"`
+		AppHealthCheckPath string            `json:"appHealthCheckPath"`
+		Env                map[string]string `json:"env"`
+	} `json:"common"`
+	Apps []struct {
+		AppID                string            `json:"appID"`
+		AppDirPath           string            `json:"appDirPath"`
+		AppPort              int               `json:"appPort"`
+		DaprHTTPPort         int               `json:"daprHTTPPort"`
+		DaprGRPCPort         int               `json:"daprGRPCPort"`
+		DaprInternalGRPCPort int               `json:"daprInternalGRPCPort"`
+		MetricsPort          int               `json:"metricsPort"`
+		AppLogDestination    string            `json:"appLogDestination"`
+		DaprdLogDestination  string            `json:"daprdLogDestination"`
+		Env                  map[string]string `json:"env"`
+		Command              []string          `json:"command"`
+	} `json:"apps"`
+}
+
+func TestDaprRunFileDescribesEveryApp(t *testing.T) {
+	var f runFile
+	readStrict(t, filepath.Join(root, "dapr.yaml"), &f)
+	if f.Version != 1 {
+		t.Errorf("version %d, want 1", f.Version)
+	}
+	mustExist(t, "common.resourcesPath", f.Common.ResourcesPath)
+	mustExist(t, "common.configFilePath", f.Common.ConfigFilePath)
+	for _, env := range []string{"APP_HOST", "LOG_LEVEL"} {
+		if f.Common.Env[env] == "" {
+			t.Errorf("common env has no %s", env)
+		}
+	}
+
+	count := map[string]int{}
+	ports := map[int]string{}
+	for _, a := range f.Apps {
+		want := appByID(t, a.AppID)
+		count[a.AppID]++
+		if a.AppDirPath != "./services/"+a.AppID {
+			t.Errorf("%s appDirPath %q", a.AppID, a.AppDirPath)
+		}
+		// The first replica keeps the reference port; further ws replicas
+		// take the next ones.
+		if wantPort := want.port + count[a.AppID] - 1; a.AppPort != wantPort {
+			t.Errorf("%s #%d appPort %d, want %d", a.AppID, count[a.AppID], a.AppPort, wantPort)
+		}
+		if len(a.Command) != 3 || a.Command[0] != "go" || a.Command[1] != "run" || a.Command[2] != "." {
+			t.Errorf("%s command %v, want [go run .]", a.AppID, a.Command)
+		}
+		// Every port of every process must differ: daprd fails at start on
+		// a collision.
+		for what, p := range map[string]int{
+			"appPort": a.AppPort, "daprHTTPPort": a.DaprHTTPPort, "daprGRPCPort": a.DaprGRPCPort,
+			"daprInternalGRPCPort": a.DaprInternalGRPCPort, "metricsPort": a.MetricsPort,
+		} {
+			if p == 0 {
+				t.Errorf("%s %s is not set", a.AppID, what)
+				continue
+			}
+			id := a.AppID + "#" + strconv.Itoa(count[a.AppID]) + " " + what
+			if other, dup := ports[p]; dup {
+				t.Errorf("port %d used by %s and %s", p, other, id)
+			}
+			ports[p] = id
+		}
+		if count[a.AppID] > 1 && (a.AppLogDestination != "console" || a.DaprdLogDestination != "console") {
+			t.Errorf("%s replica %d logs to files, which the first replica's share a name with", a.AppID, count[a.AppID])
+		}
+	}
+	for _, a := range apps {
+		if count[a.id] != a.replicas {
+			t.Errorf("%s appears %d times, want %d", a.id, count[a.id], a.replicas)
+		}
+	}
+}
