@@ -36,11 +36,15 @@ const (
 	// replica of every service (each through Fanout), so revoked sessions
 	// are refused everywhere before their tokens expire.
 	TopicSessions = "sessions.revoked"
+	// TopicNotificationsDeadLetter receives room event batches the
+	// notification service failed on after every retry, and pushes it
+	// could not deliver.
+	TopicNotificationsDeadLetter = "notifications.deadletter"
 )
 
 // AllTopics lists every topic, for brokers whose streams must exist before
 // the sidecars start (NATS JetStream).
-var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions}
+var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions, TopicNotificationsDeadLetter}
 
 // Submission is one client request to change a room's log.
 type Submission struct {
