@@ -97,7 +97,7 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		}
 	}
 	if !c.member(f.RoomID) {
-		c.refuse(ref, "not_member", "you are not a member of this room")
+		c.refuse(ref, "not_a_member", "you are not a member of this room")
 		return
 	}
 	if !c.addPending(f.RoomID, f.ClientID) {
@@ -122,7 +122,7 @@ func (c *conn) typing(f api.ClientFrame) {
 		return
 	}
 	if !c.member(f.RoomID) {
-		c.refuse("", "not_member", "you are not a member of this room")
+		c.refuse("", "not_a_member", "you are not a member of this room")
 		return
 	}
 	if !c.h.users.allowTyping(c.userID, f.RoomID, time.Now().UnixNano(), int64(c.h.cfg.TypingEvery)) {
@@ -143,7 +143,7 @@ func (c *conn) read(f api.ClientFrame) {
 		return
 	}
 	if !c.member(f.RoomID) {
-		c.refuse("", "not_member", "you are not a member of this room")
+		c.refuse("", "not_a_member", "you are not a member of this room")
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
@@ -186,7 +186,7 @@ func (c *conn) resume(raw []byte, f api.ClientFrame) {
 	}
 	c.mu.Unlock()
 	for _, id := range unknown {
-		c.refuse("", "not_member", "you are not a member of room "+strconv.Quote(truncate(id, 64)))
+		c.refuse("", "not_a_member", "you are not a member of room "+strconv.Quote(truncate(id, 64)))
 	}
 }
 

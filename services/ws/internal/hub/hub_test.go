@@ -277,7 +277,7 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 		{"empty text", `{"type":"send","room_id":"r1","client_id":"e1","text":" "}`, "invalid_text", "e1"},
 		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "text_too_long", "l1"},
 		{"client_id over 64", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("c", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("c", 64)},
-		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_member", "n1"},
+		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_a_member", "n1"},
 		{"edit without target", `{"type":"edit","room_id":"r1","client_id":"t1","text":"a"}`, "missing_field", "t1"},
 		{"resume without rooms", `{"type":"resume"}`, "missing_field", ""},
 	}
@@ -398,7 +398,7 @@ func TestMembershipChangesUpdateRoutingLive(t *testing.T) {
 	s.world.post("r1", "alice", "after bob")
 	quiet(t, b, 150*time.Millisecond)
 	send(t, b, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "b2", Text: "hello?"})
-	expectError(t, b, "not_member", "b2")
+	expectError(t, b, "not_a_member", "b2")
 }
 
 func TestTypingIsThrottledAndNotPersisted(t *testing.T) {
@@ -482,7 +482,7 @@ func TestPublishFailureAndRejectionAnswerTheSender(t *testing.T) {
 	s.world.rooms["r1"].members["alice"] = false
 	s.world.mu.Unlock()
 	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "f2", Text: "x"})
-	expectError(t, a, "not_member", "f2")
+	expectError(t, a, "not_a_member", "f2")
 }
 
 func TestShutdownClosesWithGoingAway(t *testing.T) {

@@ -321,7 +321,7 @@ func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) er
 			switch {
 			case r == nil || !r.members[s.SenderID]:
 				out.Rejections = append(out.Rejections, events.Rejection{RoomID: s.RoomID, SenderID: s.SenderID,
-					ClientID: s.ClientID, Code: "not_member", Message: "not a member"})
+					ClientID: s.ClientID, Code: "not_a_member", Message: "not a member"})
 			case r.byClient[key] > 0:
 				out.Acks = append(out.Acks, events.Ack{RoomID: s.RoomID, SenderID: s.SenderID, ClientID: s.ClientID, Seq: r.byClient[key]})
 			default:
