@@ -1,0 +1,104 @@
+package password
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newHasher(t *testing.T) *Hasher {
+	t.Helper()
+	h, err := NewHasher(Default, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+func TestHashVerifiesOnlyTheRightPassword(t *testing.T) {
+	ctx := context.Background()
+	h := newHasher(t)
+	enc, err := h.Hash(ctx, "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := h.Verify(ctx, enc, "correct horse"); err != nil || !ok {
+		t.Fatalf("right password: ok=%v err=%v", ok, err)
+	}
+	if ok, _ := h.Verify(ctx, enc, "correct horsf"); ok {
+		t.Fatal("wrong password verified")
+	}
+}
+
+func TestHashIsArgon2idAtLeastTheOWASPMinimum(t *testing.T) {
+	h := newHasher(t)
+	enc, err := h.Hash(context.Background(), "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(enc, "$argon2id$v=19$") {
+		t.Fatalf("got %q, want a PHC argon2id string", enc)
+	}
+	p, salt, key, err := decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.MemoryKiB < 19*1024 || p.Time < 2 || p.Threads != 1 {
+		t.Fatalf("params %+v are below m=19MiB,t=2,p=1", p)
+	}
+	if len(salt) < 16 || len(key) < 32 {
+		t.Fatalf("salt %d bytes, key %d bytes", len(salt), len(key))
+	}
+}
+
+func TestHashUsesAFreshSaltEachTime(t *testing.T) {
+	h := newHasher(t)
+	a, _ := h.Hash(context.Background(), "same")
+	b, _ := h.Hash(context.Background(), "same")
+	if a == b {
+		t.Fatal("two hashes of one password are equal: salt is not random")
+	}
+}
+
+func TestVerifyRefusesMalformedAndAbusiveHashes(t *testing.T) {
+	h := newHasher(t)
+	for name, enc := range map[string]string{
+		"empty":          "",
+		"bcrypt":         "$2a$10$abcdefghijklmnopqrstuu",
+		"argon2i":        "$argon2i$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5",
+		"huge memory":    "$argon2id$v=19$m=99999999,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5",
+		"huge time":      "$argon2id$v=19$m=19456,t=999,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5",
+		"short salt":     "$argon2id$v=19$m=19456,t=2,p=1$c2Fs$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5",
+		"wrong version":  "$argon2id$v=16$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5",
+		"missing fields": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0",
+	} {
+		t.Run(name, func(t *testing.T) {
+			if ok, err := h.Verify(context.Background(), enc, "pw"); ok || err == nil {
+				t.Fatalf("got ok=%v err=%v, want a refusal", ok, err)
+			}
+		})
+	}
+}
+
+// TestVerifyDummyCostsLikeARealVerify checks the unknown-user path does the
+// same argon2id work: it must take at least half as long as a real one.
+func TestVerifyDummyCostsLikeARealVerify(t *testing.T) {
+	ctx := context.Background()
+	h := newHasher(t)
+	enc, _ := h.Hash(ctx, "pw")
+	measure := func(f func()) time.Duration {
+		best := time.Hour
+		for range 3 {
+			start := time.Now()
+			f()
+			best = min(best, time.Since(start))
+		}
+		return best
+	}
+	real := measure(func() { _, _ = h.Verify(ctx, enc, "nope") })
+	dummy := measure(func() { h.VerifyDummy(ctx, "nope") })
+	if dummy < real/2 {
+		t.Fatalf("dummy verify took %v, a real one %v: unknown users are cheaper", dummy, real)
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/httpapi"
+
+	"github.com/papochat/papo/services/auth/internal/account"
+	"github.com/papochat/papo/services/auth/internal/session"
+	"github.com/papochat/papo/services/auth/internal/signing"
+	"github.com/papochat/papo/services/auth/internal/throttle"
+)
+
+// Deps are everything the auth handlers need.
+type Deps struct {
+	Log      *slog.Logger
+	Config   Config
+	Accounts *account.Accounts
+	Sessions *session.Manager
+	Keys     *signing.Keyring
+	// Ready are the checks /readyz runs.
+	Ready map[string]httpapi.Check
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Limits tune the login throttles.
+type Limits struct {
+	UserFreeFailures int
+	IPFreeFailures   int
+	BackoffBase      time.Duration
+	BackoffMax       time.Duration
+}
+
+// NewServer returns the auth service's handler. This file lists its whole
+// API: public routes (reached through the gateway) and internal ones
+// (reached by other services through Dapr, never routed by the gateway).
+func NewServer(d Deps) http.Handler {
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	cfg := d.Config
+	issuer := &signing.Issuer{Ring: d.Keys, Issuer: cfg.Issuer, Audience: cfg.Audience, TTL: cfg.AccessTTL, Now: d.Now}
+	verifier := authn.NewVerifier(
+		authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway},
+		d.Keys,
+		authn.WithTrustedIssuers(authn.NewTrustedIssuers(cfg.TrustedIssuers, nil, authn.RemoteKeysOptions{}), d.Accounts),
+	)
+	// Auth owns the sessions, so it checks each token's session in its
+	// store instead of waiting for the revocation notice.
+	tokens := liveSessionVerifier{verifier: verifier, sessions: d.Sessions}
+	writeErr := func(w http.ResponseWriter, r *http.Request, err error) { httpapi.Error(w, r, d.Log, err) }
+	requireToken := authn.Middleware(tokens, writeErr)
+	h := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(d.Log, f) }
+	forget := 30 * time.Minute
+	throttles := loginThrottles{
+		user: throttle.New(throttle.Policy{Free: cfg.Limits.UserFreeFailures, Base: cfg.Limits.BackoffBase, Max: cfg.Limits.BackoffMax, Forget: forget}, d.Now),
+		ip:   throttle.New(throttle.Policy{Free: cfg.Limits.IPFreeFailures, Base: cfg.Limits.BackoffBase, Max: cfg.Limits.BackoffMax, Forget: forget}, d.Now),
+		hops: cfg.ForwardedHops,
+	}
+	trusted := map[string]bool{}
+	for _, ti := range cfg.TrustedIssuers {
+		trusted[ti.Issuer] = true
+	}
+
+	r := chi.NewRouter()
+	r.Use(httpapi.RequestIDs, httpapi.AccessLog(d.Log), httpapi.Recover(d.Log))
+	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
+	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(d.Ready))
+
+	r.Route("/api/v1", func(r chi.Router) {
+		r.Method(http.MethodPost, "/auth/register", h(handleRegister(d.Accounts)))
+		r.Method(http.MethodPost, "/auth/login", h(handleLogin(d.Accounts, d.Sessions, issuer, throttles)))
+		r.Method(http.MethodPost, "/auth/refresh", h(handleRefresh(d.Accounts, d.Sessions, issuer)))
+		r.Method(http.MethodGet, "/auth/jwks", handleJWKS(d.Keys))
+		r.Group(func(r chi.Router) {
+			r.Use(requireToken)
+			r.Method(http.MethodPost, "/auth/logout", h(handleLogout(d.Sessions)))
+			r.Method(http.MethodGet, "/me", h(handleMe(d.Accounts)))
+			r.Method(http.MethodGet, "/users", h(handleFindUsers(d.Accounts)))
+			r.Method(http.MethodGet, "/users/{id}", h(handleGetUser(d.Accounts)))
+		})
+	})
+	r.Route("/internal/v1", func(r chi.Router) {
+		r.Method(http.MethodGet, "/sessions/{sid}", h(handleSessionStatus(d.Sessions)))
+		r.Method(http.MethodPost, "/identities", h(handleResolveIdentity(d.Accounts, trusted)))
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Encode(w, http.StatusMethodNotAllowed, httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path}})
+	})
+	return r
+}
