@@ -3,13 +3,15 @@ module github.com/papochat/papo/services/presence
 go 1.26
 
 require (
+	github.com/dapr/go-sdk v1.11.0
 	github.com/go-chi/chi/v5 v5.1.0
+	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/platform v0.0.0
 )
 
 require (
 	github.com/dapr/dapr v1.14.0 // indirect
-	github.com/dapr/go-sdk v1.11.0 // indirect
+	github.com/golang-jwt/jwt/v5 v5.2.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
 	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	go.opentelemetry.io/otel v1.27.0 // indirect
