@@ -319,8 +319,7 @@ func (c *conn) goLive() {
 // startSync starts a catch-up of one room; c.mu is held.
 func (c *conn) startSync(roomID string, cr *cursor) {
 	cr.syncing = true
-	c.h.workers.Add(1)
-	go c.sync(roomID, cr)
+	c.h.spawn(func() { c.sync(roomID, cr) })
 }
 
 // sync fetches the events of roomID after the connection's cursor from the
@@ -328,7 +327,6 @@ func (c *conn) startSync(roomID string, cr *cursor) {
 // room's head on this replica; from then on live events flow again. Live
 // events offered meanwhile were skipped, and the fetch covers them.
 func (c *conn) sync(roomID string, cr *cursor) {
-	defer c.h.workers.Done()
 	failures := 0
 	for {
 		c.mu.Lock()

@@ -74,9 +74,7 @@ func (h *Hub) accept(roomID string, evs []api.Event) {
 	}
 	h.drain(r)
 	if len(r.pending) > 0 && !r.fetching {
-		r.fetching = true
-		h.workers.Add(1)
-		go h.fill(r)
+		r.fetching = h.spawn(func() { h.fill(r) })
 	}
 	empty := len(r.conns) == 0
 	r.mu.Unlock()
@@ -126,7 +124,6 @@ func (h *Hub) drain(r *room) {
 // repeated failures it gives up on the gap: the connections then see the
 // jump themselves and catch up one by one (or are told to reconnect).
 func (h *Hub) fill(r *room) {
-	defer h.workers.Done()
 	failures := 0
 	for {
 		r.mu.Lock()

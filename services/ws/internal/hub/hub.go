@@ -190,7 +190,9 @@ type Hub struct {
 	cancel  context.CancelFunc
 	closing atomic.Bool
 	conns   sync.WaitGroup // one per connection, done when both its goroutines ended
-	workers sync.WaitGroup // gap fills and batchers
+	workers sync.WaitGroup // gap fills, catch-ups and batchers
+	spawnMu sync.Mutex     // orders spawn against Shutdown's wait
+	stopped bool           // guarded by spawnMu
 
 	stats Stats
 }
@@ -267,9 +269,28 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 	// Submissions already queued are still published before stopping.
 	h.submits.stop()
 	h.signals.stop()
+	h.spawnMu.Lock()
+	h.stopped = true
+	h.spawnMu.Unlock()
 	h.cancel()
 	h.workers.Wait()
 	return err
+}
+
+// spawn runs f on a goroutine the hub waits for at Shutdown; after
+// Shutdown began it runs nothing and returns false.
+func (h *Hub) spawn(f func()) bool {
+	h.spawnMu.Lock()
+	defer h.spawnMu.Unlock()
+	if h.stopped {
+		return false
+	}
+	h.workers.Add(1)
+	go func() {
+		defer h.workers.Done()
+		f()
+	}()
+	return true
 }
 
 // encode marshals a frame; frames are plain structs, so it cannot fail.
