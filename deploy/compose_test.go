@@ -66,6 +66,9 @@ func TestComposeGivesEveryAppASidecarInItsNetworkNamespace(t *testing.T) {
 			if port == nil || *port != strconv.Itoa(a.port) {
 				t.Errorf("APP_PORT = %v, want %d", port, a.port)
 			}
+			if appID == "ws" && (s.Environment["WS_ALLOWED_ORIGINS"] == nil || *s.Environment["WS_ALLOWED_ORIGINS"] == "") {
+				t.Errorf("%s has no WS_ALLOWED_ORIGINS: browsers could not open a socket", svc)
+			}
 			for _, env := range []string{"APP_HOST", "DAPR_HTTP_PORT", "DAPR_GRPC_PORT", "LOG_LEVEL"} {
 				if s.Environment[env] == nil {
 					t.Errorf("%s has no %s", svc, env)

@@ -79,6 +79,9 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 			}
 			ports[p] = id
 		}
+		if a.AppID == "ws" && a.Env["WS_ALLOWED_ORIGINS"] == "" {
+			t.Errorf("ws #%d has no WS_ALLOWED_ORIGINS: browsers could not open a socket", count[a.AppID])
+		}
 		if count[a.AppID] > 1 && (a.AppLogDestination != "console" || a.DaprdLogDestination != "console") {
 			t.Errorf("%s replica %d logs to files, which the first replica's share a name with", a.AppID, count[a.AppID])
 		}

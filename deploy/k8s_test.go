@@ -120,6 +120,9 @@ func TestKubernetesOverlaysRunEveryAppWithItsSidecar(t *testing.T) {
 					t.Errorf("Service %s selects %v", name, s.Spec.Selector)
 				}
 			}
+			if ws := deployments["ws"].Spec.Template.Spec.Containers[0]; envValue(ws, "WS_ALLOWED_ORIGINS") == "" {
+				t.Errorf("ws has no WS_ALLOWED_ORIGINS: browsers could not open a socket")
+			}
 			// The gateway proxies /ws to the ws Service.
 			gw := deployments["gateway"].Spec.Template.Spec.Containers[0]
 			if got, want := envValue(gw, "GATEWAY_WS_UPSTREAMS"), "http://ws:"+strconv.Itoa(appByID(t, "ws").port); got != want {
