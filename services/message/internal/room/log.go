@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -68,9 +69,10 @@ func (s *Service) DeadLetterRaw(ctx context.Context, raw []byte, reason error) e
 func (s *Service) appendPending(ctx context.Context, roomID string, subs []events.Submission) error {
 	var out events.RoomEventBatch
 	var dead []DeadLetter
+	var committed *roomRecord
 	err := s.retry(ctx, func() error {
 		var err error
-		out, dead, err = s.tryAppend(ctx, roomID, subs)
+		out, dead, committed, err = s.tryAppend(ctx, roomID, subs)
 		return err
 	})
 	if err != nil {
@@ -78,6 +80,13 @@ func (s *Service) appendPending(ctx context.Context, roomID string, subs []event
 	}
 	if err := s.announce(ctx, out); err != nil {
 		return err
+	}
+	if committed != nil {
+		// Durable already: a failure here is finished by the next writer
+		// or reader of the room, so it is logged, not retried.
+		if err := s.materialize(ctx, *committed); err != nil {
+			s.log.WarnContext(ctx, "materialize after append", "room_id", roomID, "err", err)
+		}
 	}
 	for _, d := range dead {
 		if err := s.pub.Publish(ctx, events.TopicDeadLetter, d); err != nil {
@@ -87,26 +96,14 @@ func (s *Service) appendPending(ctx context.Context, roomID string, subs []event
 	return nil
 }
 
-// appendState is what one append attempt read and changes.
-type appendState struct {
-	roomID string
-	items  map[string]statestore.Item
-	// dirty records to write back, guarded by the ETags they were read with.
-	members map[string]*memberRecord
-	events  map[int64]*eventRecord
-	// created holds the new events of this attempt, by seq.
-	created map[int64]*eventRecord
-	order   []int64
-}
-
-// tryAppend is one attempt: read the head, then everything the
-// submissions touch, decide each submission, and write all new events, the
-// idempotency keys, the senders' read markers, the changed targets and the
-// new head in one transaction guarded by the head's ETag. ErrConflict means
-// another writer got there first; the caller re-reads and retries.
-func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Submission) (events.RoomEventBatch, []DeadLetter, error) {
-	out := events.RoomEventBatch{RoomID: roomID}
-	var dead []DeadLetter
+// tryAppend is one attempt: read the head, materialize its tail, read
+// everything the submissions touch, decide each submission, and commit the
+// accepted ones as the head's new tail with one write guarded by the
+// head's ETag. ErrConflict means another writer got there first; the
+// caller re-reads and retries. committed is the new head, nil when
+// nothing was appended.
+func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Submission) (out events.RoomEventBatch, dead []DeadLetter, committed *roomRecord, err error) {
+	out = events.RoomEventBatch{RoomID: roomID}
 	now := s.now().UTC()
 	reject := func(sub events.Submission, err error) {
 		e, ok := apierror.As(err)
@@ -128,25 +125,22 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 		valid = append(valid, sub)
 	}
 	if len(valid) == 0 {
-		return out, dead, nil
+		return out, dead, nil, nil
 	}
 
-	// The head is read before the rest: a membership change that committed
-	// before this read is seen below, and one that commits after it moves
-	// the head and makes the transaction conflict.
-	headIt, err := s.store.Get(ctx, roomKey(roomID))
-	if errors.Is(err, statestore.ErrNotFound) {
+	head, headIt, found, err := s.readHead(ctx, roomID)
+	if err != nil {
+		return out, dead, nil, err
+	}
+	if !found {
 		for _, sub := range valid {
 			reject(sub, errRoomNotFound)
 		}
-		return out, dead, nil
+		return out, dead, nil, nil
 	}
-	if err != nil {
-		return out, dead, err
-	}
-	var head roomRecord
-	if err := decode(headIt, &head); err != nil {
-		return out, dead, err
+	// After this, every key reflects every committed change up to head.
+	if err := s.materialize(ctx, head); err != nil {
+		return out, dead, nil, err
 	}
 
 	var keys []string
@@ -166,35 +160,34 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 			need(eventKey(roomID, sub.TargetSeq))
 		}
 	}
-	items, err := s.bulkGet(ctx, keys...)
+	list, err := s.bulkGet(ctx, keys...)
 	if err != nil {
-		return out, dead, err
+		return out, dead, nil, err
 	}
-	st := &appendState{
-		roomID: roomID, items: make(map[string]statestore.Item, len(items)),
-		members: map[string]*memberRecord{}, events: map[int64]*eventRecord{},
-		created: map[int64]*eventRecord{},
-	}
-	for _, it := range items {
-		st.items[it.Key] = it
+	items := make(map[string]statestore.Item, len(list))
+	for _, it := range list {
+		items[it.Key] = it
 	}
 
 	next := head
-	var ops []statestore.Op
+	next.Deleted = slices.Clone(head.Deleted)
+	next.Tail = tail{}
 	assigned := map[string]int64{} // idempotency keys given a seq in this batch
+	marks := map[string]int{}      // sender → index in next.Tail.Marks
 	for _, sub := range valid {
-		mk := memberKey(roomID, sub.SenderID)
-		if !st.items[mk].Found() {
+		if _, in, err := membership(head, items[memberKey(roomID, sub.SenderID)], sub.SenderID); err != nil {
+			return out, dead, nil, err
+		} else if !in {
 			reject(sub, errNotMember)
 			continue
 		}
 		ik := idemKey(roomID, sub.SenderID, sub.ClientID)
 		if sub.ClientID != "" {
 			seq, ok := assigned[ik]
-			if !ok && st.items[ik].Found() {
+			if it := items[ik]; !ok && it.Found() {
 				var r idemRecord
-				if err := decode(st.items[ik], &r); err != nil {
-					return out, dead, err
+				if err := decode(it, &r); err != nil {
+					return out, dead, nil, err
 				}
 				seq, ok = r.Seq, true
 			}
@@ -203,20 +196,14 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 				continue
 			}
 		}
-		var target *eventRecord
 		if sub.Type != api.EventMessage {
-			target, err = st.target(sub, head.LastSeq)
-			if err != nil {
+			if err := checkTarget(next, items, sub); err != nil {
 				if _, ok := apierror.As(err); ok {
 					reject(sub, err)
 					continue
 				}
-				return out, dead, err
+				return out, dead, nil, err
 			}
-		}
-		member, err := st.member(sub.SenderID)
-		if err != nil {
-			return out, dead, err
 		}
 
 		next.LastSeq++
@@ -224,139 +211,75 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 			RoomID: roomID, Seq: next.LastSeq, Type: sub.Type, ID: eventID(roomID, next.LastSeq),
 			SenderID: sub.SenderID, ClientID: sub.ClientID, Text: sub.Text, TargetSeq: sub.TargetSeq, CreatedAt: now,
 		}
-		if sub.Type == api.EventMessage {
-			ev.TargetSeq = 0
-		}
 		switch sub.Type {
 		case api.EventMessage:
+			ev.TargetSeq = 0
 			next.Messages++
 			// Sending marks the room read up to one's own message, so a
 			// user's own messages are never unread (docs/message.md).
-			member.ReadSeq, member.ReadMsgs = ev.Seq, next.Messages
-		case api.EventEdit:
-			target.Edits = append(target.Edits, ev.Seq)
+			mk := mark{UserID: sub.SenderID, Seq: ev.Seq, Msgs: next.Messages}
+			if i, ok := marks[sub.SenderID]; ok {
+				next.Tail.Marks[i] = mk
+			} else {
+				marks[sub.SenderID] = len(next.Tail.Marks)
+				next.Tail.Marks = append(next.Tail.Marks, mk)
+			}
 		case api.EventDelete:
 			ev.Text = ""
-			if err := s.erase(ctx, st, target); err != nil {
-				return out, dead, err
-			}
+			next.Deleted = append(next.Deleted, sub.TargetSeq)
 		}
-		st.created[ev.Seq] = &eventRecord{Event: ev, Msgs: next.Messages}
-		st.order = append(st.order, ev.Seq)
+		next.Tail.Events = append(next.Tail.Events, eventRecord{Event: ev, Msgs: next.Messages})
 		if sub.ClientID != "" {
 			assigned[ik] = ev.Seq
-			ops = append(ops, statestore.Op{Key: ik, Value: encode(idemRecord{Seq: ev.Seq}), IfAbsent: true})
+			next.Tail.Idem = append(next.Tail.Idem, idemEntry{SenderID: sub.SenderID, ClientID: sub.ClientID, Seq: ev.Seq})
 		}
 	}
-	if len(st.order) == 0 {
-		return out, dead, nil
+	if len(next.Tail.Events) == 0 {
+		return out, dead, nil, nil
 	}
-	for _, seq := range st.order {
-		rec := st.created[seq]
-		out.Events = append(out.Events, rec.Event)
-		ops = append(ops, statestore.Op{Key: eventKey(roomID, seq), Value: encode(rec), IfAbsent: true})
+	if err := s.store.Write(ctx, guarded(headIt, next)); err != nil {
+		return out, dead, nil, err
 	}
-	// Every sender's membership is written back with its ETag, so a sender
-	// who left meanwhile makes the transaction conflict instead of posting.
-	for uid, m := range st.members {
-		ops = append(ops, guarded(st.items[memberKey(roomID, uid)], m))
+	for _, rec := range next.Tail.Events {
+		out.Events = append(out.Events, next.visible(rec.Event))
 	}
-	for seq, rec := range st.events {
-		ops = append(ops, guarded(st.items[eventKey(roomID, seq)], rec))
-	}
-	ops = append(ops, guarded(headIt, next))
-	if err := s.store.Transact(ctx, ops); err != nil {
-		return out, dead, err
-	}
-	return out, dead, nil
+	return out, dead, &next, nil
 }
 
-// member returns the sender's membership record for changing.
-func (st *appendState) member(uid string) (*memberRecord, error) {
-	if m, ok := st.members[uid]; ok {
-		return m, nil
+// checkTarget checks that the message an edit or delete refers to exists,
+// is a message that is not deleted, and was sent by the submitter.
+func checkTarget(head roomRecord, items map[string]statestore.Item, sub events.Submission) error {
+	if sub.TargetSeq > head.LastSeq || sub.TargetSeq < 1 {
+		return apierror.Invalidf("invalid_target", "room has no event %d", sub.TargetSeq)
 	}
-	var m memberRecord
-	if err := decode(st.items[memberKey(st.roomID, uid)], &m); err != nil {
-		return nil, err
-	}
-	st.members[uid] = &m
-	return &m, nil
-}
-
-// target returns the message an edit or delete refers to, for changing,
-// after checking that it exists, is a live message, and was sent by the
-// submitter.
-func (st *appendState) target(sub events.Submission, lastSeq int64) (*eventRecord, error) {
-	if sub.TargetSeq > lastSeq {
-		return nil, apierror.Invalidf("invalid_target", "room has no event %d", sub.TargetSeq)
-	}
-	rec, ok := st.events[sub.TargetSeq]
+	rec, ok := head.tailEvent(sub.TargetSeq)
 	if !ok {
-		it := st.items[eventKey(st.roomID, sub.TargetSeq)]
+		it := items[eventKey(sub.RoomID, sub.TargetSeq)]
 		if !it.Found() {
-			return nil, fmt.Errorf("event %d of room %s is missing below last_seq %d", sub.TargetSeq, st.roomID, lastSeq)
+			return fmt.Errorf("event %d of room %s is missing below last_seq %d", sub.TargetSeq, sub.RoomID, head.LastSeq)
 		}
-		rec = &eventRecord{}
-		if err := decode(it, rec); err != nil {
-			return nil, err
+		if err := decode(it, &rec); err != nil {
+			return err
 		}
-		st.events[sub.TargetSeq] = rec
 	}
 	switch {
 	case rec.Type != api.EventMessage:
-		return nil, apierror.Invalidf("invalid_target", "event %d is not a message", sub.TargetSeq)
+		return apierror.Invalidf("invalid_target", "event %d is not a message", sub.TargetSeq)
 	case rec.SenderID != sub.SenderID:
-		return nil, apierror.New(apierror.Forbidden, "not_sender", "only the sender may %s a message", sub.Type)
-	case rec.Deleted:
-		return nil, apierror.Invalidf("message_deleted", "message %d is deleted", sub.TargetSeq)
-	}
-	return rec, nil
-}
-
-// erase removes a deleted message's text from history: its own and that of
-// every edit of it.
-func (s *Service) erase(ctx context.Context, st *appendState, target *eventRecord) error {
-	target.Deleted, target.Text = true, ""
-	var missing []string
-	for _, seq := range target.Edits {
-		k := eventKey(st.roomID, seq)
-		if rec, ok := st.created[seq]; ok {
-			rec.Text = ""
-			continue
-		}
-		if _, ok := st.items[k]; !ok {
-			missing = append(missing, k)
-		}
-	}
-	if len(missing) > 0 {
-		items, err := s.bulkGet(ctx, missing...)
-		if err != nil {
-			return err
-		}
-		for _, it := range items {
-			st.items[it.Key] = it
-		}
-	}
-	for _, seq := range target.Edits {
-		if _, ok := st.created[seq]; ok {
-			continue
-		}
-		rec, ok := st.events[seq]
-		if !ok {
-			it := st.items[eventKey(st.roomID, seq)]
-			if !it.Found() {
-				continue
-			}
-			rec = &eventRecord{}
-			if err := decode(it, rec); err != nil {
-				return err
-			}
-			st.events[seq] = rec
-		}
-		rec.Text = ""
+		return apierror.New(apierror.Forbidden, "not_sender", "only the sender may %s a message", sub.Type)
+	case head.deleted(sub.TargetSeq):
+		return apierror.Invalidf("message_deleted", "message %d is deleted", sub.TargetSeq)
 	}
 	return nil
+}
+
+// visible returns ev as history shows it: a deleted message, and every
+// edit of it, without text.
+func (r roomRecord) visible(ev api.Event) api.Event {
+	if r.deleted(ev.Seq) || (ev.Type == api.EventEdit && r.deleted(ev.TargetSeq)) {
+		ev.Text = ""
+	}
+	return ev
 }
 
 // Page selects a slice of a room's log: the events after After, or the
@@ -399,23 +322,31 @@ func (s *Service) History(ctx context.Context, asUser, roomID string, p Page) (a
 	if from > to {
 		return resp, nil
 	}
-	keys := make([]string, 0, to-from+1)
+	// Events in the head's tail may not be in their keys yet; every older
+	// one is.
+	var keys []string
 	for seq := from; seq <= to; seq++ {
-		keys = append(keys, eventKey(roomID, seq))
+		if _, ok := head.tailEvent(seq); !ok {
+			keys = append(keys, eventKey(roomID, seq))
+		}
 	}
 	items, err := s.bulkGet(ctx, keys...)
 	if err != nil {
 		return api.EventsResponse{}, fmt.Errorf("history of room %s: %w", roomID, err)
 	}
-	for _, it := range items {
-		if !it.Found() {
-			return api.EventsResponse{}, fmt.Errorf("history of room %s: %s missing below last_seq %d", roomID, it.Key, last)
+	for seq, i := from, 0; seq <= to; seq++ {
+		rec, ok := head.tailEvent(seq)
+		if !ok {
+			it := items[i]
+			i++
+			if !it.Found() {
+				return api.EventsResponse{}, fmt.Errorf("history of room %s: %s missing below last_seq %d", roomID, it.Key, last)
+			}
+			if err := decode(it, &rec); err != nil {
+				return api.EventsResponse{}, err
+			}
 		}
-		var rec eventRecord
-		if err := decode(it, &rec); err != nil {
-			return api.EventsResponse{}, err
-		}
-		resp.Events = append(resp.Events, rec.Event)
+		resp.Events = append(resp.Events, head.visible(rec.Event))
 	}
 	return resp, nil
 }

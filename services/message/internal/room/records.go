@@ -3,8 +3,10 @@ package room
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"time"
 
@@ -37,9 +39,13 @@ func userRoomsKey(userID string) string { return "userrooms|" + url.QueryEscape(
 // publicRoomsKey holds the index of public rooms.
 const publicRoomsKey = "rooms|public"
 
-// roomRecord is a room's metadata and the head of its log, in one key: the
-// head's ETag guards every append, so metadata, last_seq and the message
-// count move together.
+// roomRecord is a room's head: its metadata, the end of its log, and the
+// tail — what the last change committed. Writing the head with the ETag it
+// was read with is the ONLY commit point of any change to a room: one
+// conditional single-key write, which every store does atomically (a
+// multi-key transaction is not undone on Redis when its ETag check fails).
+// Every other key is a materialization of some head's tail, written with
+// idempotent, order-independent writes (see materialize).
 type roomRecord struct {
 	ID        string    `json:"id"`
 	Name      string    `json:"name"`
@@ -52,6 +58,45 @@ type roomRecord struct {
 	Messages int64 `json:"messages"`
 	// Members is the pair of a DM; other rooms keep members in membersKey.
 	Members []string `json:"members,omitempty"`
+	// Deleted lists the seqs of deleted messages: history serves them, and
+	// the edits of them, without text.
+	Deleted []int64 `json:"deleted,omitempty"`
+	Tail    tail    `json:"tail"`
+}
+
+// tail is what one committed change adds; until it is materialized it is
+// read from the head itself.
+type tail struct {
+	Events  []eventRecord `json:"events,omitempty"`
+	Idem    []idemEntry   `json:"idem,omitempty"`
+	Marks   []mark        `json:"marks,omitempty"`
+	Members []memberOp    `json:"members,omitempty"`
+	// Public adds the room to the public index.
+	Public bool `json:"public,omitempty"`
+}
+
+type idemEntry struct {
+	SenderID string `json:"sender_id"`
+	ClientID string `json:"client_id"`
+	Seq      int64  `json:"seq"`
+}
+
+// mark moves a user's read marker forward (a sender has read up to its own
+// message).
+type mark struct {
+	UserID string `json:"user_id"`
+	Seq    int64  `json:"seq"`
+	Msgs   int64  `json:"msgs"`
+}
+
+// memberOp is a join (In) or a leave at a seq of the log (0 for the
+// members a room is created with).
+type memberOp struct {
+	UserID   string    `json:"user_id"`
+	Seq      int64     `json:"seq"`
+	In       bool      `json:"in"`
+	At       time.Time `json:"at"`
+	ReadMsgs int64     `json:"read_msgs"`
 }
 
 func (r roomRecord) api() api.Room {
@@ -61,25 +106,36 @@ func (r roomRecord) api() api.Room {
 	}
 }
 
-// memberRecord says a user is in a room, and where the user's read marker
-// is. ReadMsgs is the room's message count at ReadSeq, so the user's unread
-// count is roomRecord.Messages - ReadMsgs without reading any event.
+// tailEvent returns the event at seq if the tail holds it.
+func (r roomRecord) tailEvent(seq int64) (eventRecord, bool) {
+	for _, e := range r.Tail.Events {
+		if e.Seq == seq {
+			return e, true
+		}
+	}
+	return eventRecord{}, false
+}
+
+func (r roomRecord) deleted(seq int64) bool { return slices.Contains(r.Deleted, seq) }
+
+// memberRecord is a user's membership of a room as of the join or leave
+// at Seq (a left member keeps a record with In false, so a late, repeated
+// materialization of an older join cannot bring the user back), and where
+// the user's read marker is. ReadMsgs is the room's message count at
+// ReadSeq, so unread is roomRecord.Messages - ReadMsgs without reading events.
 type memberRecord struct {
+	Seq      int64     `json:"seq"`
+	In       bool      `json:"in"`
 	JoinedAt time.Time `json:"joined_at"`
 	ReadSeq  int64     `json:"read_seq"`
 	ReadMsgs int64     `json:"read_msgs"`
 }
 
-// eventRecord is a stored room event: the public event plus what the log
-// needs to answer unread counts and to erase a deleted message.
+// eventRecord is a stored room event: the public event plus the room's
+// message count up to and including it. Event keys are written once.
 type eventRecord struct {
 	api.Event
-	// Msgs is the room's message count up to and including this event.
 	Msgs int64 `json:"msgs"`
-	// Edits lists the seqs of edit events of this message, so a delete can
-	// erase their text too.
-	Edits   []int64 `json:"edits,omitempty"`
-	Deleted bool    `json:"deleted,omitempty"`
 }
 
 // idemRecord maps (room, sender, client_id) to the seq it was stored as.
@@ -87,36 +143,48 @@ type idemRecord struct {
 	Seq int64 `json:"seq"`
 }
 
-// idList is a set of ids kept in one key (a user's rooms, a room's members,
-// the public rooms), changed by ETag-guarded read-modify-write.
-type idList struct {
-	IDs []string `json:"ids"`
+// setEntry is one id of a membership set, as of the op at Seq.
+type setEntry struct {
+	ID  string `json:"id"`
+	Seq int64  `json:"seq"`
+	In  bool   `json:"in"`
 }
 
-func (l idList) has(id string) bool {
-	for _, x := range l.IDs {
-		if x == id {
+// memberSet is a set of ids (a room's members, a user's rooms) changed by
+// joins and leaves. Each entry remembers the seq of the op that set it, so
+// applying ops is idempotent and a stale op never undoes a newer one.
+type memberSet struct {
+	Entries []setEntry `json:"entries"`
+}
+
+// apply records op for id; it reports whether the set changed.
+func (s *memberSet) apply(id string, seq int64, in bool) bool {
+	for i, e := range s.Entries {
+		if e.ID == id {
+			if seq <= e.Seq {
+				return false
+			}
+			s.Entries[i] = setEntry{ID: id, Seq: seq, In: in}
 			return true
 		}
 	}
-	return false
+	s.Entries = append(s.Entries, setEntry{ID: id, Seq: seq, In: in})
+	return true
 }
 
-func (l idList) with(id string) idList {
-	if l.has(id) {
-		return l
-	}
-	return idList{IDs: append(append([]string{}, l.IDs...), id)}
-}
-
-func (l idList) without(id string) idList {
-	out := idList{IDs: make([]string, 0, len(l.IDs))}
-	for _, x := range l.IDs {
-		if x != id {
-			out.IDs = append(out.IDs, x)
+func (s memberSet) ids() []string {
+	out := []string{}
+	for _, e := range s.Entries {
+		if e.In {
+			out = append(out, e.ID)
 		}
 	}
 	return out
+}
+
+// idList is the public-room index: ids are only ever added.
+type idList struct {
+	IDs []string `json:"ids"`
 }
 
 // decode unmarshals a found item into v.
@@ -125,15 +193,6 @@ func decode(it statestore.Item, v any) error {
 		return fmt.Errorf("decode %q: %w", it.Key, err)
 	}
 	return nil
-}
-
-// decodeList returns the idList in it, empty when it is missing.
-func decodeList(it statestore.Item) (idList, error) {
-	var l idList
-	if !it.Found() {
-		return l, nil
-	}
-	return l, decode(it, &l)
 }
 
 func encode(v any) []byte {
@@ -147,6 +206,8 @@ func encode(v any) []byte {
 
 // guarded returns the write of v to the key of it, conditioned on it being
 // unchanged since it was read: its ETag when it existed, absence when not.
+// It is used for single writes only (some stores ignore IfAbsent inside a
+// transaction).
 func guarded(it statestore.Item, v any) statestore.Op {
 	op := statestore.Op{Key: it.Key, Value: encode(v)}
 	if it.Found() {
@@ -167,4 +228,136 @@ func (s *Service) bulkGet(ctx context.Context, keys ...string) ([]statestore.Ite
 		return nil, fmt.Errorf("bulk get of %d keys returned %d items", len(keys), len(items))
 	}
 	return items, nil
+}
+
+// getItem reads one key; a missing key is an Item that is not Found.
+func (s *Service) getItem(ctx context.Context, key string) (statestore.Item, error) {
+	it, err := s.store.Get(ctx, key)
+	if errors.Is(err, statestore.ErrNotFound) {
+		return statestore.Item{Key: key}, nil
+	}
+	return it, err
+}
+
+// readHead reads a room's head; found is false for an unknown room.
+func (s *Service) readHead(ctx context.Context, roomID string) (head roomRecord, it statestore.Item, found bool, err error) {
+	it, err = s.getItem(ctx, roomKey(roomID))
+	if err != nil || !it.Found() {
+		return head, it, false, err
+	}
+	return head, it, true, decode(it, &head)
+}
+
+// update is a read-modify-write of one key with a single conditional
+// write, retried on conflict. change gets the current value (zero when the
+// key is missing) and reports whether to write it back.
+func update[T any](ctx context.Context, s *Service, key string, change func(v *T, found bool) bool) error {
+	return s.retry(ctx, func() error {
+		it, err := s.getItem(ctx, key)
+		if err != nil {
+			return err
+		}
+		var v T
+		if it.Found() {
+			if err := decode(it, &v); err != nil {
+				return err
+			}
+		}
+		if !change(&v, it.Found()) {
+			return nil
+		}
+		return s.store.Write(ctx, guarded(it, v))
+	})
+}
+
+// materialize writes a committed head's tail to the keys it belongs in.
+// Every write is idempotent and cannot undo a newer one (event and
+// idempotency keys are written once with the only value they can have;
+// membership writes compare seqs), so any number of replicas may
+// materialize the same tail, in any order, any number of times. An append
+// materializes the tail it found before committing its own, so every event
+// below the head's tail is in its event key.
+func (s *Service) materialize(ctx context.Context, head roomRecord) error {
+	t := head.Tail
+	if n := len(t.Events); n > 0 || len(t.Idem) > 0 {
+		done := false
+		if n > 0 {
+			it, err := s.getItem(ctx, eventKey(head.ID, t.Events[n-1].Seq))
+			if err != nil {
+				return err
+			}
+			done = it.Found()
+		}
+		if !done {
+			ops := make([]statestore.Op, 0, n+len(t.Idem))
+			for _, e := range t.Events {
+				ops = append(ops, statestore.Op{Key: eventKey(head.ID, e.Seq), Value: encode(e)})
+			}
+			for _, e := range t.Idem {
+				ops = append(ops, statestore.Op{Key: idemKey(head.ID, e.SenderID, e.ClientID), Value: encode(idemRecord{Seq: e.Seq})})
+			}
+			if err := s.store.Transact(ctx, ops); err != nil {
+				return fmt.Errorf("materialize events of room %s: %w", head.ID, err)
+			}
+		}
+	}
+	for _, op := range t.Members {
+		err := update(ctx, s, memberKey(head.ID, op.UserID), func(m *memberRecord, found bool) bool {
+			if found && op.Seq <= m.Seq {
+				return false
+			}
+			*m = memberRecord{Seq: op.Seq, In: op.In}
+			if op.In {
+				m.JoinedAt, m.ReadSeq, m.ReadMsgs = op.At, op.Seq, op.ReadMsgs
+			}
+			return true
+		})
+		if err == nil {
+			err = update(ctx, s, membersKey(head.ID), func(set *memberSet, _ bool) bool {
+				return set.apply(op.UserID, op.Seq, op.In)
+			})
+		}
+		if err == nil {
+			err = update(ctx, s, userRoomsKey(op.UserID), func(set *memberSet, _ bool) bool {
+				return set.apply(head.ID, op.Seq, op.In)
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("materialize membership of %s in room %s: %w", op.UserID, head.ID, err)
+		}
+	}
+	for _, mk := range t.Marks {
+		if err := s.advanceMarker(ctx, head.ID, mk); err != nil {
+			return err
+		}
+	}
+	if t.Public {
+		err := update(ctx, s, publicRoomsKey, func(l *idList, _ bool) bool {
+			if slices.Contains(l.IDs, head.ID) {
+				return false
+			}
+			l.IDs = append(l.IDs, head.ID)
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("add room %s to the public index: %w", head.ID, err)
+		}
+	}
+	return nil
+}
+
+// advanceMarker moves a member's read marker forward to mk; it never moves
+// it back and never touches a member who left or joined after mk.
+func (s *Service) advanceMarker(ctx context.Context, roomID string, mk mark) error {
+	err := update(ctx, s, memberKey(roomID, mk.UserID), func(m *memberRecord, found bool) bool {
+		if !found || !m.In || m.Seq > mk.Seq || m.ReadSeq >= mk.Seq {
+			return false
+		}
+		m.ReadSeq, m.ReadMsgs = mk.Seq, mk.Msgs
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("move the read marker of %s in room %s: %w", mk.UserID, roomID, err)
+	}
+	return nil
 }

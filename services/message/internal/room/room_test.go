@@ -621,10 +621,37 @@ func TestAPublishFailureIsTransientAndRedeliveryAcks(t *testing.T) {
 	}
 }
 
-// failingStore fails every transaction with a non-conflict error.
+// failingStore fails every write with a non-conflict error.
 type failingStore struct{ statestore.Store }
 
 func (failingStore) Transact(context.Context, []statestore.Op) error {
+	return errors.New("disk on fire")
+}
+func (failingStore) Write(context.Context, statestore.Op) error { return errors.New("disk on fire") }
+
+// TestACommittedTailIsServedAndMaterializedLater commits appends whose
+// materialization fails (as if the replica died right after its commit):
+// history serves them from the head, and the next writer materializes them.
+func TestACommittedTailIsServedAndMaterializedLater(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	crashy := room.New(failingTransact{f.store}, f.pub, quiet())
+	consume(t, crashy, msg(r.ID, "alice", "1", "one"), msg(r.ID, "alice", "2", "two"))
+	if got := history(t, f.svc, "alice", r.ID, room.Page{}); len(got.Events) != 2 || got.Events[1].Text != "two" {
+		t.Fatalf("history of an unmaterialized tail = %+v", got)
+	}
+	consume(t, f.svc, msg(r.ID, "alice", "3", "three"), msg(r.ID, "alice", "1", "one"))
+	got := history(t, f.svc, "alice", r.ID, room.Page{})
+	checkGapFree(t, got.Events, 1)
+	if len(got.Events) != 3 {
+		t.Fatalf("got %d events, want 3 (the redelivered 1 is acked, not stored)", len(got.Events))
+	}
+}
+
+// failingTransact fails every transaction, and nothing else.
+type failingTransact struct{ statestore.Store }
+
+func (failingTransact) Transact(context.Context, []statestore.Op) error {
 	return errors.New("disk on fire")
 }
 
@@ -640,10 +667,32 @@ func TestAStoreFailureIsTransient(t *testing.T) {
 	}
 }
 
+// nonAtomic behaves like Dapr's Redis store: a transaction applies each
+// operation on its own (a failed ETag check does not undo the others) and
+// ignores IfAbsent.
+type nonAtomic struct{ statestore.Store }
+
+func (n nonAtomic) Transact(ctx context.Context, ops []statestore.Op) error {
+	var failed error
+	for _, op := range ops {
+		op.IfAbsent = false
+		if err := n.Store.Write(ctx, op); err != nil {
+			failed = err
+		}
+	}
+	return failed
+}
+
 // TestTwoReplicasAppendGapFree runs two Services (two message replicas)
-// over one store, with concurrent senders and redeliveries hitting both.
+// over one store, with concurrent senders and redeliveries hitting both,
+// on an atomic store and on one whose transactions are not atomic.
 func TestTwoReplicasAppendGapFree(t *testing.T) {
-	store := memstore.New()
+	for name, store := range map[string]statestore.Store{"atomic": memstore.New(), "non-atomic": nonAtomic{memstore.New()}} {
+		t.Run(name, func(t *testing.T) { twoReplicas(t, store) })
+	}
+}
+
+func twoReplicas(t *testing.T, store statestore.Store) {
 	pubA, pubB := &publish.Memory{}, &publish.Memory{}
 	replicas := []*room.Service{room.New(store, pubA, quiet()), room.New(store, pubB, quiet())}
 	r, err := replicas[0].Create(ctx, "u0", "hot", api.RoomPublic)

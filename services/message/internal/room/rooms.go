@@ -2,7 +2,6 @@ package room
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/papochat/papo/api"
@@ -21,36 +20,15 @@ func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Ro
 	if kind != api.RoomPublic && kind != api.RoomPrivate {
 		return api.Room{}, apierror.Invalidf("invalid_kind", "kind must be %q or %q", api.RoomPublic, api.RoomPrivate)
 	}
-	rec := roomRecord{ID: newRoomID(), Name: name, Kind: kind, CreatedBy: userID, CreatedAt: s.now().UTC()}
-	err = s.retry(ctx, func() error {
-		keys := []string{userRoomsKey(userID)}
-		if kind == api.RoomPublic {
-			keys = append(keys, publicRoomsKey)
-		}
-		items, err := s.bulkGet(ctx, keys...)
-		if err != nil {
-			return err
-		}
-		mine, err := decodeList(items[0])
-		if err != nil {
-			return err
-		}
-		ops := []statestore.Op{
-			{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true},
-			{Key: memberKey(rec.ID, userID), Value: encode(memberRecord{JoinedAt: rec.CreatedAt}), IfAbsent: true},
-			{Key: membersKey(rec.ID), Value: encode(idList{IDs: []string{userID}}), IfAbsent: true},
-			guarded(items[0], mine.with(rec.ID)),
-		}
-		if kind == api.RoomPublic {
-			public, err := decodeList(items[1])
-			if err != nil {
-				return err
-			}
-			ops = append(ops, guarded(items[1], public.with(rec.ID)))
-		}
-		return s.store.Transact(ctx, ops)
-	})
-	if err != nil {
+	now := s.now().UTC()
+	rec := roomRecord{
+		ID: newRoomID(), Name: name, Kind: kind, CreatedBy: userID, CreatedAt: now,
+		Tail: tail{Members: []memberOp{{UserID: userID, In: true, At: now}}, Public: kind == api.RoomPublic},
+	}
+	if err := s.store.Write(ctx, statestore.Op{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true}); err != nil {
+		return api.Room{}, fmt.Errorf("create room: %w", err)
+	}
+	if err := s.materialize(ctx, rec); err != nil {
 		return api.Room{}, fmt.Errorf("create room: %w", err)
 	}
 	return rec.api(), nil
@@ -72,30 +50,24 @@ func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room,
 	}
 	var out roomRecord
 	err := s.retry(ctx, func() error {
-		items, err := s.bulkGet(ctx, roomKey(id), userRoomsKey(pair[0]), userRoomsKey(pair[1]))
+		head, _, found, err := s.readHead(ctx, id)
 		if err != nil {
 			return err
 		}
-		if items[0].Found() {
-			return decode(items[0], &out)
+		if found {
+			out = head
+			return nil
 		}
 		now := s.now().UTC()
 		out = roomRecord{ID: id, Kind: api.RoomDM, CreatedBy: userID, CreatedAt: now, Members: pair}
-		ops := []statestore.Op{
-			{Key: roomKey(id), Value: encode(out), IfAbsent: true},
-			{Key: membersKey(id), Value: encode(idList{IDs: pair}), IfAbsent: true},
+		for _, uid := range pair {
+			out.Tail.Members = append(out.Tail.Members, memberOp{UserID: uid, In: true, At: now})
 		}
-		for i, uid := range pair {
-			mine, err := decodeList(items[1+i])
-			if err != nil {
-				return err
-			}
-			ops = append(ops,
-				statestore.Op{Key: memberKey(id, uid), Value: encode(memberRecord{JoinedAt: now}), IfAbsent: true},
-				guarded(items[1+i], mine.with(id)))
-		}
-		return s.store.Transact(ctx, ops)
+		return s.store.Write(ctx, statestore.Op{Key: roomKey(id), Value: encode(out), IfAbsent: true})
 	})
+	if err == nil {
+		err = s.materialize(ctx, out)
+	}
 	if err != nil {
 		return api.Room{}, fmt.Errorf("open dm: %w", err)
 	}
@@ -116,76 +88,112 @@ func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string)
 	return s.addMember(ctx, actorID, roomID, userID)
 }
 
-// addMember appends member_joined for userID, sent by actorID, in the same
-// transaction that writes the membership, the member list and the user's
-// room set.
-func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
+// membership returns userID's membership of the room whose head is head,
+// from the member item and any newer op in the head's tail.
+func membership(head roomRecord, it statestore.Item, userID string) (memberRecord, bool, error) {
+	var m memberRecord
+	if it.Found() {
+		if err := decode(it, &m); err != nil {
+			return m, false, err
+		}
+	}
+	for _, op := range head.Tail.Members {
+		if op.UserID == userID && (!it.Found() || op.Seq > m.Seq) {
+			m = memberRecord{Seq: op.Seq, In: op.In}
+			if op.In {
+				m.JoinedAt, m.ReadSeq, m.ReadMsgs = op.At, op.Seq, op.ReadMsgs
+			}
+		}
+	}
+	return m, m.In, nil
+}
+
+// changeMembers commits one membership change: build returns the event to
+// append and the op, or nil for nothing to do. The change is committed by
+// the head write alone, then materialized and announced.
+func (s *Service) changeMembers(ctx context.Context, roomID string, build func(head roomRecord, items []statestore.Item) (*api.Event, *memberOp, error), users ...string) (roomRecord, error) {
 	if !validRoomID.MatchString(roomID) {
-		return api.Room{}, errRoomNotFound
+		return roomRecord{}, errRoomNotFound
 	}
 	var out roomRecord
-	var joined *api.Event
+	var appended *api.Event
 	err := s.retry(ctx, func() error {
-		joined = nil
-		items, err := s.bulkGet(ctx, roomKey(roomID), memberKey(roomID, actorID), memberKey(roomID, userID),
-			membersKey(roomID), userRoomsKey(userID))
+		appended = nil
+		head, it, found, err := s.readHead(ctx, roomID)
 		if err != nil {
 			return err
 		}
-		roomIt, actorIt, userIt, membersIt, mineIt := items[0], items[1], items[2], items[3], items[4]
-		if !roomIt.Found() {
+		if !found {
 			return errRoomNotFound
 		}
-		if err := decode(roomIt, &out); err != nil {
-			return err
+		out = head
+		keys := make([]string, len(users))
+		for i, u := range users {
+			keys[i] = memberKey(roomID, u)
 		}
-		if userIt.Found() {
-			return nil // already a member
-		}
-		switch {
-		case out.Kind == api.RoomDM:
-			return apierror.New(apierror.Forbidden, "dm_closed", "nobody else can join a DM")
-		case actorID == userID && out.Kind == api.RoomPrivate:
-			return apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by being added by a member")
-		case actorID != userID && !actorIt.Found():
-			return errNotMember
-		}
-		members, err := decodeList(membersIt)
+		items, err := s.bulkGet(ctx, keys...)
 		if err != nil {
 			return err
 		}
-		mine, err := decodeList(mineIt)
-		if err != nil {
+		ev, op, err := build(head, items)
+		if err != nil || ev == nil {
 			return err
 		}
-		now := s.now().UTC()
-		head := out
-		head.LastSeq++
-		ev := api.Event{
-			RoomID: roomID, Seq: head.LastSeq, Type: api.EventMemberJoined, ID: eventID(roomID, head.LastSeq),
-			SenderID: actorID, UserID: userID, CreatedAt: now,
-		}
-		// A newcomer's read marker starts at its own join: the history
-		// before it is not unread.
-		member := memberRecord{JoinedAt: now, ReadSeq: head.LastSeq, ReadMsgs: head.Messages}
-		err = s.store.Transact(ctx, []statestore.Op{
-			{Key: eventKey(roomID, ev.Seq), Value: encode(eventRecord{Event: ev, Msgs: head.Messages}), IfAbsent: true},
-			guarded(roomIt, head),
-			{Key: memberKey(roomID, userID), Value: encode(member), IfAbsent: true},
-			guarded(membersIt, members.with(userID)),
-			guarded(mineIt, mine.with(roomID)),
-		})
-		if err != nil {
+		next := head
+		next.LastSeq++
+		ev.RoomID, ev.Seq, ev.ID, ev.CreatedAt = roomID, next.LastSeq, eventID(roomID, next.LastSeq), s.now().UTC()
+		op.Seq, op.At, op.ReadMsgs = ev.Seq, ev.CreatedAt, next.Messages
+		// The previous tail is materialized before it is replaced.
+		if err := s.materialize(ctx, head); err != nil {
 			return err
 		}
-		out, joined = head, &ev
+		next.Tail = tail{Events: []eventRecord{{Event: *ev, Msgs: next.Messages}}, Members: []memberOp{*op}}
+		if err := s.store.Write(ctx, guarded(it, next)); err != nil {
+			return err
+		}
+		out, appended = next, ev
 		return nil
 	})
 	if err != nil {
-		return api.Room{}, fmt.Errorf("add %s to room %s: %w", userID, roomID, err)
+		return out, err
 	}
-	if joined != nil {
-		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: []api.Event{*joined}})
+	if appended != nil {
+		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: []api.Event{*appended}})
+		if err := s.materialize(ctx, out); err != nil {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// addMember appends member_joined for userID, sent by actorID.
+func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
+	out, err := s.changeMembers(ctx, roomID, func(head roomRecord, items []statestore.Item) (*api.Event, *memberOp, error) {
+		_, actorIn, err := membership(head, items[0], actorID)
+		if err != nil {
+			return nil, nil, err
+		}
+		_, userIn, err := membership(head, items[1], userID)
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case userIn:
+			return nil, nil, nil // already a member
+		case head.Kind == api.RoomDM:
+			return nil, nil, apierror.New(apierror.Forbidden, "dm_closed", "nobody else can join a DM")
+		case actorID == userID && head.Kind == api.RoomPrivate:
+			return nil, nil, apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by being added by a member")
+		case actorID != userID && !actorIn:
+			return nil, nil, errNotMember
+		}
+		// A newcomer's read marker starts at its own join (op.Seq): the
+		// history before it is not unread.
+		return &api.Event{Type: api.EventMemberJoined, SenderID: actorID, UserID: userID},
+			&memberOp{UserID: userID, In: true}, nil
+	}, actorID, userID)
+	if err != nil {
+		return api.Room{}, fmt.Errorf("add %s to room %s: %w", userID, roomID, err)
 	}
 	return out.api(), nil
 }
@@ -193,102 +201,67 @@ func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string)
 // Leave removes userID from a room and appends member_left. Leaving a room
 // one is not in is a no-op; a DM cannot be left (its id is fixed to the pair).
 func (s *Service) Leave(ctx context.Context, userID, roomID string) error {
-	if !validRoomID.MatchString(roomID) {
-		return errRoomNotFound
-	}
-	var left *api.Event
-	err := s.retry(ctx, func() error {
-		left = nil
-		items, err := s.bulkGet(ctx, roomKey(roomID), memberKey(roomID, userID), membersKey(roomID), userRoomsKey(userID))
-		if err != nil {
-			return err
-		}
-		roomIt, userIt, membersIt, mineIt := items[0], items[1], items[2], items[3]
-		if !roomIt.Found() {
-			return errRoomNotFound
-		}
-		var head roomRecord
-		if err := decode(roomIt, &head); err != nil {
-			return err
-		}
+	_, err := s.changeMembers(ctx, roomID, func(head roomRecord, items []statestore.Item) (*api.Event, *memberOp, error) {
 		if head.Kind == api.RoomDM {
-			return apierror.New(apierror.Forbidden, "dm_leave", "a DM cannot be left")
+			return nil, nil, apierror.New(apierror.Forbidden, "dm_leave", "a DM cannot be left")
 		}
-		if !userIt.Found() {
-			return nil
+		_, in, err := membership(head, items[0], userID)
+		if err != nil || !in {
+			return nil, nil, err
 		}
-		members, err := decodeList(membersIt)
-		if err != nil {
-			return err
-		}
-		mine, err := decodeList(mineIt)
-		if err != nil {
-			return err
-		}
-		head.LastSeq++
-		ev := api.Event{
-			RoomID: roomID, Seq: head.LastSeq, Type: api.EventMemberLeft, ID: eventID(roomID, head.LastSeq),
-			SenderID: userID, UserID: userID, CreatedAt: s.now().UTC(),
-		}
-		err = s.store.Transact(ctx, []statestore.Op{
-			{Key: eventKey(roomID, ev.Seq), Value: encode(eventRecord{Event: ev, Msgs: head.Messages}), IfAbsent: true},
-			guarded(roomIt, head),
-			{Key: userIt.Key, Delete: true, ETag: userIt.ETag},
-			guarded(membersIt, members.without(userID)),
-			guarded(mineIt, mine.without(roomID)),
-		})
-		if err != nil {
-			return err
-		}
-		left = &ev
-		return nil
-	})
+		return &api.Event{Type: api.EventMemberLeft, SenderID: userID, UserID: userID}, &memberOp{UserID: userID}, nil
+	}, userID)
 	if err != nil {
 		return fmt.Errorf("remove %s from room %s: %w", userID, roomID, err)
-	}
-	if left != nil {
-		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: []api.Event{*left}})
 	}
 	return nil
 }
 
 // Mine lists userID's rooms with last_seq, read_seq and unread.
 func (s *Service) Mine(ctx context.Context, userID string) ([]api.Room, error) {
-	it, err := s.store.Get(ctx, userRoomsKey(userID))
-	if errors.Is(err, statestore.ErrNotFound) {
-		return []api.Room{}, nil
-	}
+	it, err := s.getItem(ctx, userRoomsKey(userID))
 	if err != nil {
 		return nil, fmt.Errorf("rooms of %s: %w", userID, err)
 	}
-	ids, err := decodeList(it)
-	if err != nil {
-		return nil, err
+	var set memberSet
+	if it.Found() {
+		if err := decode(it, &set); err != nil {
+			return nil, err
+		}
 	}
-	keys := make([]string, 0, 2*len(ids.IDs))
-	for _, id := range ids.IDs {
+	ids := set.ids()
+	keys := make([]string, 0, 2*len(ids))
+	for _, id := range ids {
 		keys = append(keys, roomKey(id), memberKey(id, userID))
 	}
 	items, err := s.bulkGet(ctx, keys...)
 	if err != nil {
 		return nil, fmt.Errorf("rooms of %s: %w", userID, err)
 	}
-	out := make([]api.Room, 0, len(ids.IDs))
+	out := make([]api.Room, 0, len(ids))
 	for i := 0; i < len(items); i += 2 {
-		if !items[i].Found() || !items[i+1].Found() {
-			continue // written together with the list; absent only if it was never there
+		if !items[i].Found() {
+			continue
 		}
-		var r roomRecord
-		var m memberRecord
-		if err := decode(items[i], &r); err != nil {
+		var head roomRecord
+		if err := decode(items[i], &head); err != nil {
 			return nil, err
 		}
-		if err := decode(items[i+1], &m); err != nil {
+		m, in, err := membership(head, items[i+1], userID)
+		if err != nil {
 			return nil, err
 		}
-		room := r.api()
+		if !in {
+			continue
+		}
+		for _, mk := range head.Tail.Marks { // a read marker not materialized yet
+			if mk.UserID == userID && mk.Seq > m.ReadSeq && m.Seq <= mk.Seq {
+				m.ReadSeq, m.ReadMsgs = mk.Seq, mk.Msgs
+			}
+		}
+		room := head.api()
 		room.ReadSeq = m.ReadSeq
-		room.Unread = max(r.Messages-m.ReadMsgs, 0)
+		room.Unread = max(head.Messages-m.ReadMsgs, 0)
 		out = append(out, room)
 	}
 	return out, nil
@@ -309,16 +282,15 @@ func (s *Service) Cursors(ctx context.Context, userID string) ([]api.RoomCursor,
 
 // Public lists the public rooms.
 func (s *Service) Public(ctx context.Context) ([]api.Room, error) {
-	it, err := s.store.Get(ctx, publicRoomsKey)
-	if errors.Is(err, statestore.ErrNotFound) {
-		return []api.Room{}, nil
-	}
+	it, err := s.getItem(ctx, publicRoomsKey)
 	if err != nil {
 		return nil, fmt.Errorf("public rooms: %w", err)
 	}
-	ids, err := decodeList(it)
-	if err != nil {
-		return nil, err
+	var ids idList
+	if it.Found() {
+		if err := decode(it, &ids); err != nil {
+			return nil, err
+		}
 	}
 	keys := make([]string, len(ids.IDs))
 	for i, id := range ids.IDs {
@@ -344,24 +316,24 @@ func (s *Service) Public(ctx context.Context) ([]api.Room, error) {
 
 // Members lists a room's member ids. A non-empty asUser must be a member.
 func (s *Service) Members(ctx context.Context, asUser, roomID string) ([]string, error) {
-	if _, err := s.access(ctx, asUser, roomID); err != nil {
+	head, err := s.access(ctx, asUser, roomID)
+	if err != nil {
 		return nil, err
 	}
-	it, err := s.store.Get(ctx, membersKey(roomID))
-	if errors.Is(err, statestore.ErrNotFound) {
-		return []string{}, nil
-	}
+	it, err := s.getItem(ctx, membersKey(roomID))
 	if err != nil {
 		return nil, fmt.Errorf("members of %s: %w", roomID, err)
 	}
-	l, err := decodeList(it)
-	if err != nil {
-		return nil, err
+	var set memberSet
+	if it.Found() {
+		if err := decode(it, &set); err != nil {
+			return nil, err
+		}
 	}
-	if l.IDs == nil {
-		l.IDs = []string{}
+	for _, op := range head.Tail.Members {
+		set.apply(op.UserID, op.Seq, op.In)
 	}
-	return l.IDs, nil
+	return set.ids(), nil
 }
 
 // access reads a room and, when asUser is not empty, checks that asUser is
@@ -382,10 +354,19 @@ func (s *Service) access(ctx context.Context, asUser, roomID string) (roomRecord
 	if !items[0].Found() {
 		return head, errRoomNotFound
 	}
-	if asUser != "" && !items[1].Found() {
-		return head, errNotMember
+	if err := decode(items[0], &head); err != nil {
+		return head, err
 	}
-	return head, decode(items[0], &head)
+	if asUser != "" {
+		_, in, err := membership(head, items[1], asUser)
+		if err != nil {
+			return head, err
+		}
+		if !in {
+			return head, errNotMember
+		}
+	}
+	return head, nil
 }
 
 // MarkRead moves userID's read marker in a room to seq (capped at the
@@ -394,51 +375,34 @@ func (s *Service) MarkRead(ctx context.Context, userID, roomID string, seq int64
 	if seq < 0 {
 		return apierror.Invalidf("invalid_seq", "seq must not be negative")
 	}
-	if !validRoomID.MatchString(roomID) {
-		return errRoomNotFound
-	}
-	err := s.retry(ctx, func() error {
-		items, err := s.bulkGet(ctx, roomKey(roomID), memberKey(roomID, userID))
-		if err != nil {
-			return err
-		}
-		if !items[0].Found() {
-			return errRoomNotFound
-		}
-		if !items[1].Found() {
-			return errNotMember
-		}
-		var head roomRecord
-		var m memberRecord
-		if err := decode(items[0], &head); err != nil {
-			return err
-		}
-		if err := decode(items[1], &m); err != nil {
-			return err
-		}
-		seq := min(seq, head.LastSeq)
-		if seq <= m.ReadSeq {
-			return nil
-		}
-		msgs := head.Messages
-		if seq < head.LastSeq {
-			ev, err := s.store.Get(ctx, eventKey(roomID, seq))
-			if err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
-			}
-			var rec eventRecord
-			if err := decode(ev, &rec); err != nil {
-				return err
-			}
-			msgs = rec.Msgs
-		}
-		m.ReadSeq, m.ReadMsgs = seq, msgs
-		return s.store.Write(ctx, guarded(items[1], m))
-	})
+	head, err := s.access(ctx, userID, roomID)
 	if err != nil {
-		return fmt.Errorf("mark %s read in %s: %w", userID, roomID, err)
+		return err
 	}
-	return nil
+	seq = min(seq, head.LastSeq)
+	if seq < 1 {
+		return nil
+	}
+	msgs := head.Messages
+	if rec, ok := head.tailEvent(seq); ok {
+		msgs = rec.Msgs
+	} else if seq < head.LastSeq {
+		it, err := s.store.Get(ctx, eventKey(roomID, seq))
+		if err != nil {
+			return fmt.Errorf("event %d of room %s: %w", seq, roomID, err)
+		}
+		var rec eventRecord
+		if err := decode(it, &rec); err != nil {
+			return err
+		}
+		msgs = rec.Msgs
+	}
+	// The member's own record may still be in the head's tail (a join not
+	// materialized yet): materialize it first, so the marker has a key.
+	if err := s.materialize(ctx, roomRecord{ID: head.ID, Tail: tail{Members: head.Tail.Members}}); err != nil {
+		return err
+	}
+	return s.advanceMarker(ctx, roomID, mark{UserID: userID, Seq: seq, Msgs: msgs})
 }
 
 // Submit checks a send from the REST API and publishes it to
