@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
 
@@ -91,12 +92,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	store := daprstore.New(client, cfg.StateStore)
 	rooms := room.New(store, publish.NewDapr(client, events.PubSub), log)
 
-	// TODO(auth): use the JWKS KeySource (fetched from the auth app through
-	// Dapr) as soon as platform/authn has it; until then no token verifies,
-	// so the public routes answer 401 while internal routes and the
-	// subscription work.
-	var keys authn.KeySource = authn.StaticKeys{}
-	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys)
+	// Tokens are verified against the auth app's JWKS, fetched through
+	// Dapr; sessions revoked on sessions.revoked are refused at once.
+	keys := authn.NewRemoteKeys(invoke.New(cfg.DaprHTTPPort), "auth", authn.RemoteKeysOptions{})
+	revoked := authn.NewRevocations()
+	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys,
+		authn.WithRevocations(revoked))
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
 	mux := server.Routes(server.Deps{
@@ -110,6 +111,18 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if err := server.Subscribe(svc, rooms, log); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", events.TopicSubmitted, err)
 	}
+
+	// The revocation follower is owned by run: it stops with ctx, and run
+	// waits for it before returning.
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{})
+	go func() {
+		defer close(followed)
+		if err := authn.FollowRevocations(followCtx, client, revoked, log, nil); err != nil && followCtx.Err() == nil {
+			log.Error("follow session revocations", "err", err)
+		}
+	}()
+	defer func() { stopFollowing(); <-followed }()
 
 	errc := make(chan error, 1)
 	go func() { errc <- svc.Start() }()

@@ -1,0 +1,319 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	daprhttp "github.com/dapr/go-sdk/service/http"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/authn/authntest"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/statestore/memstore"
+
+	"github.com/papochat/papo/services/message/internal/publish"
+	"github.com/papochat/papo/services/message/internal/room"
+	"github.com/papochat/papo/services/message/internal/server"
+)
+
+type env struct {
+	t     *testing.T
+	url   string
+	iss   *authntest.Issuer
+	pub   *publish.Memory
+	rooms *room.Service
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	pub := &publish.Memory{}
+	rooms := room.New(memstore.New(), pub, log)
+	iss := authntest.New()
+	mux := server.Routes(server.Deps{
+		Rooms: rooms, Verifier: iss.Verifier(), Log: log,
+		Ready: map[string]httpapi.Check{"store": func(context.Context) error { return nil }},
+	})
+	if err := server.Subscribe(daprhttp.NewServiceWithMux("127.0.0.1:0", mux), rooms, log); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &env{t: t, url: srv.URL, iss: iss, pub: pub, rooms: rooms}
+}
+
+// do sends a request as user (no token when user is "") and decodes a JSON
+// answer into out when out is not nil.
+func (e *env) do(user, method, path string, body any, out any) int {
+	e.t.Helper()
+	var r io.Reader
+	if s, ok := body.(string); ok {
+		r = strings.NewReader(s)
+	} else if body != nil {
+		b, _ := json.Marshal(body)
+		r = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, e.url+path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+e.iss.Token(user, "s-"+user, time.Minute))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		var eb api.ErrorResponse
+		if json.Unmarshal(b, &eb) != nil || eb.Error.Code == "" || eb.Error.Message == "" {
+			e.t.Errorf("%s %s: error answer %d is not an error body: %s", method, path, resp.StatusCode, b)
+		}
+	}
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			e.t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (e *env) errorCode(user, method, path string, body any) (int, string) {
+	e.t.Helper()
+	var eb api.ErrorResponse
+	status := e.do(user, method, path, body, &eb)
+	return status, eb.Error.Code
+}
+
+func (e *env) createRoom(user, name, kind string) api.Room {
+	e.t.Helper()
+	var rr api.RoomResponse
+	if st := e.do(user, http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: name, Kind: kind}, &rr); st != http.StatusCreated {
+		e.t.Fatalf("create room: %d", st)
+	}
+	return rr.Room
+}
+
+func TestPublicRoutesNeedAToken(t *testing.T) {
+	e := newEnv(t)
+	for _, p := range []string{"/api/v1/rooms", "/api/v1/rooms/public", "/api/v1/rooms/r_x/events"} {
+		if st, code := e.errorCode("", http.MethodGet, p, nil); st != http.StatusUnauthorized || code != "missing_token" {
+			t.Errorf("GET %s without token: %d %s, want 401 missing_token", p, st, code)
+		}
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/api/v1/rooms", nil)
+	req.Header.Set("Authorization", "Bearer "+authntest.New().Token("alice", "s", time.Minute))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("token of another issuer: %d, want 401", resp.StatusCode)
+	}
+	if st := e.do("", http.MethodGet, "/healthz", nil, nil); st != http.StatusOK {
+		t.Fatalf("healthz: %d", st)
+	}
+	if st := e.do("", http.MethodGet, "/readyz", nil, nil); st != http.StatusOK {
+		t.Fatalf("readyz: %d", st)
+	}
+}
+
+func TestRoomRoutes(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "general", api.RoomPublic)
+	if r.ID == "" || r.Kind != api.RoomPublic || r.CreatedBy != "alice" || r.LastSeq != 0 {
+		t.Fatalf("created %+v", r)
+	}
+	var joined api.RoomResponse
+	if st := e.do("bob", http.MethodPost, "/api/v1/rooms/"+r.ID+"/join", nil, &joined); st != http.StatusOK || joined.Room.LastSeq != 1 {
+		t.Fatalf("join: %d %+v", st, joined)
+	}
+	var public, mine api.RoomsResponse
+	if st := e.do("carol", http.MethodGet, "/api/v1/rooms/public", nil, &public); st != http.StatusOK || len(public.Rooms) != 1 {
+		t.Fatalf("public: %d %+v", st, public)
+	}
+	if st := e.do("bob", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 || mine.Rooms[0].ReadSeq != 1 {
+		t.Fatalf("mine: %d %+v", st, mine)
+	}
+	var members server.MembersResponse
+	if st := e.do("bob", http.MethodGet, "/api/v1/rooms/"+r.ID+"/members", nil, &members); st != http.StatusOK || fmt.Sprint(members.Members) != "[alice bob]" {
+		t.Fatalf("members: %d %+v", st, members)
+	}
+	if st := e.do("bob", http.MethodPost, "/api/v1/rooms/"+r.ID+"/leave", nil, nil); st != http.StatusNoContent {
+		t.Fatalf("leave: %d", st)
+	}
+
+	private := e.createRoom("alice", "secret", api.RoomPrivate)
+	if st, code := e.errorCode("mallory", http.MethodPost, "/api/v1/rooms/"+private.ID+"/join", nil); st != http.StatusForbidden || code != "not_invited" {
+		t.Fatalf("join private: %d %s", st, code)
+	}
+	for _, tt := range []struct{ method, path string }{
+		{http.MethodGet, "/api/v1/rooms/" + private.ID + "/events"},
+		{http.MethodGet, "/api/v1/rooms/" + private.ID + "/members"},
+		{http.MethodPost, "/api/v1/rooms/" + private.ID + "/messages"},
+		{http.MethodPost, "/api/v1/rooms/" + private.ID + "/read"},
+		{http.MethodPost, "/api/v1/rooms/" + private.ID + "/members"},
+	} {
+		body := map[string]any{"text": "hi", "client_id": "c", "seq": 1, "user_id": "eve"}
+		if st, code := e.errorCode("mallory", tt.method, tt.path, body); st != http.StatusForbidden || code != "not_a_member" {
+			t.Errorf("%s %s by a non-member: %d %s, want 403 not_a_member", tt.method, tt.path, st, code)
+		}
+	}
+	if st := e.do("alice", http.MethodPost, "/api/v1/rooms/"+private.ID+"/members", api.AddMemberRequest{UserID: "bob"}, nil); st != http.StatusOK {
+		t.Fatalf("add member: %d", st)
+	}
+	if st := e.do("bob", http.MethodGet, "/api/v1/rooms/"+private.ID+"/events", nil, nil); st != http.StatusOK {
+		t.Fatalf("added member reading: %d", st)
+	}
+	if st, code := e.errorCode("alice", http.MethodGet, "/api/v1/rooms/r_nosuch/events", nil); st != http.StatusNotFound || code != "room_not_found" {
+		t.Fatalf("unknown room: %d %s", st, code)
+	}
+}
+
+func TestInputLimits(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "general", api.RoomPublic)
+	tests := []struct {
+		name, method, path string
+		body               any
+		status             int
+		code               string
+	}{
+		{"name too long", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: strings.Repeat("n", 81), Kind: "public"}, 400, "invalid_name"},
+		{"empty name", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "", Kind: "public"}, 400, "invalid_name"},
+		{"bad kind", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "x", Kind: "dm"}, 400, "invalid_kind"},
+		{"not json", http.MethodPost, "/api/v1/rooms", "{", 400, "invalid_json"},
+		{"body too large", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: strings.Repeat("x", httpapi.DefaultMaxBody), ClientID: "c"}, 413, "body_too_large"},
+		{"text too long", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: strings.Repeat("x", 4001), ClientID: "c"}, 400, "invalid_text"},
+		{"empty text", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "", ClientID: "c"}, 400, "invalid_text"},
+		{"control text", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "a\x00b", ClientID: "c"}, 400, "invalid_text"},
+		{"client id too long", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "hi", ClientID: strings.Repeat("c", 65)}, 400, "invalid_client_id"},
+		{"limit 201", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?limit=201", nil, 400, "invalid_limit"},
+		{"limit 0", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?limit=0", nil, 400, "invalid_limit"},
+		{"after not a number", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?after=x", nil, 400, "invalid_seq"},
+		{"before negative", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?before=-1", nil, 400, "invalid_seq"},
+		{"negative read", http.MethodPost, "/api/v1/rooms/" + r.ID + "/read", api.ReadRequest{Seq: -1}, 400, "invalid_seq"},
+		{"dm with oneself", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "alice"}, 400, "dm_self"},
+		{"dm without user", http.MethodPost, "/api/v1/dms", api.DMRequest{}, 400, "invalid_user_id"},
+		{"add member without user", http.MethodPost, "/api/v1/rooms/" + r.ID + "/members", api.AddMemberRequest{}, 400, "invalid_user_id"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if st, code := e.errorCode("alice", tt.method, tt.path, tt.body); st != tt.status || code != tt.code {
+				t.Fatalf("got %d %s, want %d %s", st, code, tt.status, tt.code)
+			}
+		})
+	}
+	if n := len(e.pub.Messages(events.TopicSubmitted)); n != 0 {
+		t.Fatalf("%d invalid sends were published", n)
+	}
+}
+
+func TestSendIsPublishedAndConsumedThroughTheSubscription(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "general", api.RoomPublic)
+	var sent api.SendResponse
+	if st := e.do("alice", http.MethodPost, "/api/v1/rooms/"+r.ID+"/messages", api.SendRequest{Text: "hello", ClientID: "c1"}, &sent); st != http.StatusAccepted || sent != (api.SendResponse{RoomID: r.ID, ClientID: "c1"}) {
+		t.Fatalf("send: %d %+v", st, sent)
+	}
+	published := e.pub.Messages(events.TopicSubmitted)
+	if len(published) != 1 {
+		t.Fatalf("published %d submission batches, want 1", len(published))
+	}
+	// Dapr delivers the batch to the subscription route as a CloudEvent.
+	if got := e.deliver(published[0]); got != "SUCCESS" {
+		t.Fatalf("delivery answered %s", got)
+	}
+	var page api.EventsResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=0", nil, &page); st != http.StatusOK || len(page.Events) != 1 || page.Events[0].Text != "hello" || page.LastSeq != 1 {
+		t.Fatalf("history: %d %+v", st, page)
+	}
+	// A malformed payload is dead-lettered and not redelivered.
+	if got := e.deliver([]byte(`"not a batch"`)); got != "SUCCESS" {
+		t.Fatalf("malformed delivery answered %s, want SUCCESS (dead-lettered)", got)
+	}
+	if n := len(e.pub.Messages(events.TopicDeadLetter)); n != 1 {
+		t.Fatalf("%d dead letters, want 1", n)
+	}
+	// A transient failure asks Dapr to redeliver.
+	e.pub.SetFailure(errors.New("broker down"))
+	b, _ := json.Marshal(events.SubmissionBatch{Submissions: []events.Submission{{Type: api.EventMessage, RoomID: r.ID, SenderID: "alice", ClientID: "c2", Text: "again"}}})
+	if got := e.deliver(b); got != "RETRY" {
+		t.Fatalf("delivery during an outage answered %s, want RETRY", got)
+	}
+}
+
+func (e *env) deliver(data []byte) string {
+	e.t.Helper()
+	ce, _ := json.Marshal(map[string]any{
+		"id": "1", "specversion": "1.0", "type": "com.dapr.event.sent", "source": "ws",
+		"datacontenttype": "application/json", "data": json.RawMessage(data),
+		"pubsubname": events.PubSub, "topic": events.TopicSubmitted,
+	})
+	if !json.Valid(data) {
+		ce, _ = json.Marshal(map[string]any{"id": "1", "specversion": "1.0", "data": string(data)})
+	}
+	resp, err := http.Post(e.url+server.SubmittedRoute, "application/cloudevents+json", bytes.NewReader(ce))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var status struct{ Status string }
+	_ = json.NewDecoder(resp.Body).Decode(&status)
+	return status.Status
+}
+
+func TestDMRoutes(t *testing.T) {
+	e := newEnv(t)
+	var a, b api.RoomResponse
+	if st := e.do("alice", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "bob"}, &a); st != http.StatusOK {
+		t.Fatalf("dm: %d", st)
+	}
+	if st := e.do("bob", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "alice"}, &b); st != http.StatusOK || b.Room.ID != a.Room.ID || b.Room.Kind != api.RoomDM {
+		t.Fatalf("dm from the other side: %d %+v vs %+v", st, b.Room, a.Room)
+	}
+	if st, code := e.errorCode("carol", http.MethodPost, "/api/v1/rooms/"+a.Room.ID+"/join", nil); st != http.StatusForbidden || code != "dm_closed" {
+		t.Fatalf("third user joining a dm: %d %s", st, code)
+	}
+}
+
+func TestInternalRoutes(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "general", api.RoomPublic)
+	e.do("bob", http.MethodPost, "/api/v1/rooms/"+r.ID+"/join", nil, nil)
+	var cursors server.CursorsResponse
+	if st := e.do("", http.MethodGet, "/internal/v1/users/bob/rooms", nil, &cursors); st != http.StatusOK || len(cursors.Rooms) != 1 || cursors.Rooms[0] != (api.RoomCursor{RoomID: r.ID, LastSeq: 1}) {
+		t.Fatalf("cursors: %d %+v", st, cursors)
+	}
+	var page api.EventsResponse
+	if st := e.do("", http.MethodGet, "/internal/v1/rooms/"+r.ID+"/events?after=0&limit=10", nil, &page); st != http.StatusOK || len(page.Events) != 1 {
+		t.Fatalf("internal events: %d %+v", st, page)
+	}
+	var members server.MembersResponse
+	if st := e.do("", http.MethodGet, "/internal/v1/rooms/"+r.ID+"/members", nil, &members); st != http.StatusOK || len(members.Members) != 2 {
+		t.Fatalf("internal members: %d %+v", st, members)
+	}
+	if st := e.do("", http.MethodPost, "/internal/v1/rooms/"+r.ID+"/read", server.InternalReadRequest{UserID: "alice", Seq: 1}, nil); st != http.StatusNoContent {
+		t.Fatalf("internal read: %d", st)
+	}
+	if st, code := e.errorCode("", http.MethodPost, "/internal/v1/rooms/"+r.ID+"/read", server.InternalReadRequest{UserID: "carol", Seq: 1}); st != http.StatusForbidden || code != "not_a_member" {
+		t.Fatalf("internal read by a non-member: %d %s", st, code)
+	}
+	if st, code := e.errorCode("", http.MethodPost, "/internal/v1/rooms/"+r.ID+"/read", server.InternalReadRequest{Seq: 1}); st != http.StatusBadRequest || code != "invalid_user_id" {
+		t.Fatalf("internal read without user: %d %s", st, code)
+	}
+}
