@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
+	"github.com/papochat/papo/services/ws/internal/presence"
 	"github.com/papochat/papo/services/ws/internal/upstream"
 )
 
@@ -35,6 +37,13 @@ type Config struct {
 	Leeway       time.Duration // AUTH_LEEWAY, default 30s
 	AuthAppID    string        // WS_AUTH_APP_ID, default auth
 	MessageAppID string        // WS_MESSAGE_APP_ID, default message
+	// Replica names this replica to the presence service (APP_REPLICA,
+	// default the host name); PresenceAppID is that service's app-id
+	// (WS_PRESENCE_APP_ID, default presence) and PresenceInterval the
+	// heartbeat period (WS_PRESENCE_HEARTBEAT, default 10s).
+	Replica          string
+	PresenceAppID    string
+	PresenceInterval time.Duration
 	// ShutdownGrace bounds the drain after SIGTERM (WS_SHUTDOWN_GRACE, 10s).
 	ShutdownGrace time.Duration
 	// Hub holds the limits: WS_ALLOWED_ORIGINS (comma list),
@@ -88,7 +97,13 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Leeway:        dur("AUTH_LEEWAY", 30*time.Second),
 		AuthAppID:     get("WS_AUTH_APP_ID", "auth"),
 		MessageAppID:  get("WS_MESSAGE_APP_ID", "message"),
+		Replica:       get("APP_REPLICA", hostname()),
+		PresenceAppID: get("WS_PRESENCE_APP_ID", "presence"),
 		ShutdownGrace: dur("WS_SHUTDOWN_GRACE", 10*time.Second),
+	}
+	cfg.PresenceInterval = dur("WS_PRESENCE_HEARTBEAT", 10*time.Second)
+	if cfg.PresenceInterval == 0 {
+		errs = append(errs, fmt.Errorf("WS_PRESENCE_HEARTBEAT must be positive"))
 	}
 	h := d
 	for _, o := range strings.Split(get("WS_ALLOWED_ORIGINS", ""), ",") {
@@ -146,12 +161,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys,
 		authn.WithRevocations(revoked))
 
-	h := hub.New(cfg.Hub, hub.Deps{
+	var h *hub.Hub
+	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval},
+		inv, func() map[string]int { return h.LiveUsers() }, log)
+	h = hub.New(cfg.Hub, hub.Deps{
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
 		Publisher: bus.Publisher{Client: dc},
 		Log:       log,
+		Presence:  reporter,
 	})
 	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log}
 	signals := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
@@ -187,7 +206,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	subCtx, stopSubs := context.WithCancel(context.Background())
 	var subs sync.WaitGroup
-	subs.Add(3)
+	subs.Add(4)
+	// The reporter stops with the subscriptions, after the drain, so the
+	// disconnects of a graceful shutdown still reach presence.
+	go func() { defer subs.Done(); reporter.Run(subCtx) }()
 	go func() { defer subs.Done(); roomEvents.Run(subCtx, bus.JSON(h.RoomEvents)) }()
 	go func() { defer subs.Done(); signals.Run(subCtx, bus.JSON(h.Signals)) }()
 	go func() {
@@ -218,4 +240,13 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	stopSubs()
 	subs.Wait()
 	return err
+}
+
+// hostname names the replica when APP_REPLICA is unset (a pod's name).
+func hostname() string {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		return "ws"
+	}
+	return name
 }

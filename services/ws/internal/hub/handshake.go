@@ -74,6 +74,10 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		return nil
 	}
 	c.ws = ws
+	var connID string
+	if h.deps.Presence != nil {
+		connID = h.deps.Presence.Connected(c.userID)
+	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
 	defer func() {
@@ -108,6 +112,10 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	// The reader ended: the socket is closed or closing. Unroute it.
 	c.close(websocket.CloseNormalClosure, "")
 	h.users.remove(c)
+	if h.deps.Presence != nil {
+		// Before conns.Done, so a shutdown's drain has it queued.
+		h.deps.Presence.Disconnected(c.userID, connID)
+	}
 	c.mu.Lock()
 	ids := make([]string, 0, len(c.rooms))
 	for id := range c.rooms {

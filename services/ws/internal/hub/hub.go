@@ -170,6 +170,17 @@ type Deps struct {
 	Messages  Messages
 	Publisher Publisher
 	Log       *slog.Logger
+	// Presence, when set, is told of every socket opened and closed.
+	Presence PresenceReporter
+}
+
+// PresenceReporter reports sockets to the presence service
+// (internal/presence). Both calls must return at once: they are made on
+// the socket's goroutine.
+type PresenceReporter interface {
+	// Connected reports a socket of userID and returns its id.
+	Connected(userID string) (connID string)
+	Disconnected(userID, connID string)
 }
 
 // Hub owns every connection of this replica.
@@ -251,6 +262,23 @@ func (h *Hub) Stats() *Stats { return &h.stats }
 
 // UserConns returns how many sockets userID has on this replica.
 func (h *Hub) UserConns(userID string) int { return h.users.count(userID) }
+
+// LiveUsers returns every user with a socket on this replica and how many
+// sockets each has: the presence heartbeat.
+func (h *Hub) LiveUsers() map[string]int {
+	out := map[string]int{}
+	for i := range h.users.s {
+		s := &h.users.s[i]
+		s.mu.Lock()
+		for id, u := range s.users {
+			if len(u.conns) > 0 {
+				out[id] = len(u.conns)
+			}
+		}
+		s.mu.Unlock()
+	}
+	return out
+}
 
 // Shutdown stops accepting sockets, closes every open one with 1001 going
 // away, and waits until they are gone or ctx ends; then it stops the
