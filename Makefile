@@ -16,7 +16,8 @@ help:
 
 ## run: start every service with its Dapr sidecar (two ws replicas) and print the URL.
 run:
-	$(GO) run ./launcher/cmd/papo -profile $(PROFILE)
+	@$(GO) build -o bin/papo ./launcher/cmd/papo
+	@exec ./bin/papo -profile $(PROFILE)
 
 ## test: vet, then every module's tests, end-to-end ones included.
 test: vet test-deploy
@@ -39,7 +40,8 @@ bench:
 
 ## daprd: build (or find) the pinned daprd once; make run and make test do it on demand.
 daprd:
-	$(GO) run ./launcher/cmd/papo -build-daprd
+	@$(GO) build -o bin/papo ./launcher/cmd/papo
+	@./bin/papo -build-daprd
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
