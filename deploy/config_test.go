@@ -21,9 +21,14 @@ type configuration struct {
 			SamplingRate string `json:"samplingRate"`
 			Stdout       bool   `json:"stdout"`
 		} `json:"tracing"`
+		// daprd 1.14 reads spec.metric (GetMetricsSpec); spec.metrics
+		// parses but is ignored.
 		Metrics *struct {
 			Enabled *bool `json:"enabled"`
-		} `json:"metrics"`
+			HTTP    *struct {
+				IncreasedCardinality *bool `json:"increasedCardinality"`
+			} `json:"http"`
+		} `json:"metric"`
 		Secrets *struct {
 			Scopes []struct {
 				StoreName     string `json:"storeName"`
