@@ -8,6 +8,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -90,8 +91,8 @@ func Subscribe(svc common.Service, rooms *room.Service, log *slog.Logger) error 
 // is dead-lettered and acknowledged, since redelivering it cannot help.
 func SubmittedHandler(rooms *room.Service, log *slog.Logger) common.TopicEventHandler {
 	return func(ctx context.Context, e *common.TopicEvent) (retry bool, err error) {
-		var batch events.SubmissionBatch
-		if err := json.Unmarshal(e.RawData, &batch); err != nil {
+		batch, err := decodeBatch(e.RawData)
+		if err != nil {
 			log.WarnContext(ctx, "malformed submission batch", "event_id", e.ID, "err", err)
 			if err := rooms.DeadLetterRaw(ctx, e.RawData, err); err != nil {
 				return true, err
@@ -104,6 +105,23 @@ func SubmittedHandler(rooms *room.Service, log *slog.Logger) common.TopicEventHa
 		}
 		return false, nil
 	}
+}
+
+// decodeBatch decodes a SubmissionBatch, also when a publisher sent it as
+// text (Dapr then carries the JSON as a JSON string).
+func decodeBatch(raw []byte) (events.SubmissionBatch, error) {
+	var batch events.SubmissionBatch
+	err := json.Unmarshal(raw, &batch)
+	if err != nil {
+		var text string
+		if json.Unmarshal(raw, &text) == nil {
+			err = json.Unmarshal([]byte(text), &batch)
+		}
+	}
+	if err == nil && len(batch.Submissions) == 0 {
+		err = errors.New("batch holds no submissions")
+	}
+	return batch, err
 }
 
 type handlers struct {

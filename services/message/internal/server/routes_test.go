@@ -242,6 +242,14 @@ func TestSendIsPublishedAndConsumedThroughTheSubscription(t *testing.T) {
 	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=0", nil, &page); st != http.StatusOK || len(page.Events) != 1 || page.Events[0].Text != "hello" || page.LastSeq != 1 {
 		t.Fatalf("history: %d %+v", st, page)
 	}
+	// A batch published as text arrives as a JSON string, and still counts.
+	text, _ := json.Marshal(`{"submissions":[{"type":"message","room_id":"` + r.ID + `","sender_id":"alice","client_id":"c3","text":"as text"}]}`)
+	if got := e.deliver(text); got != "SUCCESS" {
+		t.Fatalf("text delivery answered %s", got)
+	}
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=1", nil, &page); st != http.StatusOK || len(page.Events) != 1 || page.Events[0].Text != "as text" {
+		t.Fatalf("history after a text delivery: %d %+v", st, page)
+	}
 	// A malformed payload is dead-lettered and not redelivered.
 	if got := e.deliver([]byte(`"not a batch"`)); got != "SUCCESS" {
 		t.Fatalf("malformed delivery answered %s, want SUCCESS (dead-lettered)", got)
