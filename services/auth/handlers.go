@@ -67,6 +67,10 @@ func handleLogin(accounts *account.Accounts, sessions *session.Manager, issuer *
 		if err := httpapi.Decode(w, r, maxBody, &req); err != nil {
 			return err
 		}
+		if err := issuer.Ring.Ready(r.Context()); err != nil {
+			// Say so before any password work or session is made.
+			return apierror.New(apierror.Unavailable, "keys_unavailable", "signing keys are not loaded yet; retry shortly")
+		}
 		if len(req.Username) > 64 {
 			req.Username = req.Username[:64] // bounds the throttle's keys
 		}
