@@ -1,0 +1,211 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/papochat/papo/platform/authn/authntest"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/statestore/memstore"
+	"github.com/papochat/papo/services/notification/internal/device"
+	"github.com/papochat/papo/services/notification/internal/mode"
+	"github.com/papochat/papo/services/notification/internal/server"
+)
+
+type fixture struct {
+	t       *testing.T
+	srv     *httptest.Server
+	iss     *authntest.Issuer
+	modes   *mode.Store
+	mu      sync.Mutex
+	batches []events.RoomEventBatch
+	fail    error
+}
+
+func newFixture(t *testing.T, webPushKey string) *fixture {
+	t.Helper()
+	f := &fixture{t: t, iss: authntest.New()}
+	store := memstore.New()
+	f.modes = mode.NewStore(store)
+	f.srv = httptest.NewServer(server.New(server.Deps{
+		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Verifier:   f.iss.Verifier(),
+		Devices:    device.NewRegistry(store),
+		Modes:      f.modes,
+		WebPushKey: webPushKey,
+		Events: func(_ context.Context, b events.RoomEventBatch) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.fail != nil {
+				return f.fail
+			}
+			f.batches = append(f.batches, b)
+			return nil
+		},
+		Checks: map[string]httpapi.Check{},
+	}))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fixture) do(method, path, user, body string) (int, map[string]any) {
+	f.t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, strings.NewReader(body))
+	if user != "" {
+		req.Header.Set("Authorization", "Bearer "+f.iss.Token(user, "s-"+user, time.Minute))
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func code(body map[string]any) string {
+	e, _ := body["error"].(map[string]any)
+	s, _ := e["code"].(string)
+	return s
+}
+
+func TestDevicesAPI(t *testing.T) {
+	f := newFixture(t, "")
+	status, body := f.do("POST", "/api/v1/devices", "bob", `{"platform":"webhook","url":"https://hooks.example/b"}`)
+	if status != http.StatusCreated {
+		t.Fatalf("register: %d %v", status, body)
+	}
+	id := body["device"].(map[string]any)["id"].(string)
+	if status, body = f.do("GET", "/api/v1/devices", "bob", ""); status != 200 || len(body["devices"].([]any)) != 1 {
+		t.Fatalf("list: %d %v", status, body)
+	}
+	if status, body = f.do("GET", "/api/v1/devices", "carol", ""); status != 200 || len(body["devices"].([]any)) != 0 {
+		t.Fatalf("carol sees %v", body)
+	}
+	if status, body = f.do("DELETE", "/api/v1/devices/"+id, "carol", ""); status != http.StatusNotFound || code(body) != "device_not_found" {
+		t.Fatalf("carol deleting bob's device: %d %v", status, body)
+	}
+	if status, _ = f.do("DELETE", "/api/v1/devices/"+id, "bob", ""); status != http.StatusNoContent {
+		t.Fatalf("delete: %d", status)
+	}
+	if status, _ = f.do("DELETE", "/api/v1/devices/"+id, "bob", ""); status != http.StatusNotFound {
+		t.Fatalf("delete again: %d", status)
+	}
+}
+
+func TestDeviceRegistrationIsValidated(t *testing.T) {
+	f := newFixture(t, "")
+	k, _ := ecdh.P256().GenerateKey(rand.Reader)
+	sub := `{"platform":"webpush","subscription":{"endpoint":"https://push.example/a","keys":{"p256dh":"` +
+		base64.RawURLEncoding.EncodeToString(k.PublicKey().Bytes()) + `","auth":"AAAAAAAAAAAAAAAAAAAAAA"}}}`
+	for _, tc := range []struct {
+		name, user, body string
+		status           int
+		code             string
+	}{
+		{"no token", "", `{"platform":"webhook","url":"https://x.example"}`, 401, "missing_token"},
+		{"bad json", "bob", `{`, 400, "invalid_json"},
+		{"unknown platform", "bob", `{"platform":"pager"}`, 400, "invalid_platform"},
+		{"webhook without url", "bob", `{"platform":"webhook"}`, 400, "invalid_device"},
+		{"fcm without token", "bob", `{"platform":"fcm"}`, 400, "invalid_device"},
+		{"webpush not configured", "bob", sub, 400, "webpush_unavailable"},
+		{"too large", "bob", `{"platform":"fcm","token":"` + strings.Repeat("a", 9000) + `"}`, 413, "body_too_large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := f.do("POST", "/api/v1/devices", tc.user, tc.body)
+			if status != tc.status || code(body) != tc.code {
+				t.Fatalf("got %d %q, want %d %q", status, code(body), tc.status, tc.code)
+			}
+		})
+	}
+	g := newFixture(t, "BPUBLICKEY")
+	if status, body := g.do("POST", "/api/v1/devices", "bob", sub); status != http.StatusCreated {
+		t.Fatalf("webpush with VAPID configured: %d %v", status, body)
+	}
+	if status, body := g.do("GET", "/api/v1/devices/webpush-key", "bob", ""); status != 200 || body["public_key"] != "BPUBLICKEY" {
+		t.Fatalf("webpush key: %d %v", status, body)
+	}
+}
+
+func TestRoomModes(t *testing.T) {
+	f := newFixture(t, "")
+	status, body := f.do("PUT", "/api/v1/rooms/r1/notifications", "bob", `{"mode":"mentions"}`)
+	if status != 200 || body["mode"] != "mentions" || body["room_id"] != "r1" {
+		t.Fatalf("set: %d %v", status, body)
+	}
+	if m, _ := f.modes.Get(context.Background(), "bob", "r1"); m != mode.Mentions {
+		t.Fatalf("stored mode %q", m)
+	}
+	if status, body = f.do("PUT", "/api/v1/rooms/r1/notifications", "bob", `{"mode":"loud"}`); status != 400 || code(body) != "invalid_mode" {
+		t.Fatalf("bad mode: %d %v", status, body)
+	}
+	if status, _ = f.do("PUT", "/api/v1/rooms/r1/notifications", "", `{"mode":"none"}`); status != 401 {
+		t.Fatalf("without token: %d", status)
+	}
+	if status, body = f.do("PUT", "/api/v1/rooms/"+strings.Repeat("r", 200)+"/notifications", "bob", `{"mode":"none"}`); status != 400 {
+		t.Fatalf("long room id: %d %v", status, body)
+	}
+}
+
+func TestTheSubscriptionAndItsDeliveries(t *testing.T) {
+	f := newFixture(t, "")
+	resp, err := http.Get(f.srv.URL + "/dapr/subscribe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var subs []map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&subs)
+	resp.Body.Close()
+	if len(subs) != 1 || subs[0]["pubsubname"] != events.PubSub || subs[0]["topic"] != events.TopicRoomEvents ||
+		subs[0]["route"] != server.RoomEventsRoute || subs[0]["deadLetterTopic"] != events.TopicNotificationsDeadLetter {
+		t.Fatalf("subscriptions = %v", subs)
+	}
+	deliver := func(body string) string {
+		resp, err := http.Post(f.srv.URL+server.RoomEventsRoute, "application/cloudevents+json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]string
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return out["status"]
+	}
+	if s := deliver(`{"id":"1","data":{"room_id":"r1","events":[{"room_id":"r1","seq":1,"type":"message","sender_id":"a","text":"hi"}]}}`); s != "SUCCESS" {
+		t.Fatalf("status %q", s)
+	}
+	data := base64.StdEncoding.EncodeToString([]byte(`{"room_id":"r2"}`))
+	if s := deliver(`{"id":"2","data_base64":"` + data + `"}`); s != "SUCCESS" {
+		t.Fatalf("base64 delivery status %q", s)
+	}
+	if s := deliver(`{"id":"3","data":{"events":[]}}`); s != "DROP" {
+		t.Fatalf("a batch without room: status %q, want DROP", s)
+	}
+	if s := deliver(`not json`); s != "DROP" {
+		t.Fatalf("malformed: status %q, want DROP", s)
+	}
+	f.mu.Lock()
+	f.fail = errors.New("message service down")
+	f.mu.Unlock()
+	if s := deliver(`{"id":"4","data":{"room_id":"r1"}}`); s != "RETRY" {
+		t.Fatalf("failing handler: status %q, want RETRY", s)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.batches) != 2 || f.batches[0].Events[0].Text != "hi" || f.batches[1].RoomID != "r2" {
+		t.Fatalf("batches = %+v", f.batches)
+	}
+}
