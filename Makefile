@@ -2,8 +2,9 @@
 SHELL := /bin/bash
 PROFILE ?= local
 GO ?= go
-# Every module in go.work; ./... from the workspace root covers them all.
-PKGS := ./...
+# Every package of every module in go.work (the workspace root has no
+# go.mod of its own, so ./... would match nothing).
+PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
 TEST_TIMEOUT ?= 25m
 
 .PHONY: run test test-unit test-e2e test-deploy bench daprd vet fmt tidy clean help
@@ -36,7 +37,7 @@ test-e2e:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
 
 ## daprd: build (or find) the pinned daprd once; make run and make test do it on demand.
 daprd:
