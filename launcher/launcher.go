@@ -45,6 +45,10 @@ type Options struct {
 	NATSPort int
 	// WSReplicas is the number of ws replicas; default 2.
 	WSReplicas int
+	// Replicas sets the number of replicas of other services (e.g.
+	// {"message": 2}); default 1 each. Replicas of one app-id share it and
+	// are named <app>-1, <app>-2, …
+	Replicas map[string]int
 	// Log receives every process's output, prefixed with its name.
 	Log io.Writer
 	// Progress receives the launcher's own messages.
@@ -324,13 +328,17 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	type appName struct{ name, appID string }
 	var names []appName
 	for _, svc := range Services {
+		n := s.opts.Replicas[svc]
 		if svc == "ws" {
-			for i := 1; i <= s.opts.WSReplicas; i++ {
-				names = append(names, appName{fmt.Sprintf("ws-%d", i), "ws"})
-			}
+			n = s.opts.WSReplicas
+		}
+		if n <= 1 && svc != "ws" {
+			names = append(names, appName{svc, svc})
 			continue
 		}
-		names = append(names, appName{svc, svc})
+		for i := 1; i <= n; i++ {
+			names = append(names, appName{fmt.Sprintf("%s-%d", svc, i), svc})
+		}
 	}
 	gwHost, gwPort, err := net.SplitHostPort(s.opts.GatewayAddr)
 	if err != nil {
