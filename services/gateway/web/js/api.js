@@ -1,0 +1,231 @@
+// REST client for the papo gateway, and the session it authenticates with.
+//
+// Token storage (see docs/web.md): the access token lives in memory only;
+// the refresh token lives in sessionStorage, so a reload of this tab stays
+// logged in while other tabs, other windows and a closed tab do not. The
+// refresh token rotates on every use, so a stolen copy stops working as
+// soon as this tab refreshes, and presenting it twice revokes the session.
+
+const REFRESH_KEY = "papo.refresh";
+
+export class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message || code || `HTTP ${status}`);
+    this.status = status;
+    this.code = code || "http_" + status;
+  }
+}
+
+export class Session {
+  constructor() {
+    this.accessToken = "";
+    this.user = null;
+    this.expiresAt = 0;
+    this.refreshing = null; // the one refresh in flight, shared by callers
+    this.timer = 0;
+    this.listeners = new Set();
+  }
+
+  // onChange(fn) calls fn("tokens" | "ended") when the tokens change.
+  onChange(fn) {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  emit(what) {
+    for (const fn of this.listeners) fn(what);
+  }
+
+  get loggedIn() {
+    return this.accessToken !== "";
+  }
+
+  hasRefreshToken() {
+    try {
+      return !!sessionStorage.getItem(REFRESH_KEY);
+    } catch {
+      return false;
+    }
+  }
+
+  // accept takes a login or refresh answer.
+  accept(tok) {
+    this.accessToken = tok.access_token;
+    this.user = tok.user;
+    this.expiresAt = Date.now() + tok.expires_in * 1000;
+    try {
+      sessionStorage.setItem(REFRESH_KEY, tok.refresh_token);
+    } catch {
+      // Storage disabled: the session simply ends with the page.
+    }
+    clearTimeout(this.timer);
+    // Refresh at 80% of the lifetime, so the WebSocket never sees an
+    // expired token.
+    const inMs = Math.max(5000, tok.expires_in * 800);
+    this.timer = setTimeout(() => this.refresh().catch(() => {}), inMs);
+    this.emit("tokens");
+  }
+
+  clear() {
+    clearTimeout(this.timer);
+    this.accessToken = "";
+    this.user = null;
+    this.expiresAt = 0;
+    try {
+      sessionStorage.removeItem(REFRESH_KEY);
+    } catch {
+      /* nothing stored */
+    }
+    this.emit("ended");
+  }
+
+  // refresh trades the stored refresh token for new tokens. Concurrent
+  // callers share one request: a refresh token works once.
+  refresh() {
+    if (this.refreshing) return this.refreshing;
+    let stored = null;
+    try {
+      stored = sessionStorage.getItem(REFRESH_KEY);
+    } catch {
+      /* no storage */
+    }
+    if (!stored) return Promise.reject(new ApiError(401, "no_session", "not logged in"));
+    this.refreshing = rawRequest("POST", "/api/v1/auth/refresh", { refresh_token: stored }, "")
+      .then((tok) => {
+        this.accept(tok);
+        return tok;
+      })
+      .catch((err) => {
+        if (err.status === 401 || err.status === 403) this.clear();
+        throw err;
+      })
+      .finally(() => {
+        this.refreshing = null;
+      });
+    return this.refreshing;
+  }
+}
+
+async function rawRequest(method, path, body, token) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = "Bearer " + token;
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch (err) {
+    throw new ApiError(0, "network", "The server cannot be reached. Check your connection.");
+  }
+  if (res.status === 204) return null;
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const e = (data && data.error) || {};
+    let msg = e.message;
+    if (res.status === 429) {
+      const after = res.headers.get("Retry-After");
+      msg = "Slow down a little" + (after ? ` — try again in ${after}s.` : ".");
+    }
+    throw new ApiError(res.status, e.code, msg);
+  }
+  return data;
+}
+
+// Api calls the gateway with the session's access token, refreshing it
+// once on a 401 and retrying.
+export class Api {
+  constructor(session) {
+    this.session = session;
+  }
+
+  async call(method, path, body) {
+    if (!this.session.loggedIn && this.session.hasRefreshToken()) await this.session.refresh();
+    try {
+      return await rawRequest(method, path, body, this.session.accessToken);
+    } catch (err) {
+      if (err.status !== 401 || !this.session.hasRefreshToken()) throw err;
+      await this.session.refresh();
+      return rawRequest(method, path, body, this.session.accessToken);
+    }
+  }
+
+  register(username, password, displayName) {
+    const body = { username, password };
+    if (displayName) body.display_name = displayName;
+    return rawRequest("POST", "/api/v1/auth/register", body, "");
+  }
+
+  async login(username, password) {
+    const tok = await rawRequest("POST", "/api/v1/auth/login", { username, password }, "");
+    this.session.accept(tok);
+    return tok;
+  }
+
+  async logout() {
+    try {
+      if (this.session.loggedIn) await rawRequest("POST", "/api/v1/auth/logout", undefined, this.session.accessToken);
+    } finally {
+      this.session.clear();
+    }
+  }
+
+  me() {
+    return this.call("GET", "/api/v1/me");
+  }
+  user(id) {
+    return this.call("GET", "/api/v1/users/" + encodeURIComponent(id));
+  }
+  findUser(username) {
+    return this.call("GET", "/api/v1/users?username=" + encodeURIComponent(username));
+  }
+  rooms() {
+    return this.call("GET", "/api/v1/rooms");
+  }
+  publicRooms() {
+    return this.call("GET", "/api/v1/rooms/public");
+  }
+  createRoom(name, kind) {
+    return this.call("POST", "/api/v1/rooms", { name, kind });
+  }
+  joinRoom(id) {
+    return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/join`, {});
+  }
+  leaveRoom(id) {
+    return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/leave`, {});
+  }
+  addMember(id, userID) {
+    return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/members`, { user_id: userID });
+  }
+  members(id) {
+    return this.call("GET", `/api/v1/rooms/${encodeURIComponent(id)}/members`);
+  }
+  openDM(userID) {
+    return this.call("POST", "/api/v1/dms", { user_id: userID });
+  }
+  history(id, { before, after, limit }) {
+    const q = new URLSearchParams();
+    if (before !== undefined) q.set("before", String(before));
+    if (after !== undefined) q.set("after", String(after));
+    if (limit !== undefined) q.set("limit", String(limit));
+    return this.call("GET", `/api/v1/rooms/${encodeURIComponent(id)}/events?${q}`);
+  }
+  markRead(id, seq) {
+    return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/read`, { seq });
+  }
+  presence(ids) {
+    return this.call("GET", "/api/v1/presence?user_ids=" + ids.map(encodeURIComponent).join(","));
+  }
+}
