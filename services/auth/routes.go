@@ -89,6 +89,9 @@ func NewServer(d Deps) http.Handler {
 	})
 	r.Route("/internal/v1", func(r chi.Router) {
 		r.Method(http.MethodGet, "/sessions/{sid}", h(handleSessionStatus(d.Sessions)))
+		// A user by id for services acting on no user's behalf (the
+		// notification service resolves @mentions).
+		r.Method(http.MethodGet, "/users/{id}", h(handleGetUser(d.Accounts)))
 		r.Method(http.MethodPost, "/identities", h(handleResolveIdentity(d.Accounts, trusted)))
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {

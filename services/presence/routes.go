@@ -71,6 +71,9 @@ func NewServer(d Deps) http.Handler {
 	// sidecar for connections it has authenticated. The gateway never
 	// routes /internal.
 	r.Route("/internal/v1/presence", func(r chi.Router) {
+		// The same query for services acting on no user's behalf (the
+		// notification service skips pushes to online users).
+		r.Method(http.MethodGet, "/", handle(handleQuery(d.Tracker)))
 		r.Method(http.MethodPost, "/connect", handle(handleConnect(d.Tracker)))
 		r.Method(http.MethodPost, "/disconnect", handle(handleDisconnect(d.Tracker)))
 		r.Method(http.MethodPost, "/heartbeat", handle(handleHeartbeat(d.Tracker)))

@@ -181,3 +181,22 @@ func TestHeartbeatAndDisconnectRoundTrip(t *testing.T) {
 		t.Fatalf("carol has a second connection: %s", b)
 	}
 }
+
+// The notification service asks through Dapr with no user token.
+func TestInternalQueryNeedsNoToken(t *testing.T) {
+	s := newServer(t)
+	if status, b := s.do(t, "POST", "/internal/v1/presence/connect", "", `{"replica":"ws-1","user_id":"alice","conn_id":"c1"}`); status != http.StatusNoContent {
+		t.Fatalf("connect: %d %s", status, b)
+	}
+	status, b := s.do(t, "GET", "/internal/v1/presence?user_ids=alice,bob", "", "")
+	if status != http.StatusOK {
+		t.Fatalf("query: %d %s", status, b)
+	}
+	var got api.PresenceResponse
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Presence) != 2 || got.Presence[0].Status != api.Online || got.Presence[1].Status != api.Offline {
+		t.Fatalf("got %s", b)
+	}
+}

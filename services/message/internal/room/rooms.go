@@ -336,6 +336,16 @@ func (s *Service) Members(ctx context.Context, asUser, roomID string) ([]string,
 	return set.ids(), nil
 }
 
+// Room returns a room's record without a membership check, for internal
+// callers (the notification service).
+func (s *Service) Room(ctx context.Context, roomID string) (api.Room, error) {
+	head, err := s.access(ctx, "", roomID)
+	if err != nil {
+		return api.Room{}, err
+	}
+	return head.api(), nil
+}
+
 // access reads a room and, when asUser is not empty, checks that asUser is
 // a member: 404 for an unknown room, 403 for a non-member.
 func (s *Service) access(ctx context.Context, asUser, roomID string) (roomRecord, error) {

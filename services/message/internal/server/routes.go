@@ -318,12 +318,25 @@ func (h handlers) internalHistory(w http.ResponseWriter, r *http.Request) error 
 	return h.page(w, r, "")
 }
 
+// InternalMembersResponse answers GET /internal/v1/rooms/{id}/members:
+// the members and the room itself (the notification service names the
+// room in its pushes and treats DMs as mentions).
+type InternalMembersResponse struct {
+	Members []string  `json:"members"`
+	Room    *api.Room `json:"room,omitempty"`
+}
+
 func (h handlers) internalMembers(w http.ResponseWriter, r *http.Request) error {
 	ids, err := h.rooms.Members(r.Context(), "", chi.URLParam(r, "id"))
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusOK, MembersResponse{Members: ids})
+	room, err := h.rooms.Room(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		return err
+	}
+	room.Members = nil
+	httpapi.Encode(w, http.StatusOK, InternalMembersResponse{Members: ids, Room: &room})
 	return nil
 }
 
