@@ -216,7 +216,11 @@ type Stats struct {
 	GapFills      atomic.Int64
 	Published     atomic.Int64 // pub/sub messages on TopicSubmitted
 	Submitted     atomic.Int64 // submissions inside them
+	queued        func() int
 }
+
+// Queued returns how many submissions wait to be published.
+func (s *Stats) Queued() int { return s.queued() }
 
 // New returns a Hub. Its background work (publish batchers, gap fills)
 // runs until Shutdown.
@@ -253,6 +257,7 @@ func New(cfg Config, deps Deps) *Hub {
 	h.rooms.init()
 	h.users.init()
 	h.submits = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSubmissions)
+	h.stats.queued = func() int { return len(h.submits.in) }
 	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSignals)
 	return h
 }

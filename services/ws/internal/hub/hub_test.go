@@ -504,3 +504,45 @@ func TestShutdownClosesWithGoingAway(t *testing.T) {
 		t.Fatalf("got %v, want 503 after shutdown", err)
 	}
 }
+
+func TestSubmissionsAreBatchedUnderLoad(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	s.world.gate, s.world.entered = make(chan struct{}), make(chan struct{}, 10)
+	a := s.live(0, "alice")
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "first", Text: "x"})
+	<-s.world.entered // the first publish is in flight...
+	for i := range 9 {
+		send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: fmt.Sprint("more", i), Text: "x"})
+	}
+	eventually(t, "sends queued", func() bool { return s.hubs[0].Stats().Queued() == 9 })
+	s.world.gate <- struct{}{}
+	<-s.world.entered // ...and the nine that queued meanwhile go as one.
+	s.world.gate <- struct{}{}
+	for range 10 {
+		nextSkipping(t, a, api.FrameAck)
+	}
+	if got, want := s.world.count(events.TopicSubmitted), 2; got != want {
+		t.Fatalf("got %d pub/sub messages for 10 sends, want %d", got, want)
+	}
+	if got := s.hubs[0].Stats().Submitted.Load(); got != 10 {
+		t.Fatalf("got %d submissions published, want 10", got)
+	}
+}
+
+func TestPresenceReachesUsersSharingARoomOnce(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	s.world.room("r2", "alice", "bob")
+	s.world.room("r3", "carol")
+	b := s.live(0, "bob")
+	c := s.live(0, "carol")
+	s.hubs[0].Signals(events.SignalBatch{Signals: []events.Signal{{
+		Kind: events.SignalPresence, UserID: "alice", Status: api.Online, RoomIDs: []string{"r1", "r2"},
+	}}})
+	if f := expectType(t, b, api.FramePresence); f.UserID != "alice" || f.Status != api.Online {
+		t.Fatalf("got %+v", f)
+	}
+	quiet(t, b, 100*time.Millisecond) // once, though two rooms are shared
+	quiet(t, c, 10*time.Millisecond)  // carol shares no room with alice
+}

@@ -191,6 +191,10 @@ type world struct {
 	replicas []*replica
 
 	failPublish atomic.Bool
+	// gate, when set, holds each publish until it receives; entered is
+	// told when a publish is waiting there.
+	gate    chan struct{}
+	entered chan struct{}
 	// dropFor makes replica i miss the next n room event batches.
 	dropFor     map[int]int
 	publishes   map[string]int // topic → pub/sub messages
@@ -303,6 +307,10 @@ func (w *world) count(topic string) int {
 func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) error {
 	if w.failPublish.Load() {
 		return errors.New("broker down")
+	}
+	if w.gate != nil && topic == events.TopicSubmitted {
+		w.entered <- struct{}{}
+		<-w.gate
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
