@@ -80,10 +80,6 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
-	defer func() {
-		h.stats.Open.Add(-1)
-		h.conns.Done()
-	}()
 	go c.writeLoop()
 
 	// hello goes first; the rooms are routed after it, while the
@@ -106,7 +102,21 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		c.close(websocket.CloseGoingAway, "server shutting down")
 	}
 
-	h.log.Debug("socket opened", "user_id", c.userID, "rooms", len(rooms))
+	// The reader runs on its own goroutine and the handler returns, so the
+	// HTTP server's request, buffers and grown handler stack are freed
+	// for the socket's whole life (most of an idle socket's cost).
+	go c.serve(len(rooms), connID)
+	return nil
+}
+
+// serve reads the socket until it ends, then unroutes it.
+func (c *conn) serve(rooms int, connID string) {
+	h := c.h
+	defer func() {
+		h.stats.Open.Add(-1)
+		h.conns.Done()
+	}()
+	h.log.Debug("socket opened", "user_id", c.userID, "rooms", rooms)
 	c.readLoop()
 
 	// The reader ended: the socket is closed or closing. Unroute it.
@@ -131,7 +141,6 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	}
 	<-c.writerDone
 	h.log.Debug("socket closed", "user_id", c.userID, "code", c.closeCode, "reason", c.closeText)
-	return nil
 }
 
 // handshakeToken takes the access token from Sec-WebSocket-Protocol
