@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/launcher"
+	"github.com/papochat/papo/platform/events"
+)
+
+// pushReceiver stands behind the `push` binding of a notification stack:
+// a real local HTTP server that records each push by its target (the
+// device's webhook URL) and answers 410 for targets marked gone.
+type pushReceiver struct {
+	srv *httptest.Server
+
+	mu     sync.Mutex
+	byDest map[string][]map[string]any
+	gone   map[string]bool
+}
+
+func newPushReceiver() *pushReceiver {
+	r := &pushReceiver{byDest: map[string][]map[string]any{}, gone: map[string]bool{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		b, _ := io.ReadAll(req.Body)
+		var body map[string]any
+		_ = json.Unmarshal(b, &body)
+		dest := req.Header.Get("X-Papo-Push-Target")
+		r.mu.Lock()
+		r.byDest[dest] = append(r.byDest[dest], body)
+		gone := r.gone[dest]
+		r.mu.Unlock()
+		if gone {
+			w.WriteHeader(http.StatusGone)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}))
+	return r
+}
+
+func (r *pushReceiver) pushes(dest string) []map[string]any {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]map[string]any(nil), r.byDest[dest]...)
+}
+
+// notificationWindow is the coalescing window of the notification stack:
+// short, so the test does not wait a minute.
+const notificationWindow = 3 * time.Second
+
+var (
+	notifyOnce  sync.Once
+	notifyStack *launcher.Stack
+	notifyRecv  *pushReceiver
+	notifyErr   error
+)
+
+// notificationStack is a local stack of its own, with two notification
+// replicas and the push binding pointed at a receiver of the test.
+func notificationStack(t *testing.T) (*launcher.Stack, *pushReceiver) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end: starts the whole stack")
+	}
+	notifyOnce.Do(func() {
+		root, err := launcher.FindRoot(".")
+		if err != nil {
+			notifyErr = err
+			return
+		}
+		notifyRecv = newPushReceiver()
+		var log io.Writer = io.Discard
+		if *verbose {
+			log = os.Stderr
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+		defer cancel()
+		notifyStack, notifyErr = launcher.Start(ctx, launcher.Options{
+			Root:        root,
+			Profile:     "local",
+			DataDir:     tempDir(t, "notification"),
+			GatewayAddr: "127.0.0.1:0",
+			Log:         log,
+			Progress:    testLog{t},
+			Replicas:    map[string]int{"notification": 2},
+			PushURL:     notifyRecv.srv.URL,
+			Env: map[string]string{
+				"LOG_LEVEL":                 "warn",
+				"GATEWAY_RATE_PER_IP":       "100000",
+				"GATEWAY_RATE_PER_USER":     "100000",
+				"NOTIFICATION_WINDOW":       notificationWindow.String(),
+				"NOTIFICATION_PUSH_BACKOFF": "100ms",
+			},
+		})
+		if notifyErr == nil {
+			stacksMu.Lock()
+			stacks["notification"] = notifyStack // TestMain stops it
+			stacksMu.Unlock()
+		}
+	})
+	if notifyErr != nil {
+		t.Fatalf("start notification stack: %v", notifyErr)
+	}
+	return notifyStack, notifyRecv
+}
+
+// registerWebhook registers a webhook device for u and returns its URL.
+func registerWebhook(t *testing.T, u *user) string {
+	t.Helper()
+	url := "https://hooks.papo.test/" + u.Username
+	var out struct {
+		Device struct{ ID string } `json:"device"`
+	}
+	if err := u.Do(context.Background(), http.MethodPost, "/api/v1/devices",
+		map[string]string{"platform": "webhook", "url": url}, &out); err != nil || out.Device.ID == "" {
+		t.Fatalf("register device for %s: %v", u.Username, err)
+	}
+	return url
+}
+
+// stays polls for d that cond keeps holding (a push that must not come).
+func stays(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if !cond() {
+			t.Fatalf("no longer true: %s", what)
+		}
+		time.Sleep(100 * time.Millisecond) // polling, bounded by the deadline
+	}
+}
+
+// TestNotificationsOverTheRealStack: through real sidecars, the broker,
+// two notification replicas and the push binding pointed at a receiver,
+// an offline member gets exactly one coalesced push for a burst, an
+// online one none unless mentioned, a muted room nothing, a 410 removes
+// the device, and a redelivered batch pushes nothing twice.
+func TestNotificationsOverTheRealStack(t *testing.T) {
+	s, recv := notificationStack(t)
+	ctx := context.Background()
+	alice := newUser(t, s, "ali")
+	bob := newUser(t, s, "bob")     // offline: one coalesced push
+	carol := newUser(t, s, "car")   // online: nothing
+	eve := newUser(t, s, "eve")     // online but mentioned: one push
+	dave := newUser(t, s, "dav")    // muted the room: nothing
+	frank := newUser(t, s, "frank") // his provider says 410
+
+	room, err := alice.CreateRoom(ctx, randomName("general"), api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []*user{bob, carol, eve, dave, frank} {
+		if _, err := u.JoinRoom(ctx, room.ID); err != nil {
+			t.Fatalf("%s joins: %v", u.Username, err)
+		}
+	}
+	hooks := map[string]string{}
+	for _, u := range []*user{bob, carol, eve, dave, frank} {
+		hooks[u.Username] = registerWebhook(t, u)
+	}
+	recv.mu.Lock()
+	recv.gone[hooks[frank.Username]] = true
+	recv.mu.Unlock()
+	if err := dave.Do(ctx, http.MethodPut, "/api/v1/rooms/"+room.ID+"/notifications", map[string]string{"mode": "none"}, nil); err != nil {
+		t.Fatalf("mute: %v", err)
+	}
+	dialGateway(t, carol)
+	dialGateway(t, eve)
+	eventually(t, 20*time.Second, "carol and eve online", func() bool {
+		ps, err := alice.Presence(ctx, carol.ID, eve.ID)
+		return err == nil && len(ps) == 2 && ps[0].Status == api.Online && ps[1].Status == api.Online
+	})
+
+	const burst = 5
+	for i := range burst {
+		text := fmt.Sprintf("message %d", i)
+		if i == 2 {
+			text = "hey @" + eve.Username + ", look"
+		}
+		if err := alice.Send(ctx, room.ID, randomName("c"), text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, "bob's push", func() bool { return len(recv.pushes(hooks[bob.Username])) > 0 })
+	eventually(t, 10*time.Second, "eve's push", func() bool { return len(recv.pushes(hooks[eve.Username])) > 0 })
+	eventually(t, 10*time.Second, "frank's device removed after a 410", func() bool {
+		var out struct{ Devices []any }
+		return frank.Do(ctx, http.MethodGet, "/api/v1/devices", nil, &out) == nil && len(out.Devices) == 0
+	})
+	// Nothing more may come, in this window or the next.
+	stays(t, notificationWindow+2*time.Second, "one push for bob, one for eve, none for carol and dave", func() bool {
+		return len(recv.pushes(hooks[bob.Username])) == 1 && len(recv.pushes(hooks[eve.Username])) == 1 &&
+			len(recv.pushes(hooks[carol.Username])) == 0 && len(recv.pushes(hooks[dave.Username])) == 0
+	})
+	p := recv.pushes(hooks[bob.Username])[0]
+	if want := fmt.Sprintf("%d new messages in #%s", burst, room.Name); p["body"] != want || p["count"] != float64(burst) {
+		t.Fatalf("bob's push = %v, want body %q", p, want)
+	}
+	if e := recv.pushes(hooks[eve.Username])[0]; e["count"] != 1.0 || e["mentions"] != 1.0 {
+		t.Fatalf("eve's push = %v, want the one mention", e)
+	}
+	if n := len(recv.pushes(hooks[frank.Username])); n != 1 {
+		t.Fatalf("frank's gone device was tried %d times, want 1", n)
+	}
+
+	// A redelivery: the same batch published again on room.events reaches
+	// one of the two replicas, which must recognise every event.
+	hist, err := alice.EventsAfter(ctx, room.ID, 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []api.Event
+	for _, ev := range hist.Events {
+		if ev.Type == api.EventMessage {
+			msgs = append(msgs, ev)
+		}
+	}
+	if len(msgs) != burst {
+		t.Fatalf("history holds %d messages, want %d", len(msgs), burst)
+	}
+	publish(t, s, events.RoomEventBatch{RoomID: room.ID, Events: msgs})
+	publish(t, s, events.RoomEventBatch{RoomID: room.ID, Events: msgs})
+	stays(t, notificationWindow+3*time.Second, "no push for a redelivered batch", func() bool {
+		return len(recv.pushes(hooks[bob.Username])) == 1 && len(recv.pushes(hooks[eve.Username])) == 1
+	})
+}
+
+// publish puts a payload on room.events through the message service's
+// sidecar, as the message service itself does.
+func publish(t *testing.T, s *launcher.Stack, b events.RoomEventBatch) {
+	t.Helper()
+	app := s.App("message")
+	if app == nil {
+		t.Fatal("no message app")
+	}
+	body, _ := json.Marshal(b)
+	url := "http://127.0.0.1:" + strconv.Itoa(app.DaprHTTP) + "/v1.0/publish/" + events.PubSub + "/" + events.TopicRoomEvents
+	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+}
