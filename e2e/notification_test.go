@@ -130,6 +130,18 @@ func registerWebhook(t *testing.T, u *user) string {
 	return url
 }
 
+// within polls cond until it holds or timeout passes.
+func within(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling, bounded by the deadline
+	}
+}
+
 // stays polls for d that cond keeps holding (a push that must not come).
 func stays(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -178,7 +190,7 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 	}
 	dialGateway(t, carol)
 	dialGateway(t, eve)
-	eventually(t, 20*time.Second, "carol and eve online", func() bool {
+	within(t, 20*time.Second, "carol and eve online", func() bool {
 		ps, err := alice.Presence(ctx, carol.ID, eve.ID)
 		return err == nil && len(ps) == 2 && ps[0].Status == api.Online && ps[1].Status == api.Online
 	})
@@ -193,9 +205,9 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, "bob's push", func() bool { return len(recv.pushes(hooks[bob.Username])) > 0 })
-	eventually(t, 10*time.Second, "eve's push", func() bool { return len(recv.pushes(hooks[eve.Username])) > 0 })
-	eventually(t, 10*time.Second, "frank's device removed after a 410", func() bool {
+	within(t, 30*time.Second, "bob's push", func() bool { return len(recv.pushes(hooks[bob.Username])) > 0 })
+	within(t, 10*time.Second, "eve's push", func() bool { return len(recv.pushes(hooks[eve.Username])) > 0 })
+	within(t, 10*time.Second, "frank's device removed after a 410", func() bool {
 		var out struct{ Devices []any }
 		return frank.Do(ctx, http.MethodGet, "/api/v1/devices", nil, &out) == nil && len(out.Devices) == 0
 	})
