@@ -30,7 +30,11 @@ const state = {
   visibleSeqs: new Set(),
   unreadMark: 0, // "new messages" divider of the open room
   roomsReload: 0,
+  routed: new Set(), // rooms the socket delivers: in its hello, or seen an event of
+  rerouteTries: new Map(), // room id -> reconnects made to get it routed
+  rerouteTimer: 0,
 };
+const ROOMS_POLL = 15000; // ms between room-list refreshes while visible
 
 const socket = new Socket({
   getToken: async () => {
@@ -260,6 +264,11 @@ function wireApp() {
     // Typing lines expire; "last seen" phrases age.
     if (state.current) renderTyping();
   }, 1000);
+  // Rooms others put us in (a DM someone opened) show up even before
+  // their first event reaches this socket.
+  setInterval(() => {
+    if (state.me && socket.online && document.visibilityState === "visible") loadRooms().catch(() => {});
+  }, ROOMS_POLL);
 }
 
 function renderMe() {
@@ -298,6 +307,26 @@ async function loadRooms() {
   }
   fetchPresence(dmPeers);
   renderSidebar();
+  checkRouting(300);
+}
+
+// checkRouting reconnects the socket when the user belongs to a room its
+// hello did not list and no event of it has come since (a room created or
+// a DM opened while connected): the next hello includes it, and resume
+// fills in whatever was written meanwhile. A few tries per room at most.
+function checkRouting(delay = 1500) {
+  clearTimeout(state.rerouteTimer);
+  state.rerouteTimer = setTimeout(() => {
+    if (!socket.online) return;
+    for (const id of state.rooms.keys()) {
+      if (state.routed.has(id)) continue;
+      const n = state.rerouteTries.get(id) || 0;
+      if (n >= 3) continue;
+      state.rerouteTries.set(id, n + 1);
+      socket.reconnect();
+      return;
+    }
+  }, delay);
 }
 
 // reloadRooms refreshes the room list soon, once for a burst of callers.
@@ -478,6 +507,7 @@ function renderConn(s, info) {
 function onHello(hello) {
   const rooms = {};
   let unknown = false;
+  state.routed = new Set((hello.rooms || []).map((c) => c.room_id));
   for (const c of hello.rooms || []) {
     const r = state.rooms.get(c.room_id);
     if (!r) {
@@ -559,6 +589,13 @@ function onErrorFrame(f) {
     }
     for (const r of state.rooms.values()) {
       const p = r.pending.get(f.ref);
+      if (p && f.code === "not_member" && !state.routed.has(r.id) && !p.rerouted) {
+        // A room this socket does not deliver yet (just created or
+        // opened): reconnect; the hello that follows re-sends it.
+        p.rerouted = true;
+        socket.reconnect();
+        return;
+      }
       if (p) {
         p.state = "failed";
         p.error = f.message || f.code;
@@ -575,6 +612,7 @@ function onErrorFrame(f) {
 }
 
 function onEvent(e) {
+  state.routed.add(e.room_id);
   let r = state.rooms.get(e.room_id);
   if (!r) {
     // A room we were just added to (a DM someone opened, an invitation).
@@ -1140,7 +1178,8 @@ function onComposerKey(e) {
 function sendComposer() {
   const ta = $("composer");
   const r = state.rooms.get(state.current);
-  const text = ta.value;
+  // Blank lines around the message are never meant.
+  const text = ta.value.replace(/^(\s*\n)+/, "").replace(/\s+$/, "");
   if (!r || !text.trim()) return;
   if ([...text].length > 4000) {
     toast("Messages are limited to 4000 characters.");
@@ -1269,6 +1308,7 @@ function addRoom(room) {
   if (have) have.merge(room);
   else state.rooms.set(room.id, new Room(room));
   renderSidebar();
+  checkRouting(300);
 }
 
 let publicRooms = [];

@@ -139,6 +139,19 @@ export class Socket {
     this.retryTimer = setTimeout(() => this.connect(), delay);
   }
 
+  // reconnect drops the current socket and dials again at once; the next
+  // hello lists every room the user belongs to now.
+  reconnect() {
+    if (this.stopped) return;
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      ws.close(1000, "reconnect");
+    }
+    this.attempt = 0;
+    this.connect();
+  }
+
   retryNow() {
     if (this.stopped || this.ws) return;
     this.connect();
