@@ -33,6 +33,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	for _, s := range stacks {
 		s.Stop()
+		_ = os.RemoveAll(s.DataDir)
 	}
 	os.Exit(code)
 }
@@ -76,6 +77,9 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 			// out of their way (their own tests set them low on purpose).
 			"GATEWAY_RATE_PER_IP":   "100000",
 			"GATEWAY_RATE_PER_USER": "100000",
+			// Stacks of several test runs may share the machine's Redis:
+			// keep each one's presence replicas and leases apart.
+			"PRESENCE_KEY_PREFIX": randomName("e2e-"),
 		},
 	})
 	if err != nil {

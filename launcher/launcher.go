@@ -274,7 +274,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
 	defer cancel()
-	if err := s.waitReady(readyCtx); err != nil {
+	if err := s.waitReady(readyCtx, daprdPath, width); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -493,6 +493,17 @@ func (a *App) Signal(sig syscall.Signal) error {
 	return a.app.Signal(sig)
 }
 
+// Pid is the app process's id (not its sidecar's), or 0 before it starts;
+// benchmarks read its memory from /proc/<pid>/status.
+func (a *App) Pid() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.app == nil {
+		return 0
+	}
+	return a.app.Pid()
+}
+
 // Exited is closed when the app process exits.
 func (a *App) Exited() <-chan struct{} {
 	a.mu.Lock()
@@ -534,18 +545,88 @@ func (a *App) waitReady(ctx context.Context) error {
 	}
 }
 
-func (s *Stack) waitReady(ctx context.Context) error {
-	errc := make(chan error, len(s.apps))
+// waitReady waits for every app. The launcher picks free ports and
+// releases them before daprd binds them, so another process (a parallel
+// test's stack) can take one in between; a sidecar that dies with "address
+// already in use" is started again on new ports, up to three times.
+func (s *Stack) waitReady(ctx context.Context, daprdPath string, width int) error {
+	type result struct {
+		app *App
+		err error
+	}
+	results := make(chan result, len(s.apps))
 	for _, a := range s.apps {
-		go func() { errc <- a.waitReady(ctx) }()
+		go func() { results <- result{a, a.waitReady(ctx)} }()
 	}
 	var errs []error
-	for range s.apps {
-		if err := <-errc; err != nil {
-			errs = append(errs, err)
+	retries := map[*App]int{}
+	for pending := len(s.apps); pending > 0; pending-- {
+		r := <-results
+		if r.err == nil {
+			continue
 		}
+		if r.app.bindFailed() && retries[r.app] < 3 && ctx.Err() == nil {
+			retries[r.app]++
+			fmt.Fprintf(s.opts.Progress, "papo: %s lost a port to another process; restarting it on new ports\n", r.app.Name)
+			if err := r.app.newSidecarPorts(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			r.app.Stop()
+			if err := r.app.start(daprdPath, width); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			pending++
+			go func() { results <- result{r.app, r.app.waitReady(ctx)} }()
+			continue
+		}
+		errs = append(errs, r.err)
 	}
 	return errors.Join(errs...)
+}
+
+// bindFailed reports whether the app or its sidecar exited because a port
+// was taken.
+func (a *App) bindFailed() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, p := range []*procs.Proc{a.app, a.dpr} {
+		if p == nil || !p.Exited() {
+			continue
+		}
+		for _, line := range p.Tail() {
+			if strings.Contains(line, "address already in use") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// newSidecarPorts gives the app's sidecar fresh ports and tells the app.
+func (a *App) newSidecarPorts() error {
+	ports, err := freePorts(5)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.DaprHTTP, a.DaprGRPC = ports[0], ports[1]
+	a.sidecar.HTTPPort, a.sidecar.GRPCPort = ports[0], ports[1]
+	a.sidecar.InternalPort, a.sidecar.MetricsPort, a.sidecar.PublicPort = ports[2], ports[3], ports[4]
+	env := a.spec.Env[:0:0]
+	for _, kv := range a.spec.Env {
+		switch {
+		case strings.HasPrefix(kv, "DAPR_HTTP_PORT="):
+			kv = "DAPR_HTTP_PORT=" + strconv.Itoa(ports[0])
+		case strings.HasPrefix(kv, "DAPR_GRPC_PORT="):
+			kv = "DAPR_GRPC_PORT=" + strconv.Itoa(ports[1])
+		}
+		env = append(env, kv)
+	}
+	a.spec.Env = env
+	return nil
 }
 
 // Stop stops the stack in order: the gateway first (no new clients), then
