@@ -301,17 +301,17 @@ func enter(modifiers chromedp.Modifier) chromedp.Action[chromedp.Void] {
 
 // hasMessage is a predicate: the open room shows a message with text.
 func hasMessage(text string) string {
-	return fmt.Sprintf(`[...document.querySelectorAll("#messages .msg .text")].some(e => e.textContent === %s)`, quote(text))
+	return fmt.Sprintf(`[...document.querySelectorAll("#messages .msg .t")].some(e => e.textContent === %s)`, quote(text))
 }
 
 // confirmed is a predicate: the own message with text is acknowledged.
 func confirmed(text string) string {
-	return fmt.Sprintf(`[...document.querySelectorAll("#messages .msg.mine")].some(e => e.dataset.state === "confirmed" && e.querySelector(".text") && e.querySelector(".text").textContent === %s)`, quote(text))
+	return fmt.Sprintf(`[...document.querySelectorAll("#messages .msg.mine")].some(e => e.dataset.state === "confirmed" && e.querySelector(".t") && e.querySelector(".t").textContent === %s)`, quote(text))
 }
 
 // messageTexts returns the texts of the open room's messages, in order.
 func (p *person) messageTexts() []string {
-	return js[[]string](p, `[...document.querySelectorAll("#messages .msg .text")].map(e => e.textContent)`)
+	return js[[]string](p, `[...document.querySelectorAll("#messages .msg .t")].map(e => e.textContent)`)
 }
 
 // openRoomNamed clicks the sidebar entry whose name is name.

@@ -47,7 +47,7 @@ func TestBrowserChat(t *testing.T) {
 	ana.send(hello)
 	ana.waitFor("her message confirmed", confirmed(hello))
 	bruno.waitFor("Ana's message", hasMessage(hello))
-	link := js[map[string]string](bruno, `(() => { const a = [...document.querySelectorAll("#messages .msg .text a")].pop(); return a ? {href: a.href, rel: a.rel, target: a.target, text: a.textContent} : {}; })()`)
+	link := js[map[string]string](bruno, `(() => { const a = [...document.querySelectorAll("#messages .msg .t a")].pop(); return a ? {href: a.href, rel: a.rel, target: a.target, text: a.textContent} : {}; })()`)
 	if link["href"] != "https://example.org/plan?x=1" || link["rel"] != "noopener noreferrer nofollow" || link["target"] != "_blank" {
 		t.Errorf("link rendered as %v; want https://example.org/plan?x=1 with rel noopener, new tab, trailing dot left out", link)
 	}
@@ -82,6 +82,7 @@ func TestBrowserChat(t *testing.T) {
 	ana.do("replace the text", chromedp.Evaluate[chromedp.Void](`document.querySelector("textarea.edit-box").select()`),
 		chromedp.SendKeys(chromedp.CSS("textarea.edit-box"), edited), enter(0))
 	bruno.waitFor("the edited text", hasMessage(edited)+` && [...document.querySelectorAll("#messages .edited")].length > 0`)
+	ana.waitFor("no badge on the room she is reading", ana.unreadOf(room)+` === "0"`)
 	ana.shot("03-ana-room")
 	bruno.shot("04-bruno-room")
 
@@ -133,12 +134,14 @@ func TestBrowserChat(t *testing.T) {
 	bruno.shot("07-bruno-back-unread")
 	bruno.openRoomNamed(room)
 	bruno.waitFor("the missed messages", hasMessage(missed[2]))
+	bruno.waitFor("the room's badge cleared once read", bruno.unreadOf(room)+` === "0"`)
 	texts := bruno.messageTexts()
 	if len(texts) < 3 || texts[len(texts)-3] != missed[0] || texts[len(texts)-2] != missed[1] || texts[len(texts)-1] != missed[2] {
 		t.Errorf("Bruno's room ends with %q; want %q in order", texts, missed)
 	}
 	bruno.openRoomNamed("Ana Lima")
 	bruno.waitFor("the missed DM", hasMessage(missedDM))
+	bruno.waitFor("the DM badge cleared once read", bruno.unreadOf("Ana Lima")+` === "0"`)
 	ana.openRoomNamed("Bruno Reis")
 	ana.waitFor("Bruno online again", `document.getElementById("chat-sub").dataset.presence === "online"`)
 

@@ -27,7 +27,6 @@ const state = {
   ackTimers: new Map(), // client_id -> timeout
   lastTypingSent: 0,
   readTimer: 0,
-  visibleSeqs: new Set(),
   unreadMark: 0, // "new messages" divider of the open room
   roomsReload: 0,
   routed: new Set(), // rooms the socket delivers: in its hello, or seen an event of
@@ -667,7 +666,6 @@ async function openRoom(id, { push = true } = {}) {
   $("chat-room").hidden = false;
   if (switching) {
     state.unreadMark = r.unread > 0 ? r.readSeq : 0;
-    state.visibleSeqs.clear();
     $("messages").replaceChildren();
     $("composer").value = r.draft || "";
     autoGrow($("composer"));
@@ -813,19 +811,6 @@ function renderHeader() {
 
 // ---------------------------------------------------------------- message list
 
-const observer = new IntersectionObserver(
-  (entries) => {
-    for (const en of entries) {
-      const seq = Number(en.target.dataset.seq);
-      if (!seq) continue;
-      if (en.isIntersecting) state.visibleSeqs.add(seq);
-      else state.visibleSeqs.delete(seq);
-    }
-    scheduleRead();
-  },
-  { threshold: 0.6 },
-);
-
 // renderMessages reconciles #messages with the room's view: elements are
 // keyed and rebuilt only when what they show changed, so scrolling,
 // focus and an edit in progress survive new events.
@@ -882,22 +867,17 @@ function renderMessages() {
       fresh.dataset.key = w.key;
       fresh.dataset.sig = w.sig;
       if (el) {
-        observer.unobserve(el);
         el.replaceWith(fresh);
         if (cursor === el) cursor = fresh;
       }
       el = fresh;
-      if (el.dataset.seq) observer.observe(el);
     }
     keep.add(w.key);
     if (el !== cursor) box.insertBefore(el, cursor);
     else cursor = cursor.nextElementSibling;
   }
   for (const [k, el] of existing) {
-    if (!keep.has(k)) {
-      observer.unobserve(el);
-      el.remove();
-    }
+    if (!keep.has(k)) el.remove();
   }
   renderHistoryState(r);
   if (atBottom) scrollToBottom();
@@ -987,14 +967,17 @@ function buildMessage(r, it, o) {
   } else {
     const p = document.createElement("p");
     p.className = "text";
-    appendRich(p, it.text);
-    bubble.append(p);
+    const words = document.createElement("span");
+    words.className = "t";
+    appendRich(words, it.text);
+    p.append(words);
     if (it.edited) {
       const ed = document.createElement("span");
       ed.className = "edited";
       ed.textContent = "(edited)";
-      bubble.append(ed);
+      p.append(ed);
     }
+    bubble.append(p);
   }
   body.append(bubble);
 
@@ -1132,6 +1115,7 @@ function onScroll() {
   const sc = $("scroller");
   if (sc.scrollTop < 300) loadOlder(r);
   if (sc.scrollHeight - sc.scrollTop - sc.clientHeight < 60) $("jump-btn").hidden = true;
+  scheduleRead();
 }
 
 // ---------------------------------------------------------------- typing
@@ -1247,13 +1231,30 @@ function scheduleRead() {
   state.readTimer = setTimeout(flushRead, 400);
 }
 
+// newestOnScreen is the highest seq whose element is at least half inside
+// the scroller's visible area (walking up from the bottom).
+function newestOnScreen(r) {
+  const view = $("scroller").getBoundingClientRect();
+  const els = $("messages").children;
+  for (let i = els.length - 1; i >= 0; i--) {
+    const el = els[i];
+    const seq = Number(el.dataset.seq || 0);
+    if (!seq) continue;
+    const b = el.getBoundingClientRect();
+    if (b.top >= view.bottom) continue; // below the fold
+    if (b.bottom <= view.top) return 0; // everything from here up is above it
+    const shown = Math.min(b.bottom, view.bottom) - Math.max(b.top, view.top);
+    if (shown >= Math.min(b.height, view.height) / 2 && r.events.has(seq)) return seq;
+  }
+  return 0;
+}
+
 // flushRead advances the open room's read marker to the newest message on
 // screen, while the page is visible.
 function flushRead() {
   const r = state.rooms.get(state.current);
   if (!r || !r.loaded || document.visibilityState !== "visible") return;
-  let top = 0;
-  for (const s of state.visibleSeqs) if (s > top && r.events.has(s)) top = s;
+  const top = newestOnScreen(r);
   if (top <= r.readSeq) {
     if (r.unread > 0 && r.unreadFrom(state.me.id) === 0) {
       r.unread = 0;
