@@ -37,6 +37,9 @@ type Config struct {
 	MaxBody     int64    `envconfig:"GATEWAY_MAX_BODY" default:"65536"`
 	CORSOrigins []string `envconfig:"GATEWAY_CORS_ORIGINS"`
 	TLSCert     string   `envconfig:"GATEWAY_TLS_CERT"`
+	// TrustedIssuers lists external OIDC issuers whose tokens are accepted
+	// too (JSON, see docs/auth.md).
+	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
 	TLSKey      string   `envconfig:"GATEWAY_TLS_KEY"`
 }
 
@@ -51,6 +54,9 @@ func (c Config) validate() error {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return fmt.Errorf("GATEWAY_WS_UPSTREAMS: %q is not an http(s) URL", u)
 		}
+	}
+	if _, err := authn.ParseTrustedIssuers(c.TrustedIssuers); err != nil {
+		return fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", err)
 	}
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")
@@ -76,8 +82,10 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer dc.Close()
 	keys := authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{})
 	revoked := authn.NewRevocations()
+	trusted, _ := authn.ParseTrustedIssuers(cfg.TrustedIssuers) // validated above
 	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys,
-		authn.WithRevocations(revoked))
+		authn.WithRevocations(revoked),
+		authn.WithTrustedIssuers(authn.NewTrustedIssuers(trusted, nil, authn.RemoteKeysOptions{}), authn.NewRemoteIdentities(inv, "auth")))
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
 	// Revoked sessions are refused at the edge as soon as auth announces
