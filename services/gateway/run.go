@@ -40,7 +40,7 @@ type Config struct {
 	// TrustedIssuers lists external OIDC issuers whose tokens are accepted
 	// too (JSON, see docs/auth.md).
 	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
-	TLSKey      string   `envconfig:"GATEWAY_TLS_KEY"`
+	TLSKey         string `envconfig:"GATEWAY_TLS_KEY"`
 }
 
 func (c Config) validate() error {
