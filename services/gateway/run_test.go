@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "papo test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestRunServesTLSWhenACertificateIsConfigured: with a certificate and key
+// the gateway speaks only HTTPS (so the WebSocket is WSS), and it stops
+// when its context ends.
+func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
+	certFile, keyFile, pool := selfSigned(t, t.TempDir())
+	port := freePort(t)
+	t.Setenv("APP_HOST", "127.0.0.1")
+	t.Setenv("APP_PORT", strconv.Itoa(port))
+	t.Setenv("DAPR_HTTP_PORT", strconv.Itoa(freePort(t)))
+	t.Setenv("DAPR_GRPC_PORT", strconv.Itoa(freePort(t)))
+	t.Setenv("GATEWAY_TLS_CERT", certFile)
+	t.Setenv("GATEWAY_TLS_KEY", keyFile)
+	t.Setenv("LOG_LEVEL", "error")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, io.Discard) }()
+
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := hc.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("healthz over TLS: %d", resp.StatusCode)
+			}
+			if resp.Header.Get("Strict-Transport-Security") == "" {
+				t.Error("no HSTS header over TLS")
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("gateway never answered over TLS: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/healthz"); err == nil && resp.StatusCode == http.StatusOK {
+		t.Fatal("plain HTTP answered 200 on a TLS gateway")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("run did not return after cancel")
+	}
+}
+
+func TestConfigRejectsHalfATLSPair(t *testing.T) {
+	c := Config{WSUpstreams: []string{"http://127.0.0.1:1"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, TLSCert: "x"}
+	if err := c.validate(); err == nil {
+		t.Fatal("a certificate without a key was accepted")
+	}
+	c = Config{WSUpstreams: []string{"ftp://x"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1}
+	if err := c.validate(); err == nil {
+		t.Fatal("a non-http ws upstream was accepted")
+	}
+}
