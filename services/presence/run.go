@@ -33,11 +33,14 @@ type Config struct {
 	AuthAppID    string        // AUTH_APP_ID: the app serving the JWKS, default auth
 	// StateStore names the Dapr state component (PRESENCE_STATE_STORE).
 	StateStore string
+	// KeyPrefix puts every presence key under a namespace
+	// (PRESENCE_KEY_PREFIX, default none), for stacks sharing one store.
+	KeyPrefix string
 	// Grace is how long a user with no connection left stays online
 	// (PRESENCE_GRACE, default 5s).
 	Grace time.Duration
 	// LeaseTTL is how long a ws replica counts as alive after its last
-	// heartbeat (PRESENCE_LEASE_TTL, default 25s; ws heartbeats every 10 s).
+	// heartbeat (PRESENCE_LEASE_TTL, default 20s; ws heartbeats every 8 s).
 	LeaseTTL time.Duration
 	// SweepInterval is how often grace deadlines and leases are checked
 	// (PRESENCE_SWEEP_INTERVAL, default 1s).
@@ -63,6 +66,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		Audience:     get("AUTH_AUDIENCE", "papo"),
 		AuthAppID:    get("AUTH_APP_ID", "auth"),
 		StateStore:   get("PRESENCE_STATE_STORE", "presencestore"),
+		KeyPrefix:    getenv("PRESENCE_KEY_PREFIX"),
 	}
 	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		return cfg, fmt.Errorf("LOG_LEVEL: %w", err)
@@ -79,7 +83,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}{
 		{"AUTH_LEEWAY", "30s", 0, &cfg.Leeway},
 		{"PRESENCE_GRACE", "5s", 0, &cfg.Grace},
-		{"PRESENCE_LEASE_TTL", "25s", 2 * time.Second, &cfg.LeaseTTL},
+		{"PRESENCE_LEASE_TTL", "20s", 2 * time.Second, &cfg.LeaseTTL},
 		{"PRESENCE_SWEEP_INTERVAL", "1s", 10 * time.Millisecond, &cfg.SweepInterval},
 	}
 	for _, d := range durations {
@@ -109,7 +113,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	inv := invoke.New(cfg.DaprHTTPPort)
 	store := daprstore.New(client, cfg.StateStore)
 	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log)
-	track := tracker.New(store, notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
+	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
 
 	keys := authn.NewRemoteKeys(inv, cfg.AuthAppID, authn.RemoteKeysOptions{})
 	revoked := authn.NewRevocations()

@@ -88,7 +88,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		}
 	}
 	cfg, err := loadConfig(func(string) string { return "" })
-	if err != nil || cfg.Grace != 5*time.Second || cfg.LeaseTTL != 25*time.Second {
+	if err != nil || cfg.Grace != 5*time.Second || cfg.LeaseTTL != 20*time.Second {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
 }

@@ -40,7 +40,7 @@ type Config struct {
 	// Replica names this replica to the presence service (APP_REPLICA,
 	// default the host name); PresenceAppID is that service's app-id
 	// (WS_PRESENCE_APP_ID, default presence) and PresenceInterval the
-	// heartbeat period (WS_PRESENCE_HEARTBEAT, default 10s).
+	// heartbeat period (WS_PRESENCE_HEARTBEAT, default 8s).
 	Replica          string
 	PresenceAppID    string
 	PresenceInterval time.Duration
@@ -101,7 +101,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		PresenceAppID: get("WS_PRESENCE_APP_ID", "presence"),
 		ShutdownGrace: dur("WS_SHUTDOWN_GRACE", 10*time.Second),
 	}
-	cfg.PresenceInterval = dur("WS_PRESENCE_HEARTBEAT", 10*time.Second)
+	cfg.PresenceInterval = dur("WS_PRESENCE_HEARTBEAT", 8*time.Second)
 	if cfg.PresenceInterval == 0 {
 		errs = append(errs, fmt.Errorf("WS_PRESENCE_HEARTBEAT must be positive"))
 	}

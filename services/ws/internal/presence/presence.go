@@ -29,8 +29,8 @@ type Config struct {
 	Replica string
 	// AppID is the presence service's app-id, default "presence".
 	AppID string
-	// Interval is the heartbeat period, default 10 s; presence's lease TTL
-	// must exceed it (25 s by default).
+	// Interval is the heartbeat period, default 8 s; presence's lease TTL
+	// (20 s by default) must exceed two of them, to survive one lost heartbeat.
 	Interval time.Duration
 	// MaxQueue bounds the connects and disconnects waiting to be sent.
 	// When presence is slow or down the queue is dropped and the next
@@ -77,7 +77,7 @@ func New(cfg Config, inv Caller, snapshot Snapshot, log *slog.Logger) *Reporter 
 		cfg.AppID = "presence"
 	}
 	if cfg.Interval <= 0 {
-		cfg.Interval = 10 * time.Second
+		cfg.Interval = 8 * time.Second
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 10_000
