@@ -1,0 +1,63 @@
+package invoke_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"testing"
+
+	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/invoke"
+)
+
+// sidecar stands in for daprd's invoke API: it answers per path.
+func sidecar(t *testing.T, h http.HandlerFunc) *invoke.Client {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	return invoke.New(u.Port())
+}
+
+func TestDoCallsThroughTheInvokeAPIAndDecodes(t *testing.T) {
+	var gotPath, gotReqID string
+	c := sidecar(t, func(w http.ResponseWriter, r *http.Request) {
+		gotPath, gotReqID = r.URL.Path, r.Header.Get(httpapi.RequestIDHeader)
+		httpapi.Encode(w, 200, map[string]string{"hello": "world"})
+	})
+	var out map[string]string
+	ctx := httpapi.WithRequestID(context.Background(), "req-1")
+	if err := c.Do(ctx, "message", http.MethodGet, "/internal/v1/x", nil, nil, &out); err != nil {
+		t.Fatal(err)
+	}
+	if gotPath != "/v1.0/invoke/message/method/internal/v1/x" || gotReqID != "req-1" || out["hello"] != "world" {
+		t.Fatalf("path %q, request id %q, out %v", gotPath, gotReqID, out)
+	}
+}
+
+func TestDoReturnsTheCalleesErrorUnchanged(t *testing.T) {
+	c := sidecar(t, func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Error(w, r, nil, apierror.New(apierror.Forbidden, "not_a_member", "you are not in this room"))
+	})
+	err := c.Do(context.Background(), "message", http.MethodGet, "/x", nil, nil, nil)
+	e, ok := apierror.As(err)
+	if !ok || e.Kind != apierror.Forbidden || e.Code != "not_a_member" {
+		t.Fatalf("got %v, want the callee's 403 not_a_member", err)
+	}
+}
+
+func TestDoMapsAnUnreachableCalleeToUnavailable(t *testing.T) {
+	c := sidecar(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadGateway)
+	})
+	err := c.Do(context.Background(), "auth", http.MethodGet, "/x", nil, nil, nil)
+	if apierror.KindOf(err) != apierror.Unavailable {
+		t.Fatalf("got %v, want Unavailable", err)
+	}
+	dead := invoke.New("1") // nothing listens on port 1
+	if err := dead.Do(context.Background(), "auth", http.MethodGet, "/x", nil, nil, nil); apierror.KindOf(err) != apierror.Unavailable {
+		t.Fatalf("no sidecar: got %v, want Unavailable", err)
+	}
+}
