@@ -1,0 +1,104 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/papochat/papo/api"
+)
+
+const (
+	historyEvents   = 600  // events in the room (≥ 500)
+	historyRequests = 3000 // measured requests (≥ 2000)
+	historyWarmup   = 200
+	historyPage     = 50
+)
+
+// BenchmarkHistoryPage measures one 50-event history page through the whole
+// path — gateway → its sidecar → message's sidecar → message → state store —
+// as a client sees it: GET /api/v1/rooms/{id}/events?before=…&limit=50 on a
+// room of 600 events, 3000 requests one after another (plus 200 of warm-up)
+// over a kept-alive connection, every page checked to hold 50 ascending
+// events. Reports p50, p99, max and mean in milliseconds.
+func BenchmarkHistoryPage(b *testing.B) {
+	for _, profile := range []string{"local", "redis", "rabbitmq-postgres"} {
+		b.Run("profile="+profile, func(b *testing.B) {
+			measured.once(b, func() map[string]float64 { return measureHistory(b, profile) })
+		})
+	}
+}
+
+func measureHistory(b *testing.B, profile string) map[string]float64 {
+	s := startStack(b, profile, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	u := newUsers(b, s, "hist", 1)[0]
+	room, err := u.CreateRoom(ctx, "history "+randomName(""), api.RoomPublic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ws := dialReplica(b, s, "ws-1", u)
+	last := seedRoom(b, u, ws, room.ID, historyEvents)
+	b.Logf("room %s holds %d events", room.ID, last)
+
+	hc := &http.Client{Timeout: 10 * time.Second}
+	get := func(before int64) (time.Duration, error) {
+		url := fmt.Sprintf("%s/api/v1/rooms/%s/events?before=%d&limit=%d", s.GatewayURL, room.ID, before, historyPage)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+u.Token)
+		start := time.Now()
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		took := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("before=%d: %s %s", before, resp.Status, body)
+		}
+		var page api.EventsResponse
+		if err := json.Unmarshal(body, &page); err != nil {
+			return 0, err
+		}
+		if len(page.Events) != historyPage || page.Events[0].Seq != before-historyPage || page.Events[historyPage-1].Seq != before-1 {
+			return 0, fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
+		}
+		return took, nil
+	}
+	// before walks the room's pages: every value in [51, last+1].
+	span := last + 1 - historyPage
+	beforeAt := func(i int) int64 { return historyPage + 1 + int64(i*37)%span }
+
+	for i := range historyWarmup {
+		if _, err := get(beforeAt(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	load := loadavg()
+	lat := make([]time.Duration, 0, historyRequests)
+	start := time.Now()
+	for i := range historyRequests {
+		d, err := get(beforeAt(historyWarmup + i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, d)
+	}
+	wall := time.Since(start)
+	p50, p99, maxD, mean := latencySummary(lat)
+	b.Logf("history %s: %d requests of %d events in %s (load %s → %s): p50 %.2f ms, p99 %.2f ms, max %.2f ms, mean %.2f ms",
+		profile, len(lat), historyPage, wall.Round(time.Millisecond), load, loadavg(), ms(p50), ms(p99), ms(maxD), ms(mean))
+	return map[string]float64{"p50-ms": ms(p50), "p99-ms": ms(p99), "max-ms": ms(maxD), "mean-ms": ms(mean)}
+}
