@@ -74,8 +74,21 @@ const maxAttempts = 20
 
 var errGaveUp = errors.New("presence: too much contention, giving up")
 
+// reportTimeout bounds one report carried on after its caller left.
+const reportTimeout = 15 * time.Second
+
+// detach lets a report that has begun run to its end even if the caller
+// goes away (a ws replica killed mid-call): stopping between its writes
+// could list a user on a replica whose member bucket lacks them, a ghost
+// nobody clears once that replica is dead.
+func detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+}
+
 // Connect records a new connection of uid on replica.
 func (t *Tracker) Connect(ctx context.Context, replica, uid string) error {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	if err := t.ensureReplica(ctx, replica); err != nil {
 		return err
 	}
@@ -97,6 +110,8 @@ func (t *Tracker) Connect(ctx context.Context, replica, uid string) error {
 
 // Disconnect records the end of a connection of uid on replica.
 func (t *Tracker) Disconnect(ctx context.Context, replica, uid string) error {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	n, err := t.memberCount(ctx, replica, uid)
 	if err != nil {
 		return err
@@ -118,6 +133,8 @@ func (t *Tracker) Disconnect(ctx context.Context, replica, uid string) error {
 // treated as disconnected (with grace); users it holds but presence missed
 // are connected.
 func (t *Tracker) Heartbeat(ctx context.Context, replica string, users map[string]int) error {
+	ctx, cancel := detach(ctx)
+	defer cancel()
 	if err := t.ensureReplica(ctx, replica); err != nil {
 		return err
 	}

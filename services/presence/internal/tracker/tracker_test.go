@@ -416,3 +416,47 @@ func TestConcurrentReplicasLoseNoConnection(t *testing.T) {
 	f.sweep()
 	f.wantStatus("alice", api.Offline)
 }
+
+// ctxStore fails every operation once its context is done, as the Dapr
+// store does.
+type ctxStore struct{ statestore.Store }
+
+func (s ctxStore) Get(ctx context.Context, key string) (statestore.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return statestore.Item{}, err
+	}
+	return s.Store.Get(ctx, key)
+}
+
+func (s ctxStore) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return s.Store.BulkGet(ctx, keys)
+}
+
+func (s ctxStore) Write(ctx context.Context, op statestore.Op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.Store.Write(ctx, op)
+}
+
+// TestAReportOutlivesItsCaller: a replica killed while its connect is in
+// flight cancels the request; the connect still completes, so the
+// replica's expiry later finds the user and takes them offline instead of
+// leaving a ghost.
+func TestAReportOutlivesItsCaller(t *testing.T) {
+	f := newFixture(t)
+	f.store = ctxStore{f.store}
+	f.restart()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.tr.Connect(ctx, "ws-1", "alice"); err != nil {
+		t.Fatalf("connect whose caller left: %v", err)
+	}
+	f.wantStatus("alice", api.Online)
+	f.clock.Advance(leaseTTL)
+	f.sweep()
+	f.wantAnnounced("alice:online", "alice:offline")
+}
