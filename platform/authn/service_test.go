@@ -1,0 +1,171 @@
+package authn_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dapr "github.com/dapr/go-sdk/client"
+
+	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/authn/authntest"
+	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/settings"
+)
+
+// serviceSidecar is a Dapr HTTP API with the outbound health check (ready
+// once ready is set), and the app authApp publishing the JWKS of iss and
+// mapping every external identity to the user local-1.
+type serviceSidecar struct {
+	ready  atomic.Bool
+	probes atomic.Int32
+	port   string
+}
+
+func newServiceSidecar(t *testing.T, iss *authntest.Issuer, authApp string) *serviceSidecar {
+	t.Helper()
+	sc := &serviceSidecar{}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1.0/healthz/outbound", func(w http.ResponseWriter, r *http.Request) {
+		sc.probes.Add(1)
+		if !sc.ready.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /v1.0/invoke/"+authApp+"/method"+authn.JWKSPath, func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(iss.JWKS())
+	})
+	mux.HandleFunc("POST /v1.0/invoke/"+authApp+"/method"+authn.IdentitiesPath, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, `{"user":{"id":"local-1","username":"ext-user"}}`)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	u, _ := url.Parse(srv.URL)
+	sc.port = u.Port()
+	return sc
+}
+
+// countingSubscriber refuses every subscription, counting the attempts.
+type countingSubscriber struct{ calls atomic.Int32 }
+
+func (s *countingSubscriber) Subscribe(context.Context, dapr.SubscriptionOptions) (*dapr.Subscription, error) {
+	s.calls.Add(1)
+	return nil, errors.New("no stream in this test")
+}
+
+func baseFor(iss *authntest.Issuer, daprHTTPPort string) settings.Base {
+	return settings.Base{DaprHTTPPort: daprHTTPPort, Issuer: iss.Config.Issuer, Audience: iss.Config.Audience, Leeway: time.Second}
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval, bounded by the deadline
+	}
+}
+
+func TestServiceVerifierChecksTokensWithTheAuthAppsKeysAndRefusesRevokedSessions(t *testing.T) {
+	iss := authntest.New()
+	sc := newServiceSidecar(t, iss, "auth-b")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, revoked, _, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), &countingSubscriber{}, quiet,
+		authn.ServiceOptions{AuthApp: "auth-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(ctx, iss.Token("u1", "s1", time.Minute))
+	if err != nil || c.UserID != "u1" {
+		t.Fatalf("valid token: %+v, %v", c, err)
+	}
+	revoked.Revoke("s1", time.Now().Add(time.Minute))
+	_, err = v.Verify(ctx, iss.Token("u1", "s1", time.Minute))
+	if e, ok := apierror.As(err); !ok || e.Code != "session_revoked" {
+		t.Fatalf("token of a revoked session: %v, want session_revoked", err)
+	}
+	if _, err := v.Verify(ctx, authntest.New().Token("u1", "s2", time.Minute)); err == nil {
+		t.Fatal("token signed by another key accepted")
+	}
+}
+
+func TestServiceVerifierFollowsRevocationsOnlyOnceTheSidecarIsReadyAndStopsWithItsContext(t *testing.T) {
+	iss := authntest.New()
+	sc := newServiceSidecar(t, iss, "auth")
+	sub := &countingSubscriber{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, done, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), sub, quiet, authn.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the sidecar to be probed twice", func() bool { return sc.probes.Load() >= 2 })
+	if n := sub.calls.Load(); n != 0 {
+		t.Fatalf("subscribed %d times before the sidecar was ready", n)
+	}
+	sc.ready.Store(true)
+	waitFor(t, "a subscription once the sidecar is ready", func() bool { return sub.calls.Load() >= 1 })
+
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the follower did not stop within 5 s of its context")
+	}
+}
+
+func TestServiceVerifierRefusesMalformedTrustedIssuers(t *testing.T) {
+	iss := authntest.New()
+	b := baseFor(iss, "1")
+	b.TrustedIssuers = `[{"issuer":"x"}]`
+	_, _, done, err := authn.StartServiceVerifier(context.Background(), b, invoke.New("1"), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	if err == nil || !strings.Contains(err.Error(), "AUTH_TRUSTED_ISSUERS") {
+		t.Fatalf("got %v, want an AUTH_TRUSTED_ISSUERS error", err)
+	}
+	if done != nil {
+		t.Fatal("a follower was started despite the error")
+	}
+}
+
+// TestServiceVerifierAcceptsTrustedIssuersTokens: with
+// AUTH_TRUSTED_ISSUERS set, an external issuer's token is verified against
+// its own JWKS and mapped to a local user by the auth app.
+func TestServiceVerifierAcceptsTrustedIssuersTokens(t *testing.T) {
+	papo, ext := authntest.New(), authntest.New()
+	ext.Config.Issuer = "https://sso.example"
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(ext.JWKS())
+	}))
+	defer jwks.Close()
+	sc := newServiceSidecar(t, papo, "auth")
+	b := baseFor(papo, sc.port)
+	b.TrustedIssuers = `[{"issuer":"https://sso.example","jwks_url":"` + jwks.URL + `","audience":"papo"}]`
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, _, _, err := authn.StartServiceVerifier(ctx, b, invoke.New(sc.port), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(ctx, ext.Token("ext-sub", "ext-sid", time.Minute))
+	if err != nil || c.UserID != "local-1" || !authn.IsExternalSession(c.SessionID) {
+		t.Fatalf("external token: %+v, %v", c, err)
+	}
+}

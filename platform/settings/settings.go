@@ -1,0 +1,96 @@
+// Package settings reads a service's configuration from the environment.
+//
+// A service declares one Config struct that embeds Base (the variables
+// every service reads: its address, its sidecar's ports, the log level
+// and what access tokens must say) and adds its own fields with
+// `envconfig` tags, then calls Load once in run and passes the result
+// down. Only main packages depend on this one, plus authn, which builds
+// the verifier from Base. Nothing else reads the environment.
+package settings
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Base holds the variables every service reads. APP_PORT has no default
+// because each service listens on its own: set Port before Load, and the
+// environment overrides it.
+type Base struct {
+	Host         string     `envconfig:"APP_HOST" default:"0.0.0.0"`
+	Port         string     `envconfig:"APP_PORT"`
+	DaprHTTPPort string     `envconfig:"DAPR_HTTP_PORT" default:"3500"`
+	DaprGRPCPort string     `envconfig:"DAPR_GRPC_PORT" default:"50001"`
+	LogLevel     slog.Level `envconfig:"LOG_LEVEL" default:"info"`
+	// Issuer and Audience are the iss and aud papo access tokens must
+	// carry; Leeway tolerates clock skew on exp, nbf and iat.
+	Issuer   string        `envconfig:"AUTH_ISSUER" default:"papo"`
+	Audience string        `envconfig:"AUTH_AUDIENCE" default:"papo"`
+	Leeway   time.Duration `envconfig:"AUTH_LEEWAY" default:"30s"`
+	// TrustedIssuers is the JSON list of external OIDC issuers whose
+	// tokens are accepted too (docs/auth.md); authn.ParseTrustedIssuers
+	// reads it.
+	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
+}
+
+// Validator is a configuration that checks itself; Load calls Validate
+// after the environment is read, so a service validates in one place.
+type Validator interface {
+	Validate() error
+}
+
+// embedsBase is satisfied by Base and by every struct embedding it: the
+// unexported method is promoted but cannot be implemented elsewhere.
+type embedsBase interface{ base() *Base }
+
+func (b *Base) base() *Base { return b }
+
+// Load fills spec, a pointer to a struct, from the environment with
+// envconfig: a variable that is set wins, then the field's `default` tag,
+// then the value the field already holds. It then checks an embedded
+// Base (ports and leeway) and calls spec's Validate if it has one. All
+// problems found after reading are reported together.
+func Load(spec any) error {
+	if err := envconfig.Process("", spec); err != nil {
+		return err
+	}
+	var errs []error
+	if b, ok := spec.(embedsBase); ok {
+		errs = append(errs, b.base().check())
+	}
+	if v, ok := spec.(Validator); ok {
+		errs = append(errs, v.Validate())
+	}
+	return errors.Join(errs...)
+}
+
+func (b Base) check() error {
+	var errs []error
+	for _, p := range []struct{ key, value string }{
+		{"APP_PORT", b.Port}, {"DAPR_HTTP_PORT", b.DaprHTTPPort}, {"DAPR_GRPC_PORT", b.DaprGRPCPort},
+	} {
+		if n, err := strconv.Atoi(p.value); err != nil || n < 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("%s %q is not a port", p.key, p.value))
+		}
+	}
+	if b.Leeway < 0 {
+		errs = append(errs, fmt.Errorf("AUTH_LEEWAY %s is negative", b.Leeway))
+	}
+	return errors.Join(errs...)
+}
+
+// Addr is the address the service listens on.
+func (b Base) Addr() string { return net.JoinHostPort(b.Host, b.Port) }
+
+// Logger returns the service's JSON logger at LOG_LEVEL, every record
+// naming the app.
+func (b Base) Logger(w io.Writer, app string) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: b.LogLevel})).With("app", app)
+}

@@ -1,0 +1,129 @@
+package settings_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/papochat/papo/platform/settings"
+)
+
+// spec is a service configuration as services write them.
+type spec struct {
+	settings.Base
+	Window time.Duration `envconfig:"TEST_WINDOW" default:"1m"`
+	Name   string        `envconfig:"TEST_NAME"`
+}
+
+func (s spec) Validate() error {
+	if s.Window > time.Hour {
+		return errors.New("TEST_WINDOW must be at most 1h")
+	}
+	return nil
+}
+
+func TestLoadTakesDefaultsAndThePresetPort(t *testing.T) {
+	s := spec{Base: settings.Base{Port: "8083"}, Name: "preset"}
+	if err := settings.Load(&s); err != nil {
+		t.Fatal(err)
+	}
+	want := settings.Base{Host: "0.0.0.0", Port: "8083", DaprHTTPPort: "3500", DaprGRPCPort: "50001",
+		LogLevel: slog.LevelInfo, Issuer: "papo", Audience: "papo", Leeway: 30 * time.Second}
+	if s.Base != want {
+		t.Fatalf("got %+v, want %+v", s.Base, want)
+	}
+	if s.Window != time.Minute || s.Name != "preset" {
+		t.Fatalf("service fields: got %v %q, want 1m0s preset", s.Window, s.Name)
+	}
+	if got := s.Addr(); got != "0.0.0.0:8083" {
+		t.Fatalf("Addr() = %q", got)
+	}
+}
+
+func TestLoadReadsTheEnvironment(t *testing.T) {
+	for k, v := range map[string]string{
+		"APP_HOST": "127.0.0.1", "APP_PORT": "0", "DAPR_HTTP_PORT": "3601", "DAPR_GRPC_PORT": "50002",
+		"LOG_LEVEL": "debug", "AUTH_ISSUER": "iss", "AUTH_AUDIENCE": "aud", "AUTH_LEEWAY": "5s",
+		"AUTH_TRUSTED_ISSUERS": `[]`, "TEST_WINDOW": "2s", "TEST_NAME": "env",
+	} {
+		t.Setenv(k, v)
+	}
+	s := spec{Base: settings.Base{Port: "8083"}, Name: "preset"}
+	if err := settings.Load(&s); err != nil {
+		t.Fatal(err)
+	}
+	want := settings.Base{Host: "127.0.0.1", Port: "0", DaprHTTPPort: "3601", DaprGRPCPort: "50002",
+		LogLevel: slog.LevelDebug, Issuer: "iss", Audience: "aud", Leeway: 5 * time.Second, TrustedIssuers: "[]"}
+	if s.Base != want {
+		t.Fatalf("got %+v, want %+v", s.Base, want)
+	}
+	if s.Window != 2*time.Second || s.Name != "env" {
+		t.Fatalf("service fields: got %v %q", s.Window, s.Name)
+	}
+}
+
+func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		name, key, value string
+		want             []string // all must appear in the error
+	}{
+		{"port not a number", "APP_PORT", "http", []string{`APP_PORT "http" is not a port`}},
+		{"port out of range", "DAPR_GRPC_PORT", "70000", []string{`DAPR_GRPC_PORT "70000" is not a port`}},
+		{"port empty", "DAPR_HTTP_PORT", "", []string{`DAPR_HTTP_PORT "" is not a port`}},
+		{"log level", "LOG_LEVEL", "loud", []string{"LOG_LEVEL", "loud"}},
+		{"leeway not a duration", "AUTH_LEEWAY", "soon", []string{"AUTH_LEEWAY", "soon"}},
+		{"leeway negative", "AUTH_LEEWAY", "-1s", []string{"AUTH_LEEWAY -1s is negative"}},
+		{"service field", "TEST_WINDOW", "2h", []string{"TEST_WINDOW must be at most 1h"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(tc.key, tc.value)
+			s := spec{Base: settings.Base{Port: "8083"}}
+			err := settings.Load(&s)
+			if err == nil {
+				t.Fatalf("%s=%q accepted", tc.key, tc.value)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not say %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	t.Setenv("APP_PORT", "x")
+	t.Setenv("TEST_WINDOW", "2h")
+	err := settings.Load(&spec{})
+	if err == nil || !strings.Contains(err.Error(), "APP_PORT") || !strings.Contains(err.Error(), "TEST_WINDOW") {
+		t.Fatalf("got %v, want both APP_PORT and TEST_WINDOW named", err)
+	}
+}
+
+func TestLoadRequiresAPort(t *testing.T) {
+	if err := settings.Load(&spec{}); err == nil || !strings.Contains(err.Error(), "APP_PORT") {
+		t.Fatalf("got %v, want APP_PORT refused when neither set nor preset", err)
+	}
+}
+
+func TestLoggerWritesJSONAtTheLevelNamingTheApp(t *testing.T) {
+	var buf bytes.Buffer
+	log := settings.Base{LogLevel: slog.LevelWarn}.Logger(&buf, "message")
+	log.Info("dropped")
+	log.Warn("kept", "k", 1)
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("got %d lines, want only the warning: %q", len(lines), buf.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["msg"] != "kept" || rec["app"] != "message" || rec["level"] != "WARN" {
+		t.Fatalf("got %v", rec)
+	}
+}
