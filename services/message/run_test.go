@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -29,13 +30,16 @@ func freePort(t *testing.T) string {
 // not ready, and stop cleanly when its context ends.
 func TestRunServesHealthAndTheSubscriptionAndStops(t *testing.T) {
 	port := freePort(t)
-	env := map[string]string{
+	// envconfig reads the process environment: no t.Parallel here.
+	for k, v := range map[string]string{
 		"APP_HOST": "127.0.0.1", "APP_PORT": port,
 		"DAPR_HTTP_PORT": freePort(t), "DAPR_GRPC_PORT": freePort(t), "LOG_LEVEL": "error",
+	} {
+		t.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, io.Discard) }()
+	go func() { done <- run(ctx, io.Discard) }()
 
 	base := "http://127.0.0.1:" + port
 	deadline := time.Now().Add(10 * time.Second)
@@ -94,12 +98,16 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"LOG_LEVEL": "loud"},
 		{"AUTH_LEEWAY": "soon"},
 	} {
-		_, err := loadConfig(func(k string) string { return env[k] })
-		if err == nil {
-			t.Errorf("config %v accepted", env)
-		}
+		t.Run(fmt.Sprint(env), func(t *testing.T) {
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			if _, err := loadConfig(); err == nil {
+				t.Errorf("config %v accepted", env)
+			}
+		})
 	}
-	cfg, err := loadConfig(func(string) string { return "" })
+	cfg, err := loadConfig()
 	if err != nil || cfg.Port != "8083" || cfg.StateStore != "messagestore" || !strings.Contains(cfg.Host, "0.0.0.0") {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}
