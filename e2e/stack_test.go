@@ -69,8 +69,11 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 		Profile:     profile,
 		DataDir:     tempDir(t, profile),
 		GatewayAddr: "127.0.0.1:0",
-		Log:         log,
-		Progress:    testLog{t},
+		// A database of its own on the machine's Redis (redis profile), away
+		// from a developer's `make run PROFILE=redis` on database 0.
+		RedisDB:  1 + os.Getpid()%15,
+		Log:      log,
+		Progress: testLog{t},
 		Env: map[string]string{
 			"LOG_LEVEL": "warn",
 			// The tests send faster than a person; keep the abuse limits

@@ -62,6 +62,8 @@ type Options struct {
 	// PushURL is where the `push` binding sends; default a sink in the
 	// launcher that prints each push.
 	PushURL string
+	// RedisDB is the Redis database of profiles on Redis (0–15); default 0.
+	RedisDB int
 }
 
 // App is one running service replica with its sidecar.
@@ -237,6 +239,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	if opts.RedisDB < 0 || opts.RedisDB > 15 {
+		return nil, fmt.Errorf("redis database %d is not 0-15", opts.RedisDB)
+	}
+	vars["PAPO_REDIS_DB"] = strconv.Itoa(opts.RedisDB)
 	vars["PAPO_PUSH_URL"] = opts.PushURL
 	if opts.PushURL == "" {
 		if s.sink, err = startPushSink(opts.Log); err != nil {

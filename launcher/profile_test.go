@@ -24,13 +24,13 @@ func TestExpandFillsOnlyKnownPlaceholders(t *testing.T) {
 }
 
 // TestEveryProfileRendersItsComponents renders each profile folder the
-// way Start does and checks the local profile leaves no placeholder.
+// way Start does and checks the launcher's own profiles (local, redis) keep no placeholder.
 func TestEveryProfileRendersItsComponents(t *testing.T) {
 	root, err := FindRoot(".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"PAPO_DATA_DIR": "/d", "PAPO_NATS_URL": "nats://x", "PAPO_SECRETS_FILE": "/d/s.json", "PAPO_PUSH_URL": "http://p"}
+	vars := map[string]string{"PAPO_DATA_DIR": "/d", "PAPO_NATS_URL": "nats://x", "PAPO_SECRETS_FILE": "/d/s.json", "PAPO_PUSH_URL": "http://p", "PAPO_REDIS_DB": "0"}
 	for name := range Profiles {
 		src := filepath.Join(root, "components", name)
 		if _, err := os.Stat(src); err != nil {
@@ -42,7 +42,7 @@ func TestEveryProfileRendersItsComponents(t *testing.T) {
 			t.Errorf("render %s: %v", name, err)
 			continue
 		}
-		if name != "local" {
+		if name != "local" && name != "redis" {
 			continue
 		}
 		files, _ := filepath.Glob(filepath.Join(dst, "*.yaml"))
