@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 
 	"github.com/papochat/papo/launcher"
@@ -31,6 +32,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	dataDir := fs.String("data", getenv("PAPO_DATA_DIR"), "data dir (env PAPO_DATA_DIR; default .data/<profile>)")
 	replicas := fs.Int("ws-replicas", 2, "number of ws replicas")
 	daprLog := fs.String("daprd-log-level", or(getenv("PAPO_DAPRD_LOG_LEVEL"), "warn"), "daprd log level")
+	redisDB := fs.Int("redis-db", atoi(getenv("PAPO_REDIS_DB")), "Redis database for Redis profiles (env PAPO_REDIS_DB)")
 	buildOnly := fs.Bool("build-daprd", false, "only find or build the pinned daprd, then exit")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -57,6 +59,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Log:           stdout,
 		Progress:      stdout,
 		DaprdLogLevel: *daprLog,
+		RedisDB:       *redisDB,
+		PushURL:       getenv("PAPO_PUSH_URL"),
 	})
 	if err != nil {
 		return err
@@ -67,6 +71,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	stack.Stop()
 	fmt.Fprintln(stdout, "papo: stopped")
 	return nil
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 func or(a, b string) string {
