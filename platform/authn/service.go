@@ -28,11 +28,12 @@ type ServiceOptions struct {
 // events.TopicSessions are refused at once.
 //
 // It starts following revocations through sub (the service's Dapr client)
-// once the sidecar answers ready, in a goroutine that ctx owns: it stops
-// when ctx is done, and the returned channel is closed then. The only
-// error is a malformed AUTH_TRUSTED_ISSUERS, and no goroutine is started
-// with it.
-func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Client, sub Subscriber, log *slog.Logger, opts ServiceOptions) (*Verifier, *Revocations, <-chan struct{}, error) {
+// once the sidecar answers ready, in a goroutine that stops when ctx is
+// done or stop is called; stop also waits for it to return, so the
+// caller can close sub afterwards. stop may be called more than once. The
+// only error is a malformed AUTH_TRUSTED_ISSUERS, and nothing is started
+// then.
+func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Client, sub Subscriber, log *slog.Logger, opts ServiceOptions) (v *Verifier, revoked *Revocations, stop func(), err error) {
 	if opts.AuthApp == "" {
 		opts.AuthApp = "auth"
 	}
@@ -40,17 +41,18 @@ func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Clie
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", err)
 	}
-	revoked := NewRevocations()
+	revoked = NewRevocations()
 	vopts := []Option{WithRevocations(revoked)}
 	if len(trusted) > 0 {
 		vopts = append(vopts, WithTrustedIssuers(NewTrustedIssuers(trusted, nil, RemoteKeysOptions{}), NewRemoteIdentities(inv, opts.AuthApp)))
 	}
-	verifier := NewVerifier(Config{Issuer: s.Issuer, Audience: s.Audience, Leeway: s.Leeway},
+	v = NewVerifier(Config{Issuer: s.Issuer, Audience: s.Audience, Leeway: s.Leeway},
 		NewRemoteKeys(inv, opts.AuthApp, RemoteKeysOptions{}), vopts...)
 
 	// Subscribing before the sidecar is ready would only fail, log and
 	// back off; the probe says when a subscription can succeed.
 	probe := sidecar.NewProbe(s.DaprHTTPPort)
+	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -61,5 +63,5 @@ func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Clie
 			log.Error("follow session revocations", "err", err)
 		}
 	}()
-	return verifier, revoked, done, nil
+	return v, revoked, func() { cancel(); <-done }, nil
 }

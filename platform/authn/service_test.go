@@ -83,16 +83,29 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// stopWithin calls stop, which returns once the follower has stopped.
+func stopWithin(t *testing.T, stop func()) {
+	t.Helper()
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the revocation follower did not stop within 5 s")
+	}
+}
+
 func TestServiceVerifierChecksTokensWithTheAuthAppsKeysAndRefusesRevokedSessions(t *testing.T) {
 	iss := authntest.New()
 	sc := newServiceSidecar(t, iss, "auth-b")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	v, revoked, _, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), &countingSubscriber{}, quiet,
+	v, revoked, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), &countingSubscriber{}, quiet,
 		authn.ServiceOptions{AuthApp: "auth-b"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer stop()
 	c, err := v.Verify(ctx, iss.Token("u1", "s1", time.Minute))
 	if err != nil || c.UserID != "u1" {
 		t.Fatalf("valid token: %+v, %v", c, err)
@@ -107,13 +120,13 @@ func TestServiceVerifierChecksTokensWithTheAuthAppsKeysAndRefusesRevokedSessions
 	}
 }
 
-func TestServiceVerifierFollowsRevocationsOnlyOnceTheSidecarIsReadyAndStopsWithItsContext(t *testing.T) {
+func TestServiceVerifierFollowsRevocationsOnlyOnceTheSidecarIsReadyUntilStopped(t *testing.T) {
 	iss := authntest.New()
 	sc := newServiceSidecar(t, iss, "auth")
 	sub := &countingSubscriber{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, _, done, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), sub, quiet, authn.ServiceOptions{})
+	_, _, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), sub, quiet, authn.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,23 +137,35 @@ func TestServiceVerifierFollowsRevocationsOnlyOnceTheSidecarIsReadyAndStopsWithI
 	sc.ready.Store(true)
 	waitFor(t, "a subscription once the sidecar is ready", func() bool { return sub.calls.Load() >= 1 })
 
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the follower did not stop within 5 s of its context")
+	stopWithin(t, stop)
+	stop() // a second call returns at once
+}
+
+func TestServiceVerifierFollowerStopsWithItsContext(t *testing.T) {
+	iss := authntest.New()
+	sc := newServiceSidecar(t, iss, "auth")
+	sc.ready.Store(true)
+	sub := &countingSubscriber{}
+	ctx, cancel := context.WithCancel(context.Background())
+	_, _, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), sub, quiet, authn.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
 	}
+	waitFor(t, "a subscription", func() bool { return sub.calls.Load() >= 1 })
+	cancel()
+	// stop waits for the follower, which has already seen its context end.
+	stopWithin(t, stop)
 }
 
 func TestServiceVerifierRefusesMalformedTrustedIssuers(t *testing.T) {
 	iss := authntest.New()
 	b := baseFor(iss, "1")
 	b.TrustedIssuers = `[{"issuer":"x"}]`
-	_, _, done, err := authn.StartServiceVerifier(context.Background(), b, invoke.New("1"), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	_, _, stop, err := authn.StartServiceVerifier(context.Background(), b, invoke.New("1"), &countingSubscriber{}, quiet, authn.ServiceOptions{})
 	if err == nil || !strings.Contains(err.Error(), "AUTH_TRUSTED_ISSUERS") {
 		t.Fatalf("got %v, want an AUTH_TRUSTED_ISSUERS error", err)
 	}
-	if done != nil {
+	if stop != nil {
 		t.Fatal("a follower was started despite the error")
 	}
 }
@@ -160,10 +185,11 @@ func TestServiceVerifierAcceptsTrustedIssuersTokens(t *testing.T) {
 	b.TrustedIssuers = `[{"issuer":"https://sso.example","jwks_url":"` + jwks.URL + `","audience":"papo"}]`
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	v, _, _, err := authn.StartServiceVerifier(ctx, b, invoke.New(sc.port), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	v, _, stop, err := authn.StartServiceVerifier(ctx, b, invoke.New(sc.port), &countingSubscriber{}, quiet, authn.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer stop()
 	c, err := v.Verify(ctx, ext.Token("ext-sub", "ext-sid", time.Minute))
 	if err != nil || c.UserID != "local-1" || !authn.IsExternalSession(c.SessionID) {
 		t.Fatalf("external token: %+v, %v", c, err)
