@@ -56,15 +56,13 @@ func run(ctx context.Context, stdout io.Writer) error {
 
 	// Tokens are verified against the auth app's JWKS, fetched through
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The
-	// revocation follower is owned by run: it stops with ctx, and run
-	// waits for it before returning.
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	defer stopFollowing()
-	verifier, _, followed, err := authn.StartServiceVerifier(followCtx, cfg.Base, invoke.New(cfg.DaprHTTPPort), client, log, authn.ServiceOptions{})
+	// revocation follower stops with ctx, and run waits for it before
+	// closing the client.
+	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, invoke.New(cfg.DaprHTTPPort), client, log, authn.ServiceOptions{})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	defer func() { stopFollowing(); <-followed }()
+	defer stopFollowing()
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
 	mux := server.Routes(server.Deps{
