@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"strconv"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
@@ -16,6 +13,7 @@ import (
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/services/notification/internal/device"
@@ -33,73 +31,42 @@ const (
 )
 
 // Config is the notification service's configuration, read from the
-// environment once.
+// environment once (settings.Base plus the variables below).
 type Config struct {
-	Host         string
-	Port         string
-	DaprHTTPPort string
-	DaprGRPCPort string
-	LogLevel     slog.Level
-	Issuer       string
-	Audience     string
-	Leeway       time.Duration
+	settings.Base
 
-	// Window is the coalescing window (NOTIFICATION_WINDOW).
-	Window time.Duration
+	// Window is the coalescing window.
+	Window time.Duration `envconfig:"NOTIFICATION_WINDOW" default:"60s"`
 	// DedupeTTL is how long redeliveries are recognised.
-	DedupeTTL time.Duration
+	DedupeTTL time.Duration `envconfig:"NOTIFICATION_DEDUPE_TTL" default:"24h"`
 	// PushAttempts and PushBackoff bound the app's retries of a push the
 	// provider refused with 429 or 5xx.
-	PushAttempts int
-	PushBackoff  time.Duration
+	PushAttempts int           `envconfig:"NOTIFICATION_PUSH_ATTEMPTS" default:"5"`
+	PushBackoff  time.Duration `envconfig:"NOTIFICATION_PUSH_BACKOFF" default:"1s"`
 
-	FCMProject      string
-	VAPIDPublicKey  string
-	VAPIDPrivateKey string
-	VAPIDSubject    string
+	FCMProject      string `envconfig:"NOTIFICATION_FCM_PROJECT" default:"papo"`
+	VAPIDPublicKey  string `envconfig:"NOTIFICATION_VAPID_PUBLIC_KEY"`
+	VAPIDPrivateKey string `envconfig:"NOTIFICATION_VAPID_PRIVATE_KEY"`
+	VAPIDSubject    string `envconfig:"NOTIFICATION_VAPID_SUBJECT" default:"mailto:admin@papo.invalid"`
 
 	// Where the collaborators answer.
-	MessageApp   string
-	PresenceApp  string
-	PresencePath string
-	AuthApp      string
-	UsersPath    string
+	MessageApp   string `envconfig:"NOTIFICATION_MESSAGE_APP" default:"message"`
+	PresenceApp  string `envconfig:"NOTIFICATION_PRESENCE_APP" default:"presence"`
+	PresencePath string `envconfig:"NOTIFICATION_PRESENCE_PATH" default:"/internal/v1/presence"`
+	AuthApp      string `envconfig:"NOTIFICATION_AUTH_APP" default:"auth"`
+	UsersPath    string `envconfig:"NOTIFICATION_USERS_PATH" default:"/internal/v1/users"`
 }
 
-func loadConfig(getenv func(string) string) (Config, error) {
-	e := env{getenv: getenv}
-	cfg := Config{
-		Host:            e.str("APP_HOST", "0.0.0.0"),
-		Port:            e.str("APP_PORT", "8086"),
-		DaprHTTPPort:    e.str("DAPR_HTTP_PORT", "3500"),
-		DaprGRPCPort:    e.str("DAPR_GRPC_PORT", "50001"),
-		Issuer:          e.str("AUTH_ISSUER", "papo"),
-		Audience:        e.str("AUTH_AUDIENCE", "papo"),
-		Leeway:          e.dur("AUTH_LEEWAY", 30*time.Second),
-		Window:          e.dur("NOTIFICATION_WINDOW", 60*time.Second),
-		DedupeTTL:       e.dur("NOTIFICATION_DEDUPE_TTL", 24*time.Hour),
-		PushAttempts:    e.num("NOTIFICATION_PUSH_ATTEMPTS", 5),
-		PushBackoff:     e.dur("NOTIFICATION_PUSH_BACKOFF", time.Second),
-		FCMProject:      e.str("NOTIFICATION_FCM_PROJECT", "papo"),
-		VAPIDPublicKey:  e.str("NOTIFICATION_VAPID_PUBLIC_KEY", ""),
-		VAPIDPrivateKey: e.str("NOTIFICATION_VAPID_PRIVATE_KEY", ""),
-		VAPIDSubject:    e.str("NOTIFICATION_VAPID_SUBJECT", "mailto:admin@papo.invalid"),
-		MessageApp:      e.str("NOTIFICATION_MESSAGE_APP", "message"),
-		PresenceApp:     e.str("NOTIFICATION_PRESENCE_APP", "presence"),
-		PresencePath:    e.str("NOTIFICATION_PRESENCE_PATH", "/internal/v1/presence"),
-		AuthApp:         e.str("NOTIFICATION_AUTH_APP", "auth"),
-		UsersPath:       e.str("NOTIFICATION_USERS_PATH", "/internal/v1/users"),
-	}
-	if err := cfg.LogLevel.UnmarshalText([]byte(e.str("LOG_LEVEL", "info"))); err != nil {
-		e.errs = append(e.errs, fmt.Errorf("LOG_LEVEL: %w", err))
-	}
-	if len(e.errs) > 0 {
-		return Config{}, e.errs[0]
-	}
-	return cfg, cfg.validate()
+// loadConfig reads and validates Config; the service listens on 8086
+// unless APP_PORT says otherwise.
+func loadConfig() (Config, error) {
+	cfg := Config{Base: settings.Base{Port: "8086"}}
+	err := settings.Load(&cfg)
+	return cfg, err
 }
 
-func (c Config) validate() error {
+// Validate implements settings.Validator.
+func (c Config) Validate() error {
 	switch {
 	case c.Window < 100*time.Millisecond || c.Window > time.Hour:
 		return fmt.Errorf("NOTIFICATION_WINDOW must be between 100ms and 1h")
@@ -113,49 +80,12 @@ func (c Config) validate() error {
 	return nil
 }
 
-// env reads typed values, collecting malformed ones.
-type env struct {
-	getenv func(string) string
-	errs   []error
-}
-
-func (e *env) str(key, def string) string {
-	if v := e.getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-func (e *env) dur(key string, def time.Duration) time.Duration {
-	v := e.getenv(key)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s: %w", key, err))
-	}
-	return d
-}
-
-func (e *env) num(key string, def int) int {
-	v := e.getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		e.errs = append(e.errs, fmt.Errorf("%s: %w", key, err))
-	}
-	return n
-}
-
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
+func run(ctx context.Context, stdout io.Writer) error {
+	cfg, err := loadConfig()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("app", "notification")
+	log := cfg.Logger(stdout, "notification")
 
 	// The SDK client connects lazily: the HTTP server must listen before
 	// the sidecar, which waits for the app's port, is up.
@@ -167,8 +97,13 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	inv := invoke.New(cfg.DaprHTTPPort)
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 	store := daprstore.New(client, storeName)
-	keys := authn.NewRemoteKeys(inv, cfg.AuthApp, authn.RemoteKeysOptions{})
-	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys)
+	// Sessions revoked on sessions.revoked are refused at once; the
+	// follower stops with ctx, and run waits for it before closing client.
+	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer stopFollowing()
 
 	devices := device.NewRegistry(store)
 	modes := mode.NewStore(store)
@@ -204,7 +139,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Events:     engine.Handle,
 		Checks:     map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
 	})
-	srv, err := httpapi.Listen(net.JoinHostPort(cfg.Host, cfg.Port), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
 	if err != nil {
 		return err
 	}

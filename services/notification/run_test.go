@@ -22,15 +22,18 @@ func freePort(t *testing.T) string {
 
 func TestRunServesHealthAndStops(t *testing.T) {
 	port := freePort(t)
-	env := map[string]string{
+	// envconfig reads the process environment: no t.Parallel here.
+	for k, v := range map[string]string{
 		"APP_HOST": "127.0.0.1", "APP_PORT": port,
 		// No sidecar answers on these ports: ready must say so.
 		"DAPR_HTTP_PORT": freePort(t), "DAPR_GRPC_PORT": freePort(t),
 		"LOG_LEVEL": "error",
+	} {
+		t.Setenv(k, v)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, io.Discard) }()
+	go func() { done <- run(ctx, io.Discard) }()
 
 	base := "http://127.0.0.1:" + port
 	deadline := time.Now().Add(5 * time.Second)
@@ -85,7 +88,10 @@ func TestConfigIsValidated(t *testing.T) {
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadConfig(func(k string) string { return tc.env[k] })
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := loadConfig()
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok %v", err, tc.ok)
 			}
