@@ -48,6 +48,18 @@ func TestRedisProfileMessagePath(t *testing.T) {
 	testCrossReplicas(t, stack(t, "redis"))
 }
 
+// TestRabbitMQPostgresProfileMessagePath: the same on RabbitMQ and
+// PostgreSQL, swapped in by component files alone.
+func TestRabbitMQPostgresProfileMessagePath(t *testing.T) {
+	testCrossReplicas(t, stack(t, "rabbitmq-postgres"))
+}
+
+// TestNATSMySQLProfileMessagePath: the same on a NATS JetStream server and
+// MariaDB.
+func TestNATSMySQLProfileMessagePath(t *testing.T) {
+	testCrossReplicas(t, stack(t, "nats-mysql"))
+}
+
 func testCrossReplicas(t *testing.T, s *launcher.Stack) {
 	ctx := context.Background()
 	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
