@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -18,6 +15,7 @@ import (
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
@@ -25,130 +23,115 @@ import (
 	"github.com/papochat/papo/services/ws/internal/upstream"
 )
 
-// Config is the ws service's configuration, read from the environment.
+// Config is the ws service's configuration, read from the environment
+// (settings.Base plus the variables below).
 type Config struct {
-	Host         string        // APP_HOST, default 0.0.0.0
-	Port         string        // APP_PORT, default 8081
-	DaprHTTPPort string        // DAPR_HTTP_PORT, default 3500
-	DaprGRPCPort string        // DAPR_GRPC_PORT, default 50001
-	LogLevel     slog.Level    // LOG_LEVEL: debug, info, warn or error
-	Issuer       string        // AUTH_ISSUER, default papo
-	Audience     string        // AUTH_AUDIENCE, default papo
-	Leeway       time.Duration // AUTH_LEEWAY, default 30s
-	AuthAppID    string        // WS_AUTH_APP_ID, default auth
-	MessageAppID string        // WS_MESSAGE_APP_ID, default message
-	// Replica names this replica to the presence service (APP_REPLICA,
-	// default the host name); PresenceAppID is that service's app-id
-	// (WS_PRESENCE_APP_ID, default presence) and PresenceInterval the
-	// heartbeat period (WS_PRESENCE_HEARTBEAT, default 8s).
-	Replica          string
-	PresenceAppID    string
-	PresenceInterval time.Duration
-	// ShutdownGrace bounds the drain after SIGTERM (WS_SHUTDOWN_GRACE, 10s).
-	ShutdownGrace time.Duration
-	// Hub holds the limits: WS_ALLOWED_ORIGINS (comma list),
-	// WS_MAX_CONNS_PER_USER, WS_QUEUE_BYTES, WS_WRITE_TIMEOUT,
-	// WS_PING_INTERVAL, WS_RATE, WS_BURST, WS_LIVE_HOLD, WS_BATCH_WINDOW,
-	// WS_MAX_BATCH, WS_TYPING_EVERY. Unset ones take hub.DefaultConfig.
-	Hub hub.Config
+	settings.Base
+	AuthAppID    string `envconfig:"WS_AUTH_APP_ID" default:"auth"`
+	MessageAppID string `envconfig:"WS_MESSAGE_APP_ID" default:"message"`
+	// Replica names this replica to the presence service (default the
+	// host name); PresenceAppID is that service's app-id and
+	// PresenceInterval the heartbeat period.
+	Replica          string        `envconfig:"APP_REPLICA"`
+	PresenceAppID    string        `envconfig:"WS_PRESENCE_APP_ID" default:"presence"`
+	PresenceInterval time.Duration `envconfig:"WS_PRESENCE_HEARTBEAT" default:"8s"`
+	// ShutdownGrace bounds the drain after SIGTERM.
+	ShutdownGrace time.Duration `envconfig:"WS_SHUTDOWN_GRACE" default:"10s"`
+
+	// The hub's limits. Unset ones keep hub.DefaultConfig's values, which
+	// loadConfig presets; WS_BATCH_WINDOW is off (0) unless set.
+	AllowedOrigins  []string      `envconfig:"WS_ALLOWED_ORIGINS"` // comma list
+	MaxConnsPerUser int           `envconfig:"WS_MAX_CONNS_PER_USER"`
+	QueueBytes      int           `envconfig:"WS_QUEUE_BYTES"`
+	WriteTimeout    time.Duration `envconfig:"WS_WRITE_TIMEOUT"`
+	PingInterval    time.Duration `envconfig:"WS_PING_INTERVAL"`
+	PongWait        time.Duration `envconfig:"WS_PONG_WAIT"`
+	Rate            float64       `envconfig:"WS_RATE"`
+	Burst           int           `envconfig:"WS_BURST"`
+	LiveHold        time.Duration `envconfig:"WS_LIVE_HOLD"`
+	BatchWindow     time.Duration `envconfig:"WS_BATCH_WINDOW"`
+	MaxBatch        int           `envconfig:"WS_MAX_BATCH"`
+	TypingEvery     time.Duration `envconfig:"WS_TYPING_EVERY"`
+
+	// Hub is the hub's configuration made from the limits above.
+	Hub hub.Config `ignored:"true"`
 }
 
-// loadConfig reads Config through getenv, so tests pass their own
-// environment instead of changing the process's (envconfig reads only the
-// process environment, hence the explicit list, as in the message service).
-func loadConfig(getenv func(string) string) (Config, error) {
-	get := func(key, def string) string {
-		if v := strings.TrimSpace(getenv(key)); v != "" {
-			return v
-		}
-		return def
-	}
-	var errs []error
-	dur := func(key string, def time.Duration) time.Duration {
-		v := get(key, "")
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s %q is not a non-negative duration", key, v))
-		}
-		return d
-	}
-	num := func(key string, def int) int {
-		v := get(key, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s %q is not a positive integer", key, v))
-		}
-		return n
-	}
+// loadConfig reads and validates Config; the service listens on 8081
+// unless APP_PORT says otherwise.
+func loadConfig() (Config, error) {
 	d := hub.DefaultConfig()
 	cfg := Config{
-		Host:          get("APP_HOST", "0.0.0.0"),
-		Port:          get("APP_PORT", "8081"),
-		DaprHTTPPort:  get("DAPR_HTTP_PORT", "3500"),
-		DaprGRPCPort:  get("DAPR_GRPC_PORT", "50001"),
-		Issuer:        get("AUTH_ISSUER", "papo"),
-		Audience:      get("AUTH_AUDIENCE", "papo"),
-		Leeway:        dur("AUTH_LEEWAY", 30*time.Second),
-		AuthAppID:     get("WS_AUTH_APP_ID", "auth"),
-		MessageAppID:  get("WS_MESSAGE_APP_ID", "message"),
-		Replica:       get("APP_REPLICA", hostname()),
-		PresenceAppID: get("WS_PRESENCE_APP_ID", "presence"),
-		ShutdownGrace: dur("WS_SHUTDOWN_GRACE", 10*time.Second),
+		Base: settings.Base{Port: "8081"}, Replica: hostname(),
+		MaxConnsPerUser: d.MaxConnsPerUser, QueueBytes: d.QueueBytes, WriteTimeout: d.WriteTimeout,
+		PingInterval: d.PingInterval, PongWait: d.PongWait, Rate: d.Rate, Burst: d.Burst,
+		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery,
 	}
-	cfg.PresenceInterval = dur("WS_PRESENCE_HEARTBEAT", 8*time.Second)
-	if cfg.PresenceInterval == 0 {
-		errs = append(errs, fmt.Errorf("WS_PRESENCE_HEARTBEAT must be positive"))
+	if err := settings.Load(&cfg); err != nil {
+		return cfg, err
 	}
 	h := d
-	for _, o := range strings.Split(get("WS_ALLOWED_ORIGINS", ""), ",") {
+	for _, o := range cfg.AllowedOrigins {
 		if o = strings.TrimSpace(o); o != "" {
 			h.AllowedOrigins = append(h.AllowedOrigins, o)
 		}
 	}
-	h.MaxConnsPerUser = num("WS_MAX_CONNS_PER_USER", d.MaxConnsPerUser)
-	h.QueueBytes = num("WS_QUEUE_BYTES", d.QueueBytes)
-	h.WriteTimeout = dur("WS_WRITE_TIMEOUT", d.WriteTimeout)
-	h.PingInterval = dur("WS_PING_INTERVAL", d.PingInterval)
-	h.PongWait = max(dur("WS_PONG_WAIT", d.PongWait), h.PingInterval+5*time.Second)
-	h.Burst = num("WS_BURST", d.Burst)
-	h.LiveHold = dur("WS_LIVE_HOLD", d.LiveHold)
-	h.BatchWindow = dur("WS_BATCH_WINDOW", 0)
-	h.MaxBatch = num("WS_MAX_BATCH", d.MaxBatch)
-	h.TypingEvery = dur("WS_TYPING_EVERY", d.TypingEvery)
-	if v := get("WS_RATE", ""); v != "" {
-		r, err := strconv.ParseFloat(v, 64)
-		if err != nil || r <= 0 {
-			errs = append(errs, fmt.Errorf("WS_RATE %q is not a positive number", v))
-		}
-		h.Rate = r
-	}
+	h.MaxConnsPerUser, h.QueueBytes, h.WriteTimeout = cfg.MaxConnsPerUser, cfg.QueueBytes, cfg.WriteTimeout
+	h.PingInterval = cfg.PingInterval
+	h.PongWait = max(cfg.PongWait, cfg.PingInterval+5*time.Second)
+	h.Rate, h.Burst = cfg.Rate, cfg.Burst
+	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = cfg.LiveHold, cfg.BatchWindow, cfg.MaxBatch, cfg.TypingEvery
 	cfg.Hub = h
-	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
-		errs = append(errs, fmt.Errorf("LOG_LEVEL: %w", err))
-	}
-	for key, port := range map[string]string{"APP_PORT": cfg.Port, "DAPR_HTTP_PORT": cfg.DaprHTTPPort, "DAPR_GRPC_PORT": cfg.DaprGRPCPort} {
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			errs = append(errs, fmt.Errorf("%s %q is not a port", key, port))
+	return cfg, nil
+}
+
+// Validate implements settings.Validator.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		n   int
+	}{
+		{"WS_MAX_CONNS_PER_USER", c.MaxConnsPerUser}, {"WS_QUEUE_BYTES", c.QueueBytes},
+		{"WS_BURST", c.Burst}, {"WS_MAX_BATCH", c.MaxBatch},
+	} {
+		if f.n <= 0 {
+			errs = append(errs, fmt.Errorf("%s %d is not a positive integer", f.key, f.n))
 		}
 	}
-	return cfg, errors.Join(errs...)
+	for _, f := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"WS_SHUTDOWN_GRACE", c.ShutdownGrace}, {"WS_WRITE_TIMEOUT", c.WriteTimeout},
+		{"WS_PING_INTERVAL", c.PingInterval}, {"WS_PONG_WAIT", c.PongWait}, {"WS_LIVE_HOLD", c.LiveHold},
+		{"WS_BATCH_WINDOW", c.BatchWindow}, {"WS_TYPING_EVERY", c.TypingEvery},
+	} {
+		if f.d < 0 {
+			errs = append(errs, fmt.Errorf("%s %s is negative", f.key, f.d))
+		}
+	}
+	if c.PresenceInterval <= 0 {
+		errs = append(errs, fmt.Errorf("WS_PRESENCE_HEARTBEAT must be positive"))
+	}
+	if c.Rate <= 0 {
+		errs = append(errs, fmt.Errorf("WS_RATE %v is not a positive number", c.Rate))
+	}
+	if c.Replica == "" {
+		errs = append(errs, fmt.Errorf("APP_REPLICA is empty"))
+	}
+	return errors.Join(errs...)
 }
 
 // run serves /ws until ctx is done, then shuts down in order: stop
 // accepting, close every socket with 1001 going away, drain (at most
 // ShutdownGrace), stop the subscriptions, close the sidecar client.
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
+func run(ctx context.Context, stdout io.Writer) error {
+	cfg, err := loadConfig()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("app", "ws")
+	log := cfg.Logger(stdout, "ws")
 
 	dc, err := sidecar.Client(cfg.DaprGRPCPort)
 	if err != nil {
@@ -156,12 +139,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	defer dc.Close()
 	inv := invoke.New(cfg.DaprHTTPPort)
-	revoked := authn.NewRevocations()
-	keys := authn.NewRemoteKeys(inv, cfg.AuthAppID, authn.RemoteKeysOptions{})
-	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys,
-		authn.WithRevocations(revoked))
 
+	// The revocation follower closes a revoked session's sockets. It runs
+	// until after the drain, like the subscriptions; the hub is built with
+	// the verifier, so a notice arriving first waits for the hub.
 	var h *hub.Hub
+	hubBuilt := make(chan struct{})
+	verifier, _, stopFollowing, err := authn.StartServiceVerifier(context.Background(), cfg.Base, inv, dc, log, authn.ServiceOptions{
+		AuthApp:  cfg.AuthAppID,
+		OnRevoke: func(ev events.SessionRevoked) { <-hubBuilt; h.SessionRevoked(ev) },
+	})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer stopFollowing()
 	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval},
 		inv, func() map[string]int { return h.LiveUsers() }, log)
 	h = hub.New(cfg.Hub, hub.Deps{
@@ -172,6 +163,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Log:       log,
 		Presence:  reporter,
 	})
+	close(hubBuilt)
 	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log}
 	signals := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
 
@@ -198,7 +190,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	handler.Handle("/", httpapi.RequestIDs(httpapi.AccessLog(log)(httpapi.Recover(log)(mux))))
 
 	// Listen before touching the sidecar: daprd waits for the app port.
-	srv, err := httpapi.Listen(net.JoinHostPort(cfg.Host, cfg.Port), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
 	if err != nil {
 		return err
 	}
@@ -206,16 +198,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 	subCtx, stopSubs := context.WithCancel(context.Background())
 	var subs sync.WaitGroup
-	subs.Add(4)
+	subs.Add(3)
 	// The reporter stops with the subscriptions, after the drain, so the
 	// disconnects of a graceful shutdown still reach presence.
 	go func() { defer subs.Done(); reporter.Run(subCtx) }()
 	go func() { defer subs.Done(); roomEvents.Run(subCtx, bus.JSON(h.RoomEvents)) }()
 	go func() { defer subs.Done(); signals.Run(subCtx, bus.JSON(h.Signals)) }()
-	go func() {
-		defer subs.Done()
-		_ = authn.FollowRevocations(subCtx, dc, revoked, log, h.SessionRevoked)
-	}()
 
 	serveErr := make(chan error, 1)
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -239,6 +227,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	}
 	stopSubs()
 	subs.Wait()
+	stopFollowing()
 	return err
 }
 

@@ -4,11 +4,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/services/ws/internal/hub"
 )
 
 // fakeSidecar answers the Dapr HTTP API routes run uses without a real
@@ -57,7 +60,8 @@ func unusedPort(t *testing.T) string {
 
 func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	iss := authntest.New()
-	env := map[string]string{
+	// envconfig reads the process environment: no t.Parallel here.
+	for k, v := range map[string]string{
 		"APP_HOST":           "127.0.0.1",
 		"APP_PORT":           "0",
 		"DAPR_HTTP_PORT":     fakeSidecar(t, iss),
@@ -66,12 +70,14 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 		"AUTH_AUDIENCE":      iss.Config.Audience,
 		"WS_ALLOWED_ORIGINS": "http://localhost:8080",
 		"WS_SHUTDOWN_GRACE":  "5s",
+	} {
+		t.Setenv(k, v)
 	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, pw); pw.Close() }()
+	go func() { done <- run(ctx, pw); pw.Close() }()
 
 	// The listening URL is in the log.
 	var base string
@@ -136,18 +142,33 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"WS_WRITE_TIMEOUT": "soon"},
 		{"WS_RATE": "0"},
 		{"LOG_LEVEL": "loud"},
+		{"WS_PRESENCE_HEARTBEAT": "0s"},
 	} {
-		if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
-			t.Errorf("%v accepted", env)
-		}
+		t.Run(fmt.Sprint(env), func(t *testing.T) {
+			for k, v := range env {
+				t.Setenv(k, v)
+			}
+			if _, err := loadConfig(); err == nil {
+				t.Errorf("%v accepted", env)
+			}
+		})
 	}
-	cfg, err := loadConfig(func(k string) string {
-		return map[string]string{"WS_ALLOWED_ORIGINS": "http://a.example, http://b.example", "WS_MAX_CONNS_PER_USER": "3"}[k]
-	})
+	t.Setenv("WS_ALLOWED_ORIGINS", "http://a.example, http://b.example")
+	t.Setenv("WS_MAX_CONNS_PER_USER", "3")
+	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cfg.Hub.AllowedOrigins) != 2 || cfg.Hub.MaxConnsPerUser != 3 || cfg.Hub.QueueBytes != 1<<20 {
 		t.Fatalf("got %+v", cfg.Hub)
+	}
+	// Origins are trimmed, and unset limits keep the hub's defaults.
+	if cfg.Hub.AllowedOrigins[1] != "http://b.example" {
+		t.Fatalf("second origin %q, want it trimmed", cfg.Hub.AllowedOrigins[1])
+	}
+	want := hub.DefaultConfig()
+	want.AllowedOrigins, want.MaxConnsPerUser = cfg.Hub.AllowedOrigins, 3
+	if !reflect.DeepEqual(cfg.Hub, want) {
+		t.Fatalf("hub config\n got %+v\nwant %+v", cfg.Hub, want)
 	}
 }
