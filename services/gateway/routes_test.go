@@ -15,6 +15,7 @@ import (
 
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/settings"
 )
 
 // fakeSidecar records what reaches the sidecar's invoke API and answers
@@ -69,7 +70,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	}
 	u, _ := url.Parse(sc.URL)
 	cfg := Config{
-		Issuer: "papo-test", Audience: "papo",
+		Base:        settings.Base{Issuer: "papo-test", Audience: "papo"},
 		WSUpstreams: []string{f.ws[0].URL, f.ws[1].URL},
 		RatePerIP:   1000, RatePerUser: 1000, MaxBody: 1024,
 	}

@@ -4,29 +4,20 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"strings"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 )
 
-// Config is the gateway's configuration, read from the environment.
+// Config is the gateway's configuration, read from the environment
+// (settings.Base plus the variables below).
 type Config struct {
-	Host         string        `envconfig:"APP_HOST" default:"0.0.0.0"`
-	Port         string        `envconfig:"APP_PORT" default:"8080"`
-	DaprHTTPPort string        `envconfig:"DAPR_HTTP_PORT" default:"3500"`
-	DaprGRPCPort string        `envconfig:"DAPR_GRPC_PORT" default:"50001"`
-	LogLevel     slog.Level    `envconfig:"LOG_LEVEL" default:"info"`
-	Issuer       string        `envconfig:"AUTH_ISSUER" default:"papo"`
-	Audience     string        `envconfig:"AUTH_AUDIENCE" default:"papo"`
-	Leeway       time.Duration `envconfig:"AUTH_LEEWAY" default:"30s"`
+	settings.Base
 	// WSUpstreams are the ws replicas' base URLs; on Kubernetes one
 	// Service URL that balances over them.
 	WSUpstreams []string `envconfig:"GATEWAY_WS_UPSTREAMS" default:"http://127.0.0.1:8081"`
@@ -37,13 +28,12 @@ type Config struct {
 	MaxBody     int64    `envconfig:"GATEWAY_MAX_BODY" default:"65536"`
 	CORSOrigins []string `envconfig:"GATEWAY_CORS_ORIGINS"`
 	TLSCert     string   `envconfig:"GATEWAY_TLS_CERT"`
-	// TrustedIssuers lists external OIDC issuers whose tokens are accepted
-	// too (JSON, see docs/auth.md).
-	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
-	TLSKey         string `envconfig:"GATEWAY_TLS_KEY"`
+	TLSKey      string   `envconfig:"GATEWAY_TLS_KEY"`
 }
 
-func (c Config) validate() error {
+// Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
+// where it is read, by authn.StartServiceVerifier.
+func (c Config) Validate() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be set together")
 	}
@@ -55,9 +45,6 @@ func (c Config) validate() error {
 			return fmt.Errorf("GATEWAY_WS_UPSTREAMS: %q is not an http(s) URL", u)
 		}
 	}
-	if _, err := authn.ParseTrustedIssuers(c.TrustedIssuers); err != nil {
-		return fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", err)
-	}
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")
 	}
@@ -65,14 +52,11 @@ func (c Config) validate() error {
 }
 
 func run(ctx context.Context, stdout io.Writer) error {
-	var cfg Config
-	if err := envconfig.Process("", &cfg); err != nil {
+	cfg := Config{Base: settings.Base{Port: "8080"}}
+	if err := settings.Load(&cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	if err := cfg.validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("app", "gateway")
+	log := cfg.Logger(stdout, "gateway")
 
 	inv := invoke.New(cfg.DaprHTTPPort)
 	dc, err := sidecar.Client(cfg.DaprGRPCPort)
@@ -80,30 +64,20 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	defer dc.Close()
-	keys := authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{})
-	revoked := authn.NewRevocations()
-	trusted, _ := authn.ParseTrustedIssuers(cfg.TrustedIssuers) // validated above
-	verifier := authn.NewVerifier(authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway}, keys,
-		authn.WithRevocations(revoked),
-		authn.WithTrustedIssuers(authn.NewTrustedIssuers(trusted, nil, authn.RemoteKeysOptions{}), authn.NewRemoteIdentities(inv, "auth")))
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-
 	// Revoked sessions are refused at the edge as soon as auth announces
 	// them, not only when their tokens expire.
-	followCtx, stopFollowing := context.WithCancel(ctx)
+	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, dc, log, authn.ServiceOptions{})
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
 	defer stopFollowing()
-	go func() {
-		if err := probe.Wait(followCtx); err != nil {
-			return
-		}
-		_ = authn.FollowRevocations(followCtx, dc, revoked, log, nil)
-	}()
+	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
 	handler, err := NewServer(log, cfg, inv, verifier, probe.Check)
 	if err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(net.JoinHostPort(cfg.Host, cfg.Port), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
 	if err != nil {
 		return err
 	}

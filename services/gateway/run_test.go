@@ -121,11 +121,11 @@ func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 
 func TestConfigRejectsHalfATLSPair(t *testing.T) {
 	c := Config{WSUpstreams: []string{"http://127.0.0.1:1"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, TLSCert: "x"}
-	if err := c.validate(); err == nil {
+	if err := c.Validate(); err == nil {
 		t.Fatal("a certificate without a key was accepted")
 	}
 	c = Config{WSUpstreams: []string{"ftp://x"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1}
-	if err := c.validate(); err == nil {
+	if err := c.Validate(); err == nil {
 		t.Fatal("a non-http ws upstream was accepted")
 	}
 }
