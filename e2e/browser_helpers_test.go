@@ -223,6 +223,55 @@ func (p *person) shot(name string) string {
 	return file
 }
 
+// blockSocket makes the page's new WebSockets fail to connect (block) or
+// work again, as a network that lost the server would. DevTools' URL
+// blocking does not cover WebSocket handshakes, so the page's WebSocket
+// constructor is swapped for one that dials a path of the same origin
+// that is no WebSocket (the gateway answers it with the web page).
+func (p *person) blockSocket(block bool) {
+	p.t.Helper()
+	expr := `window.__realWS ||= WebSocket; window.WebSocket = window.__realWS;`
+	if block {
+		expr = `window.__realWS ||= WebSocket;
+			window.WebSocket = class extends window.__realWS { constructor(url, protocols) { super(url.replace(/\/ws$/, "/ws-blocked"), protocols); } };`
+	}
+	js[chromedp.Void](p, expr)
+}
+
+// dropSockets closes the page's open WebSockets from under it, found
+// through the DevTools heap (the client keeps no global handle on them).
+// It returns how many were closed.
+func (p *person) dropSockets() int {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 15*time.Second)
+	defer cancel()
+	proto, err := chromedp.Run(ctx, chromedp.Evaluate[*cdpruntime.RemoteObject]("(window.__realWS || WebSocket).prototype"))
+	if err != nil {
+		p.t.Fatalf("%s: WebSocket.prototype: %v", p.Display, err)
+	}
+	found, err := chromedp.Call(ctx, cdpruntime.QueryObjects, cdpruntime.QueryObjectsParams{PrototypeObjectID: proto.ObjectID})
+	if err != nil {
+		p.t.Fatalf("%s: query WebSockets: %v", p.Display, err)
+	}
+	yes := true
+	res, err := chromedp.Call(ctx, cdpruntime.CallFunctionOn, cdpruntime.CallFunctionOnParams{
+		FunctionDeclaration: `function() { let n = 0; for (const ws of this) { try { if (ws.readyState <= 1) { ws.close(4999, "test"); n++; } } catch { /* a prototype, not a socket */ } } return n; }`,
+		ObjectID:            found.Objects.ObjectID,
+		ReturnByValue:       &yes,
+	})
+	if err != nil {
+		p.t.Fatalf("%s: close WebSockets: %v", p.Display, err)
+	}
+	if res.ExceptionDetails != nil {
+		p.t.Fatalf("%s: close WebSockets: %s", p.Display, res.ExceptionDetails.Text)
+	}
+	var n int
+	if err := json.Unmarshal(res.Result.Value, &n); err != nil {
+		p.t.Fatalf("%s: close WebSockets answered %+v: %v", p.Display, res.Result, err)
+	}
+	return n
+}
+
 // darkMode turns the emulated prefers-color-scheme on or off.
 func (p *person) darkMode(on bool) {
 	p.t.Helper()

@@ -111,6 +111,49 @@ func TestBrowserChat(t *testing.T) {
 	ana.openRoomNamed(room)
 	ana.waitFor("the room history after reload", hasMessage(edited)+" && "+hasMessage(reply)+" && "+hasMessage(evil))
 
+	// Bruno's connection drops and the server cannot be reached for a
+	// while: he sees it, writes anyway (queued), and when the socket is
+	// back, resume brings what Ana wrote meanwhile, once and in order, and
+	// his queued message goes out with its original client_id.
+	bruno.openRoomNamed(room)
+	bruno.blockSocket(true)
+	if n := bruno.dropSockets(); n != 1 {
+		t.Fatalf("closed %d WebSockets of Bruno's page; want 1", n)
+	}
+	bruno.waitFor("the connection shown as lost", `document.body.dataset.conn === "waiting" && !document.getElementById("offline-banner").hidden`)
+	during := []string{"Are you still there?", "The deploy is green."}
+	for _, m := range during {
+		ana.send(m)
+		ana.waitFor("confirmed "+m, confirmed(m))
+	}
+	queued := "Sorry, my train went into a tunnel."
+	bruno.send(queued)
+	bruno.waitFor("his message queued", `[...document.querySelectorAll("#messages .msg.mine")].some(e => e.dataset.state === "queued")`)
+	bruno.shot("07-bruno-offline")
+	if got := js[bool](bruno, hasMessage(during[0])); got {
+		t.Fatal("Bruno saw a message while his socket was down: the test did not cut him off")
+	}
+	bruno.blockSocket(false)
+	// "Retry now" skips the rest of the backoff (a reconnect may be under
+	// way already, which the button then leaves alone).
+	js[chromedp.Void](bruno, `document.getElementById("conn-retry").click()`)
+	bruno.waitOnline()
+	bruno.waitFor("what he missed", hasMessage(during[0])+" && "+hasMessage(during[1]))
+	bruno.waitFor("his queued message confirmed", confirmed(queued))
+	ana.waitFor("Bruno's queued message", hasMessage(queued))
+	for _, who := range []*person{ana, bruno} {
+		texts := who.messageTexts()
+		seen := map[string]int{}
+		for _, x := range texts {
+			seen[x]++
+		}
+		for _, m := range append(during, queued) {
+			if seen[m] != 1 {
+				t.Errorf("%s's room shows %q %d times; want once (texts %q)", who.Display, m, seen[m], texts)
+			}
+		}
+	}
+
 	// Bruno closes his tab: he goes offline for Ana, and misses what
 	// follows.
 	bruno.closeTab()
@@ -131,7 +174,7 @@ func TestBrowserChat(t *testing.T) {
 	bruno.login()
 	bruno.waitFor("3 unread in the room", bruno.unreadOf(room)+` === "3"`)
 	bruno.waitFor("1 unread DM", bruno.unreadOf("Ana Lima")+` === "1"`)
-	bruno.shot("07-bruno-back-unread")
+	bruno.shot("08-bruno-back-unread")
 	bruno.openRoomNamed(room)
 	bruno.waitFor("the missed messages", hasMessage(missed[2]))
 	bruno.waitFor("the room's badge cleared once read", bruno.unreadOf(room)+` === "0"`)
@@ -147,13 +190,13 @@ func TestBrowserChat(t *testing.T) {
 
 	// The same page on a phone, and in the dark.
 	bruno.do("phone size", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
-	bruno.shot("08-bruno-phone-dm")
+	bruno.shot("09-bruno-phone-dm")
 	bruno.do("back to the list", chromedp.Click(chromedp.CSS("#back-btn")))
-	bruno.shot("09-bruno-phone-list")
+	bruno.shot("10-bruno-phone-list")
 	bruno.do("desktop size", chromedp.EmulateViewport(1280, 800))
 	bruno.darkMode(true)
 	bruno.openRoomNamed(room)
-	bruno.shot("10-bruno-dark-room")
+	bruno.shot("11-bruno-dark-room")
 
 	ana.checkErrors()
 	bruno.checkErrors()

@@ -32,6 +32,7 @@ const state = {
   routed: new Set(), // rooms the socket delivers: in its hello, or seen an event of
   rerouteTries: new Map(), // room id -> reconnects made to get it routed
   rerouteTimer: 0,
+  helloAt: 0,
 };
 const ROOMS_POLL = 15000; // ms between room-list refreshes while visible
 
@@ -317,6 +318,10 @@ function checkRouting(delay = 1500) {
   clearTimeout(state.rerouteTimer);
   state.rerouteTimer = setTimeout(() => {
     if (!socket.online) return;
+    if (Date.now() - state.helloAt < 1000) {
+      checkRouting(1000); // a fresh socket: let it settle first
+      return;
+    }
     for (const id of state.rooms.keys()) {
       if (state.routed.has(id)) continue;
       const n = state.rerouteTries.get(id) || 0;
@@ -507,6 +512,7 @@ function onHello(hello) {
   const rooms = {};
   let unknown = false;
   state.routed = new Set((hello.rooms || []).map((c) => c.room_id));
+  state.helloAt = Date.now();
   for (const c of hello.rooms || []) {
     const r = state.rooms.get(c.room_id);
     if (!r) {
@@ -577,6 +583,10 @@ function onFrame(f) {
   }
 }
 
+function notMember(code) {
+  return code === "not_a_member" || code === "not_member";
+}
+
 function onErrorFrame(f) {
   if (f.ref) {
     clearTimeout(state.ackTimers.get(f.ref));
@@ -588,11 +598,11 @@ function onErrorFrame(f) {
     }
     for (const r of state.rooms.values()) {
       const p = r.pending.get(f.ref);
-      if (p && f.code === "not_member" && !state.routed.has(r.id) && !p.rerouted) {
+      if (p && notMember(f.code) && (p.reroutes || 0) < 3) {
         // A room this socket does not deliver yet (just created or
         // opened): reconnect; the hello that follows re-sends it.
-        p.rerouted = true;
-        socket.reconnect();
+        p.reroutes = (p.reroutes || 0) + 1;
+        setTimeout(() => socket.reconnect(), 250 * p.reroutes);
         return;
       }
       if (p) {
@@ -603,7 +613,7 @@ function onErrorFrame(f) {
       }
     }
   }
-  if (f.code === "not_member") {
+  if (notMember(f.code)) {
     reloadRooms();
     return;
   }

@@ -4,6 +4,7 @@
 
 const BASE_DELAY = 500; // ms, first retry
 const MAX_DELAY = 30000; // ms, ceiling of the backoff
+const HELLO_TIMEOUT = 10000; // ms from dialing to hello before giving up
 
 // Close codes of docs/protocol.md.
 const CLOSE_TOKEN_EXPIRED = 4001;
@@ -91,6 +92,14 @@ export class Socket {
     }
     this.ws = ws;
     let helloSeen = false;
+    // A socket that neither opens nor fails (a half-open network) is
+    // given up after a while, so the backoff goes on.
+    const giveUp = setTimeout(() => {
+      if (helloSeen || this.ws !== ws) return;
+      this.ws = null;
+      ws.close();
+      this.scheduleRetry();
+    }, HELLO_TIMEOUT);
     ws.onmessage = (msg) => {
       let frame;
       try {
@@ -100,6 +109,7 @@ export class Socket {
       }
       if (frame.type === "hello") {
         helloSeen = true;
+        clearTimeout(giveUp);
         this.attempt = 0;
         this.setState("online");
         this.h.onHello(frame);
@@ -108,6 +118,7 @@ export class Socket {
       this.h.onFrame(frame);
     };
     ws.onclose = (ev) => {
+      clearTimeout(giveUp);
       if (this.ws !== ws) return; // stopped on purpose
       this.ws = null;
       if (this.stopped) return;
