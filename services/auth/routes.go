@@ -30,12 +30,12 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// Limits tune the login throttles.
+// Limits tune the login throttles (read from the environment with Config).
 type Limits struct {
-	UserFreeFailures int
-	IPFreeFailures   int
-	BackoffBase      time.Duration
-	BackoffMax       time.Duration
+	UserFreeFailures int           `envconfig:"AUTH_LOGIN_FREE_FAILURES_USER" default:"5"`
+	IPFreeFailures   int           `envconfig:"AUTH_LOGIN_FREE_FAILURES_IP" default:"20"`
+	BackoffBase      time.Duration `envconfig:"AUTH_LOGIN_BACKOFF_BASE" default:"1s"`
+	BackoffMax       time.Duration `envconfig:"AUTH_LOGIN_BACKOFF_MAX" default:"15m"`
 }
 
 // NewServer returns the auth service's handler. This file lists its whole
@@ -50,7 +50,7 @@ func NewServer(d Deps) http.Handler {
 	verifier := authn.NewVerifier(
 		authn.Config{Issuer: cfg.Issuer, Audience: cfg.Audience, Leeway: cfg.Leeway},
 		d.Keys,
-		authn.WithTrustedIssuers(authn.NewTrustedIssuers(cfg.TrustedIssuers, nil, authn.RemoteKeysOptions{}), d.Accounts),
+		authn.WithTrustedIssuers(authn.NewTrustedIssuers(cfg.Trusted, nil, authn.RemoteKeysOptions{}), d.Accounts),
 	)
 	// Auth owns the sessions, so it checks each token's session in its
 	// store instead of waiting for the revocation notice.
@@ -65,7 +65,7 @@ func NewServer(d Deps) http.Handler {
 		hops: cfg.ForwardedHops,
 	}
 	trusted := map[string]bool{}
-	for _, ti := range cfg.TrustedIssuers {
+	for _, ti := range cfg.Trusted {
 		trusted[ti.Issuer] = true
 	}
 

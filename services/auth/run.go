@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
 
@@ -25,133 +23,92 @@ import (
 	"github.com/papochat/papo/services/auth/internal/signing"
 )
 
-// Config is the auth service's configuration, read from the environment.
+// Config is the auth service's configuration, read from the environment
+// (settings.Base plus the variables below; docs/auth.md lists them).
 type Config struct {
-	Host         string     // APP_HOST, default 0.0.0.0
-	Port         string     // APP_PORT, default 8082
-	DaprHTTPPort string     // DAPR_HTTP_PORT, default 3500
-	DaprGRPCPort string     // DAPR_GRPC_PORT, default 50001
-	LogLevel     slog.Level // LOG_LEVEL
+	settings.Base
 
-	Issuer   string        // AUTH_ISSUER, default papo
-	Audience string        // AUTH_AUDIENCE, default papo
-	Leeway   time.Duration // AUTH_LEEWAY, default 30s
+	AccessTTL time.Duration `envconfig:"ACCESS_TOKEN_TTL" default:"15m"`
+	// SessionTTL is a login's lifetime, refreshes included.
+	SessionTTL time.Duration `envconfig:"SESSION_TTL" default:"720h"`
 
-	AccessTTL  time.Duration // ACCESS_TOKEN_TTL, default 15m
-	SessionTTL time.Duration // SESSION_TTL: a login's lifetime, refreshes included; default 720h
+	StateStore  string `envconfig:"AUTH_STATE_STORE" default:"authstore"`
+	SecretStore string `envconfig:"AUTH_SECRET_STORE" default:"secretstore"`
+	// SigningSecret is the secret holding the keys; KeyReload is how
+	// often they are re-read (rotation).
+	SigningSecret string        `envconfig:"AUTH_SIGNING_SECRET" default:"auth-signing-keys"`
+	KeyReload     time.Duration `envconfig:"AUTH_KEY_RELOAD" default:"1m"`
+	// DevGenerateKeys generates a missing key and writes it to
+	// DevKeyFile, the local secret file.
+	DevGenerateKeys bool   `envconfig:"AUTH_DEV_GENERATE_KEYS" default:"false"`
+	DevKeyFile      string `envconfig:"AUTH_DEV_KEY_FILE"`
 
-	StateStore    string        // AUTH_STATE_STORE, default authstore
-	SecretStore   string        // AUTH_SECRET_STORE, default secretstore
-	SigningSecret string        // AUTH_SIGNING_SECRET: the secret holding the keys, default auth-signing-keys
-	KeyReload     time.Duration // AUTH_KEY_RELOAD: how often keys are re-read (rotation), default 1m
-	// DevGenerateKeys (AUTH_DEV_GENERATE_KEYS) generates a missing key and
-	// writes it to DevKeyFile (AUTH_DEV_KEY_FILE), the local secret file.
-	DevGenerateKeys bool
-	DevKeyFile      string
+	// ForwardedHops is how many proxies append to X-Forwarded-For in front
+	// of auth (the gateway and the gateway's sidecar: 2). The client
+	// address is that many entries from the right.
+	ForwardedHops int `envconfig:"AUTH_FORWARDED_HOPS" default:"2"`
+	// HashConcurrency bounds parallel argon2id runs (19 MiB each).
+	HashConcurrency int `envconfig:"AUTH_HASH_CONCURRENCY" default:"4"`
+	Limits
 
-	// TrustedIssuers (AUTH_TRUSTED_ISSUERS): external OIDC issuers, JSON.
-	TrustedIssuers []authn.TrustedIssuerConfig
-	// ForwardedHops (AUTH_FORWARDED_HOPS): how many proxies append to
-	// X-Forwarded-For in front of auth (the gateway and the gateway's
-	// sidecar: 2). The client address is that many entries from the right.
-	ForwardedHops int
-	// HashConcurrency (AUTH_HASH_CONCURRENCY) bounds parallel argon2id
-	// runs (19 MiB each).
-	HashConcurrency int
-	Limits          Limits
+	// Trusted is AUTH_TRUSTED_ISSUERS (Base.TrustedIssuers) parsed.
+	Trusted []authn.TrustedIssuerConfig `ignored:"true"`
 }
 
-// loadConfig reads Config through getenv (envconfig reads only the
-// process environment, and tests pass their own).
-func loadConfig(getenv func(string) string) (Config, error) {
-	get := func(key, def string) string {
-		if v := strings.TrimSpace(getenv(key)); v != "" {
-			return v
-		}
-		return def
+// loadConfig reads and validates Config; the service listens on 8082
+// unless APP_PORT says otherwise.
+func loadConfig() (Config, error) {
+	cfg := Config{Base: settings.Base{Port: "8082"}}
+	err := settings.Load(&cfg)
+	trusted, terr := authn.ParseTrustedIssuers(cfg.TrustedIssuers)
+	if terr != nil {
+		err = errors.Join(err, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", terr))
 	}
-	var errs []string
-	dur := func(key, def string) time.Duration {
-		d, err := time.ParseDuration(get(key, def))
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Sprintf("%s %q is not a duration", key, get(key, def)))
-		}
-		return d
-	}
-	num := func(key, def string) int {
-		n, err := strconv.Atoi(get(key, def))
-		if err != nil || n < 0 {
-			errs = append(errs, fmt.Sprintf("%s %q is not a non-negative integer", key, get(key, def)))
-		}
-		return n
-	}
-	cfg := Config{
-		Host:            get("APP_HOST", "0.0.0.0"),
-		Port:            get("APP_PORT", "8082"),
-		DaprHTTPPort:    get("DAPR_HTTP_PORT", "3500"),
-		DaprGRPCPort:    get("DAPR_GRPC_PORT", "50001"),
-		Issuer:          get("AUTH_ISSUER", "papo"),
-		Audience:        get("AUTH_AUDIENCE", "papo"),
-		Leeway:          dur("AUTH_LEEWAY", "30s"),
-		AccessTTL:       dur("ACCESS_TOKEN_TTL", "15m"),
-		SessionTTL:      dur("SESSION_TTL", "720h"),
-		StateStore:      get("AUTH_STATE_STORE", "authstore"),
-		SecretStore:     get("AUTH_SECRET_STORE", "secretstore"),
-		SigningSecret:   get("AUTH_SIGNING_SECRET", "auth-signing-keys"),
-		KeyReload:       dur("AUTH_KEY_RELOAD", "1m"),
-		DevKeyFile:      get("AUTH_DEV_KEY_FILE", ""),
-		ForwardedHops:   num("AUTH_FORWARDED_HOPS", "2"),
-		HashConcurrency: num("AUTH_HASH_CONCURRENCY", "4"),
-		Limits: Limits{
-			UserFreeFailures: num("AUTH_LOGIN_FREE_FAILURES_USER", "5"),
-			IPFreeFailures:   num("AUTH_LOGIN_FREE_FAILURES_IP", "20"),
-			BackoffBase:      dur("AUTH_LOGIN_BACKOFF_BASE", "1s"),
-			BackoffMax:       dur("AUTH_LOGIN_BACKOFF_MAX", "15m"),
-		},
-	}
-	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
-		errs = append(errs, "LOG_LEVEL: "+err.Error())
-	}
-	gen, err := strconv.ParseBool(get("AUTH_DEV_GENERATE_KEYS", "false"))
-	if err != nil {
-		errs = append(errs, "AUTH_DEV_GENERATE_KEYS is not a boolean")
-	}
-	cfg.DevGenerateKeys = gen
-	if gen && cfg.DevKeyFile == "" {
-		errs = append(errs, "AUTH_DEV_GENERATE_KEYS needs AUTH_DEV_KEY_FILE")
-	}
-	if cfg.TrustedIssuers, err = authn.ParseTrustedIssuers(getenv("AUTH_TRUSTED_ISSUERS")); err != nil {
-		errs = append(errs, "AUTH_TRUSTED_ISSUERS: "+err.Error())
-	}
-	if cfg.AccessTTL < time.Minute || cfg.AccessTTL > 24*time.Hour {
-		errs = append(errs, "ACCESS_TOKEN_TTL must be between 1m and 24h")
-	}
-	if cfg.SessionTTL < cfg.AccessTTL {
-		errs = append(errs, "SESSION_TTL must be at least ACCESS_TOKEN_TTL")
-	}
-	if cfg.KeyReload < time.Second {
-		errs = append(errs, "AUTH_KEY_RELOAD must be at least 1s")
-	}
-	for key, port := range map[string]string{"APP_PORT": cfg.Port, "DAPR_HTTP_PORT": cfg.DaprHTTPPort, "DAPR_GRPC_PORT": cfg.DaprGRPCPort} {
-		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-			errs = append(errs, fmt.Sprintf("%s %q is not a port", key, port))
+	cfg.Trusted = trusted
+	return cfg, err
+}
+
+// Validate implements settings.Validator.
+func (c Config) Validate() error {
+	var errs []error
+	for _, f := range []struct {
+		key string
+		n   int
+	}{
+		{"AUTH_FORWARDED_HOPS", c.ForwardedHops}, {"AUTH_HASH_CONCURRENCY", c.HashConcurrency},
+		{"AUTH_LOGIN_FREE_FAILURES_USER", c.UserFreeFailures}, {"AUTH_LOGIN_FREE_FAILURES_IP", c.IPFreeFailures},
+	} {
+		if f.n < 0 {
+			errs = append(errs, fmt.Errorf("%s %d is negative", f.key, f.n))
 		}
 	}
-	if len(errs) > 0 {
-		return cfg, fmt.Errorf("%s", strings.Join(errs, "; "))
+	if c.BackoffBase < 0 || c.BackoffMax < 0 {
+		errs = append(errs, errors.New("AUTH_LOGIN_BACKOFF_BASE and AUTH_LOGIN_BACKOFF_MAX must not be negative"))
 	}
-	return cfg, nil
+	if c.DevGenerateKeys && c.DevKeyFile == "" {
+		errs = append(errs, errors.New("AUTH_DEV_GENERATE_KEYS needs AUTH_DEV_KEY_FILE"))
+	}
+	if c.AccessTTL < time.Minute || c.AccessTTL > 24*time.Hour {
+		errs = append(errs, errors.New("ACCESS_TOKEN_TTL must be between 1m and 24h"))
+	}
+	if c.SessionTTL < c.AccessTTL {
+		errs = append(errs, errors.New("SESSION_TTL must be at least ACCESS_TOKEN_TTL"))
+	}
+	if c.KeyReload < time.Second {
+		errs = append(errs, errors.New("AUTH_KEY_RELOAD must be at least 1s"))
+	}
+	return errors.Join(errs...)
 }
 
 // run starts the service and blocks until ctx is done. The HTTP server
 // listens before anything talks to the sidecar, because daprd waits for
 // the app's port.
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
+func run(ctx context.Context, stdout io.Writer) error {
+	cfg, err := loadConfig()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := slog.New(slog.NewJSONHandler(stdout, &slog.HandlerOptions{Level: cfg.LogLevel})).With("app", "auth")
+	log := cfg.Logger(stdout, "auth")
 
 	client, err := sidecar.Client(cfg.DaprGRPCPort)
 	if err != nil {
@@ -175,11 +132,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.Listen(net.JoinHostPort(cfg.Host, cfg.Port), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
 	if err != nil {
 		return err
 	}
-	log.Info("auth listening", "url", srv.URL(), "issuer", cfg.Issuer, "trusted_issuers", len(cfg.TrustedIssuers))
+	log.Info("auth listening", "url", srv.URL(), "issuer", cfg.Issuer, "trusted_issuers", len(cfg.Trusted))
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -33,12 +33,12 @@ func (b *syncBuffer) String() string {
 // no sidecar: /healthz answers, /readyz says not ready (no sidecar, no
 // signing key), and cancelling the context stops run cleanly.
 func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
-	env := map[string]string{"APP_HOST": "127.0.0.1", "APP_PORT": "0", "DAPR_HTTP_PORT": "1", "DAPR_GRPC_PORT": "1"}
+	setenv(t, map[string]string{"APP_HOST": "127.0.0.1", "APP_PORT": "0", "DAPR_HTTP_PORT": "1", "DAPR_GRPC_PORT": "1"})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, &out) }()
+	go func() { done <- run(ctx, &out) }()
 
 	var url string
 	deadline := time.Now().Add(10 * time.Second)

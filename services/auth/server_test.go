@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/statestore/memstore"
 
 	"github.com/papochat/papo/services/auth/internal/account"
@@ -72,9 +74,19 @@ type testEnv struct {
 	cfg  Config
 }
 
+// setenv sets env for the test. envconfig reads the process environment,
+// so the tests of this package cannot run in parallel.
+func setenv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+}
+
 func testConfig(t *testing.T, env map[string]string) Config {
 	t.Helper()
-	cfg, err := loadConfig(func(k string) string { return env[k] })
+	setenv(t, env)
+	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,9 +660,27 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"bad port":              {"APP_PORT": "http"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			if _, err := loadConfig(func(k string) string { return env[k] }); err == nil {
+			setenv(t, env)
+			if _, err := loadConfig(); err == nil {
 				t.Fatal("accepted")
 			}
 		})
+	}
+}
+
+func TestConfigDefaultsAreTheDocumentedOnes(t *testing.T) {
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Base = settings.Base{}
+	want := Config{
+		AccessTTL: 15 * time.Minute, SessionTTL: 720 * time.Hour,
+		StateStore: "authstore", SecretStore: "secretstore", SigningSecret: "auth-signing-keys", KeyReload: time.Minute,
+		ForwardedHops: 2, HashConcurrency: 4,
+		Limits: Limits{UserFreeFailures: 5, IPFreeFailures: 20, BackoffBase: time.Second, BackoffMax: 15 * time.Minute},
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Fatalf("got  %+v\nwant %+v", cfg, want)
 	}
 }
