@@ -488,7 +488,7 @@ function renderConn(s, info) {
     case "waiting": {
       const tick = () => {
         const s = Math.max(0, Math.ceil((info.retryAt - Date.now()) / 1000));
-        text.textContent = s > 0 ? `Offline · retrying in ${s}s` : "Reconnecting…";
+        text.textContent = s > 0 ? `Offline · ${s}s` : "Reconnecting…";
       };
       tick();
       renderConn.timer = setInterval(tick, 1000);
