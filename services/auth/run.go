@@ -71,16 +71,8 @@ func loadConfig() (Config, error) {
 // Validate implements settings.Validator.
 func (c Config) Validate() error {
 	var errs []error
-	for _, f := range []struct {
-		key string
-		n   int
-	}{
-		{"AUTH_FORWARDED_HOPS", c.ForwardedHops}, {"AUTH_HASH_CONCURRENCY", c.HashConcurrency},
-		{"AUTH_LOGIN_FREE_FAILURES_USER", c.UserFreeFailures}, {"AUTH_LOGIN_FREE_FAILURES_IP", c.IPFreeFailures},
-	} {
-		if f.n < 0 {
-			errs = append(errs, fmt.Errorf("%s %d is negative", f.key, f.n))
-		}
+	if c.ForwardedHops < 0 || c.HashConcurrency < 0 || c.UserFreeFailures < 0 || c.IPFreeFailures < 0 {
+		errs = append(errs, errors.New("AUTH_FORWARDED_HOPS, AUTH_HASH_CONCURRENCY and AUTH_LOGIN_FREE_FAILURES_* must not be negative"))
 	}
 	if c.BackoffBase < 0 || c.BackoffMax < 0 {
 		errs = append(errs, errors.New("AUTH_LOGIN_BACKOFF_BASE and AUTH_LOGIN_BACKOFF_MAX must not be negative"))
