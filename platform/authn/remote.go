@@ -123,6 +123,15 @@ func (k *RemoteKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, err
 		if ok {
 			return pub, nil
 		}
+		// No fetch is allowed now, but one may be in flight (the very
+		// first, while a burst of connections arrives): wait for it and
+		// look again rather than refuse a key it is about to bring.
+		k.fetchMu.Lock()
+		pub, ok, _ = k.lookup(kid)
+		k.fetchMu.Unlock()
+		if ok {
+			return pub, nil
+		}
 		return nil, ErrUnknownKey
 	}
 	k.fetchMu.Lock()

@@ -270,6 +270,39 @@ func TestRemoteKeysRefetchOnUnknownKidAtMostOncePerInterval(t *testing.T) {
 	}
 }
 
+// TestRemoteKeysCallersDuringTheFirstFetchWaitForIt: a burst of tokens
+// arriving while the first fetch is in flight (ws after a restart) must
+// wait for that fetch, not be refused as an unknown kid.
+func TestRemoteKeysCallersDuringTheFirstFetchWaitForIt(t *testing.T) {
+	k1 := newEd(t, "k1")
+	started, release := make(chan struct{}), make(chan struct{})
+	keys := authn.NewFetchedKeys(func(context.Context) ([]byte, error) {
+		close(started)
+		<-release
+		return jwksOf(t, k1), nil
+	}, authn.RemoteKeysOptions{MinRefetch: time.Minute})
+	ctx := context.Background()
+	first := make(chan error, 1)
+	go func() { _, err := keys.Key(ctx, "k1"); first <- err }()
+	<-started
+	second := make(chan error, 1)
+	go func() { _, err := keys.Key(ctx, "k1"); second <- err }()
+	select {
+	case err := <-second:
+		t.Fatalf("a caller during the first fetch returned before it ended: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	for _, c := range []chan error{first, second} {
+		if err := <-c; err != nil {
+			t.Fatalf("Key(k1): %v", err)
+		}
+	}
+	if n := keys.Fetches(); n != 1 {
+		t.Fatalf("%d fetches, want 1", n)
+	}
+}
+
 func TestRemoteKeysKeepAStaleSetWhenTheIssuerIsDown(t *testing.T) {
 	k1 := newEd(t, "k1")
 	now := time.Unix(1_700_000_000, 0)
