@@ -3,6 +3,7 @@ module github.com/papochat/papo/bench
 go 1.26
 
 require (
+	github.com/gorilla/websocket v1.5.3
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/launcher v0.0.0
 )
@@ -10,7 +11,6 @@ require (
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.4.3-default-no-op // indirect
 	github.com/google/go-tpm v0.9.6 // indirect
-	github.com/gorilla/websocket v1.5.3 // indirect
 	github.com/klauspost/compress v1.18.0 // indirect
 	github.com/minio/highwayhash v1.0.3 // indirect
 	github.com/nats-io/jwt/v2 v2.8.0 // indirect

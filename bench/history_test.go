@@ -86,7 +86,7 @@ func measureHistory(b *testing.B, profile string) map[string]float64 {
 			b.Fatal(err)
 		}
 	}
-	load := loadavg()
+	load, before := loadavg(), sampleUsage(s)
 	lat := make([]time.Duration, 0, historyRequests)
 	start := time.Now()
 	for i := range historyRequests {
@@ -97,8 +97,9 @@ func measureHistory(b *testing.B, profile string) map[string]float64 {
 		lat = append(lat, d)
 	}
 	wall := time.Since(start)
+	used := sampleUsage(s).since(before)
 	p50, p99, maxD, mean := latencySummary(lat)
-	b.Logf("history %s: %d requests of %d events in %s (load %s → %s): p50 %.2f ms, p99 %.2f ms, max %.2f ms, mean %.2f ms",
-		profile, len(lat), historyPage, wall.Round(time.Millisecond), load, loadavg(), ms(p50), ms(p99), ms(maxD), ms(mean))
+	b.Logf("history %s: %d requests of %d events in %s : p50 %.2f ms, p99 %.2f ms, max %.2f ms, mean %.2f ms (load %s → %s; %s)",
+		profile, len(lat), historyPage, wall.Round(time.Millisecond), ms(p50), ms(p99), ms(maxD), ms(mean), load, loadavg(), used)
 	return map[string]float64{"p50-ms": ms(p50), "p99-ms": ms(p99), "max-ms": ms(maxD), "mean-ms": ms(mean)}
 }

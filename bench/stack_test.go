@@ -45,7 +45,7 @@ func startStack(b *testing.B, profile string, messageReplicas int) *launcher.Sta
 	if testing.Short() {
 		b.Skip("benchmark: starts a whole stack")
 	}
-	root, err := launcher.FindRoot(".")
+	root, err := benchRoot()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -82,6 +82,17 @@ func startStack(b *testing.B, profile string, messageReplicas int) *launcher.Sta
 		_ = os.RemoveAll(dir)
 	})
 	return s
+}
+
+// benchRoot is the source tree whose services are built and measured:
+// PAPO_BENCH_ROOT when set (e.g. a `git archive` export of one commit, so
+// edits in progress elsewhere never change what is measured), else the
+// repository this package is in.
+func benchRoot() (string, error) {
+	if r := os.Getenv("PAPO_BENCH_ROOT"); r != "" {
+		return launcher.FindRoot(r)
+	}
+	return launcher.FindRoot(".")
 }
 
 // user is a registered, logged-in user.
