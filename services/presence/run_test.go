@@ -30,11 +30,13 @@ func (b *syncBuffer) String() string {
 }
 
 func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
-	env := map[string]string{"APP_HOST": "127.0.0.1", "APP_PORT": "0", "DAPR_HTTP_PORT": "1", "DAPR_GRPC_PORT": "1"}
+	for k, v := range map[string]string{"APP_HOST": "127.0.0.1", "APP_PORT": "0", "DAPR_HTTP_PORT": "1", "DAPR_GRPC_PORT": "1"} {
+		t.Setenv(k, v)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(k string) string { return env[k] }, &out) }()
+	go func() { done <- run(ctx, &out) }()
 
 	var url string
 	deadline := time.Now().Add(10 * time.Second)
@@ -73,21 +75,20 @@ func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
 
 func TestConfigRefusesBadValues(t *testing.T) {
 	for key, value := range map[string]string{
-		"APP_PORT":           "http",
-		"PRESENCE_GRACE":     "-1s",
-		"PRESENCE_LEASE_TTL": "1s",
-		"LOG_LEVEL":          "loud",
+		"APP_PORT":                "http",
+		"PRESENCE_GRACE":          "-1s",
+		"PRESENCE_LEASE_TTL":      "1s",
+		"PRESENCE_SWEEP_INTERVAL": "1ms",
+		"LOG_LEVEL":               "loud",
 	} {
-		if _, err := loadConfig(func(k string) string {
-			if k == key {
-				return value
+		t.Run(key, func(t *testing.T) {
+			t.Setenv(key, value)
+			if _, err := loadConfig(); err == nil {
+				t.Errorf("%s=%s accepted", key, value)
 			}
-			return ""
-		}); err == nil {
-			t.Errorf("%s=%s accepted", key, value)
-		}
+		})
 	}
-	cfg, err := loadConfig(func(string) string { return "" })
+	cfg, err := loadConfig()
 	if err != nil || cfg.Grace != 5*time.Second || cfg.LeaseTTL != 20*time.Second {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}
