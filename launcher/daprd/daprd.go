@@ -170,8 +170,12 @@ func (s Sidecar) Args() []string {
 		"--dapr-internal-grpc-port", fmt.Sprint(s.InternalPort),
 		"--dapr-internal-grpc-listen-address", "127.0.0.1",
 		"--dapr-listen-addresses", "127.0.0.1",
+		// daprd 1.14.0 ignores --metrics-listen-address (metrics.FlagOptions
+		// .ToOptions drops it) and would serve metrics on every interface,
+		// so local sidecars run without the metrics server. Kubernetes
+		// deployments keep Dapr's metrics (see k8s/).
+		"--enable-metrics=false",
 		"--metrics-port", fmt.Sprint(s.MetricsPort),
-		"--metrics-listen-address", "127.0.0.1",
 		"--dapr-public-port", fmt.Sprint(s.PublicPort),
 		"--dapr-public-listen-address", "127.0.0.1",
 		"--resources-path", s.ResourcesDir,
