@@ -2,7 +2,6 @@ package bench
 
 import (
 	"bufio"
-	"encoding/base64"
 	"context"
 	"fmt"
 	"io"
@@ -90,13 +89,6 @@ func measureWSMemory(b *testing.B) map[string]float64 {
 	}
 	url := wsURL(s, "ws-1")
 
-	kids := map[string]int{}
-	for _, u := range users {
-		h, _, _ := strings.Cut(u.Token, ".")
-		raw, _ := base64.RawURLEncoding.DecodeString(h)
-		kids[string(raw)]++
-	}
-	b.Logf("token headers: %v", kids)
 	base := rssKiB(b, pid)
 	b.Logf("ws-1 (pid %d) before: VmRSS %d KiB", pid, base)
 	conns := make([]*websocket.Conn, memConns)
