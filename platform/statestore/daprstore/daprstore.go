@@ -161,6 +161,11 @@ func isConflict(err error) bool {
 		return true
 	case strings.Contains(msg, "user_script") && strings.Contains(msg, "failed to set key"):
 		return true
+	case strings.Contains(msg, "error 1213") && strings.Contains(msg, "deadlock"):
+		// MySQL/MariaDB (InnoDB) settles concurrent inserts of one new key
+		// by rolling back all but one as a deadlock: the loser wrote
+		// nothing, so it lost a race like any other and re-reads.
+		return true
 	}
 	return false
 }
