@@ -13,7 +13,9 @@ import (
 // every Dapr state store this machine has, each through a real daprd
 // sidecar: the append algorithm must be gap-free and idempotent on stores
 // whose transactions are atomic (SQLite, PostgreSQL, MySQL) and on Redis,
-// whose transactions are not.
+// whose transactions are not; and both users opening their DM at once
+// through both replicas must make one room whose founding events are
+// announced once.
 func TestTwoReplicasOnRealStores(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts daprd sidecars")
@@ -44,7 +46,9 @@ func TestTwoReplicasOnRealStores(t *testing.T) {
 				AppID:      "message-test-" + s.name,
 				Components: map[string]string{"messagestore.yaml": component},
 			})
-			twoReplicas(t, daprstore.New(sc.Client, "messagestore"))
+			store := daprstore.New(sc.Client, "messagestore")
+			twoReplicas(t, store)
+			concurrentDMOpens(t, store)
 		})
 	}
 }

@@ -89,8 +89,9 @@ type mark struct {
 	Msgs   int64  `json:"msgs"`
 }
 
-// memberOp is a join (In) or a leave at a seq of the log (0 for the
-// members a room is created with).
+// memberOp is a join (In) or a leave at the seq of its member_joined or
+// member_left event in the log (a room's founders join at seq 1 and 2;
+// rooms created before founding events were logged have ops at seq 0).
 type memberOp struct {
 	UserID   string    `json:"user_id"`
 	Seq      int64     `json:"seq"`

@@ -38,7 +38,8 @@ func newFixture(t *testing.T) *fixture {
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// roomWith creates a public room owned by owner that the others join.
+// roomWith creates a public room owned by owner that the others join: the
+// log then holds owner's member_joined at seq 1 and the others' at 2, 3, ….
 func (f *fixture) roomWith(t *testing.T, owner string, others ...string) api.Room {
 	t.Helper()
 	r, err := f.svc.Create(ctx, owner, "general", api.RoomPublic)
@@ -111,16 +112,16 @@ func checkGapFree(t *testing.T, evs []api.Event, from int64) {
 
 func TestEveryEventGetsTheNextSeq(t *testing.T) {
 	f := newFixture(t)
-	r := f.roomWith(t, "alice", "bob") // bob's join is seq 1
+	r := f.roomWith(t, "alice", "bob") // alice's join is seq 1, bob's seq 2
 	consume(t, f.svc, msg(r.ID, "alice", "a1", "hi"), msg(r.ID, "bob", "b1", "hello"))
 	consume(t, f.svc, msg(r.ID, "alice", "a2", "how are you"))
 	if err := f.svc.Leave(ctx, "bob", r.ID); err != nil {
 		t.Fatal(err)
 	}
 	got := history(t, f.svc, "alice", r.ID, room.Page{})
-	wantTypes := []string{api.EventMemberJoined, api.EventMessage, api.EventMessage, api.EventMessage, api.EventMemberLeft}
-	if len(got.Events) != len(wantTypes) || got.LastSeq != 5 {
-		t.Fatalf("got %d events, last_seq %d, want 5 and 5", len(got.Events), got.LastSeq)
+	wantTypes := []string{api.EventMemberJoined, api.EventMemberJoined, api.EventMessage, api.EventMessage, api.EventMessage, api.EventMemberLeft}
+	if len(got.Events) != len(wantTypes) || got.LastSeq != 6 {
+		t.Fatalf("got %d events, last_seq %d, want 6 and 6", len(got.Events), got.LastSeq)
 	}
 	checkGapFree(t, got.Events, 1)
 	for i, e := range got.Events {
@@ -128,8 +129,8 @@ func TestEveryEventGetsTheNextSeq(t *testing.T) {
 			t.Errorf("event %d = %+v, want type %s", i, e, wantTypes[i])
 		}
 	}
-	if got.Events[1].Text != "hi" || got.Events[1].SenderID != "alice" || got.Events[1].ClientID != "a1" {
-		t.Errorf("first message = %+v", got.Events[1])
+	if got.Events[2].Text != "hi" || got.Events[2].SenderID != "alice" || got.Events[2].ClientID != "a1" {
+		t.Errorf("first message = %+v", got.Events[2])
 	}
 	// Every persisted event was announced on room.events, in order.
 	var announced []api.Event
@@ -137,8 +138,8 @@ func TestEveryEventGetsTheNextSeq(t *testing.T) {
 		announced = append(announced, b.Events...)
 	}
 	checkGapFree(t, announced, 1)
-	if len(announced) != 5 {
-		t.Fatalf("announced %d events, want 5", len(announced))
+	if len(announced) != 6 {
+		t.Fatalf("announced %d events, want 6", len(announced))
 	}
 }
 
@@ -161,19 +162,19 @@ func TestRedeliveryAppendsNothingAndAcksTheOriginalSeq(t *testing.T) {
 	// The broker redelivers, and the client retries within a new batch.
 	consume(t, f.svc, msg(r.ID, "alice", "c1", "once"), msg(r.ID, "alice", "c2", "twice"), msg(r.ID, "alice", "c2", "twice"))
 	got := history(t, f.svc, "alice", r.ID, room.Page{})
-	if len(got.Events) != 2 || got.LastSeq != 2 {
-		t.Fatalf("got %d events, last_seq %d, want 2 and 2", len(got.Events), got.LastSeq)
+	if len(got.Events) != 3 || len(messagesOnly(got.Events)) != 2 || got.LastSeq != 3 {
+		t.Fatalf("got %d events, last_seq %d, want 3 (alice's join and 2 messages) and 3", len(got.Events), got.LastSeq)
 	}
 	bs := batches(t, f.pub)[before:]
 	if len(bs) != 1 {
 		t.Fatalf("got %d batches, want 1", len(bs))
 	}
 	wantAcks := []events.Ack{
-		{RoomID: r.ID, SenderID: "alice", ClientID: "c1", Seq: 1},
-		{RoomID: r.ID, SenderID: "alice", ClientID: "c2", Seq: 2},
+		{RoomID: r.ID, SenderID: "alice", ClientID: "c1", Seq: 2},
+		{RoomID: r.ID, SenderID: "alice", ClientID: "c2", Seq: 3},
 	}
-	if fmt.Sprint(bs[0].Acks) != fmt.Sprint(wantAcks) || len(bs[0].Events) != 1 || bs[0].Events[0].Seq != 2 {
-		t.Fatalf("got batch %+v, want event 2 and acks %+v", bs[0], wantAcks)
+	if fmt.Sprint(bs[0].Acks) != fmt.Sprint(wantAcks) || len(bs[0].Events) != 1 || bs[0].Events[0].Seq != 3 {
+		t.Fatalf("got batch %+v, want event 3 and acks %+v", bs[0], wantAcks)
 	}
 }
 
@@ -193,7 +194,7 @@ func TestRefusedSubmissionsAreRejectedDeadLetteredAndNotStored(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	consume(t, f.svc, msg(r.ID, "alice", "m1", "mine"))
+	consume(t, f.svc, msg(r.ID, "alice", "m1", "mine")) // seq 3, after the joins of alice and bob
 	tests := []struct {
 		name string
 		sub  events.Submission
@@ -208,10 +209,11 @@ func TestRefusedSubmissionsAreRejectedDeadLetteredAndNotStored(t *testing.T) {
 		{"malformed room id", msg("../x", "alice", "x6", "hi"), "room_not_found"},
 		{"non-member", msg(private.ID, "bob", "x7", "let me in"), "not_a_member"},
 		{"unknown type", events.Submission{Type: "reaction", RoomID: r.ID, SenderID: "alice", ClientID: "x8"}, "invalid_type"},
-		{"edit of another's message", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "bob", ClientID: "x9", Text: "mine now", TargetSeq: 2}, "not_sender"},
-		{"delete of another's message", events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "bob", ClientID: "x10", TargetSeq: 2}, "not_sender"},
+		{"edit of another's message", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "bob", ClientID: "x9", Text: "mine now", TargetSeq: 3}, "not_sender"},
+		{"delete of another's message", events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "bob", ClientID: "x10", TargetSeq: 3}, "not_sender"},
 		{"edit of a future seq", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x11", Text: "t", TargetSeq: 99}, "invalid_target"},
 		{"edit of a membership event", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x12", Text: "t", TargetSeq: 1}, "invalid_target"},
+		{"delete of a membership event", events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "bob", ClientID: "x14", TargetSeq: 2}, "invalid_target"},
 		{"edit without target", events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x13", Text: "t"}, "invalid_target"},
 	}
 	for _, tt := range tests {
@@ -234,13 +236,13 @@ func TestRefusedSubmissionsAreRejectedDeadLetteredAndNotStored(t *testing.T) {
 			if err := json.Unmarshal(dead[0], &dl); err != nil || dl.Code != tt.code || dl.Submission == nil {
 				t.Errorf("dead letter %s (%v), want code %s with the submission", dead[0], err, tt.code)
 			}
-			if got := history(t, f.svc, "alice", r.ID, room.Page{}).LastSeq; got != 2 {
-				t.Errorf("last_seq = %d after a refused submission, want 2", got)
+			if got := history(t, f.svc, "alice", r.ID, room.Page{}).LastSeq; got != 3 {
+				t.Errorf("last_seq = %d after a refused submission, want 3", got)
 			}
 		})
 	}
-	if got := history(t, f.svc, "alice", private.ID, room.Page{}).LastSeq; got != 0 {
-		t.Errorf("private room last_seq = %d, want 0: nothing of a non-member is stored", got)
+	if got := history(t, f.svc, "alice", private.ID, room.Page{}).LastSeq; got != 1 {
+		t.Errorf("private room last_seq = %d, want 1 (alice's join): nothing of a non-member is stored", got)
 	}
 }
 
@@ -252,20 +254,20 @@ func TestLimitsAcceptTheirBoundaries(t *testing.T) {
 		msg(r.ID, "alice", "tabs", "line one\n\tline two"),
 		msg(r.ID, "alice", "", "no client id"))
 	got := history(t, f.svc, "alice", r.ID, room.Page{})
-	if len(got.Events) != 3 {
-		t.Fatalf("got %d events, want 3 (rejections: %+v)", len(got.Events), batches(t, f.pub))
+	if len(messagesOnly(got.Events)) != 3 || got.LastSeq != 4 {
+		t.Fatalf("got %d messages, last_seq %d, want 3 and 4 (rejections: %+v)", len(messagesOnly(got.Events)), got.LastSeq, batches(t, f.pub))
 	}
 }
 
 func TestEditAndDelete(t *testing.T) {
 	f := newFixture(t)
 	r := f.roomWith(t, "alice")
-	consume(t, f.svc, msg(r.ID, "alice", "m", "secret plan"))
-	consume(t, f.svc, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e", Text: "secret plan v2", TargetSeq: 1})
-	consume(t, f.svc, events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "alice", ClientID: "d", TargetSeq: 1})
+	consume(t, f.svc, msg(r.ID, "alice", "m", "secret plan")) // seq 2, after alice's join
+	consume(t, f.svc, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e", Text: "secret plan v2", TargetSeq: 2})
+	consume(t, f.svc, events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "alice", ClientID: "d", TargetSeq: 2})
 	got := history(t, f.svc, "alice", r.ID, room.Page{}).Events
-	if len(got) != 3 || got[1].Type != api.EventEdit || got[1].TargetSeq != 1 || got[2].Type != api.EventDelete || got[2].TargetSeq != 1 {
-		t.Fatalf("got %+v, want message, edit of 1, delete of 1", got)
+	if len(got) != 4 || got[1].Type != api.EventMessage || got[2].Type != api.EventEdit || got[2].TargetSeq != 2 || got[3].Type != api.EventDelete || got[3].TargetSeq != 2 {
+		t.Fatalf("got %+v, want alice's join, message, edit of 2, delete of 2", got)
 	}
 	for _, e := range got {
 		if strings.Contains(e.Text, "secret") {
@@ -273,7 +275,7 @@ func TestEditAndDelete(t *testing.T) {
 		}
 	}
 	// A deleted message cannot be edited or deleted again.
-	consume(t, f.svc, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e2", Text: "back", TargetSeq: 1})
+	consume(t, f.svc, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e2", Text: "back", TargetSeq: 2})
 	bs := batches(t, f.pub)
 	if last := bs[len(bs)-1]; len(last.Rejections) != 1 || last.Rejections[0].Code != "message_deleted" {
 		t.Fatalf("edit of a deleted message: got %+v", last)
@@ -283,11 +285,15 @@ func TestEditAndDelete(t *testing.T) {
 func TestEditAndDeleteInOneBatchEraseTheEditToo(t *testing.T) {
 	f := newFixture(t)
 	r := f.roomWith(t, "alice")
-	consume(t, f.svc, msg(r.ID, "alice", "m", "oops"))
+	consume(t, f.svc, msg(r.ID, "alice", "m", "oops")) // seq 2, after alice's join
 	consume(t, f.svc,
-		events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e", Text: "oops again", TargetSeq: 1},
-		events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "alice", ClientID: "d", TargetSeq: 1})
-	for _, e := range history(t, f.svc, "alice", r.ID, room.Page{}).Events {
+		events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "e", Text: "oops again", TargetSeq: 2},
+		events.Submission{Type: api.EventDelete, RoomID: r.ID, SenderID: "alice", ClientID: "d", TargetSeq: 2})
+	got := history(t, f.svc, "alice", r.ID, room.Page{}).Events
+	if len(got) != 4 || got[2].Type != api.EventEdit || got[3].Type != api.EventDelete {
+		t.Fatalf("got %+v, want alice's join, message, edit, delete", got)
+	}
+	for _, e := range got {
 		if e.Text != "" {
 			t.Errorf("text left after delete: %+v", e)
 		}
@@ -296,7 +302,7 @@ func TestEditAndDeleteInOneBatchEraseTheEditToo(t *testing.T) {
 
 func TestHistoryPagesAreTheRightSlices(t *testing.T) {
 	f := newFixture(t)
-	r := f.roomWith(t, "alice")
+	r := f.roomWith(t, "alice") // seq 1: alice's join; the messages are 2..131
 	var subs []events.Submission
 	for i := range 130 {
 		subs = append(subs, msg(r.ID, "alice", fmt.Sprint(i), fmt.Sprint("message ", i)))
@@ -313,22 +319,23 @@ func TestHistoryPagesAreTheRightSlices(t *testing.T) {
 		page room.Page
 		want string
 	}{
-		{"latest by default", room.Page{Limit: 50}, "81..130 (50)"},
+		{"latest by default", room.Page{Limit: 50}, "82..131 (50)"},
 		{"after 0", room.Page{HasAfter: true, After: 0, Limit: 50}, "1..50 (50)"},
-		{"after 100", room.Page{HasAfter: true, After: 100, Limit: 50}, "101..130 (30)"},
-		{"after the end", room.Page{HasAfter: true, After: 130, Limit: 50}, "none"},
-		{"before 131", room.Page{HasBefore: true, Before: 131, Limit: 50}, "81..130 (50)"},
+		{"after 100", room.Page{HasAfter: true, After: 100, Limit: 50}, "101..131 (31)"},
+		{"after the end", room.Page{HasAfter: true, After: 131, Limit: 50}, "none"},
+		{"before 132", room.Page{HasBefore: true, Before: 132, Limit: 50}, "82..131 (50)"},
 		{"before 31", room.Page{HasBefore: true, Before: 31, Limit: 50}, "1..30 (30)"},
+		{"before 2", room.Page{HasBefore: true, Before: 2, Limit: 50}, "1..1 (1)"},
 		{"before 1", room.Page{HasBefore: true, Before: 1, Limit: 50}, "none"},
-		{"before past the end", room.Page{HasBefore: true, Before: 1000, Limit: 10}, "121..130 (10)"},
+		{"before past the end", room.Page{HasBefore: true, Before: 1000, Limit: 10}, "122..131 (10)"},
 		{"after and before", room.Page{HasAfter: true, After: 10, HasBefore: true, Before: 15, Limit: 50}, "11..14 (4)"},
-		{"limit 200", room.Page{HasAfter: true, Limit: 200}, "1..130 (130)"},
+		{"limit 200", room.Page{HasAfter: true, Limit: 200}, "1..131 (131)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := history(t, f.svc, "alice", r.ID, tt.page)
-			if seqs(got.Events) != tt.want || got.LastSeq != 130 {
-				t.Fatalf("got %s last_seq %d, want %s last_seq 130", seqs(got.Events), got.LastSeq, tt.want)
+			if seqs(got.Events) != tt.want || got.LastSeq != 131 {
+				t.Fatalf("got %s last_seq %d, want %s last_seq 131", seqs(got.Events), got.LastSeq, tt.want)
 			}
 			if len(got.Events) > 0 {
 				checkGapFree(t, got.Events, got.Events[0].Seq)
@@ -337,7 +344,7 @@ func TestHistoryPagesAreTheRightSlices(t *testing.T) {
 	}
 	// Paging back with before and forward with after covers every event once.
 	var back []api.Event
-	for before := int64(131); ; {
+	for before := int64(132); ; {
 		page := history(t, f.svc, "alice", r.ID, room.Page{HasBefore: true, Before: before, Limit: 50}).Events
 		if len(page) == 0 {
 			break
@@ -346,8 +353,8 @@ func TestHistoryPagesAreTheRightSlices(t *testing.T) {
 		before = page[0].Seq
 	}
 	checkGapFree(t, back, 1)
-	if len(back) != 130 {
-		t.Fatalf("paging back got %d events, want 130", len(back))
+	if len(back) != 131 || len(messagesOnly(back)) != 130 {
+		t.Fatalf("paging back got %d events (%d messages), want 131 (130)", len(back), len(messagesOnly(back)))
 	}
 	for _, bad := range []room.Page{{Limit: 0}, {Limit: api.MaxPageLimit + 1}, {Limit: 5, HasAfter: true, After: -1}} {
 		if _, err := f.svc.History(ctx, "alice", r.ID, bad); apierror.KindOf(err) != apierror.Invalid {
@@ -387,14 +394,14 @@ func TestMembership(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.LastSeq != 1 {
-		t.Fatalf("after adding bob last_seq = %d, want 1", got.LastSeq)
+	if got.LastSeq != 2 {
+		t.Fatalf("after adding bob last_seq = %d, want 2 (alice's join, then bob's)", got.LastSeq)
 	}
 	// Adding again, and bob joining what he is in, change nothing.
 	if _, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 1 {
+	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 2 {
 		t.Fatalf("join as member: %+v, %v", r, err)
 	}
 	members, err := f.svc.Members(ctx, "bob", private.ID)
@@ -402,8 +409,9 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("members = %v, %v; want [alice bob]", members, err)
 	}
 	ev := history(t, f.svc, "bob", private.ID, room.Page{}).Events
-	if len(ev) != 1 || ev[0].Type != api.EventMemberJoined || ev[0].UserID != "bob" || ev[0].SenderID != "alice" {
-		t.Fatalf("got %+v, want member_joined of bob by alice", ev)
+	if len(ev) != 2 || ev[0].Type != api.EventMemberJoined || ev[0].UserID != "alice" || ev[0].SenderID != "alice" ||
+		ev[1].Type != api.EventMemberJoined || ev[1].UserID != "bob" || ev[1].SenderID != "alice" {
+		t.Fatalf("got %+v, want member_joined of alice by alice, then of bob by alice", ev)
 	}
 	if err := f.svc.Leave(ctx, "bob", private.ID); err != nil {
 		t.Fatal(err)
@@ -460,7 +468,7 @@ func TestListsOfRooms(t *testing.T) {
 		t.Fatalf("alice's rooms = %+v, %v", mine, err)
 	}
 	cursors, err := f.svc.Cursors(ctx, "bob")
-	if err != nil || len(cursors) != 1 || cursors[0] != (api.RoomCursor{RoomID: pub.ID, LastSeq: 1}) {
+	if err != nil || len(cursors) != 1 || cursors[0] != (api.RoomCursor{RoomID: pub.ID, LastSeq: 2}) {
 		t.Fatalf("bob's cursors = %+v, %v", cursors, err)
 	}
 	if none, err := f.svc.Mine(ctx, "nobody"); err != nil || none == nil || len(none) != 0 {
@@ -537,7 +545,7 @@ func TestConcurrentDMOpensMakeOneRoom(t *testing.T) {
 
 func TestUnreadFollowsSendsAndTheMonotonicReadMarker(t *testing.T) {
 	f := newFixture(t)
-	r := f.roomWith(t, "alice", "bob") // seq 1: bob joined
+	r := f.roomWith(t, "alice", "bob") // seq 1: alice joined, seq 2: bob
 	unread := func(user string) (readSeq, unread int64) {
 		t.Helper()
 		mine, err := f.svc.Mine(ctx, user)
@@ -546,27 +554,27 @@ func TestUnreadFollowsSendsAndTheMonotonicReadMarker(t *testing.T) {
 		}
 		return mine[0].ReadSeq, mine[0].Unread
 	}
-	if _, n := unread("bob"); n != 0 {
-		t.Fatalf("bob has %d unread after joining, want 0", n)
+	if seq, n := unread("bob"); seq != 2 || n != 0 {
+		t.Fatalf("bob after joining: read_seq %d unread %d, want 2 (his join) and 0", seq, n)
 	}
-	consume(t, f.svc, msg(r.ID, "alice", "1", "a"), msg(r.ID, "alice", "2", "b"), msg(r.ID, "alice", "3", "c")) // seqs 2-4
+	consume(t, f.svc, msg(r.ID, "alice", "1", "a"), msg(r.ID, "alice", "2", "b"), msg(r.ID, "alice", "3", "c")) // seqs 3-5
 	if _, n := unread("bob"); n != 3 {
 		t.Fatalf("bob unread = %d, want 3", n)
 	}
-	if seq, n := unread("alice"); n != 0 || seq != 4 {
-		t.Fatalf("alice (the sender) read_seq %d unread %d, want 4 and 0", seq, n)
+	if seq, n := unread("alice"); n != 0 || seq != 5 {
+		t.Fatalf("alice (the sender) read_seq %d unread %d, want 5 and 0", seq, n)
+	}
+	if err := f.svc.MarkRead(ctx, "bob", r.ID, 4); err != nil {
+		t.Fatal(err)
+	}
+	if seq, n := unread("bob"); seq != 4 || n != 1 {
+		t.Fatalf("bob after reading 4: read_seq %d unread %d, want 4 and 1", seq, n)
 	}
 	if err := f.svc.MarkRead(ctx, "bob", r.ID, 3); err != nil {
 		t.Fatal(err)
 	}
-	if seq, n := unread("bob"); seq != 3 || n != 1 {
-		t.Fatalf("bob after reading 3: read_seq %d unread %d, want 3 and 1", seq, n)
-	}
-	if err := f.svc.MarkRead(ctx, "bob", r.ID, 2); err != nil {
-		t.Fatal(err)
-	}
-	if seq, n := unread("bob"); seq != 3 || n != 1 {
-		t.Fatalf("marker moved backwards: read_seq %d unread %d, want 3 and 1", seq, n)
+	if seq, n := unread("bob"); seq != 4 || n != 1 {
+		t.Fatalf("marker moved backwards: read_seq %d unread %d, want 4 and 1", seq, n)
 	}
 	// Membership events are not unread; a marker past the end stops at it.
 	if err := f.svc.Leave(ctx, "alice", r.ID); err != nil {
@@ -578,8 +586,8 @@ func TestUnreadFollowsSendsAndTheMonotonicReadMarker(t *testing.T) {
 	if err := f.svc.MarkRead(ctx, "bob", r.ID, 1000); err != nil {
 		t.Fatal(err)
 	}
-	if seq, n := unread("bob"); seq != 5 || n != 0 {
-		t.Fatalf("bob after reading past the end: read_seq %d unread %d, want 5 and 0", seq, n)
+	if seq, n := unread("bob"); seq != 6 || n != 0 {
+		t.Fatalf("bob after reading past the end: read_seq %d unread %d, want 6 and 0", seq, n)
 	}
 	if err := f.svc.MarkRead(ctx, "bob", r.ID, -1); apierror.KindOf(err) != apierror.Invalid {
 		t.Fatalf("negative seq: got %v, want Invalid", err)
@@ -612,12 +620,12 @@ func TestAPublishFailureIsTransientAndRedeliveryAcks(t *testing.T) {
 	}
 	f.pub.SetFailure(nil)
 	consume(t, f.svc, msg(r.ID, "alice", "c", "hi"))
-	if got := history(t, f.svc, "alice", r.ID, room.Page{}); len(got.Events) != 1 {
-		t.Fatalf("got %d events after redelivery, want 1", len(got.Events))
+	if got := history(t, f.svc, "alice", r.ID, room.Page{}); len(messagesOnly(got.Events)) != 1 || got.LastSeq != 2 {
+		t.Fatalf("got %d messages, last_seq %d after redelivery, want 1 and 2", len(messagesOnly(got.Events)), got.LastSeq)
 	}
 	bs := batches(t, f.pub)
-	if last := bs[len(bs)-1]; len(last.Acks) != 1 || last.Acks[0].Seq != 1 || len(last.Events) != 0 {
-		t.Fatalf("redelivery announced %+v, want an ack of seq 1", last)
+	if last := bs[len(bs)-1]; len(last.Acks) != 1 || last.Acks[0].Seq != 2 || len(last.Events) != 0 {
+		t.Fatalf("redelivery announced %+v, want an ack of seq 2", last)
 	}
 }
 
@@ -637,14 +645,14 @@ func TestACommittedTailIsServedAndMaterializedLater(t *testing.T) {
 	r := f.roomWith(t, "alice")
 	crashy := room.New(failingTransact{f.store}, f.pub, quiet())
 	consume(t, crashy, msg(r.ID, "alice", "1", "one"), msg(r.ID, "alice", "2", "two"))
-	if got := history(t, f.svc, "alice", r.ID, room.Page{}); len(got.Events) != 2 || got.Events[1].Text != "two" {
+	if got := history(t, f.svc, "alice", r.ID, room.Page{}); len(got.Events) != 3 || got.Events[2].Text != "two" {
 		t.Fatalf("history of an unmaterialized tail = %+v", got)
 	}
 	consume(t, f.svc, msg(r.ID, "alice", "3", "three"), msg(r.ID, "alice", "1", "one"))
 	got := history(t, f.svc, "alice", r.ID, room.Page{})
 	checkGapFree(t, got.Events, 1)
-	if len(got.Events) != 3 {
-		t.Fatalf("got %d events, want 3 (the redelivered 1 is acked, not stored)", len(got.Events))
+	if len(got.Events) != 4 || len(messagesOnly(got.Events)) != 3 {
+		t.Fatalf("got %d events, want 4: alice's join and 3 messages (the redelivered 1 is acked, not stored)", len(got.Events))
 	}
 }
 
@@ -727,7 +735,7 @@ func twoReplicas(t *testing.T, store statestore.Store) {
 	}
 	wg.Wait()
 	got := history(t, replicas[1], "u0", r.ID, room.Page{HasAfter: true, Limit: api.MaxPageLimit})
-	const joins = senders - 1
+	const joins = senders // u0 founded the room (seq 1), the others joined
 	if got.LastSeq != joins+senders*each {
 		t.Fatalf("last_seq = %d, want %d", got.LastSeq, joins+senders*each)
 	}

@@ -11,7 +11,9 @@ import (
 )
 
 // Create makes a public or private room with userID as its first member.
-// Creating a room appends no event: its log starts empty (last_seq 0).
+// The log starts with the creator's member_joined (seq 1), committed in the
+// head's first tail and announced like any appended event, so every ws
+// replica routes the new room to the creator's open sockets at once.
 func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Room, error) {
 	name, err := checkName(name)
 	if err != nil {
@@ -20,18 +22,39 @@ func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Ro
 	if kind != api.RoomPublic && kind != api.RoomPrivate {
 		return api.Room{}, apierror.Invalidf("invalid_kind", "kind must be %q or %q", api.RoomPublic, api.RoomPrivate)
 	}
-	now := s.now().UTC()
-	rec := roomRecord{
-		ID: newRoomID(), Name: name, Kind: kind, CreatedBy: userID, CreatedAt: now,
-		Tail: tail{Members: []memberOp{{UserID: userID, In: true, At: now}}, Public: kind == api.RoomPublic},
-	}
+	rec := roomRecord{ID: newRoomID(), Name: name, Kind: kind, CreatedBy: userID, CreatedAt: s.now().UTC()}
+	rec.Tail.Public = kind == api.RoomPublic
+	first := rec.founded(userID)
 	if err := s.store.Write(ctx, statestore.Op{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true}); err != nil {
 		return api.Room{}, fmt.Errorf("create room: %w", err)
 	}
-	if err := s.materialize(ctx, rec); err != nil {
+	// Materialized before it is announced, so a client that hears of the
+	// room and lists its rooms (or reconnects) already finds it. The head
+	// is committed either way: a failed materialization is finished by the
+	// next writer or reader, and the founding events are announced anyway.
+	err = s.materialize(ctx, rec)
+	s.announceLogged(ctx, events.RoomEventBatch{RoomID: rec.ID, Events: first})
+	if err != nil {
 		return api.Room{}, fmt.Errorf("create room: %w", err)
 	}
 	return rec.api(), nil
+}
+
+// founded puts the founding members' member_joined events (seq 1, 2, …,
+// sent by the creator) and their joins into a new room's first tail, and
+// returns the events. Like any join, a founder's read marker starts at its
+// own member_joined, with no message before it.
+func (r *roomRecord) founded(userIDs ...string) []api.Event {
+	out := make([]api.Event, 0, len(userIDs))
+	for _, uid := range userIDs {
+		r.LastSeq++
+		ev := api.Event{RoomID: r.ID, Seq: r.LastSeq, Type: api.EventMemberJoined, ID: eventID(r.ID, r.LastSeq),
+			SenderID: r.CreatedBy, UserID: uid, CreatedAt: r.CreatedAt}
+		r.Tail.Events = append(r.Tail.Events, eventRecord{Event: ev, Msgs: r.Messages})
+		r.Tail.Members = append(r.Tail.Members, memberOp{UserID: uid, Seq: ev.Seq, In: true, At: r.CreatedAt, ReadMsgs: r.Messages})
+		out = append(out, ev)
+	}
+	return out
 }
 
 // OpenDM returns the DM room of userID and otherID, creating it on first
@@ -49,7 +72,9 @@ func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room,
 		pair = []string{otherID, userID}
 	}
 	var out roomRecord
+	var first []api.Event
 	err := s.retry(ctx, func() error {
+		first = nil
 		head, _, found, err := s.readHead(ctx, id)
 		if err != nil {
 			return err
@@ -58,15 +83,23 @@ func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room,
 			out = head
 			return nil
 		}
-		now := s.now().UTC()
-		out = roomRecord{ID: id, Kind: api.RoomDM, CreatedBy: userID, CreatedAt: now, Members: pair}
-		for _, uid := range pair {
-			out.Tail.Members = append(out.Tail.Members, memberOp{UserID: uid, In: true, At: now})
+		out = roomRecord{ID: id, Kind: api.RoomDM, CreatedBy: userID, CreatedAt: s.now().UTC(), Members: pair}
+		joined := out.founded(pair...)
+		if err := s.store.Write(ctx, statestore.Op{Key: roomKey(id), Value: encode(out), IfAbsent: true}); err != nil {
+			return err
 		}
-		return s.store.Write(ctx, statestore.Op{Key: roomKey(id), Value: encode(out), IfAbsent: true})
+		first = joined
+		return nil
 	})
 	if err == nil {
 		err = s.materialize(ctx, out)
+	}
+	if first != nil {
+		// Only the opener whose insert created the head announces, so the
+		// founding events go out once however many open the DM at once;
+		// both sides' open sockets learn of the DM now, not at reconnect.
+		// Announced after materializing, as in Create.
+		s.announceLogged(ctx, events.RoomEventBatch{RoomID: id, Events: first})
 	}
 	if err != nil {
 		return api.Room{}, fmt.Errorf("open dm: %w", err)

@@ -135,19 +135,23 @@ func TestPublicRoutesNeedAToken(t *testing.T) {
 func TestRoomRoutes(t *testing.T) {
 	e := newEnv(t)
 	r := e.createRoom("alice", "general", api.RoomPublic)
-	if r.ID == "" || r.Kind != api.RoomPublic || r.CreatedBy != "alice" || r.LastSeq != 0 {
+	// The log starts with the creator's member_joined.
+	if r.ID == "" || r.Kind != api.RoomPublic || r.CreatedBy != "alice" || r.LastSeq != 1 {
 		t.Fatalf("created %+v", r)
 	}
 	var joined api.RoomResponse
-	if st := e.do("bob", http.MethodPost, "/api/v1/rooms/"+r.ID+"/join", nil, &joined); st != http.StatusOK || joined.Room.LastSeq != 1 {
+	if st := e.do("bob", http.MethodPost, "/api/v1/rooms/"+r.ID+"/join", nil, &joined); st != http.StatusOK || joined.Room.LastSeq != 2 {
 		t.Fatalf("join: %d %+v", st, joined)
 	}
 	var public, mine api.RoomsResponse
 	if st := e.do("carol", http.MethodGet, "/api/v1/rooms/public", nil, &public); st != http.StatusOK || len(public.Rooms) != 1 {
 		t.Fatalf("public: %d %+v", st, public)
 	}
-	if st := e.do("bob", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 || mine.Rooms[0].ReadSeq != 1 {
+	if st := e.do("bob", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 || mine.Rooms[0].ReadSeq != 2 {
 		t.Fatalf("mine: %d %+v", st, mine)
+	}
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 || mine.Rooms[0].ReadSeq != 1 || mine.Rooms[0].LastSeq != 2 || mine.Rooms[0].Unread != 0 {
+		t.Fatalf("creator's rooms: %d %+v, want read_seq 1 (her join), last_seq 2, unread 0", st, mine)
 	}
 	var members server.MembersResponse
 	if st := e.do("bob", http.MethodGet, "/api/v1/rooms/"+r.ID+"/members", nil, &members); st != http.StatusOK || fmt.Sprint(members.Members) != "[alice bob]" {
@@ -239,15 +243,16 @@ func TestSendIsPublishedAndConsumedThroughTheSubscription(t *testing.T) {
 		t.Fatalf("delivery answered %s", got)
 	}
 	var page api.EventsResponse
-	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=0", nil, &page); st != http.StatusOK || len(page.Events) != 1 || page.Events[0].Text != "hello" || page.LastSeq != 1 {
-		t.Fatalf("history: %d %+v", st, page)
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=0", nil, &page); st != http.StatusOK || len(page.Events) != 2 ||
+		page.Events[0].Type != api.EventMemberJoined || page.Events[1].Text != "hello" || page.Events[1].Seq != 2 || page.LastSeq != 2 {
+		t.Fatalf("history: %d %+v, want alice's member_joined and hello at seq 2", st, page)
 	}
 	// A batch published as text arrives as a JSON string, and still counts.
 	text, _ := json.Marshal(`{"submissions":[{"type":"message","room_id":"` + r.ID + `","sender_id":"alice","client_id":"c3","text":"as text"}]}`)
 	if got := e.deliver(text); got != "SUCCESS" {
 		t.Fatalf("text delivery answered %s", got)
 	}
-	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=1", nil, &page); st != http.StatusOK || len(page.Events) != 1 || page.Events[0].Text != "as text" {
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=2", nil, &page); st != http.StatusOK || len(page.Events) != 1 || page.Events[0].Text != "as text" {
 		t.Fatalf("history after a text delivery: %d %+v", st, page)
 	}
 	// A malformed payload is dead-lettered and not redelivered.
@@ -294,6 +299,23 @@ func TestDMRoutes(t *testing.T) {
 	if st := e.do("bob", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "alice"}, &b); st != http.StatusOK || b.Room.ID != a.Room.ID || b.Room.Kind != api.RoomDM {
 		t.Fatalf("dm from the other side: %d %+v vs %+v", st, b.Room, a.Room)
 	}
+	// Its log starts with both members' member_joined (the sorted pair,
+	// sent by alice who opened it), announced once, not at the second open.
+	var page api.EventsResponse
+	if st := e.do("bob", http.MethodGet, "/api/v1/rooms/"+a.Room.ID+"/events", nil, &page); st != http.StatusOK || page.LastSeq != 2 || len(page.Events) != 2 ||
+		page.Events[0].UserID != "alice" || page.Events[1].UserID != "bob" || page.Events[0].SenderID != "alice" || page.Events[1].SenderID != "alice" ||
+		page.Events[0].Type != api.EventMemberJoined || page.Events[1].Type != api.EventMemberJoined {
+		t.Fatalf("dm log: %d %+v", st, page)
+	}
+	if got := e.pub.Messages(events.TopicRoomEvents); len(got) != 1 {
+		t.Fatalf("%d batches announced for one dm, want 1: %s", len(got), got)
+	}
+	for user, want := range map[string]int64{"alice": 1, "bob": 2} {
+		var mine api.RoomsResponse
+		if st := e.do(user, http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 || mine.Rooms[0].ReadSeq != want || mine.Rooms[0].Unread != 0 {
+			t.Fatalf("%s's rooms: %d %+v, want read_seq %d (own join) and unread 0", user, st, mine, want)
+		}
+	}
 	if st, code := e.errorCode("carol", http.MethodPost, "/api/v1/rooms/"+a.Room.ID+"/join", nil); st != http.StatusForbidden || code != "dm_closed" {
 		t.Fatalf("third user joining a dm: %d %s", st, code)
 	}
@@ -304,19 +326,23 @@ func TestInternalRoutes(t *testing.T) {
 	r := e.createRoom("alice", "general", api.RoomPublic)
 	e.do("bob", http.MethodPost, "/api/v1/rooms/"+r.ID+"/join", nil, nil)
 	var cursors server.CursorsResponse
-	if st := e.do("", http.MethodGet, "/internal/v1/users/bob/rooms", nil, &cursors); st != http.StatusOK || len(cursors.Rooms) != 1 || cursors.Rooms[0] != (api.RoomCursor{RoomID: r.ID, LastSeq: 1}) {
+	if st := e.do("", http.MethodGet, "/internal/v1/users/bob/rooms", nil, &cursors); st != http.StatusOK || len(cursors.Rooms) != 1 || cursors.Rooms[0] != (api.RoomCursor{RoomID: r.ID, LastSeq: 2}) {
 		t.Fatalf("cursors: %d %+v", st, cursors)
 	}
 	var page api.EventsResponse
-	if st := e.do("", http.MethodGet, "/internal/v1/rooms/"+r.ID+"/events?after=0&limit=10", nil, &page); st != http.StatusOK || len(page.Events) != 1 {
+	if st := e.do("", http.MethodGet, "/internal/v1/rooms/"+r.ID+"/events?after=0&limit=10", nil, &page); st != http.StatusOK || len(page.Events) != 2 || page.LastSeq != 2 {
 		t.Fatalf("internal events: %d %+v", st, page)
 	}
 	var members server.MembersResponse
 	if st := e.do("", http.MethodGet, "/internal/v1/rooms/"+r.ID+"/members", nil, &members); st != http.StatusOK || len(members.Members) != 2 {
 		t.Fatalf("internal members: %d %+v", st, members)
 	}
-	if st := e.do("", http.MethodPost, "/internal/v1/rooms/"+r.ID+"/read", server.InternalReadRequest{UserID: "alice", Seq: 1}, nil); st != http.StatusNoContent {
+	if st := e.do("", http.MethodPost, "/internal/v1/rooms/"+r.ID+"/read", server.InternalReadRequest{UserID: "alice", Seq: 2}, nil); st != http.StatusNoContent {
 		t.Fatalf("internal read: %d", st)
+	}
+	var mine api.RoomsResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 || mine.Rooms[0].ReadSeq != 2 {
+		t.Fatalf("alice's marker after the internal read: %d %+v, want read_seq 2", st, mine)
 	}
 	if st, code := e.errorCode("", http.MethodPost, "/internal/v1/rooms/"+r.ID+"/read", server.InternalReadRequest{UserID: "carol", Seq: 1}); st != http.StatusForbidden || code != "not_a_member" {
 		t.Fatalf("internal read by a non-member: %d %s", st, code)
