@@ -30,11 +30,10 @@ const state = {
   unreadMark: 0, // "new messages" divider of the open room
   roomsReload: 0,
   routed: new Set(), // rooms the socket delivers: in its hello, or seen an event of
-  rerouteTries: new Map(), // room id -> reconnects made to get it routed
-  rerouteTimer: 0,
-  helloAt: 0,
+  routeWaits: new Map(), // room id -> timer: sends held until the room's first event
 };
 const ROOMS_POLL = 15000; // ms between room-list refreshes while visible
+const ROUTE_WAIT = 5000; // ms a held send waits for its new room's first event
 
 const socket = new Socket({
   getToken: async () => {
@@ -264,8 +263,8 @@ function wireApp() {
     // Typing lines expire; "last seen" phrases age.
     if (state.current) renderTyping();
   }, 1000);
-  // Rooms others put us in (a DM someone opened) show up even before
-  // their first event reaches this socket.
+  // Rooms come live with their member_joined events (a DM someone opened,
+  // an invitation); the list is refreshed too, in case one was missed.
   setInterval(() => {
     if (state.me && socket.online && document.visibilityState === "visible") loadRooms().catch(() => {});
   }, ROOMS_POLL);
@@ -307,30 +306,36 @@ async function loadRooms() {
   }
   fetchPresence(dmPeers);
   renderSidebar();
-  checkRouting(300);
 }
 
-// checkRouting reconnects the socket when the user belongs to a room its
-// hello did not list and no event of it has come since (a room created or
-// a DM opened while connected): the next hello includes it, and resume
-// fills in whatever was written meanwhile. A few tries per room at most.
-function checkRouting(delay = 1500) {
-  clearTimeout(state.rerouteTimer);
-  state.rerouteTimer = setTimeout(() => {
-    if (!socket.online) return;
-    if (Date.now() - state.helloAt < 1000) {
-      checkRouting(1000); // a fresh socket: let it settle first
-      return;
-    }
-    for (const id of state.rooms.keys()) {
-      if (state.routed.has(id)) continue;
-      const n = state.rerouteTries.get(id) || 0;
-      if (n >= 3) continue;
-      state.rerouteTries.set(id, n + 1);
-      socket.reconnect();
-      return;
-    }
-  }, delay);
+// A room created or a DM opened while connected reaches the socket with
+// its founding member_joined events, a moment after the HTTP answer. A
+// send refused as not_a_member before that is held, and goes again when
+// the room's first event arrives (routed). Should that event never come
+// (its announcement lost), one reconnect makes the next hello list the
+// room, and the hello re-sends what is held.
+function holdForRoute(r, p) {
+  p.held = true;
+  if (state.routeWaits.has(r.id)) return;
+  state.routeWaits.set(
+    r.id,
+    setTimeout(() => {
+      state.routeWaits.delete(r.id);
+      if (!state.routed.has(r.id) && [...r.pending.values()].some((q) => q.held)) socket.reconnect();
+    }, ROUTE_WAIT),
+  );
+}
+
+// routed records that the socket delivers a room, and sends what was held
+// for it.
+function routed(roomID) {
+  if (state.routed.has(roomID)) return;
+  state.routed.add(roomID);
+  clearTimeout(state.routeWaits.get(roomID));
+  state.routeWaits.delete(roomID);
+  const r = state.rooms.get(roomID);
+  if (!r) return;
+  for (const p of r.pending.values()) if (p.held && p.state === "sending") transmit(r, p);
 }
 
 // reloadRooms refreshes the room list soon, once for a burst of callers.
@@ -512,7 +517,8 @@ function onHello(hello) {
   const rooms = {};
   let unknown = false;
   state.routed = new Set((hello.rooms || []).map((c) => c.room_id));
-  state.helloAt = Date.now();
+  for (const t of state.routeWaits.values()) clearTimeout(t);
+  state.routeWaits.clear(); // what is held goes again below
   for (const c of hello.rooms || []) {
     const r = state.rooms.get(c.room_id);
     if (!r) {
@@ -598,11 +604,13 @@ function onErrorFrame(f) {
     }
     for (const r of state.rooms.values()) {
       const p = r.pending.get(f.ref);
-      if (p && notMember(f.code) && (p.reroutes || 0) < 3) {
-        // A room this socket does not deliver yet (just created or
-        // opened): reconnect; the hello that follows re-sends it.
-        p.reroutes = (p.reroutes || 0) + 1;
-        setTimeout(() => socket.reconnect(), 250 * p.reroutes);
+      if (p && notMember(f.code) && !p.heldOnce) {
+        // Sent before the socket delivered the room (just created or
+        // opened): it goes again once the room's first event is here, or
+        // now if that came meanwhile. Once only: a second refusal is final.
+        p.heldOnce = true;
+        if (state.routed.has(r.id)) transmit(r, p);
+        else holdForRoute(r, p);
         return;
       }
       if (p) {
@@ -621,7 +629,6 @@ function onErrorFrame(f) {
 }
 
 function onEvent(e) {
-  state.routed.add(e.room_id);
   let r = state.rooms.get(e.room_id);
   if (!r) {
     // A room we were just added to (a DM someone opened, an invitation).
@@ -629,6 +636,7 @@ function onEvent(e) {
     state.rooms.set(r.id, r);
     reloadRooms();
   }
+  routed(e.room_id);
   const fresh = r.ingest(e, state.me.id);
   if (!fresh) return;
   if (e.type === "member_left" && (e.user_id || e.sender_id) === state.me.id) {
@@ -1193,6 +1201,7 @@ function sendComposer() {
 // transmit sends (or re-sends, same client_id) a pending message; if no
 // socket is up it waits for the next hello.
 function transmit(r, p) {
+  p.held = false;
   const ok = socket.send({ type: "send", room_id: r.id, client_id: p.client_id, text: p.text });
   clearTimeout(state.ackTimers.get(p.client_id));
   if (!ok) return;
@@ -1319,7 +1328,6 @@ function addRoom(room) {
   if (have) have.merge(room);
   else state.rooms.set(room.id, new Room(room));
   renderSidebar();
-  checkRouting(300);
 }
 
 let publicRooms = [];
