@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,6 +118,7 @@ func newUsers(b *testing.B, s *launcher.Stack, prefix string, n int) []*user {
 	users := make([]*user, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, 8)
+	var retries atomic.Int64
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Add(1)
@@ -126,11 +129,23 @@ func newUsers(b *testing.B, s *launcher.Stack, prefix string, n int) []*user {
 			c := client.New(s.GatewayURL)
 			name := randomName(prefix)
 			pw := "correct horse " + name
-			if _, err := c.Register(ctx, name, pw, name); err != nil {
+			err := retry5xx(ctx, &retries, func() error {
+				_, err := c.Register(ctx, name, pw, name)
+				var ce *client.Error
+				if errors.As(err, &ce) && ce.Status == http.StatusConflict {
+					return nil // an earlier try got through
+				}
+				return err
+			})
+			if err != nil {
 				errs[i] = fmt.Errorf("register %s: %w", name, err)
 				return
 			}
-			tok, err := c.Login(ctx, name, pw)
+			var tok api.TokenResponse
+			err = retry5xx(ctx, &retries, func() (err error) {
+				tok, err = c.Login(ctx, name, pw)
+				return err
+			})
 			if err != nil {
 				errs[i] = fmt.Errorf("login %s: %w", name, err)
 				return
@@ -142,7 +157,36 @@ func newUsers(b *testing.B, s *launcher.Stack, prefix string, n int) []*user {
 	if err := errors.Join(errs...); err != nil {
 		b.Fatal(err)
 	}
+	if n := retries.Load(); n > 0 {
+		b.Logf("registering %d users took %d retries of 5xx answers", n, retries.Load())
+	}
 	return users
+}
+
+// retry5xx calls f until it succeeds, fails with something else than a
+// 5xx answer, or 20 tries have failed, 500 ms apart. A fresh stack's
+// sidecars can answer 500 "name resolver not initialized" or "no host
+// found" for a moment after they report ready, and under heavy load; a
+// client retries such answers, and so does the load generator (the
+// count is reported).
+func retry5xx(ctx context.Context, retries *atomic.Int64, f func() error) error {
+	var err error
+	for range 20 {
+		if err = f(); err == nil {
+			return nil
+		}
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status < 500 {
+			return err
+		}
+		retries.Add(1)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return err
 }
 
 // wsURL is the WebSocket URL of one app (a ws replica).
