@@ -321,7 +321,11 @@ spec:
     version: v1
     configuration:
       connectionString: %q
-      updateInterval: 5s
+      # A sidecar renews its row every updateInterval - timeout - 1 s and
+      # is dropped once it is updateInterval old: 11 s of slack keeps a
+      # busy machine from losing a live app (the default leaves 2 s).
+      updateInterval: 15s
+      timeout: 10s
 `, filepath.Join(s.DataDir, "nameresolution.db"))
 	if err := os.WriteFile(nr, []byte(content), 0o644); err != nil {
 		return nil, err
