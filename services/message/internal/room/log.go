@@ -323,29 +323,40 @@ func (s *Service) History(ctx context.Context, asUser, roomID string, p Page) (a
 		return resp, nil
 	}
 	// Events in the head's tail may not be in their keys yet; every older
-	// one is.
+	// one is, and once read it is cached (event keys never change).
+	recs := make([]eventRecord, to-from+1)
 	var keys []string
+	var missing []int
 	for seq := from; seq <= to; seq++ {
-		if _, ok := head.tailEvent(seq); !ok {
-			keys = append(keys, eventKey(roomID, seq))
+		i := int(seq - from)
+		if rec, ok := head.tailEvent(seq); ok {
+			recs[i] = rec
+			continue
 		}
+		key := eventKey(roomID, seq)
+		if rec, ok := s.events.Get(key); ok {
+			recs[i] = rec
+			continue
+		}
+		keys = append(keys, key)
+		missing = append(missing, i)
 	}
 	items, err := s.bulkGet(ctx, keys...)
 	if err != nil {
 		return api.EventsResponse{}, fmt.Errorf("history of room %s: %w", roomID, err)
 	}
-	for seq, i := from, 0; seq <= to; seq++ {
-		rec, ok := head.tailEvent(seq)
-		if !ok {
-			it := items[i]
-			i++
-			if !it.Found() {
-				return api.EventsResponse{}, fmt.Errorf("history of room %s: %s missing below last_seq %d", roomID, it.Key, last)
-			}
-			if err := decode(it, &rec); err != nil {
-				return api.EventsResponse{}, err
-			}
+	for j, it := range items {
+		if !it.Found() {
+			return api.EventsResponse{}, fmt.Errorf("history of room %s: %s missing below last_seq %d", roomID, it.Key, last)
 		}
+		var rec eventRecord
+		if err := decode(it, &rec); err != nil {
+			return api.EventsResponse{}, err
+		}
+		recs[missing[j]] = rec
+		s.events.Add(it.Key, rec)
+	}
+	for _, rec := range recs {
 		resp.Events = append(resp.Events, head.visible(rec.Event))
 	}
 	return resp, nil

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	lru "github.com/hashicorp/golang-lru/v2"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"regexp"
@@ -40,11 +41,25 @@ type Service struct {
 	log   *slog.Logger
 	now   func() time.Time
 	queue *combiner
+	// events caches materialized event records by key. An event key is
+	// written once with the only value it can have (a delete hides text at
+	// read time, from the head), so a cached record never goes stale and
+	// needs no invalidation, whichever replica appends.
+	events *lru.Cache[string, eventRecord]
 }
+
+// EventCacheSize is how many event records a Service keeps in memory for
+// history reads (a page of recent history is read by every client that
+// opens a room or resumes).
+const EventCacheSize = 20000
 
 // New returns a Service over store, announcing through pub.
 func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
-	s := &Service{store: store, pub: pub, log: log, now: time.Now}
+	events, err := lru.New[string, eventRecord](EventCacheSize)
+	if err != nil {
+		panic(err) // only for a non-positive size, which EventCacheSize is not
+	}
+	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events}
 	s.queue = newCombiner(s.appendPending)
 	return s
 }
