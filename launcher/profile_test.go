@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/papochat/papo/platform/events"
 )
 
 func TestExpandFillsOnlyKnownPlaceholders(t *testing.T) {
@@ -56,3 +58,33 @@ func TestEveryProfileRendersItsComponents(t *testing.T) {
 }
 
 func bytesContains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// TestDeploymentsCreateEveryStream: docker-compose.yml and the Kubernetes
+// job create the JetStream streams themselves; each must list every topic
+// the services use, or a sidecar subscribing to a missing one fails.
+func TestDeploymentsCreateEveryStream(t *testing.T) {
+	root, err := FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"docker-compose.yml", "components/nats-mysql/kubernetes/streams-job.yaml"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var loop string
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "for topic in ") {
+				loop = line
+			}
+		}
+		if loop == "" {
+			t.Fatalf("%s has no stream-creating loop", f)
+		}
+		for _, topic := range events.AllTopics {
+			if !strings.Contains(loop+" ", " "+topic+" ") && !strings.Contains(loop, " "+topic+";") {
+				t.Errorf("%s does not create the stream of %s", f, topic)
+			}
+		}
+	}
+}
