@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/papochat/papo/platform/events"
@@ -19,23 +20,41 @@ type outgoing struct {
 // publishes it as one pub/sub message. At low load a batch is a single
 // item and adds no delay; under load the batches grow while the previous
 // publish is in flight, so the broker sees fewer, larger messages.
+//
+// With settleWait set (submissions), the batcher also keeps one batch in
+// flight: after a publish it waits until every submission of the batch is
+// settled — its persisted event, ack or rejection came back on
+// room.events — or settleWait passes, and what queued meanwhile goes out
+// as the next batch. The message service appends one pub/sub message at a
+// time, so this is what turns a backlog into larger batches instead of a
+// queue of single submissions, and it keeps a replica's submissions in
+// order (batch n+1 is published only once batch n is persisted).
 type batcher struct {
-	in      chan outgoing
-	max     int
-	window  time.Duration
-	publish func(ctx context.Context, items []outgoing)
-	quit    chan struct{}
-	done    chan struct{}
+	in         chan outgoing
+	max        int
+	window     time.Duration
+	settleWait time.Duration
+	publish    func(ctx context.Context, items []outgoing) error
+	quit       chan struct{}
+	done       chan struct{}
+
+	mu       sync.Mutex
+	inflight map[settleKey]struct{}
+	settled  chan struct{} // closed when inflight empties
 }
 
-func newBatcher(h *Hub, size, max int, window time.Duration, publish func(context.Context, []outgoing)) *batcher {
+// settleKey names one submission: its room, sender and client id.
+type settleKey struct{ room, sender, client string }
+
+func newBatcher(h *Hub, size, max int, window, settleWait time.Duration, publish func(context.Context, []outgoing) error) *batcher {
 	b := &batcher{
-		in:      make(chan outgoing, size),
-		max:     max,
-		window:  window,
-		publish: publish,
-		quit:    make(chan struct{}),
-		done:    make(chan struct{}),
+		in:         make(chan outgoing, size),
+		max:        max,
+		window:     window,
+		settleWait: settleWait,
+		publish:    publish,
+		quit:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	h.workers.Add(1)
 	go func() {
@@ -81,9 +100,63 @@ func (b *batcher) run() {
 			return
 		}
 		batch := b.collect(first)
+		settled := b.track(batch)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		b.publish(ctx, batch)
+		err := b.publish(ctx, batch)
 		cancel()
+		if settled == nil {
+			continue
+		}
+		if err != nil {
+			b.untrack()
+			continue
+		}
+		t := time.NewTimer(b.settleWait)
+		select {
+		case <-settled:
+		case <-t.C:
+		case <-b.quit:
+		}
+		t.Stop()
+		b.untrack()
+	}
+}
+
+// track records the batch's submissions as in flight; it returns nil when
+// the batcher does not wait for settlement.
+func (b *batcher) track(batch []outgoing) <-chan struct{} {
+	if b.settleWait <= 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.inflight = make(map[settleKey]struct{}, len(batch))
+	for _, o := range batch {
+		b.inflight[settleKey{o.sub.RoomID, o.sub.SenderID, o.sub.ClientID}] = struct{}{}
+	}
+	b.settled = make(chan struct{})
+	return b.settled
+}
+
+func (b *batcher) untrack() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.inflight, b.settled = nil, nil
+}
+
+// settle marks a submission as persisted or refused; the last one of the
+// batch in flight releases the next batch.
+func (b *batcher) settle(room, sender, client string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := settleKey{room, sender, client}
+	if _, ok := b.inflight[k]; !ok {
+		return
+	}
+	delete(b.inflight, k)
+	if len(b.inflight) == 0 {
+		close(b.settled)
+		b.inflight = nil
 	}
 }
 
@@ -124,7 +197,7 @@ func (b *batcher) flush() {
 		case o := <-b.in:
 			batch := b.collect(o)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			b.publish(ctx, batch)
+			_ = b.publish(ctx, batch) // a failure was reported to the senders
 			cancel()
 		default:
 			return
@@ -132,7 +205,7 @@ func (b *batcher) flush() {
 	}
 }
 
-func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) {
+func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) error {
 	batch := events.SubmissionBatch{Submissions: make([]events.Submission, len(items))}
 	for i, it := range items {
 		batch.Submissions[i] = it.sub
@@ -145,13 +218,14 @@ func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) {
 				it.from.sendError("unavailable", "the message could not be sent; retry with the same client_id", it.sub.ClientID)
 			}
 		}
-		return
+		return err
 	}
 	h.stats.Published.Add(1)
 	h.stats.Submitted.Add(int64(len(items)))
+	return nil
 }
 
-func (h *Hub) publishSignals(ctx context.Context, items []outgoing) {
+func (h *Hub) publishSignals(ctx context.Context, items []outgoing) error {
 	batch := events.SignalBatch{Signals: make([]events.Signal, len(items))}
 	for i, it := range items {
 		batch.Signals[i] = it.sig
@@ -159,5 +233,7 @@ func (h *Hub) publishSignals(ctx context.Context, items []outgoing) {
 	// Signals are best effort: a lost typing notice is not worth a retry.
 	if err := h.deps.Publisher.Publish(ctx, events.Fanout, events.TopicSignals, encode(batch)); err != nil {
 		h.log.Warn("publish signals", "count", len(items), "err", err)
+		return err
 	}
+	return nil
 }

@@ -92,6 +92,11 @@ type Config struct {
 	SubmitQueue int
 	MaxBatch    int
 	BatchWindow time.Duration
+	// SettleWait, when positive, keeps one submission batch in flight: the
+	// next is published once the previous one's events (or refusals) came
+	// back, or after SettleWait (default 2 s; negative publishes without
+	// waiting).
+	SettleWait time.Duration
 	// HistoryPage is the page size of gap and resume fetches.
 	HistoryPage int
 	// PendingAcks caps sends awaiting their ack per connection.
@@ -116,6 +121,7 @@ func DefaultConfig() Config {
 		TypingEvery:     2 * time.Second,
 		SubmitQueue:     8192,
 		MaxBatch:        100,
+		SettleWait:      2 * time.Second,
 		HistoryPage:     api.MaxPageLimit,
 		PendingAcks:     512,
 	}
@@ -158,6 +164,11 @@ func (c Config) withDefaults() Config {
 	setD(&c.TypingEvery, d.TypingEvery)
 	set(&c.SubmitQueue, d.SubmitQueue)
 	set(&c.MaxBatch, d.MaxBatch)
+	if c.SettleWait < 0 {
+		c.SettleWait = 0
+	} else if c.SettleWait == 0 {
+		c.SettleWait = d.SettleWait
+	}
 	set(&c.HistoryPage, d.HistoryPage)
 	set(&c.PendingAcks, d.PendingAcks)
 	return c
@@ -256,9 +267,9 @@ func New(cfg Config, deps Deps) *Hub {
 	}
 	h.rooms.init()
 	h.users.init()
-	h.submits = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSubmissions)
+	h.submits = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, cfg.SettleWait, h.publishSubmissions)
 	h.stats.queued = func() int { return len(h.submits.in) }
-	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSignals)
+	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, 0, h.publishSignals)
 	return h
 }
 
