@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,12 @@ type Config struct {
 	PresenceInterval time.Duration `envconfig:"WS_PRESENCE_HEARTBEAT" default:"8s"`
 	// ShutdownGrace bounds the drain after SIGTERM.
 	ShutdownGrace time.Duration `envconfig:"WS_SHUTDOWN_GRACE" default:"10s"`
+	// GCPercent is the garbage collector's target (Go's GOGC), set by run.
+	// A replica's memory is mostly per-connection state and short-lived
+	// frames; 50 keeps 18,000 idle sockets under 20 KiB each of RSS
+	// (docs/benchmarks.md) for a little more GC work. -1 turns the
+	// collector off, as GOGC=off does; not advised.
+	GCPercent int `envconfig:"WS_GC_PERCENT" default:"50"`
 
 	// The hub's limits. Unset ones keep hub.DefaultConfig's values, which
 	// loadConfig presets; WS_BATCH_WINDOW is off (0) unless set.
@@ -118,6 +125,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %s is negative", f.key, f.d))
 		}
 	}
+	if c.GCPercent < -1 {
+		errs = append(errs, fmt.Errorf("WS_GC_PERCENT %d is below -1", c.GCPercent))
+	}
 	if c.PresenceInterval <= 0 {
 		errs = append(errs, fmt.Errorf("WS_PRESENCE_HEARTBEAT must be positive"))
 	}
@@ -139,6 +149,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "ws")
+	debug.SetGCPercent(cfg.GCPercent)
 
 	dc, err := sidecar.Client(cfg.DaprGRPCPort)
 	if err != nil {

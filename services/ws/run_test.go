@@ -143,6 +143,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"WS_RATE": "0"},
 		{"LOG_LEVEL": "loud"},
 		{"WS_PRESENCE_HEARTBEAT": "0s"},
+		{"WS_GC_PERCENT": "-5"},
+		{"WS_SETTLE_WAIT": "-1s"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
 			for k, v := range env {
@@ -158,6 +160,9 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.GCPercent != 50 || cfg.Hub.SettleWait != 2*time.Second {
+		t.Fatalf("GC percent %d, settle wait %v; want the defaults 50 and 2s", cfg.GCPercent, cfg.Hub.SettleWait)
 	}
 	if len(cfg.Hub.AllowedOrigins) != 2 || cfg.Hub.MaxConnsPerUser != 3 || cfg.Hub.QueueBytes != 1<<20 {
 		t.Fatalf("got %+v", cfg.Hub)
