@@ -283,7 +283,47 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.waitReady(readyCtx, daprdPath, width); err != nil {
 		return nil, err
 	}
+	if err := s.waitInvocation(readyCtx); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// waitInvocation waits until every sidecar can invoke every app-id. A
+// sidecar reports ready before its name resolver has initialized, and an
+// app's registration may land a moment after its own readiness, so a
+// stack is ready only when service invocation works from everywhere.
+func (s *Stack) waitInvocation(ctx context.Context) error {
+	ids := map[string]bool{}
+	for _, a := range s.apps {
+		ids[a.AppID] = true
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, from := range s.apps {
+		for id := range ids {
+			url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
+			var last string
+			for {
+				resp, err := hc.Get(url)
+				if err == nil {
+					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						break
+					}
+					last = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(string(b)))
+				} else {
+					last = err.Error()
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // takeLock makes sure one launcher at a time uses a data dir.
