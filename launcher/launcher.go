@@ -394,7 +394,7 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
 	}
-	all, err := freePorts(6 * len(names))
+	all, err := FreePorts(6 * len(names))
 	if err != nil {
 		return err
 	}
@@ -656,7 +656,7 @@ func (a *App) bindFailed() bool {
 
 // newSidecarPorts gives the app's sidecar fresh ports and tells the app.
 func (a *App) newSidecarPorts() error {
-	ports, err := freePorts(5)
+	ports, err := FreePorts(5)
 	if err != nil {
 		return err
 	}
@@ -745,16 +745,16 @@ func ensureFile(path, content string) error {
 }
 
 func freePort() (int, error) {
-	ps, err := freePorts(1)
+	ps, err := FreePorts(1)
 	if err != nil {
 		return 0, err
 	}
 	return ps[0], nil
 }
 
-// freePorts asks the kernel for n distinct free loopback ports. They are
+// FreePorts asks the kernel for n distinct free loopback ports. They are
 // held open together so the kernel cannot hand out one twice.
-func freePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) {
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {

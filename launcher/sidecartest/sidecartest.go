@@ -64,7 +64,10 @@ func Start(t testing.TB, opts Options) *Sidecar {
 			t.Fatal(err)
 		}
 	}
-	ports := freePorts(t, 5)
+	ports, err := launcher.FreePorts(5)
+	if err != nil {
+		t.Fatal(err)
+	}
 	appID := opts.AppID
 	if appID == "" {
 		appID = "sidecartest"
@@ -132,24 +135,4 @@ type testWriter struct{ t testing.TB }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
-}
-
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
