@@ -1,85 +1,23 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"net/http"
-	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"github.com/papochat/papo/platform/servicetest"
 )
-
-// syncBuffer collects the service's log lines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestRunServesHealthBeforeTheSidecarAndStops runs the real main path with
 // no sidecar: /healthz answers, /readyz says not ready (no sidecar, no
 // signing key), and cancelling the context stops run cleanly.
 func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
-	setenv(t, map[string]string{"APP_HOST": "127.0.0.1", "APP_PORT": "0", "DAPR_HTTP_PORT": "1", "DAPR_GRPC_PORT": "1"})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var out syncBuffer
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, &out) }()
-
-	var url string
-	deadline := time.Now().Add(10 * time.Second)
-	for url == "" {
-		for _, line := range strings.Split(out.String(), "\n") {
-			var rec struct{ Msg, URL string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "auth listening" {
-				url = rec.URL
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no listening line in %q", out.String())
-		}
-		time.Sleep(10 * time.Millisecond) // polling the log, bounded by the deadline
-	}
-	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503} {
-		resp, err := http.Get(url + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != want {
-			t.Fatalf("%s = %d, want %d", path, resp.StatusCode, want)
-		}
+	base, stop := servicetest.Start(t, run, nil)
+	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d, want 503", got)
 	}
 	// A wrong method is 405, not a 404.
-	resp, err := http.Post(url+"/api/v1/auth/jwks", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
+	if got := servicetest.Status(t, http.MethodPost, base+"/api/v1/auth/jwks"); got != http.StatusMethodNotAllowed {
+		t.Fatalf("POST jwks = %d, want 405", got)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("POST jwks = %d, want 405", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	stop()
 }

@@ -1,75 +1,19 @@
 package main
 
 import (
-	"context"
-	"io"
-	"net"
 	"net/http"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/papochat/papo/platform/servicetest"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-}
-
 func TestRunServesHealthAndStops(t *testing.T) {
-	port := freePort(t)
-	// envconfig reads the process environment: no t.Parallel here.
-	for k, v := range map[string]string{
-		"APP_HOST": "127.0.0.1", "APP_PORT": port,
-		// No sidecar answers on these ports: ready must say so.
-		"DAPR_HTTP_PORT": freePort(t), "DAPR_GRPC_PORT": freePort(t),
-		"LOG_LEVEL": "error",
-	} {
-		t.Setenv(k, v)
+	base, stop := servicetest.Start(t, run, nil)
+	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz without a sidecar = %d, want 503", got)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, io.Discard) }()
-
-	base := "http://127.0.0.1:" + port
-	deadline := time.Now().Add(5 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("/healthz = %d", resp.StatusCode)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/healthz never answered: %v", err)
-		}
-		<-tick.C
-	}
-	resp, err := http.Get(base + "/readyz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("/readyz without a sidecar = %d, want 503", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	stop()
 }
 
 func TestConfigIsValidated(t *testing.T) {
