@@ -74,8 +74,8 @@ func NewServer(d Deps) http.Handler {
 		// The same query for services acting on no user's behalf (the
 		// notification service skips pushes to online users).
 		r.Method(http.MethodGet, "/", handle(handleQuery(d.Tracker)))
-		r.Method(http.MethodPost, "/connect", handle(handleConnect(d.Tracker)))
-		r.Method(http.MethodPost, "/disconnect", handle(handleDisconnect(d.Tracker)))
+		r.Method(http.MethodPost, "/connect", handle(handleConnChange(d.Tracker.Connect)))
+		r.Method(http.MethodPost, "/disconnect", handle(handleConnChange(d.Tracker.Disconnect)))
 		r.Method(http.MethodPost, "/heartbeat", handle(handleHeartbeat(d.Tracker)))
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
@@ -151,7 +151,9 @@ func (c ConnRequest) validate() error {
 	return nil
 }
 
-func handleConnect(t Tracker) httpapi.HandlerFunc {
+// handleConnChange answers connect and disconnect: both take a
+// ConnRequest and apply one tracker change.
+func handleConnChange(change func(ctx context.Context, replica, userID string) error) httpapi.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		var req ConnRequest
 		if err := httpapi.Decode(w, r, maxSmallBody, &req); err != nil {
@@ -160,24 +162,7 @@ func handleConnect(t Tracker) httpapi.HandlerFunc {
 		if err := req.validate(); err != nil {
 			return err
 		}
-		if err := t.Connect(r.Context(), req.Replica, req.UserID); err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-}
-
-func handleDisconnect(t Tracker) httpapi.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		var req ConnRequest
-		if err := httpapi.Decode(w, r, maxSmallBody, &req); err != nil {
-			return err
-		}
-		if err := req.validate(); err != nil {
-			return err
-		}
-		if err := t.Disconnect(r.Context(), req.Replica, req.UserID); err != nil {
+		if err := change(r.Context(), req.Replica, req.UserID); err != nil {
 			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
