@@ -1,14 +1,15 @@
 module github.com/papochat/papo/services/message
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/dapr/go-sdk v1.11.0
-	github.com/go-chi/chi/v5 v5.1.0
+	github.com/go-chi/chi/v5 v5.2.3
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/launcher v0.0.0-00010101000000-000000000000
 	github.com/papochat/papo/platform v0.0.0
+	golang.org/x/sync v0.22.0
 )
 
 require (
@@ -30,7 +31,7 @@ require (
 	golang.org/x/net v0.45.0 // indirect
 	golang.org/x/sys v0.37.0 // indirect
 	golang.org/x/text v0.30.0 // indirect
-	golang.org/x/time v0.14.0 // indirect
+	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20240624140628-dc46fd24d27d // indirect
 	google.golang.org/grpc v1.65.0 // indirect
 	google.golang.org/protobuf v1.34.2 // indirect

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 	"testing"
 
 	"github.com/papochat/papo/api"
@@ -540,6 +542,41 @@ func TestConcurrentDMOpensMakeOneRoom(t *testing.T) {
 	}
 	if mine, _ := f.svc.Mine(ctx, "alice"); len(mine) != 1 {
 		t.Fatalf("alice's rooms = %+v, want one dm", mine)
+	}
+}
+
+// TestConcurrentDMOpensInOneReplicaShareOneAttempt: opens of one DM that
+// overlap in one replica make one attempt at inserting its head, whoever
+// opens it, instead of one racing insert each.
+func TestConcurrentDMOpensInOneReplicaShareOneAttempt(t *testing.T) {
+	var inserts atomic.Int64
+	store := &hookStore{Store: memstore.New(), beforeWrite: func(op statestore.Op) {
+		if strings.HasPrefix(op.Key, "room|dm_") && op.IfAbsent {
+			inserts.Add(1)
+			time.Sleep(50 * time.Millisecond) // every open is under way before the insert lands
+		}
+	}}
+	svc := room.New(store, &publish.Memory{}, quiet())
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, b := "alice", "bob"
+			if i%2 == 1 {
+				a, b = b, a
+			}
+			<-start
+			if r, err := svc.OpenDM(ctx, a, b); err != nil || r.LastSeq != 2 {
+				t.Errorf("open: %+v, %v", r, err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if n := inserts.Load(); n != 1 {
+		t.Fatalf("8 overlapping opens tried %d inserts of the DM's head, want 1", n)
 	}
 }
 

@@ -67,6 +67,18 @@ func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room,
 		return api.Room{}, apierror.Invalidf("dm_self", "a DM needs another user")
 	}
 	id := dmID(userID, otherID)
+	// Opens of one DM that overlap in this replica share one attempt: both
+	// users open their DM at once when they first meet, and every attempt
+	// races the others on the head's insert-if-absent (on MariaDB a crowd
+	// of such inserts can lock each other out for long).
+	v, err, _ := s.dms.Do(id, func() (any, error) { return s.openDM(ctx, userID, otherID, id) })
+	if err != nil {
+		return api.Room{}, err
+	}
+	return v.(api.Room), nil
+}
+
+func (s *Service) openDM(ctx context.Context, userID, otherID, id string) (api.Room, error) {
 	pair := []string{userID, otherID}
 	if otherID < userID {
 		pair = []string{otherID, userID}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"regexp"
@@ -46,6 +47,8 @@ type Service struct {
 	// read time, from the head), so a cached record never goes stale and
 	// needs no invalidation, whichever replica appends.
 	events *lru.Cache[string, eventRecord]
+	// dms coalesces concurrent opens of one DM (see OpenDM).
+	dms singleflight.Group
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -84,7 +87,8 @@ func (s *Service) retry(ctx context.Context, attempt func() error) error {
 			s.log.WarnContext(ctx, "gave up after etag conflicts", "attempts", i+1, "err", err)
 			return errBusy
 		}
-		wait := time.Duration(mathrand.Int64N(int64(min(i+1, 20)) * int64(time.Millisecond)))
+		// Full jitter over a window that doubles from 1 ms up to 32 ms.
+		wait := time.Duration(mathrand.Int64N(int64(time.Millisecond) << min(i, 5)))
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
