@@ -86,12 +86,44 @@ func (s *Service) appendPending(ctx context.Context, roomID string, subs []event
 		// or reader of the room, so it is logged, not retried.
 		if err := s.materialize(ctx, *committed); err != nil {
 			s.log.WarnContext(ctx, "materialize after append", "room_id", roomID, "err", err)
+		} else if len(encode(committed.Tail)) > compactTailBytes {
+			if err := s.compact(ctx, *committed); err != nil {
+				s.log.WarnContext(ctx, "compact the head after append", "room_id", roomID, "err", err)
+			}
 		}
 	}
 	for _, d := range dead {
 		if err := s.pub.Publish(ctx, events.TopicDeadLetter, d); err != nil {
 			return fmt.Errorf("dead-letter a submission to room %s: %w", roomID, err)
 		}
+	}
+	return nil
+}
+
+// compactTailBytes is the size of an encoded tail above which the append
+// that committed it empties it from the head once it is materialized.
+// Every history page and membership check reads the head: after a burst
+// into a room its tail could hold a whole batch (tens of KiB to decode on
+// every read) until the room's next commit. Smaller tails are left in
+// place, which costs the append path nothing.
+const compactTailBytes = 4 << 10
+
+// compact empties committed's tail from the room's head, once that tail is
+// materialized. It writes only while the head is still the one committed,
+// guarded by its ETag: a newer commit has replaced the tail itself, and a
+// conflict means one landed meanwhile, which is not an error.
+func (s *Service) compact(ctx context.Context, committed roomRecord) error {
+	head, it, found, err := s.readHead(ctx, committed.ID)
+	if err != nil || !found {
+		return err
+	}
+	// LastSeq only grows with a commit, so equal seqs mean the same tail.
+	if head.LastSeq != committed.LastSeq || len(head.Tail.Events) == 0 {
+		return nil
+	}
+	head.Tail = tail{}
+	if err := s.store.Write(ctx, guarded(it, head)); err != nil && !errors.Is(err, statestore.ErrConflict) {
+		return err
 	}
 	return nil
 }
