@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/launcher"
 )
 
 const (
@@ -34,9 +35,92 @@ func BenchmarkHistoryPage(b *testing.B) {
 }
 
 func measureHistory(b *testing.B, profile string) map[string]float64 {
+	s, h := seedHistory(b, profile)
+	get := h.getter(s.GatewayURL)
+	for i := range historyWarmup {
+		if _, err := get(h.beforeAt(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	load, before := loadavg(), sampleUsage(s)
+	lat := make([]time.Duration, 0, historyRequests)
+	start := time.Now()
+	for i := range historyRequests {
+		d, err := get(h.beforeAt(historyWarmup + i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, d)
+	}
+	wall := time.Since(start)
+	used := sampleUsage(s).since(before)
+	p50, p99, maxD, mean := latencySummary(lat)
+	b.Logf("history %s: %d requests of %d events in %s : p50 %.2f ms, p99 %.2f ms, max %.2f ms, mean %.2f ms (load %s → %s; %s)",
+		profile, len(lat), historyPage, wall.Round(time.Millisecond), ms(p50), ms(p99), ms(maxD), ms(mean), load, loadavg(), used)
+	return map[string]float64{"p50-ms": ms(p50), "p99-ms": ms(p99), "max-ms": ms(maxD), "mean-ms": ms(mean)}
+}
+
+// BenchmarkHistoryHops splits the history page's path into its segments:
+// the same request is sent, in turn, to the message app itself, to message
+// through its own sidecar, through the gateway's sidecar, and through the
+// gateway, interleaved so that every segment sees the same machine. The
+// difference between two neighbours is what one hop costs.
+func BenchmarkHistoryHops(b *testing.B) {
+	measured.once(b, func() map[string]float64 {
+		s, h := seedHistory(b, "local")
+		msg := s.Apps("message")[0]
+		gw := s.Apps("gateway")[0]
+		invoke := func(daprPort int) string {
+			return fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/message/method", daprPort)
+		}
+		hops := []struct {
+			name string
+			get  func(int64) (time.Duration, error)
+		}{
+			{"message app", h.getter(msg.URL())},
+			{"message sidecar → message", h.getter(invoke(msg.DaprHTTP))},
+			{"gateway sidecar → message sidecar → message", h.getter(invoke(gw.DaprHTTP))},
+			{"gateway → … → message", h.getter(s.GatewayURL)},
+		}
+		lat := make([][]time.Duration, len(hops))
+		for i := range historyWarmup + historyRequests {
+			for j, hop := range hops {
+				d, err := hop.get(h.beforeAt(i))
+				if err != nil {
+					b.Fatalf("%s: %v", hop.name, err)
+				}
+				if i >= historyWarmup {
+					lat[j] = append(lat[j], d)
+				}
+			}
+		}
+		out := map[string]float64{}
+		for j, hop := range hops {
+			p50, p99, maxD, mean := latencySummary(lat[j])
+			b.Logf("%-45s p50 %.2f ms, p99 %.2f ms, max %.2f ms, mean %.2f ms", hop.name+":", ms(p50), ms(p99), ms(maxD), ms(mean))
+			out[fmt.Sprintf("hop%d-p50-ms", j)] = ms(p50)
+			out[fmt.Sprintf("hop%d-p99-ms", j)] = ms(p99)
+		}
+		return out
+	})
+}
+
+// historyRoom is a room seeded for history reads.
+type historyRoom struct {
+	b     *testing.B
+	ctx   context.Context
+	token string
+	room  string
+	last  int64
+	hc    *http.Client
+}
+
+// seedHistory starts a stack of profile with one user and a public room of
+// historyEvents messages.
+func seedHistory(b *testing.B, profile string) (*launcher.Stack, *historyRoom) {
 	s := startStack(b, profile, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	b.Cleanup(cancel)
 	u := newUsers(b, s, "hist", 1)[0]
 	room, err := u.CreateRoom(ctx, "history "+randomName(""), api.RoomPublic)
 	if err != nil {
@@ -45,17 +129,29 @@ func measureHistory(b *testing.B, profile string) map[string]float64 {
 	ws := dialReplica(b, s, "ws-1", u)
 	last := seedRoom(b, u, ws, room.ID, historyEvents)
 	b.Logf("room %s holds %d events", room.ID, last)
+	return s, &historyRoom{b: b, ctx: ctx, token: u.Token, room: room.ID, last: last,
+		hc: &http.Client{Timeout: 10 * time.Second}}
+}
 
-	hc := &http.Client{Timeout: 10 * time.Second}
-	get := func(before int64) (time.Duration, error) {
-		url := fmt.Sprintf("%s/api/v1/rooms/%s/events?before=%d&limit=%d", s.GatewayURL, room.ID, before, historyPage)
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+// beforeAt walks the room's pages: every value in [51, last+1].
+func (h *historyRoom) beforeAt(i int) int64 {
+	span := h.last + 1 - historyPage
+	return historyPage + 1 + int64(i*37)%span
+}
+
+// getter returns a function that reads the page below before from base
+// (a URL the public API's paths are appended to), checks it and returns
+// the time from the request written to the body read.
+func (h *historyRoom) getter(base string) func(before int64) (time.Duration, error) {
+	return func(before int64) (time.Duration, error) {
+		url := fmt.Sprintf("%s/api/v1/rooms/%s/events?before=%d&limit=%d", base, h.room, before, historyPage)
+		req, err := http.NewRequestWithContext(h.ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return 0, err
 		}
-		req.Header.Set("Authorization", "Bearer "+u.Token)
+		req.Header.Set("Authorization", "Bearer "+h.token)
 		start := time.Now()
-		resp, err := hc.Do(req)
+		resp, err := h.hc.Do(req)
 		if err != nil {
 			return 0, err
 		}
@@ -77,29 +173,4 @@ func measureHistory(b *testing.B, profile string) map[string]float64 {
 		}
 		return took, nil
 	}
-	// before walks the room's pages: every value in [51, last+1].
-	span := last + 1 - historyPage
-	beforeAt := func(i int) int64 { return historyPage + 1 + int64(i*37)%span }
-
-	for i := range historyWarmup {
-		if _, err := get(beforeAt(i)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	load, before := loadavg(), sampleUsage(s)
-	lat := make([]time.Duration, 0, historyRequests)
-	start := time.Now()
-	for i := range historyRequests {
-		d, err := get(beforeAt(historyWarmup + i))
-		if err != nil {
-			b.Fatal(err)
-		}
-		lat = append(lat, d)
-	}
-	wall := time.Since(start)
-	used := sampleUsage(s).since(before)
-	p50, p99, maxD, mean := latencySummary(lat)
-	b.Logf("history %s: %d requests of %d events in %s : p50 %.2f ms, p99 %.2f ms, max %.2f ms, mean %.2f ms (load %s → %s; %s)",
-		profile, len(lat), historyPage, wall.Round(time.Millisecond), ms(p50), ms(p99), ms(maxD), ms(mean), load, loadavg(), used)
-	return map[string]float64{"p50-ms": ms(p50), "p99-ms": ms(p99), "max-ms": ms(maxD), "mean-ms": ms(mean)}
 }
