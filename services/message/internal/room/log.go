@@ -272,6 +272,7 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 	if err := s.store.Write(ctx, guarded(headIt, next)); err != nil {
 		return out, dead, nil, err
 	}
+	s.committed(roomID)
 	for _, rec := range next.Tail.Events {
 		out.Events = append(out.Events, next.visible(rec.Event))
 	}
@@ -331,7 +332,13 @@ func (s *Service) History(ctx context.Context, asUser, roomID string, p Page) (a
 	if p.After < 0 || p.Before < 0 {
 		return api.EventsResponse{}, apierror.Invalidf("invalid_seq", "after and before must not be negative")
 	}
-	head, err := s.access(ctx, asUser, roomID)
+	var head roomRecord
+	var err error
+	if p.HasBefore && !p.HasAfter && asUser != "" {
+		head, err = s.scrollbackHead(ctx, asUser, roomID, p.Before)
+	} else {
+		head, err = s.access(ctx, asUser, roomID)
+	}
 	if err != nil {
 		return api.EventsResponse{}, err
 	}

@@ -196,6 +196,7 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 		if err := s.store.Write(ctx, guarded(it, next)); err != nil {
 			return err
 		}
+		s.committed(roomID)
 		out, appended = next, ev
 		return nil
 	})

@@ -11,8 +11,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	lru "github.com/hashicorp/golang-lru/v2"
-	"golang.org/x/sync/singleflight"
 	"log/slog"
 	mathrand "math/rand/v2"
 	"regexp"
@@ -20,6 +18,10 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
@@ -49,6 +51,9 @@ type Service struct {
 	events *lru.Cache[string, eventRecord]
 	// dms coalesces concurrent opens of one DM (see OpenDM).
 	dms singleflight.Group
+	// scrollback holds recently read heads for scrollback pages (see
+	// scrollbackHead).
+	scrollback *expirable.LRU[string, *scrollEntry]
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -62,7 +67,8 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 	if err != nil {
 		panic(err) // only for a non-positive size, which EventCacheSize is not
 	}
-	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events}
+	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events,
+		scrollback: expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL)}
 	s.queue = newCombiner(s.appendPending)
 	return s
 }
