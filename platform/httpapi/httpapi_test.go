@@ -156,3 +156,44 @@ func TestRecoverAnswers500(t *testing.T) {
 		t.Fatalf("status %d", w.Code)
 	}
 }
+
+// TestEncodeSendsAContentLength: a JSON answer larger than net/http's
+// chunking buffer still carries its length (so no proxy has to stream it
+// chunk by chunk), and a value that cannot be encoded is a JSON 500, not a
+// half-written body.
+func TestEncodeSendsAContentLength(t *testing.T) {
+	big := map[string]string{"text": strings.Repeat("x", 20000)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/bad" {
+			httpapi.Encode(w, http.StatusOK, map[string]any{"f": func() {}})
+			return
+		}
+		httpapi.Encode(w, http.StatusCreated, big)
+	}))
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+		t.Fatalf("status %d, Content-Length %d for %d bytes, transfer encoding %v", resp.StatusCode, resp.ContentLength, len(body), resp.TransferEncoding)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(body, &got); err != nil || got["text"] != big["text"] {
+		t.Fatalf("body does not decode back: %v", err)
+	}
+
+	resp, err = http.Get(srv.URL + "/bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var eb httpapi.ErrorBody
+	if resp.StatusCode != http.StatusInternalServerError || json.Unmarshal(body, &eb) != nil || eb.Error.Code != "internal" {
+		t.Fatalf("an unencodable answer: %d %s", resp.StatusCode, body)
+	}
+}

@@ -18,12 +18,28 @@ import (
 const DefaultMaxBody = 64 << 10
 
 // Encode writes v as JSON with the given status.
+// The body is encoded before the header is written, so the answer carries
+// its Content-Length: a body over net/http's 2 KiB buffer would otherwise be
+// chunked, and a reverse proxy (the gateway's, a sidecar's) flushes each
+// chunk of an answer of unknown length as it comes.
 func Encode(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	if v != nil {
-		_ = json.NewEncoder(w).Encode(v)
+	if v == nil {
+		w.WriteHeader(status)
+		return
 	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only the services' own response types are encoded; they always
+		// marshal. Say so rather than send half a body.
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = io.WriteString(w, `{"error":{"code":"internal","message":"the response could not be encoded"}}`+"\n")
+		return
+	}
+	b = append(b, '\n')
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 // Decode reads one JSON object of at most maxBytes from r's body into v.

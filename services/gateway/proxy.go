@@ -37,7 +37,8 @@ func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger
 			pr.Out.Host = base.Host
 			pr.SetXForwarded()
 		},
-		Transport: sharedTransport,
+		Transport:  sharedTransport,
+		BufferPool: &copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var tooLarge *http.MaxBytesError
 			if errors.As(err, &tooLarge) {
@@ -58,6 +59,15 @@ func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger
 		rp.ServeHTTP(w, r)
 	})
 }
+
+// copyBuffers lends the proxies their 32 KiB copy buffers, which
+// httputil.ReverseProxy would otherwise allocate for every request.
+var copyBuffers = bufferPool{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (b *bufferPool) Get() []byte  { return b.pool.Get().(*[32 << 10]byte)[:] }
+func (b *bufferPool) Put(p []byte) { b.pool.Put((*[32 << 10]byte)(p)) }
 
 var sharedTransport = &http.Transport{
 	MaxIdleConns:        512,
