@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/papochat/papo/platform/apierror"
 )
@@ -64,7 +66,23 @@ type Verifier struct {
 	revoked  *Revocations
 	trusted  map[string]TrustedIssuer
 	resolver IdentityResolver
+
+	// verified remembers tokens whose signature and claims were checked,
+	// so a client's every request does not cost a signature verification
+	// (see Verify); signatures counts the verifications made.
+	verified   *lru.Cache[string, verifiedToken]
+	signatures atomic.Int64
 }
+
+// verifiedToken is what Verify keeps of a token it verified.
+type verifiedToken struct {
+	claims tokenClaims
+	kid    string
+	key    crypto.PublicKey
+}
+
+// VerifiedTokens is how many verified tokens a Verifier remembers.
+const VerifiedTokens = 8192
 
 // Option configures a Verifier.
 type Option func(*Verifier)
@@ -78,7 +96,11 @@ func WithRevocations(r *Revocations) Option {
 
 // NewVerifier returns a Verifier.
 func NewVerifier(cfg Config, keys KeySource, opts ...Option) *Verifier {
-	v := &Verifier{cfg: cfg, keys: keys}
+	verified, err := lru.New[string, verifiedToken](VerifiedTokens)
+	if err != nil {
+		panic(err) // only for a non-positive size
+	}
+	v := &Verifier{cfg: cfg, keys: keys, verified: verified}
 	for _, o := range opts {
 		o(v)
 	}
@@ -93,7 +115,22 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if ti, ok := v.trustedIssuerOf(token); ok {
 		return v.verifyExternal(ctx, ti, token)
 	}
+	// A token verified before is taken as verified again while it has not
+	// expired and its kid still names the key that verified it (a key
+	// rotated out of the set stops its tokens here as it would below).
+	// Whatever can turn a valid token invalid is checked on every call:
+	// expiry, the key, and revocation.
+	if vt, ok := v.verified.Get(token); ok {
+		key, err := v.keys.Key(ctx, vt.kid)
+		if err == nil && sameKey(key, vt.key) && time.Now().Before(vt.claims.ExpiresAt.Add(v.cfg.Leeway)) {
+			return v.admit(vt.claims)
+		}
+		v.verified.Remove(token)
+	}
 	var tc tokenClaims
+	var kid string
+	var key crypto.PublicKey
+	v.signatures.Add(1)
 	parser := jwt.NewParser(
 		jwt.WithValidMethods(ValidMethods),
 		jwt.WithIssuer(v.cfg.Issuer),
@@ -106,11 +143,13 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 		if typ, _ := t.Header["typ"].(string); !strings.EqualFold(typ, TokenType) {
 			return nil, fmt.Errorf("token type %q is not %s", typ, TokenType)
 		}
-		kid, _ := t.Header["kid"].(string)
+		kid, _ = t.Header["kid"].(string)
 		if kid == "" {
 			return nil, errors.New("token has no kid")
 		}
-		return v.keys.Key(ctx, kid)
+		k, err := v.keys.Key(ctx, kid)
+		key = k
+		return k, err
 	})
 	if err != nil {
 		return Claims{}, verifyError(err)
@@ -118,6 +157,22 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if tc.Subject == "" || tc.SessionID == "" {
 		return Claims{}, apierror.New(apierror.Unauthenticated, "invalid_token", "access token lacks sub or sid")
 	}
+	v.verified.Add(token, verifiedToken{claims: tc, kid: kid, key: key})
+	return v.admit(tc)
+}
+
+// Signatures reports how many token signatures were verified, for tests
+// and metrics.
+func (v *Verifier) Signatures() int64 { return v.signatures.Load() }
+
+// sameKey reports whether two public keys are the same key.
+func sameKey(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}
+
+// admit turns verified claims into Claims, refusing a revoked session.
+func (v *Verifier) admit(tc tokenClaims) (Claims, error) {
 	if v.revoked != nil && v.revoked.Revoked(tc.SessionID) {
 		return Claims{}, ErrSessionRevoked()
 	}

@@ -543,3 +543,52 @@ func TestParseTrustedIssuersRefusesBadConfig(t *testing.T) {
 		t.Fatalf("empty: %v %v", list, err)
 	}
 }
+
+// TestAVerifiedTokenIsRememberedButStillExpiresAndRevokes: a client's
+// second request with the same token costs no signature verification,
+// yet the token still stops at its expiry, at its session's revocation
+// and when its key leaves the key set; a different token is verified.
+func TestAVerifiedTokenIsRememberedButStillExpiresAndRevokes(t *testing.T) {
+	ctx := context.Background()
+	ed := newEd(t, "k1")
+	keys := ed.keys()
+	revs := authn.NewRevocations()
+	v := authn.NewVerifier(authn.Config{Issuer: "papo", Audience: "papo"}, keys, authn.WithRevocations(revs))
+
+	claims := baseClaims()
+	claims["exp"] = time.Now().Add(1500 * time.Millisecond).Unix()
+	tok := ed.sign(t, jwt.SigningMethodEdDSA, claims, nil)
+	for range 5 {
+		if c, err := v.Verify(ctx, tok); err != nil || c.UserID != "u1" || c.SessionID != "s1" {
+			t.Fatalf("verify: %+v, %v", c, err)
+		}
+	}
+	if n := v.Signatures(); n != 1 {
+		t.Fatalf("five requests with one token verified %d signatures, want 1", n)
+	}
+
+	// Another session's token is verified on its own.
+	other := baseClaims()
+	other["sid"] = "s2"
+	tok2 := ed.sign(t, jwt.SigningMethodEdDSA, other, nil)
+	if _, err := v.Verify(ctx, tok2); err != nil || v.Signatures() != 2 {
+		t.Fatalf("a second token: %v, %d signatures", err, v.Signatures())
+	}
+	revs.Revoke("s2", time.Now().Add(time.Hour))
+	_, err := v.Verify(ctx, tok2)
+	expectCode(t, err, "session_revoked")
+
+	// The key is rotated out: the remembered token goes with it.
+	delete(keys, "k1")
+	_, err = v.Verify(ctx, tok)
+	expectCode(t, err, "invalid_token")
+	keys["k1"] = ed.priv.Public()
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("the key is back: %v", err)
+	}
+
+	// And it expires (no leeway here) although it is remembered.
+	time.Sleep(time.Until(time.Unix(claims["exp"].(int64), 0)) + 50*time.Millisecond)
+	_, err = v.Verify(ctx, tok)
+	expectCode(t, err, "invalid_token")
+}
