@@ -87,9 +87,7 @@ func (s *Service) appendPending(ctx context.Context, roomID string, subs []event
 		if err := s.materialize(ctx, *committed); err != nil {
 			s.log.WarnContext(ctx, "materialize after append", "room_id", roomID, "err", err)
 		} else if len(encode(committed.Tail)) > compactTailBytes {
-			if err := s.compact(ctx, *committed); err != nil {
-				s.log.WarnContext(ctx, "compact the head after append", "room_id", roomID, "err", err)
-			}
+			s.compactLater(*committed)
 		}
 	}
 	for _, d := range dead {
@@ -100,13 +98,56 @@ func (s *Service) appendPending(ctx context.Context, roomID string, subs []event
 	return nil
 }
 
-// compactTailBytes is the size of an encoded tail above which the append
-// that committed it empties it from the head once it is materialized.
-// Every history page and membership check reads the head: after a burst
-// into a room its tail could hold a whole batch (tens of KiB to decode on
-// every read) until the room's next commit. Smaller tails are left in
-// place, which costs the append path nothing.
-const compactTailBytes = 4 << 10
+// compactTailBytes is the size of an encoded tail above which the replica
+// that committed it empties it from the head once it is materialized and
+// the room has been quiet for compactAfter. Every history page and
+// membership check reads the head: after a burst into a room its tail
+// could hold a whole batch (tens of KiB to decode on every read) until the
+// room's next commit. Smaller tails are left in place, and a busy room's
+// tail is replaced by its next commit anyway: compacting either would cost
+// appends a write for nothing.
+const (
+	compactTailBytes = 4 << 10
+	compactAfter     = 100 * time.Millisecond
+)
+
+// compactLater compacts committed's tail once the room has had no commit
+// through this replica for compactAfter (see committed, which cancels).
+func (s *Service) compactLater(committed roomRecord) {
+	roomID := committed.ID
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	if t, ok := s.compactions[roomID]; ok {
+		t.Stop()
+	}
+	var t *time.Timer
+	t = time.AfterFunc(compactAfter, func() {
+		s.compactMu.Lock()
+		if s.compactions[roomID] != t {
+			s.compactMu.Unlock()
+			return // a newer commit took over
+		}
+		delete(s.compactions, roomID)
+		s.compactMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		defer cancel()
+		if err := s.compact(ctx, committed); err != nil {
+			s.log.WarnContext(ctx, "compact a room head", "room_id", roomID, "err", err)
+		}
+	})
+	s.compactions[roomID] = t
+}
+
+// cancelCompaction drops a pending compaction of the room: a newer commit
+// replaced the tail it was for.
+func (s *Service) cancelCompaction(roomID string) {
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	if t, ok := s.compactions[roomID]; ok {
+		t.Stop()
+		delete(s.compactions, roomID)
+	}
+}
 
 // compact empties committed's tail from the room's head, once that tail is
 // materialized. It writes only while the head is still the one committed,

@@ -77,7 +77,9 @@ func (s *Service) scrollbackHead(ctx context.Context, userID, roomID string, bef
 	return head, nil
 }
 
-// committed drops what this replica cached of a room that just changed.
+// committed drops what this replica cached of a room that just changed,
+// and a compaction it planned for the tail this commit replaced.
 func (s *Service) committed(roomID string) {
 	s.scrollback.Remove(roomID)
+	s.cancelCompaction(roomID)
 }

@@ -15,6 +15,7 @@ import (
 	mathrand "math/rand/v2"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -54,6 +55,9 @@ type Service struct {
 	// scrollback holds recently read heads for scrollback pages (see
 	// scrollbackHead).
 	scrollback *expirable.LRU[string, *scrollEntry]
+	// compactions are the planned compactions of room heads, by room.
+	compactMu   sync.Mutex
+	compactions map[string]*time.Timer
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -68,7 +72,8 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 		panic(err) // only for a non-positive size, which EventCacheSize is not
 	}
 	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events,
-		scrollback: expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL)}
+		scrollback:  expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL),
+		compactions: map[string]*time.Timer{}}
 	s.queue = newCombiner(s.appendPending)
 	return s
 }
