@@ -10,8 +10,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
