@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/metadata"
+
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/launcher"
 )
@@ -80,6 +83,7 @@ func BenchmarkHistoryHops(b *testing.B) {
 			{"message app", h.getter(msg.URL())},
 			{"message sidecar → message", h.getter(invoke(msg.DaprHTTP))},
 			{"gateway sidecar → message sidecar → message", h.getter(invoke(gw.DaprHTTP))},
+			{"same, through the sidecar's gRPC API", h.grpcGetter(b, gw.DaprGRPC)},
 			{"gateway → … → message", h.getter(s.GatewayURL)},
 		}
 		lat := make([][]time.Duration, len(hops))
@@ -169,6 +173,34 @@ func (h *historyRoom) getter(base string) func(before int64) (time.Duration, err
 			return 0, err
 		}
 		if len(page.Events) != historyPage || page.Events[0].Seq != before-historyPage || page.Events[historyPage-1].Seq != before-1 {
+			return 0, fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
+		}
+		return took, nil
+	}
+}
+
+// grpcGetter reads the page below before through the Dapr gRPC API of the
+// sidecar listening on grpcPort (InvokeService, the token as metadata).
+func (h *historyRoom) grpcGetter(b *testing.B, grpcPort int) func(before int64) (time.Duration, error) {
+	c, err := dapr.NewClientWithAddress(fmt.Sprintf("127.0.0.1:%d", grpcPort))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return func(before int64) (time.Duration, error) {
+		ctx := metadata.AppendToOutgoingContext(h.ctx, "authorization", "Bearer "+h.token)
+		method := fmt.Sprintf("api/v1/rooms/%s/events?before=%d&limit=%d", h.room, before, historyPage)
+		start := time.Now()
+		body, err := c.InvokeMethod(ctx, "message", method, "get")
+		took := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		var page api.EventsResponse
+		if err := json.Unmarshal(body, &page); err != nil {
+			return 0, err
+		}
+		if len(page.Events) != historyPage || page.Events[historyPage-1].Seq != before-1 {
 			return 0, fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
 		}
 		return took, nil
