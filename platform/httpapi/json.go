@@ -31,10 +31,10 @@ func Encode(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		// Only the services' own response types are encoded; they always
-		// marshal. Say so rather than send half a body.
-		w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(w, `{"error":{"code":"internal","message":"the response could not be encoded"}}`+"\n")
-		return
+		// marshal. Say so rather than send half a body (an ErrorBody
+		// always marshals).
+		status = http.StatusInternalServerError
+		b, _ = json.Marshal(ErrorBody{Error: ErrorDetail{Code: "internal", Message: "the response could not be encoded"}})
 	}
 	b = append(b, '\n')
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
