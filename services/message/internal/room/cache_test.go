@@ -15,18 +15,28 @@ import (
 	"github.com/papochat/papo/services/message/internal/room"
 )
 
-// countingStore counts the event keys read through BulkGet.
-type countingStore struct {
+// readCounter counts the keys with a prefix read through Get and BulkGet.
+type readCounter struct {
 	statestore.Store
-	eventReads atomic.Int64
+	prefix string
+	n      atomic.Int64
 }
 
-func (c *countingStore) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, error) {
+func (c *readCounter) count(keys ...string) {
 	for _, k := range keys {
-		if strings.HasPrefix(k, "ev|") {
-			c.eventReads.Add(1)
+		if strings.HasPrefix(k, c.prefix) {
+			c.n.Add(1)
 		}
 	}
+}
+
+func (c *readCounter) Get(ctx context.Context, key string) (statestore.Item, error) {
+	c.count(key)
+	return c.Store.Get(ctx, key)
+}
+
+func (c *readCounter) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, error) {
+	c.count(keys...)
 	return c.Store.BulkGet(ctx, keys)
 }
 
@@ -34,7 +44,7 @@ func (c *countingStore) BulkGet(ctx context.Context, keys []string) ([]statestor
 // from the store once; the second read is served from the cache, and a
 // message deleted after it was cached is still served without its text.
 func TestHistoryReadsAnEventKeyOnce(t *testing.T) {
-	store := &countingStore{Store: memstore.New()}
+	store := &readCounter{Store: memstore.New(), prefix: "ev|"}
 	svc := room.New(store, &publish.Memory{}, quiet())
 	r, err := svc.Create(ctx, "alice", "general", api.RoomPublic)
 	if err != nil {
@@ -49,12 +59,12 @@ func TestHistoryReadsAnEventKeyOnce(t *testing.T) {
 
 	page := room.Page{HasAfter: true, After: 0, Limit: 50}
 	first := history(t, svc, "alice", r.ID, page)
-	reads := store.eventReads.Load()
+	reads := store.n.Load()
 	if reads == 0 {
 		t.Fatal("the first read took no event key from the store; the test does not exercise the cache")
 	}
 	second := history(t, svc, "alice", r.ID, page)
-	if got := store.eventReads.Load(); got != reads {
+	if got := store.n.Load(); got != reads {
 		t.Fatalf("the second read of the page read %d event keys again", got-reads)
 	}
 	if fmt.Sprint(first) != fmt.Sprint(second) {

@@ -1,44 +1,16 @@
 package room_test
 
 import (
-	"context"
 	"errors"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
-	"github.com/papochat/papo/platform/statestore"
 	"github.com/papochat/papo/platform/statestore/memstore"
 	"github.com/papochat/papo/services/message/internal/publish"
 	"github.com/papochat/papo/services/message/internal/room"
 )
-
-// headReads counts the reads of room heads.
-type headReads struct {
-	statestore.Store
-	n atomic.Int64
-}
-
-func (h *headReads) count(keys ...string) {
-	for _, k := range keys {
-		if strings.HasPrefix(k, "room|") {
-			h.n.Add(1)
-		}
-	}
-}
-
-func (h *headReads) Get(ctx context.Context, key string) (statestore.Item, error) {
-	h.count(key)
-	return h.Store.Get(ctx, key)
-}
-
-func (h *headReads) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, error) {
-	h.count(keys...)
-	return h.Store.BulkGet(ctx, keys)
-}
 
 // TestScrollbackPagesShareARecentHead: a member's pages below a known seq
 // read the room's head once per ScrollbackTTL and serve exactly the
@@ -46,7 +18,7 @@ func (h *headReads) BulkGet(ctx context.Context, keys []string) ([]statestore.It
 // every other read, reads the head from the store.
 func TestScrollbackPagesShareARecentHead(t *testing.T) {
 	base := memstore.New()
-	store := &headReads{Store: base}
+	store := &readCounter{Store: base, prefix: "room|"}
 	svc := room.New(store, &publish.Memory{}, quiet())
 	other := room.New(base, &publish.Memory{}, quiet()) // a second replica
 	r, err := svc.Create(ctx, "alice", "general", api.RoomPublic)
