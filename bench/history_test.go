@@ -168,15 +168,21 @@ func (h *historyRoom) getter(base string) func(before int64) (time.Duration, err
 		if resp.StatusCode != http.StatusOK {
 			return 0, fmt.Errorf("before=%d: %s %s", before, resp.Status, body)
 		}
-		var page api.EventsResponse
-		if err := json.Unmarshal(body, &page); err != nil {
-			return 0, err
-		}
-		if len(page.Events) != historyPage || page.Events[0].Seq != before-historyPage || page.Events[historyPage-1].Seq != before-1 {
-			return 0, fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
-		}
-		return took, nil
+		return took, checkPage(body, before)
 	}
+}
+
+// checkPage checks that body is the page of historyPage events just below
+// before, ascending.
+func checkPage(body []byte, before int64) error {
+	var page api.EventsResponse
+	if err := json.Unmarshal(body, &page); err != nil {
+		return err
+	}
+	if len(page.Events) != historyPage || page.Events[0].Seq != before-historyPage || page.Events[historyPage-1].Seq != before-1 {
+		return fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
+	}
+	return nil
 }
 
 // grpcGetter reads the page below before through the Dapr gRPC API of the
@@ -196,13 +202,6 @@ func (h *historyRoom) grpcGetter(b *testing.B, grpcPort int) func(before int64) 
 		if err != nil {
 			return 0, err
 		}
-		var page api.EventsResponse
-		if err := json.Unmarshal(body, &page); err != nil {
-			return 0, err
-		}
-		if len(page.Events) != historyPage || page.Events[historyPage-1].Seq != before-1 {
-			return 0, fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
-		}
-		return took, nil
+		return took, checkPage(body, before)
 	}
 }
