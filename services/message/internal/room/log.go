@@ -310,6 +310,13 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 	if len(next.Tail.Events) == 0 {
 		return out, dead, nil, nil
 	}
+	if len(next.Deleted) > len(head.Deleted) {
+		// A message deleted in the batch that sent or edited it: its text
+		// is never stored (see erase.go).
+		for i, rec := range next.Tail.Events {
+			next.Tail.Events[i].Event = next.visible(rec.Event)
+		}
+	}
 	if err := s.store.Write(ctx, guarded(headIt, next)); err != nil {
 		return out, dead, nil, err
 	}
@@ -435,6 +442,7 @@ func (s *Service) History(ctx context.Context, asUser, roomID string, p Page) (a
 		}
 		recs[missing[j]] = rec
 		s.events.Add(it.Key, rec)
+		s.repair(head, rec)
 	}
 	for _, rec := range recs {
 		resp.Events = append(resp.Events, head.visible(rec.Event))

@@ -15,7 +15,7 @@ import (
 // whose transactions are atomic (SQLite, PostgreSQL, MySQL) and on Redis,
 // whose transactions are not; and both users opening their DM at once
 // through both replicas must make one room whose founding events are
-// announced once.
+// announced once; and a delete must erase the text from the store.
 func TestTwoReplicasOnRealStores(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts daprd sidecars")
@@ -49,6 +49,7 @@ func TestTwoReplicasOnRealStores(t *testing.T) {
 			store := daprstore.New(sc.Client, "messagestore")
 			twoReplicas(t, store)
 			concurrentDMOpens(t, store)
+			deleteErases(t, store)
 		})
 	}
 }

@@ -133,7 +133,8 @@ type memberRecord struct {
 }
 
 // eventRecord is a stored room event: the public event plus the room's
-// message count up to and including it. Event keys are written once.
+// message count up to and including it. Event keys are written once,
+// and rewritten without text when their message is deleted (erase.go).
 type eventRecord struct {
 	api.Event
 	Msgs int64 `json:"msgs"`
@@ -274,10 +275,12 @@ func update[T any](ctx context.Context, s *Service, key string, change func(v *T
 // materialize writes a committed head's tail to the keys it belongs in.
 // Every write is idempotent and cannot undo a newer one (event and
 // idempotency keys are written once with the only value they can have;
-// membership writes compare seqs), so any number of replicas may
-// materialize the same tail, in any order, any number of times. An append
-// materializes the tail it found before committing its own, so every event
-// below the head's tail is in its event key.
+// membership writes compare seqs; the one exception, text written back
+// after a delete erased it, is erased again: see erase.go), so any
+// number of replicas may materialize the same tail, in any order, any
+// number of times. An append materializes the tail it found before
+// committing its own, so every event below the head's tail is in its
+// event key.
 func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 	t := head.Tail
 	if n := len(t.Events); n > 0 || len(t.Idem) > 0 {
@@ -297,9 +300,30 @@ func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 			for _, e := range t.Idem {
 				ops = append(ops, statestore.Op{Key: idemKey(head.ID, e.SenderID, e.ClientID), Value: encode(idemRecord{Seq: e.Seq})})
 			}
-			if err := s.store.Transact(ctx, ops); err != nil {
+			// Bounded, so that a stalled write of a message's text cannot
+			// land long after its delete (see erase.go).
+			wctx, cancel := context.WithTimeout(ctx, materializeTimeout)
+			err := s.store.Transact(wctx, ops)
+			cancel()
+			if err != nil {
 				return fmt.Errorf("materialize events of room %s: %w", head.ID, err)
 			}
+		}
+	}
+	// Edits are indexed under their target and deletes erase the target's
+	// text, outside the check above: a tail whose events were written by a
+	// materializer that failed after them is finished here.
+	for _, e := range t.Events {
+		switch e.Type {
+		case api.EventEdit:
+			if err := s.indexEdit(ctx, head.ID, e); err != nil {
+				return fmt.Errorf("materialize edit %d of room %s: %w", e.Seq, head.ID, err)
+			}
+		case api.EventDelete:
+			if err := s.erase(ctx, head.ID, e.TargetSeq); err != nil {
+				return fmt.Errorf("materialize delete %d of room %s: %w", e.Seq, head.ID, err)
+			}
+			s.eraseLater(head.ID, e.TargetSeq, s.eraseAgain)
 		}
 	}
 	for _, op := range t.Members {

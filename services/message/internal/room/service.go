@@ -46,9 +46,10 @@ type Service struct {
 	now   func() time.Time
 	queue *combiner
 	// events caches materialized event records by key. An event key is
-	// written once with the only value it can have (a delete hides text at
-	// read time, from the head), so a cached record never goes stale and
-	// needs no invalidation, whichever replica appends.
+	// written once with the only value it can have (a delete erases the
+	// text, but pages hide it at read time from the head anyway), so a
+	// cached record never goes stale and needs no invalidation, whichever
+	// replica appends.
 	events *lru.Cache[string, eventRecord]
 	// dms coalesces concurrent opens of one DM (see OpenDM).
 	dms singleflight.Group
@@ -58,6 +59,12 @@ type Service struct {
 	// compactions are the planned compactions of room heads, by room.
 	compactMu   sync.Mutex
 	compactions map[string]*time.Timer
+	// erasures are the planned erasures of deleted messages' text, by
+	// event key (see erase.go); eraseAgain is how long after an erase the
+	// replica erases again.
+	eraseMu    sync.Mutex
+	erasures   map[string]bool
+	eraseAgain time.Duration
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -73,7 +80,8 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 	}
 	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events,
 		scrollback:  expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL),
-		compactions: map[string]*time.Timer{}}
+		compactions: map[string]*time.Timer{},
+		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter}
 	s.queue = newCombiner(s.appendPending)
 	return s
 }

@@ -1,0 +1,184 @@
+package room_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/statestore/memstore"
+	"github.com/papochat/papo/services/message/internal/publish"
+	"github.com/papochat/papo/services/message/internal/room"
+)
+
+func edit(roomID, sender, clientID, text string, target int64) events.Submission {
+	return events.Submission{Type: api.EventEdit, RoomID: roomID, SenderID: sender, ClientID: clientID, Text: text, TargetSeq: target}
+}
+
+func del(roomID, sender, clientID string, target int64) events.Submission {
+	return events.Submission{Type: api.EventDelete, RoomID: roomID, SenderID: sender, ClientID: clientID, TargetSeq: target}
+}
+
+// storedWith returns the keys of roomID (its head and every event key up
+// to its last seq) whose stored value contains text.
+func storedWith(t *testing.T, store statestore.Store, roomID, text string) []string {
+	t.Helper()
+	h, _ := readHead(t, store, roomID)
+	keys := []string{"room|" + roomID}
+	for seq := int64(1); seq <= h.LastSeq; seq++ {
+		keys = append(keys, fmt.Sprintf("ev|%s|%d", roomID, seq))
+	}
+	items, err := store.BulkGet(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var with []string
+	for _, it := range items {
+		if strings.Contains(string(it.Value), text) {
+			with = append(with, it.Key)
+		}
+	}
+	return with
+}
+
+// deleteErases checks, on store, that deleting a message erases its text
+// and its edits' text from storage, whether the delete comes in a later
+// batch or in the batch that sent or edited the message.
+func deleteErases(t *testing.T, store statestore.Store) {
+	t.Helper()
+	svc := room.New(store, &publish.Memory{}, quiet())
+	r, err := svc.Create(ctx, "alice", "erasure", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Later batches: message (seq 2), two edits (3, 4), an unrelated
+	// message (5), the delete (6).
+	consume(t, svc, msg(r.ID, "alice", "m", "secret-one"))
+	consume(t, svc, edit(r.ID, "alice", "e1", "secret-one, edited", 2))
+	consume(t, svc, edit(r.ID, "alice", "e2", "secret-one, edited again", 2))
+	consume(t, svc, msg(r.ID, "alice", "keep", "kept"))
+	if got := storedWith(t, store, r.ID, "secret-one"); len(got) != 3 {
+		t.Fatalf("before the delete the text is in %v, want the message and its two edits", got)
+	}
+	consume(t, svc, del(r.ID, "alice", "d", 2))
+	if got := storedWith(t, store, r.ID, "secret-one"); len(got) != 0 {
+		t.Fatalf("deleted text still stored in %v", got)
+	}
+	// One batch: a message (7), its edit (8) and its delete (9).
+	consume(t, svc, msg(r.ID, "alice", "m2", "secret-two"), edit(r.ID, "alice", "e3", "secret-two, edited", 7), del(r.ID, "alice", "d2", 7))
+	if got := storedWith(t, store, r.ID, "secret-two"); len(got) != 0 {
+		t.Fatalf("text deleted in its own batch is stored in %v", got)
+	}
+	if got := storedWith(t, store, r.ID, "kept"); len(got) != 1 {
+		t.Fatalf("the message nobody deleted is stored in %v, want its event key", got)
+	}
+	evs := history(t, svc, "alice", r.ID, room.Page{}).Events
+	if len(evs) != 9 || evs[4].Text != "kept" {
+		t.Fatalf("history after the deletes: %+v", evs)
+	}
+	for _, e := range evs {
+		if strings.Contains(e.Text, "secret") {
+			t.Errorf("history serves deleted text: %+v", e)
+		}
+	}
+}
+
+func TestADeleteErasesTheTextFromStorage(t *testing.T) {
+	for name, store := range map[string]statestore.Store{"atomic": memstore.New(), "non-atomic": nonAtomic{memstore.New()}} {
+		t.Run(name, func(t *testing.T) { deleteErases(t, store) })
+	}
+}
+
+// stallingStore holds back the first transaction that writes key until
+// released, as a replica that stalls in the middle of materializing would.
+type stallingStore struct {
+	statestore.Store
+	key     string
+	once    sync.Once
+	stalled chan struct{} // closed when the transaction is held
+	release chan struct{}
+}
+
+func (s *stallingStore) Transact(ctx context.Context, ops []statestore.Op) error {
+	for _, op := range ops {
+		if op.Key == s.key {
+			hold := false
+			s.once.Do(func() { hold = true })
+			if hold {
+				close(s.stalled)
+				<-s.release
+			}
+			break
+		}
+	}
+	return s.Store.Transact(ctx, ops)
+}
+
+// staleWriteAfterDelete plays the race the second erase and the repair
+// exist for: replica A commits a message, then stalls in materializing it;
+// replica B materializes it, commits its delete and erases the text; then
+// A's stalled write lands and puts the text back. It returns the room id
+// once the text is back in storage.
+func staleWriteAfterDelete(t *testing.T, base statestore.Store, b *room.Service) string {
+	t.Helper()
+	r, err := b.Create(ctx, "alice", "race", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stalling := &stallingStore{Store: base, key: fmt.Sprintf("ev|%s|2", r.ID), stalled: make(chan struct{}), release: make(chan struct{})}
+	a := room.New(stalling, &publish.Memory{}, quiet())
+	done := make(chan error, 1)
+	go func() {
+		done <- a.Consume(ctx, events.SubmissionBatch{Submissions: []events.Submission{msg(r.ID, "alice", "m", "secret")}})
+	}()
+	<-stalling.stalled // A committed seq 2 and is writing its event key
+	consume(t, b, del(r.ID, "alice", "d", 2))
+	if got := storedWith(t, base, r.ID, "secret"); len(got) != 0 {
+		t.Fatalf("deleted text stored in %v right after the delete", got)
+	}
+	close(stalling.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := storedWith(t, base, r.ID, "secret"); len(got) != 1 {
+		t.Fatalf("the stalled write did not put the text back (stored in %v): the race was not played", got)
+	}
+	return r.ID
+}
+
+// TestAStalledMaterializationIsErasedAgain: the replica that erased a
+// deleted message's text erases it again later, after any stalled write
+// of it.
+func TestAStalledMaterializationIsErasedAgain(t *testing.T) {
+	base := memstore.New()
+	b := room.New(base, &publish.Memory{}, quiet())
+	b.SetEraseAgain(300 * time.Millisecond)
+	id := staleWriteAfterDelete(t, base, b)
+	eventually(t, "the second erase", func() bool { return len(storedWith(t, base, id, "secret")) == 0 })
+}
+
+// TestHistoryRepairsTextThatADeleteLeft: a history read that meets stored
+// text of a deleted message erases it, even when the replica that should
+// erase it again is gone.
+func TestHistoryRepairsTextThatADeleteLeft(t *testing.T) {
+	base := memstore.New()
+	b := room.New(base, &publish.Memory{}, quiet())
+	b.SetEraseAgain(time.Hour) // as if B had stopped
+	id := staleWriteAfterDelete(t, base, b)
+	time.Sleep(100 * time.Millisecond)
+	if got := storedWith(t, base, id, "secret"); len(got) != 1 {
+		t.Fatalf("text stored in %v before any read", got)
+	}
+	reader := room.New(base, &publish.Memory{}, quiet())
+	for _, e := range history(t, reader, "alice", id, room.Page{}).Events {
+		if e.Text == "secret" {
+			t.Fatalf("history served deleted text: %+v", e)
+		}
+	}
+	eventually(t, "the repair", func() bool { return len(storedWith(t, base, id, "secret")) == 0 })
+}

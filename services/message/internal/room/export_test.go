@@ -1,0 +1,7 @@
+package room
+
+import "time"
+
+// SetEraseAgain sets how long after erasing a deleted message's text the
+// replica erases it again (eraseAgainAfter in production).
+func (s *Service) SetEraseAgain(d time.Duration) { s.eraseAgain = d }
