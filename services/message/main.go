@@ -2,19 +2,6 @@
 // the gap-free per-room event log (see README.md and docs/message.md).
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/papochat/papo/platform/service"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "message:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("message", run) }

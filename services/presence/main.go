@@ -4,19 +4,6 @@
 // online/offline transitions on the fan-out topic.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/papochat/papo/platform/service"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "presence:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("presence", run) }

@@ -2,19 +2,6 @@
 // publishes what they send, and fans room events out to them.
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/papochat/papo/platform/service"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "ws:", err)
-		os.Exit(1)
-	}
-}
+func main() { service.Main("ws", run) }
