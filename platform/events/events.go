@@ -81,8 +81,11 @@ type Rejection struct {
 	Message  string `json:"message"`
 }
 
-// RoomEventBatch is the payload of TopicRoomEvents: newly persisted events
-// of one room in seq order, plus acks and rejections for senders.
+// RoomEventBatch is the payload of TopicRoomEvents: persisted events of
+// one room in seq order, plus acks and rejections for senders. Events are
+// the batch's new ones, preceded by the stored events of submissions that
+// arrived again (their first announcement may have been lost), so a
+// consumer must skip seqs it already has.
 type RoomEventBatch struct {
 	RoomID     string      `json:"room_id"`
 	Events     []api.Event `json:"events,omitempty"`

@@ -242,6 +242,12 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 		items[it.Key] = it
 	}
 
+	// replays are the seqs of submissions an earlier batch stored: their
+	// events are announced again with the acks, because that batch's
+	// announcement may be what was lost (a publish that failed, or a
+	// replica that stopped between its commit and its publish, is what
+	// makes the broker redeliver). Receivers skip seqs they have.
+	var replays []int64
 	next := head
 	next.Deleted = slices.Clone(head.Deleted)
 	next.Tail = tail{}
@@ -263,6 +269,7 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 					return out, dead, nil, err
 				}
 				seq, ok = r.Seq, true
+				replays = append(replays, seq)
 			}
 			if ok {
 				out.Acks = append(out.Acks, events.Ack{RoomID: roomID, SenderID: sub.SenderID, ClientID: sub.ClientID, Seq: seq})
@@ -307,7 +314,14 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 			next.Tail.Idem = append(next.Tail.Idem, idemEntry{SenderID: sub.SenderID, ClientID: sub.ClientID, Seq: ev.Seq})
 		}
 	}
+	replayed, err := s.storedEvents(ctx, head, replays)
+	if err != nil {
+		return out, dead, nil, err
+	}
 	if len(next.Tail.Events) == 0 {
+		for _, rec := range replayed {
+			out.Events = append(out.Events, head.visible(rec.Event))
+		}
 		return out, dead, nil, nil
 	}
 	if len(next.Deleted) > len(head.Deleted) {
@@ -321,10 +335,48 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 		return out, dead, nil, err
 	}
 	s.committed(roomID)
-	for _, rec := range next.Tail.Events {
+	for _, rec := range append(replayed, next.Tail.Events...) {
 		out.Events = append(out.Events, next.visible(rec.Event))
 	}
 	return out, dead, &next, nil
+}
+
+// storedEvents returns the stored events at seqs (all at or below head's
+// last_seq), once each, in seq order: from head's tail, the event cache,
+// or one BulkGet of their keys.
+func (s *Service) storedEvents(ctx context.Context, head roomRecord, seqs []int64) ([]eventRecord, error) {
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	seqs = slices.Clone(seqs)
+	slices.Sort(seqs)
+	seqs = slices.Compact(seqs)
+	recs := make([]eventRecord, len(seqs))
+	var keys []string
+	var missing []int
+	for i, seq := range seqs {
+		if rec, ok := head.tailEvent(seq); ok {
+			recs[i] = rec
+		} else if rec, ok := s.events.Get(eventKey(head.ID, seq)); ok {
+			recs[i] = rec
+		} else {
+			keys = append(keys, eventKey(head.ID, seq))
+			missing = append(missing, i)
+		}
+	}
+	items, err := s.bulkGet(ctx, keys...)
+	if err != nil {
+		return nil, err
+	}
+	for j, it := range items {
+		if !it.Found() {
+			return nil, fmt.Errorf("%s missing below last_seq %d", it.Key, head.LastSeq)
+		}
+		if err := decode(it, &recs[missing[j]]); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
 }
 
 // checkTarget checks that the message an edit or delete refers to exists,
