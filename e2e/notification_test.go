@@ -213,8 +213,14 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 	})
 	// Nothing more may come, in this window or the next.
 	stays(t, notificationWindow+2*time.Second, "one push for bob, one for eve, none for carol and dave", func() bool {
-		return len(recv.pushes(hooks[bob.Username])) == 1 && len(recv.pushes(hooks[eve.Username])) == 1 &&
+		ok := len(recv.pushes(hooks[bob.Username])) == 1 && len(recv.pushes(hooks[eve.Username])) == 1 &&
 			len(recv.pushes(hooks[carol.Username])) == 0 && len(recv.pushes(hooks[dave.Username])) == 0
+		if !ok {
+			for _, u := range []*user{bob, eve, carol, dave} {
+				t.Logf("pushes for %s: %v", u.Username, recv.pushes(hooks[u.Username]))
+			}
+		}
+		return ok
 	})
 	p := recv.pushes(hooks[bob.Username])[0]
 	if want := fmt.Sprintf("%d new messages in #%s", burst, room.Name); p["body"] != want || p["count"] != float64(burst) {
