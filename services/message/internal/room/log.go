@@ -314,7 +314,8 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 			next.Tail.Idem = append(next.Tail.Idem, idemEntry{SenderID: sub.SenderID, ClientID: sub.ClientID, Seq: ev.Seq})
 		}
 	}
-	replayed, err := s.storedEvents(ctx, head, replays)
+	slices.Sort(replays)
+	replayed, err := s.eventRecords(ctx, head, slices.Compact(replays))
 	if err != nil {
 		return out, dead, nil, err
 	}
@@ -341,16 +342,13 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 	return out, dead, &next, nil
 }
 
-// storedEvents returns the stored events at seqs (all at or below head's
-// last_seq), once each, in seq order: from head's tail, the event cache,
-// or one BulkGet of their keys.
-func (s *Service) storedEvents(ctx context.Context, head roomRecord, seqs []int64) ([]eventRecord, error) {
-	if len(seqs) == 0 {
-		return nil, nil
-	}
-	seqs = slices.Clone(seqs)
-	slices.Sort(seqs)
-	seqs = slices.Compact(seqs)
+// eventRecords returns the events at seqs (ascending, unique, at or below
+// head's last_seq), in order. Events in the head's tail may not be in their
+// keys yet; every older one is, and once read it is cached (event keys
+// never change but for an erase, and pages hide erased text anyway). What
+// is not in the tail or the cache is read in one BulkGet, and leftover
+// text of a deleted message found there is erased (repair).
+func (s *Service) eventRecords(ctx context.Context, head roomRecord, seqs []int64) ([]eventRecord, error) {
 	recs := make([]eventRecord, len(seqs))
 	var keys []string
 	var missing []int
@@ -372,9 +370,12 @@ func (s *Service) storedEvents(ctx context.Context, head roomRecord, seqs []int6
 		if !it.Found() {
 			return nil, fmt.Errorf("%s missing below last_seq %d", it.Key, head.LastSeq)
 		}
-		if err := decode(it, &recs[missing[j]]); err != nil {
+		rec := &recs[missing[j]]
+		if err := decode(it, rec); err != nil {
 			return nil, err
 		}
+		s.events.Add(it.Key, *rec)
+		s.repair(head, *rec)
 	}
 	return recs, nil
 }
@@ -461,40 +462,13 @@ func (s *Service) History(ctx context.Context, asUser, roomID string, p Page) (a
 	if from > to {
 		return resp, nil
 	}
-	// Events in the head's tail may not be in their keys yet; every older
-	// one is, and once read it is cached (event keys never change).
-	recs := make([]eventRecord, to-from+1)
-	var keys []string
-	var missing []int
+	seqs := make([]int64, 0, to-from+1)
 	for seq := from; seq <= to; seq++ {
-		i := int(seq - from)
-		if rec, ok := head.tailEvent(seq); ok {
-			recs[i] = rec
-			continue
-		}
-		key := eventKey(roomID, seq)
-		if rec, ok := s.events.Get(key); ok {
-			recs[i] = rec
-			continue
-		}
-		keys = append(keys, key)
-		missing = append(missing, i)
+		seqs = append(seqs, seq)
 	}
-	items, err := s.bulkGet(ctx, keys...)
+	recs, err := s.eventRecords(ctx, head, seqs)
 	if err != nil {
 		return api.EventsResponse{}, fmt.Errorf("history of room %s: %w", roomID, err)
-	}
-	for j, it := range items {
-		if !it.Found() {
-			return api.EventsResponse{}, fmt.Errorf("history of room %s: %s missing below last_seq %d", roomID, it.Key, last)
-		}
-		var rec eventRecord
-		if err := decode(it, &rec); err != nil {
-			return api.EventsResponse{}, err
-		}
-		recs[missing[j]] = rec
-		s.events.Add(it.Key, rec)
-		s.repair(head, rec)
 	}
 	for _, rec := range recs {
 		resp.Events = append(resp.Events, head.visible(rec.Event))
