@@ -83,9 +83,10 @@ type Rejection struct {
 
 // RoomEventBatch is the payload of TopicRoomEvents: persisted events of
 // one room in seq order, plus acks and rejections for senders. Events are
-// the batch's new ones, preceded by the stored events of submissions that
-// arrived again (their first announcement may have been lost), so a
-// consumer must skip seqs it already has.
+// the batch's new ones, preceded by events announced before whose first
+// announcement may have been lost (the stored events of submissions that
+// arrived again, and the room's previous change when it was a membership
+// change), so a consumer must skip seqs it already has.
 type RoomEventBatch struct {
 	RoomID     string      `json:"room_id"`
 	Events     []api.Event `json:"events,omitempty"`

@@ -3,6 +3,7 @@ package room_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -86,21 +87,29 @@ func TestCreateLogsTheCreatorsJoinAndAnnouncesIt(t *testing.T) {
 			}
 			checkJoin(t, bs[0].Events[0], r.ID, 1, "alice", "alice")
 
-			// The first message follows the founding event, and nothing
-			// announces seq 1 again.
+			// The first message follows the founding event, which its batch
+			// carries again (in case the founding announcement was lost).
 			consume(t, f.svc, msg(r.ID, "alice", "m", "first"))
 			got = history(t, f.svc, "alice", r.ID, room.Page{})
 			checkGapFree(t, got.Events, 1)
 			if len(got.Events) != 2 || got.Events[1].Text != "first" {
 				t.Fatalf("log after the first message = %+v", got.Events)
 			}
-			var announced []api.Event
-			for _, b := range batches(t, f.pub) {
-				announced = append(announced, b.Events...)
+			bs = batches(t, f.pub)
+			if len(bs) != 2 || len(bs[1].Events) != 2 || bs[1].Events[1].Text != "first" {
+				t.Fatalf("announced %+v, want the founding join again, then the message", bs)
 			}
+			checkJoin(t, bs[1].Events[0], r.ID, 1, "alice", "alice")
+			announced := received(bs)
 			checkGapFree(t, announced, 1)
 			if len(announced) != 2 {
-				t.Fatalf("announced %d events, want 2", len(announced))
+				t.Fatalf("received %d events, want 2", len(announced))
+			}
+			// The message's tail is not a membership change: the next
+			// batch brings nothing again.
+			consume(t, f.svc, msg(r.ID, "alice", "m2", "second"))
+			if bs = batches(t, f.pub); len(bs) != 3 || len(bs[2].Events) != 1 || bs[2].Events[0].Seq != 3 {
+				t.Fatalf("announced %+v after a message, want the next message alone", bs[2:])
 			}
 		})
 	}
@@ -335,4 +344,43 @@ func TestANewRoomIsListedBeforeItIsAnnounced(t *testing.T) {
 	if fmt.Sprint(pub.listed) != fmt.Sprint(want) {
 		t.Fatalf("listed at announcement: %v, want %v", pub.listed, want)
 	}
+}
+
+// TestALostMembershipAnnouncementGoesWithTheNextChange: a join whose
+// announcement failed is announced with the room's next change, whether
+// that is a message or another membership change, so a ws replica that
+// follows none of the room's members still learns that the joiner's
+// sockets should follow the room.
+func TestALostMembershipAnnouncementGoesWithTheNextChange(t *testing.T) {
+	f := newFixture(t)
+	r := f.roomWith(t, "alice")
+	f.pub.SetFailure(errors.New("broker down"))
+	if _, err := f.svc.Join(ctx, "bob", r.ID); err != nil {
+		t.Fatal(err) // durable: the failed announcement is logged
+	}
+	f.pub.SetFailure(nil)
+	consume(t, f.svc, msg(r.ID, "alice", "m", "welcome"))
+	bs := batches(t, f.pub)
+	last := bs[len(bs)-1]
+	if len(last.Events) != 2 || last.Events[1].Text != "welcome" {
+		t.Fatalf("the message's batch = %+v, want bob's join, then the message", last)
+	}
+	checkJoin(t, last.Events[0], r.ID, 2, "bob", "bob")
+
+	f.pub.SetFailure(errors.New("broker down"))
+	if _, err := f.svc.Join(ctx, "carol", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	f.pub.SetFailure(nil)
+	if _, err := f.svc.Join(ctx, "dave", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	bs = batches(t, f.pub)
+	last = bs[len(bs)-1]
+	if len(last.Events) != 2 {
+		t.Fatalf("dave's join batch = %+v, want carol's join again, then dave's", last)
+	}
+	checkJoin(t, last.Events[0], r.ID, 4, "carol", "carol")
+	checkJoin(t, last.Events[1], r.ID, 5, "dave", "dave")
+	checkGapFree(t, received(bs), 1)
 }

@@ -314,6 +314,9 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 			next.Tail.Idem = append(next.Tail.Idem, idemEntry{SenderID: sub.SenderID, ClientID: sub.ClientID, Seq: ev.Seq})
 		}
 	}
+	if len(next.Tail.Events) > 0 {
+		replays = append(replays, membershipSeqs(head)...)
+	}
 	slices.Sort(replays)
 	replayed, err := s.eventRecords(ctx, head, slices.Compact(replays))
 	if err != nil {
@@ -340,6 +343,26 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 		out.Events = append(out.Events, next.visible(rec.Event))
 	}
 	return out, dead, &next, nil
+}
+
+// membershipSeqs returns the seqs of head's tail when the last change was
+// a membership change (a founding, join or leave): the next change of the
+// room announces them again. Without that, a member_joined whose
+// announcement was lost (a publish that failed, a replica that stopped
+// before publishing) would never reach a ws replica where none of the
+// room's members is connected yet, and the joiner's sockets there would
+// not follow the room. (Where the room is followed, the next event's gap
+// brings the join in anyway.) Receivers skip seqs they have, so the
+// second announcement costs one small event.
+func membershipSeqs(head roomRecord) []int64 {
+	if len(head.Tail.Members) == 0 {
+		return nil
+	}
+	seqs := make([]int64, len(head.Tail.Events))
+	for i, e := range head.Tail.Events {
+		seqs[i] = e.Seq
+	}
+	return seqs
 }
 
 // eventRecords returns the events at seqs (ascending, unique, at or below

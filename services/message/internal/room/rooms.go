@@ -160,7 +160,7 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 	if !validRoomID.MatchString(roomID) {
 		return roomRecord{}, errRoomNotFound
 	}
-	var out roomRecord
+	var out, prev roomRecord
 	var appended *api.Event
 	err := s.retry(ctx, func() error {
 		appended = nil
@@ -197,14 +197,20 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 			return err
 		}
 		s.committed(roomID)
-		out, appended = next, ev
+		out, prev, appended = next, head, ev
 		return nil
 	})
 	if err != nil {
 		return out, err
 	}
 	if appended != nil {
-		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: []api.Event{*appended}})
+		// The previous change's membership events go again (membershipSeqs).
+		var evs []api.Event
+		for _, seq := range membershipSeqs(prev) {
+			rec, _ := prev.tailEvent(seq)
+			evs = append(evs, rec.Event)
+		}
+		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: append(evs, *appended)})
 		if err := s.materialize(ctx, out); err != nil {
 			return out, err
 		}

@@ -401,6 +401,33 @@ func TestMembershipChangesUpdateRoutingLive(t *testing.T) {
 	expectError(t, b, "not_a_member", "b2")
 }
 
+// TestAJoinAnnouncedAgainRoutesTheRoom: a replica that missed a join in a
+// room it does not follow learns it when the message service announces
+// the join again with the room's next change, and the joiner's socket
+// gets the join, then the event.
+func TestAJoinAnnouncedAgainRoutesTheRoom(t *testing.T) {
+	s := newStack(t, 2, hub.Config{})
+	s.world.room("r1", "alice")
+	b := s.live(1, "bob") // replica 1 follows no room of bob's yet
+	s.world.mu.Lock()
+	s.world.dropFor[1] = 1
+	s.world.mu.Unlock()
+	joined := s.world.member("r1", "bob", true) // lost on its way to replica 1
+	quiet(t, b, 150*time.Millisecond)
+
+	s.world.mu.Lock()
+	welcome := s.world.appendLocked("r1", api.Event{Type: api.EventMessage, SenderID: "alice", Text: "welcome"})
+	s.world.fanoutLocked(events.RoomEventBatch{RoomID: "r1", Events: []api.Event{joined, welcome}})
+	s.world.mu.Unlock()
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != joined.Seq || f.Event.Type != api.EventMemberJoined {
+		t.Fatalf("got %+v, want bob's member_joined", f.Event)
+	}
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != welcome.Seq || f.Event.Text != "welcome" {
+		t.Fatalf("got %+v, want the welcome", f.Event)
+	}
+	quiet(t, b, 150*time.Millisecond)
+}
+
 func TestTypingIsThrottledAndNotPersisted(t *testing.T) {
 	s := newStack(t, 2, hub.Config{TypingEvery: time.Hour})
 	s.world.room("r1", "alice", "bob")
