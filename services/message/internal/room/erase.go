@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -62,15 +63,18 @@ func (s *Service) indexEdit(ctx context.Context, roomID string, e eventRecord) e
 	})
 }
 
-// erase rewrites the event key of the deleted message at target, and those
-// of its edits, without text. It is idempotent and writes nothing when no
-// text is left.
-func (s *Service) erase(ctx context.Context, roomID string, target int64) error {
+// erase rewrites the event key of the deleted message at target, those of
+// its edits, and those at also, without text. It is idempotent and writes
+// nothing when no text is left.
+func (s *Service) erase(ctx context.Context, roomID string, target int64, also ...int64) error {
 	edits, err := s.getItem(ctx, editsKey(roomID, target))
 	if err != nil {
 		return err
 	}
 	keys := []string{eventKey(roomID, target)}
+	for _, seq := range also {
+		keys = append(keys, eventKey(roomID, seq))
+	}
 	if edits.Found() {
 		var l seqList
 		if err := decode(edits, &l); err != nil {
@@ -111,10 +115,11 @@ func (s *Service) erase(ctx context.Context, roomID string, target int64) error 
 	return nil
 }
 
-// eraseLater erases the deleted message at target (and its edits) after
-// wait, unless an erase of it is already planned in this replica.
-func (s *Service) eraseLater(roomID string, target int64, wait time.Duration) {
-	key := eventKey(roomID, target)
+// eraseLater erases the deleted message at target (and its edits, and the
+// events at also) after wait, unless that erase is already planned in this
+// replica.
+func (s *Service) eraseLater(roomID string, target int64, wait time.Duration, also ...int64) {
+	key := fmt.Sprint(roomID, target, also)
 	s.eraseMu.Lock()
 	defer s.eraseMu.Unlock()
 	if s.erasures[key] {
@@ -127,7 +132,7 @@ func (s *Service) eraseLater(roomID string, target int64, wait time.Duration) {
 		s.eraseMu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 		defer cancel()
-		if err := s.erase(ctx, roomID, target); err != nil {
+		if err := s.erase(ctx, roomID, target, also...); err != nil {
 			s.log.WarnContext(ctx, "erase a deleted message", "room_id", roomID, "seq", target, "err", err)
 		}
 	})
@@ -139,9 +144,11 @@ func (s *Service) repair(head roomRecord, rec eventRecord) {
 	if rec.Text == "" || head.visible(rec.Event).Text != "" {
 		return
 	}
-	target := rec.Seq
 	if rec.Type == api.EventEdit {
-		target = rec.TargetSeq
+		// The record itself too: an edit stored before the edits index
+		// existed is not in it.
+		s.eraseLater(head.ID, rec.TargetSeq, 0, rec.Seq)
+		return
 	}
-	s.eraseLater(head.ID, target, 0)
+	s.eraseLater(head.ID, rec.Seq, 0)
 }

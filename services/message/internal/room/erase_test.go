@@ -182,3 +182,32 @@ func TestHistoryRepairsTextThatADeleteLeft(t *testing.T) {
 	}
 	eventually(t, "the repair", func() bool { return len(storedWith(t, base, id, "secret")) == 0 })
 }
+
+// TestHistoryRepairsAnEditOutsideTheIndex: an edit stored before the
+// edits index existed is not erased with its deleted message, but the
+// first history read that meets it erases it.
+func TestHistoryRepairsAnEditOutsideTheIndex(t *testing.T) {
+	store := memstore.New()
+	svc := room.New(store, &publish.Memory{}, quiet())
+	r, err := svc.Create(ctx, "alice", "legacy", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consume(t, svc, msg(r.ID, "alice", "m", "secret"))
+	consume(t, svc, edit(r.ID, "alice", "e", "secret, edited", 2))
+	consume(t, svc, msg(r.ID, "alice", "n", "next")) // the edit leaves the head's tail
+	if err := store.Write(ctx, statestore.Op{Key: fmt.Sprintf("edits|%s|2", r.ID), Delete: true}); err != nil {
+		t.Fatal(err)
+	}
+	consume(t, svc, del(r.ID, "alice", "d", 2))
+	if got := storedWith(t, store, r.ID, "secret"); len(got) != 1 || got[0] != fmt.Sprintf("ev|%s|3", r.ID) {
+		t.Fatalf("text stored in %v, want the unindexed edit alone", got)
+	}
+	reader := room.New(store, &publish.Memory{}, quiet())
+	for _, e := range history(t, reader, "alice", r.ID, room.Page{}).Events {
+		if strings.Contains(e.Text, "secret") {
+			t.Fatalf("history served deleted text: %+v", e)
+		}
+	}
+	eventually(t, "the repair of the edit", func() bool { return len(storedWith(t, store, r.ID, "secret")) == 0 })
+}
