@@ -95,6 +95,10 @@ type UserResponse struct {
 type CreateRoomRequest struct {
 	Name string `json:"name"`
 	Kind string `json:"kind"`
+	// ClientID (optional, at most MaxClientIDLen characters) makes the
+	// creation safe to retry: the same creator and client_id name the same
+	// room.
+	ClientID string `json:"client_id,omitempty"`
 }
 
 // RoomResponse wraps one room.

@@ -197,8 +197,8 @@ export class Api {
   publicRooms() {
     return this.call("GET", "/api/v1/rooms/public");
   }
-  createRoom(name, kind) {
-    return this.call("POST", "/api/v1/rooms", { name, kind });
+  createRoom(name, kind, clientID) {
+    return this.call("POST", "/api/v1/rooms", { name, kind, client_id: clientID });
   }
   joinRoom(id) {
     return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/join`, {});

@@ -1303,6 +1303,11 @@ function openDialog(id) {
   }
 }
 
+// The last room creation asked for: submitting the same name and kind
+// again (after an error whose answer may have been lost) reuses its
+// client_id, so the server answers the room it made instead of a second.
+let roomIntent = { name: "", kind: "", id: "" };
+
 async function createRoom(e) {
   e.preventDefault();
   const d = $("dlg-room");
@@ -1313,8 +1318,12 @@ async function createRoom(e) {
     err.textContent = "Give the room a name.";
     return;
   }
+  if (roomIntent.name !== name || roomIntent.kind !== kind) {
+    roomIntent = { name, kind, id: newID() };
+  }
   try {
-    const res = await api.createRoom(name, kind);
+    const res = await api.createRoom(name, kind, roomIntent.id);
+    roomIntent = { name: "", kind: "", id: "" };
     addRoom(res.room);
     d.close();
     openRoom(res.room.id);

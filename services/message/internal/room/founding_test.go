@@ -384,3 +384,51 @@ func TestALostMembershipAnnouncementGoesWithTheNextChange(t *testing.T) {
 	checkJoin(t, last.Events[1], r.ID, 5, "dave", "dave")
 	checkGapFree(t, received(bs), 1)
 }
+
+// TestARetriedCreationFinishesTheSameRoom: a creation with a client_id
+// whose materialization failed (the client got an error) is retried; the
+// retry answers the room the first attempt made, finishes it, and
+// announces its founding event again. Without a client_id every creation
+// is a new room.
+func TestARetriedCreationFinishesTheSameRoom(t *testing.T) {
+	f := newFixture(t)
+	crashy := room.New(failingTransact{f.store}, f.pub, quiet())
+	if _, err := crashy.CreateOnce(ctx, "alice", "general", api.RoomPublic, "c1"); err == nil {
+		t.Fatal("create succeeded although its events could not be materialized")
+	}
+	bs := batches(t, f.pub)
+	if len(bs) != 1 {
+		t.Fatalf("announced %+v, want the founding event", bs)
+	}
+	id := bs[0].RoomID
+
+	r, err := f.svc.CreateOnce(ctx, "alice", "general", api.RoomPublic, "c1")
+	if err != nil || r.ID != id || r.LastSeq != 1 {
+		t.Fatalf("retry = %+v, %v; want room %s at last_seq 1", r, err, id)
+	}
+	if bs = batches(t, f.pub); len(bs) != 2 || bs[1].RoomID != id || len(bs[1].Events) != 1 {
+		t.Fatalf("announced %+v, want the founding event again", bs)
+	}
+	checkJoin(t, bs[1].Events[0], id, 1, "alice", "alice")
+	mine, err := f.svc.Mine(ctx, "alice")
+	if err != nil || len(mine) != 1 || mine[0].ID != id {
+		t.Fatalf("alice's rooms = %+v, %v; want the one room, materialized", mine, err)
+	}
+	if public, err := f.svc.Public(ctx); err != nil || len(public) != 1 || public[0].ID != id {
+		t.Fatalf("public rooms = %+v, %v; want the room", public, err)
+	}
+
+	// Once the room has moved on, a late retry answers it without
+	// announcing anything again.
+	consume(t, f.svc, msg(id, "alice", "m", "first"))
+	before := len(batches(t, f.pub))
+	if r, err := f.svc.CreateOnce(ctx, "alice", "general", api.RoomPublic, "c1"); err != nil || r.ID != id || r.LastSeq != 2 {
+		t.Fatalf("late retry = %+v, %v", r, err)
+	}
+	if n := len(batches(t, f.pub)); n != before {
+		t.Fatalf("a late retry announced %d batches", n-before)
+	}
+	if a, _ := f.svc.Create(ctx, "alice", "general", api.RoomPublic); a.ID == id {
+		t.Fatal("a creation without client_id reused the room")
+	}
+}

@@ -2,6 +2,7 @@ package room
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/papochat/papo/api"
@@ -15,6 +16,15 @@ import (
 // head's first tail and announced like any appended event, so every ws
 // replica routes the new room to the creator's open sockets at once.
 func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Room, error) {
+	return s.CreateOnce(ctx, userID, name, kind, "")
+}
+
+// CreateOnce is Create made safe to retry: a non-empty clientID derives
+// the room's id from the creator and clientID, so a retry of a creation
+// whose answer was lost finds the room the first attempt made (and
+// finishes it) instead of making a second one. Reusing a clientID for
+// another name or kind is a conflict.
+func (s *Service) CreateOnce(ctx context.Context, userID, name, kind, clientID string) (api.Room, error) {
 	name, err := checkName(name)
 	if err != nil {
 		return api.Room{}, err
@@ -22,10 +32,21 @@ func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Ro
 	if kind != api.RoomPublic && kind != api.RoomPrivate {
 		return api.Room{}, apierror.Invalidf("invalid_kind", "kind must be %q or %q", api.RoomPublic, api.RoomPrivate)
 	}
-	rec := roomRecord{ID: newRoomID(), Name: name, Kind: kind, CreatedBy: userID, CreatedAt: s.now().UTC()}
+	if err := checkClientID(clientID); err != nil {
+		return api.Room{}, err
+	}
+	id := newRoomID()
+	if clientID != "" {
+		id = clientRoomID(userID, clientID)
+	}
+	rec := roomRecord{ID: id, Name: name, Kind: kind, CreatedBy: userID, CreatedAt: s.now().UTC()}
 	rec.Tail.Public = kind == api.RoomPublic
 	first := rec.founded(userID)
-	if err := s.store.Write(ctx, statestore.Op{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true}); err != nil {
+	err = s.store.Write(ctx, statestore.Op{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true})
+	if errors.Is(err, statestore.ErrConflict) && clientID != "" {
+		return s.createdBefore(ctx, rec)
+	}
+	if err != nil {
 		return api.Room{}, fmt.Errorf("create room: %w", err)
 	}
 	// Materialized before it is announced, so a client that hears of the
@@ -38,6 +59,31 @@ func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Ro
 		return api.Room{}, fmt.Errorf("create room: %w", err)
 	}
 	return rec.api(), nil
+}
+
+// createdBefore answers a retried CreateOnce whose room exists: the room,
+// once its founding tail is materialized (the first attempt may have
+// failed there) and announced again if it is still the room's last change
+// (the first announcement may be what was lost).
+func (s *Service) createdBefore(ctx context.Context, want roomRecord) (api.Room, error) {
+	head, _, found, err := s.readHead(ctx, want.ID)
+	if err != nil {
+		return api.Room{}, fmt.Errorf("create room: %w", err)
+	}
+	if !found || head.CreatedBy != want.CreatedBy || head.Name != want.Name || head.Kind != want.Kind {
+		return api.Room{}, apierror.New(apierror.Conflict, "client_id_reused", "client_id was used to create another room")
+	}
+	if err := s.materialize(ctx, head); err != nil {
+		return api.Room{}, fmt.Errorf("create room: %w", err)
+	}
+	if seqs := membershipSeqs(head); len(seqs) > 0 && head.LastSeq == int64(len(seqs)) {
+		evs := make([]api.Event, len(head.Tail.Events))
+		for i, rec := range head.Tail.Events {
+			evs[i] = rec.Event
+		}
+		s.announceLogged(ctx, events.RoomEventBatch{RoomID: head.ID, Events: evs})
+	}
+	return head.api(), nil
 }
 
 // founded puts the founding members' member_joined events (seq 1, 2, …,

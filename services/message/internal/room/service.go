@@ -206,6 +206,13 @@ func newRoomID() string {
 	return "r_" + hex.EncodeToString(b[:])
 }
 
+// clientRoomID derives the id of the room userID creates with clientID, so
+// a retried creation names the same room.
+func clientRoomID(userID, clientID string) string {
+	sum := sha256.Sum256([]byte("room\x00" + userID + "\x00" + clientID))
+	return "r_" + hex.EncodeToString(sum[:12])
+}
+
 // dmID derives a DM's room id from the sorted pair, so both users name the
 // same room whoever opens it first.
 func dmID(a, b string) string {

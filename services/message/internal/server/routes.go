@@ -140,7 +140,7 @@ func (h handlers) createRoom(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(w, r, 0, &req); err != nil {
 		return err
 	}
-	room, err := h.rooms.Create(r.Context(), user(r), req.Name, req.Kind)
+	room, err := h.rooms.CreateOnce(r.Context(), user(r), req.Name, req.Kind, req.ClientID)
 	if err != nil {
 		return err
 	}

@@ -188,6 +188,38 @@ func TestRoomRoutes(t *testing.T) {
 	}
 }
 
+// TestRoomCreationWithAClientIDIsSafeToRetry: the same creator and
+// client_id make one room, a retry answers it again, another user's
+// client_id is another room, and a client_id reused for another room is
+// a conflict.
+func TestRoomCreationWithAClientIDIsSafeToRetry(t *testing.T) {
+	e := newEnv(t)
+	create := func(user string, req api.CreateRoomRequest) (int, api.Room) {
+		var rr api.RoomResponse
+		st := e.do(user, http.MethodPost, "/api/v1/rooms", req, &rr)
+		return st, rr.Room
+	}
+	req := api.CreateRoomRequest{Name: "team", Kind: api.RoomPrivate, ClientID: "create-1"}
+	st1, first := create("alice", req)
+	st2, again := create("alice", req)
+	if st1 != http.StatusCreated || st2 != http.StatusCreated || first.ID == "" || again.ID != first.ID || again.LastSeq != 1 {
+		t.Fatalf("create then retry: %d %+v, %d %+v; want one room, answered twice", st1, first, st2, again)
+	}
+	if _, other := create("bob", req); other.ID == first.ID || other.CreatedBy != "bob" {
+		t.Fatalf("bob's creation with alice's client_id gave %+v", other)
+	}
+	if _, plain := create("alice", api.CreateRoomRequest{Name: "team", Kind: api.RoomPrivate}); plain.ID == first.ID {
+		t.Fatal("a creation without client_id reused a room")
+	}
+	if st, code := e.errorCode("alice", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "other", Kind: api.RoomPrivate, ClientID: "create-1"}); st != http.StatusConflict || code != "client_id_reused" {
+		t.Fatalf("client_id reused for another room: %d %s, want 409 client_id_reused", st, code)
+	}
+	var mine api.RoomsResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 2 {
+		t.Fatalf("alice's rooms: %d %+v, want the retried room once and the plain one", st, mine.Rooms)
+	}
+}
+
 func TestInputLimits(t *testing.T) {
 	e := newEnv(t)
 	r := e.createRoom("alice", "general", api.RoomPublic)
@@ -200,6 +232,7 @@ func TestInputLimits(t *testing.T) {
 		{"name too long", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: strings.Repeat("n", 81), Kind: "public"}, 400, "invalid_name"},
 		{"empty name", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "", Kind: "public"}, 400, "invalid_name"},
 		{"bad kind", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "x", Kind: "dm"}, 400, "invalid_kind"},
+		{"room client id too long", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "x", Kind: "public", ClientID: strings.Repeat("c", 65)}, 400, "invalid_client_id"},
 		{"not json", http.MethodPost, "/api/v1/rooms", "{", 400, "invalid_json"},
 		{"body too large", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: strings.Repeat("x", httpapi.DefaultMaxBody), ClientID: "c"}, 413, "body_too_large"},
 		{"text too long", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: strings.Repeat("x", 4001), ClientID: "c"}, 400, "invalid_text"},
