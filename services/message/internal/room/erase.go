@@ -30,7 +30,13 @@ import (
 //     covers a replica that stopped before its second erase.
 //
 // Whatever storage holds meanwhile, history never serves the text: pages
-// hide it from the head's deleted seqs.
+// hide it using the head's recent deletes. A delete stays there for
+// keepDeletes, then the next commit of the room erases its text once more
+// (after any stalled write, so for good) and drops it from the head
+// (trimDeletes): the head does not grow with every delete ever made. By
+// then no replica serves a record it cached before the delete (cached
+// records are served for eventCacheTTL), and a message without text is
+// known to be deleted (checkTarget).
 
 // editsKey holds the seqs of the edits of the message at seq.
 func editsKey(roomID string, seq int64) string {
@@ -50,7 +56,47 @@ const (
 	// text erases it again: after any materialize that began before the
 	// delete was committed has either written or given up.
 	eraseAgainAfter = materializeTimeout + 5*time.Second
+	// keepDeletes is how long a delete stays in the room head.
+	keepDeletes = 10 * time.Minute
+	// eventCacheTTL is how long a replica serves an event record it cached;
+	// it must be shorter than keepDeletes less materializeTimeout.
+	eventCacheTTL = 5 * time.Minute
+	// maxTrims bounds the deletes one commit drops from the head (each
+	// costs an erase: two reads, and a write if text was left).
+	maxTrims = 16
 )
+
+// trimDeletes returns deletes without those older than keepDeletes at now,
+// at most maxTrims of them, each erased once more first. A delete whose
+// erase fails stays for a later commit.
+func (s *Service) trimDeletes(ctx context.Context, roomID string, deletes []deletion, now time.Time) []deletion {
+	n := 0
+	for n < len(deletes) && n < maxTrims && now.Sub(deletes[n].At) > keepDeletes {
+		if err := s.erase(ctx, roomID, deletes[n].Seq); err != nil {
+			s.log.WarnContext(ctx, "erase a delete leaving the head", "room_id", roomID, "seq", deletes[n].Seq, "err", err)
+			break
+		}
+		n++
+	}
+	return deletes[n:]
+}
+
+// cachedEvent is an event record in a replica's cache and when it was
+// cached.
+type cachedEvent struct {
+	rec eventRecord
+	at  time.Time
+}
+
+// cachedEvent returns the record cached at key, if it was cached less
+// than eventCacheTTL ago.
+func (s *Service) cachedEvent(key string) (eventRecord, bool) {
+	c, ok := s.events.Get(key)
+	if !ok || s.now().Sub(c.at) > eventCacheTTL {
+		return eventRecord{}, false
+	}
+	return c.rec, true
+}
 
 // indexEdit records the edit at seq in the list of edits of its target.
 func (s *Service) indexEdit(ctx context.Context, roomID string, e eventRecord) error {

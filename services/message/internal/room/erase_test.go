@@ -2,6 +2,7 @@ package room_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -210,4 +211,148 @@ func TestHistoryRepairsAnEditOutsideTheIndex(t *testing.T) {
 		}
 	}
 	eventually(t, "the repair of the edit", func() bool { return len(storedWith(t, store, r.ID, "secret")) == 0 })
+}
+
+// rawHeadMap reads roomID's stored head as a generic map.
+func rawHeadMap(t *testing.T, store statestore.Store, roomID string) map[string]any {
+	t.Helper()
+	it, err := store.Get(ctx, "room|"+roomID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(it.Value, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestAnOldDeleteLeavesTheHeadErasedForGood: a delete stays in the room
+// head for keepDeletes; the first commit after that erases its text once
+// more (here: text a stalled write had put back) and drops it from the
+// head. The message stays hidden everywhere: in storage, in a replica that
+// cached it before the delete, and to edits and deletes of it.
+func TestAnOldDeleteLeavesTheHeadErasedForGood(t *testing.T) {
+	store := memstore.New()
+	clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	pub := &publish.Memory{}
+	svc := room.New(store, pub, quiet())
+	svc.SetNow(now)
+	other := room.New(store, &publish.Memory{}, quiet()) // a replica that read the room before the delete
+	other.SetNow(now)
+	r, err := svc.Create(ctx, "alice", "old deletes", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consume(t, svc, msg(r.ID, "alice", "m", "secret"))             // seq 2
+	consume(t, svc, edit(r.ID, "alice", "e", "secret, edited", 2)) // seq 3
+	consume(t, svc, msg(r.ID, "alice", "k", "kept"))               // seq 4
+	original, err := store.Get(ctx, fmt.Sprintf("ev|%s|2", r.ID))  // what a stalled write would put back
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := history(t, other, "alice", r.ID, room.Page{}).Events; got[1].Text != "secret" {
+		t.Fatalf("before the delete: %+v", got[1])
+	}
+	consume(t, svc, del(r.ID, "alice", "d", 2)) // seq 5
+	if d, _ := rawHeadMap(t, store, r.ID)["deletes"].([]any); len(d) != 1 {
+		t.Fatalf("the head holds deletes %v, want the one", d)
+	}
+	consume(t, svc, msg(r.ID, "alice", "k2", "kept too")) // seq 6: the delete leaves the head's tail
+	if err := store.Write(ctx, statestore.Op{Key: original.Key, Value: original.Value}); err != nil {
+		t.Fatal(err)
+	}
+
+	clock = clock.Add(11 * time.Minute)
+	consume(t, svc, msg(r.ID, "alice", "n", "next")) // seq 7: drops the delete, erasing first
+	if d, ok := rawHeadMap(t, store, r.ID)["deletes"]; ok {
+		t.Fatalf("the head still holds deletes %v", d)
+	}
+	if got := storedWith(t, store, r.ID, "secret"); len(got) != 0 {
+		t.Fatalf("deleted text stored in %v after the delete left the head", got)
+	}
+	for _, s := range []*room.Service{svc, other} {
+		for _, e := range history(t, s, "alice", r.ID, room.Page{}).Events {
+			if strings.Contains(e.Text, "secret") {
+				t.Fatalf("history serves deleted text: %+v", e)
+			}
+		}
+	}
+	// Without the delete in the head, its message is still known deleted.
+	consume(t, svc, edit(r.ID, "alice", "e2", "back again", 2), del(r.ID, "alice", "d2", 2))
+	bs := batches(t, pub)
+	last := bs[len(bs)-1]
+	if len(last.Events) != 0 || len(last.Rejections) != 2 || last.Rejections[0].Code != "message_deleted" || last.Rejections[1].Code != "message_deleted" {
+		t.Fatalf("edit and delete of a message deleted long ago: %+v", last)
+	}
+}
+
+// TestACommitDropsAtMostMaxTrimsDeletes: many old deletes leave the head a
+// bounded number per commit, oldest first.
+func TestACommitDropsAtMostMaxTrimsDeletes(t *testing.T) {
+	store := memstore.New()
+	clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	svc := room.New(store, &publish.Memory{}, quiet())
+	svc.SetNow(func() time.Time { return clock })
+	r, err := svc.Create(ctx, "alice", "many deletes", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consume(t, svc, burst(r.ID, "alice", "m", 20)...) // seqs 2 … 21
+	subs := make([]events.Submission, 20)
+	for i := range subs {
+		subs[i] = del(r.ID, "alice", fmt.Sprint("d", i), int64(2+i))
+	}
+	consume(t, svc, subs...)
+	deletes := func() int {
+		d, _ := rawHeadMap(t, store, r.ID)["deletes"].([]any)
+		return len(d)
+	}
+	if n := deletes(); n != 20 {
+		t.Fatalf("the head holds %d deletes, want 20", n)
+	}
+	clock = clock.Add(11 * time.Minute)
+	consume(t, svc, msg(r.ID, "alice", "x", "one"))
+	if n := deletes(); n != 4 {
+		t.Fatalf("after one commit the head holds %d deletes, want 20 - 16", n)
+	}
+	consume(t, svc, msg(r.ID, "alice", "y", "two"))
+	if n := deletes(); n != 0 {
+		t.Fatalf("after two commits the head holds %d deletes, want none", n)
+	}
+	if got := storedWith(t, store, r.ID, "burst"); len(got) != 0 {
+		t.Fatalf("deleted text stored in %v", got)
+	}
+}
+
+// TestDeletesFromBeforeTheirTimesStay: a head written before deletes
+// carried their time lists them in "deleted"; they keep hiding their
+// messages and never leave (their edits may not be indexed).
+func TestDeletesFromBeforeTheirTimesStay(t *testing.T) {
+	store := memstore.New()
+	clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	svc := room.New(store, &publish.Memory{}, quiet())
+	svc.SetNow(func() time.Time { return clock })
+	r, err := svc.Create(ctx, "alice", "legacy", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consume(t, svc, msg(r.ID, "alice", "m", "legacy secret"))    // seq 2
+	consume(t, svc, msg(r.ID, "alice", "n", "the next message")) // seq 3
+	head := rawHeadMap(t, store, r.ID)
+	head["deleted"] = []int64{2}
+	b, _ := json.Marshal(head)
+	if err := store.Write(ctx, statestore.Op{Key: "room|" + r.ID, Value: b}); err != nil {
+		t.Fatal(err)
+	}
+	clock = clock.Add(time.Hour)
+	consume(t, svc, msg(r.ID, "alice", "o", "later"))
+	if d, _ := rawHeadMap(t, store, r.ID)["deleted"].([]any); len(d) != 1 {
+		t.Fatalf("the head's legacy deletes are %v, want seq 2 kept", d)
+	}
+	reader := room.New(store, &publish.Memory{}, quiet())
+	if got := history(t, reader, "alice", r.ID, room.Page{}).Events; len(got) != 4 || got[1].Text != "" || got[2].Text != "the next message" {
+		t.Fatalf("history with a legacy delete: %+v", got)
+	}
 }

@@ -5,3 +5,6 @@ import "time"
 // SetEraseAgain sets how long after erasing a deleted message's text the
 // replica erases it again (eraseAgainAfter in production).
 func (s *Service) SetEraseAgain(d time.Duration) { s.eraseAgain = d }
+
+// SetNow sets the Service's clock.
+func (s *Service) SetNow(now func() time.Time) { s.now = now }

@@ -249,8 +249,9 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 	// makes the broker redeliver). Receivers skip seqs they have.
 	var replays []int64
 	next := head
-	next.Deleted = slices.Clone(head.Deleted)
+	next.Deletes = slices.Clone(head.Deletes)
 	next.Tail = tail{}
+	deleted := false               // a delete in this batch
 	assigned := map[string]int64{} // idempotency keys given a seq in this batch
 	marks := map[string]int{}      // sender → index in next.Tail.Marks
 	for _, sub := range valid {
@@ -306,7 +307,8 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 			}
 		case api.EventDelete:
 			ev.Text = ""
-			next.Deleted = append(next.Deleted, sub.TargetSeq)
+			next.Deletes = append(next.Deletes, deletion{Seq: sub.TargetSeq, At: now})
+			deleted = true
 		}
 		next.Tail.Events = append(next.Tail.Events, eventRecord{Event: ev, Msgs: next.Messages})
 		if sub.ClientID != "" {
@@ -328,13 +330,14 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 		}
 		return out, dead, nil, nil
 	}
-	if len(next.Deleted) > len(head.Deleted) {
+	if deleted {
 		// A message deleted in the batch that sent or edited it: its text
 		// is never stored (see erase.go).
 		for i, rec := range next.Tail.Events {
 			next.Tail.Events[i].Event = next.visible(rec.Event)
 		}
 	}
+	next.Deletes = s.trimDeletes(ctx, roomID, next.Deletes, now)
 	if err := s.store.Write(ctx, guarded(headIt, next)); err != nil {
 		return out, dead, nil, err
 	}
@@ -378,7 +381,7 @@ func (s *Service) eventRecords(ctx context.Context, head roomRecord, seqs []int6
 	for i, seq := range seqs {
 		if rec, ok := head.tailEvent(seq); ok {
 			recs[i] = rec
-		} else if rec, ok := s.events.Get(eventKey(head.ID, seq)); ok {
+		} else if rec, ok := s.cachedEvent(eventKey(head.ID, seq)); ok {
 			recs[i] = rec
 		} else {
 			keys = append(keys, eventKey(head.ID, seq))
@@ -397,7 +400,7 @@ func (s *Service) eventRecords(ctx context.Context, head roomRecord, seqs []int6
 		if err := decode(it, rec); err != nil {
 			return nil, err
 		}
-		s.events.Add(it.Key, *rec)
+		s.events.Add(it.Key, cachedEvent{rec: *rec, at: s.now()})
 		s.repair(head, *rec)
 	}
 	return recs, nil
@@ -424,7 +427,8 @@ func checkTarget(head roomRecord, items map[string]statestore.Item, sub events.S
 		return apierror.Invalidf("invalid_target", "event %d is not a message", sub.TargetSeq)
 	case rec.SenderID != sub.SenderID:
 		return apierror.New(apierror.Forbidden, "not_sender", "only the sender may %s a message", sub.Type)
-	case head.deleted(sub.TargetSeq):
+	case head.deleted(sub.TargetSeq) || rec.Text == "":
+		// A message without text is one whose delete has left the head.
 		return apierror.Invalidf("message_deleted", "message %d is deleted", sub.TargetSeq)
 	}
 	return nil

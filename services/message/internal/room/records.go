@@ -58,8 +58,13 @@ type roomRecord struct {
 	Messages int64 `json:"messages"`
 	// Members is the pair of a DM; other rooms keep members in membersKey.
 	Members []string `json:"members,omitempty"`
-	// Deleted lists the seqs of deleted messages: history serves them, and
-	// the edits of them, without text.
+	// Deletes are the room's recent deletes, oldest first: history serves
+	// their messages, and the edits of them, without text. A delete leaves
+	// the head keepDeletes after its commit, once its text is erased for
+	// good (see erase.go).
+	Deletes []deletion `json:"deletes,omitempty"`
+	// Deleted lists the seqs of messages deleted before Deletes existed;
+	// they stay (their edits may not be in the edits index).
 	Deleted []int64 `json:"deleted,omitempty"`
 	Tail    tail    `json:"tail"`
 }
@@ -117,7 +122,16 @@ func (r roomRecord) tailEvent(seq int64) (eventRecord, bool) {
 	return eventRecord{}, false
 }
 
-func (r roomRecord) deleted(seq int64) bool { return slices.Contains(r.Deleted, seq) }
+func (r roomRecord) deleted(seq int64) bool {
+	return slices.ContainsFunc(r.Deletes, func(d deletion) bool { return d.Seq == seq }) || slices.Contains(r.Deleted, seq)
+}
+
+// deletion is a delete in the head: the deleted message's seq and when the
+// delete was committed.
+type deletion struct {
+	Seq int64     `json:"seq"`
+	At  time.Time `json:"at"`
+}
 
 // memberRecord is a user's membership of a room as of the join or leave
 // at Seq (a left member keeps a record with In false, so a late, repeated

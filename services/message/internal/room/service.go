@@ -47,10 +47,11 @@ type Service struct {
 	queue *combiner
 	// events caches materialized event records by key. An event key is
 	// written once with the only value it can have (a delete erases the
-	// text, but pages hide it at read time from the head anyway), so a
-	// cached record never goes stale and needs no invalidation, whichever
-	// replica appends.
-	events *lru.Cache[string, eventRecord]
+	// text, but pages hide it at read time from the head), so a cached
+	// record needs no invalidation, whichever replica appends; it is only
+	// served for eventCacheTTL, so no record read before a delete outlives
+	// the delete's stay in the head (keepDeletes).
+	events *lru.Cache[string, cachedEvent]
 	// dms coalesces concurrent opens of one DM (see OpenDM).
 	dms singleflight.Group
 	// scrollback holds recently read heads for scrollback pages (see
@@ -74,7 +75,7 @@ const EventCacheSize = 20000
 
 // New returns a Service over store, announcing through pub.
 func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
-	events, err := lru.New[string, eventRecord](EventCacheSize)
+	events, err := lru.New[string, cachedEvent](EventCacheSize)
 	if err != nil {
 		panic(err) // only for a non-positive size, which EventCacheSize is not
 	}
