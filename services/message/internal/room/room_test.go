@@ -397,6 +397,11 @@ func TestMembership(t *testing.T) {
 	if _, err := f.svc.AddMember(ctx, "mallory", private.ID, "eve"); apierror.CodeOf(err) != "not_a_member" {
 		t.Fatalf("non-member adding: got %v, want not_a_member", err)
 	}
+	// Naming someone already in changes nothing, and must not answer with
+	// the room either.
+	if got, err := f.svc.AddMember(ctx, "mallory", private.ID, "alice"); apierror.CodeOf(err) != "not_a_member" || got.ID != "" {
+		t.Fatalf("non-member adding a member: got %+v, %v; want not_a_member and no room", got, err)
+	}
 	for _, tt := range []struct{ name, user string }{{"read", "mallory"}} {
 		if _, err := f.svc.History(ctx, tt.user, private.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
 			t.Fatalf("%s by non-member: got %v, want Forbidden", tt.name, err)

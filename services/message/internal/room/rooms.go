@@ -276,14 +276,16 @@ func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string)
 			return nil, nil, err
 		}
 		switch {
+		case actorID != userID && !actorIn:
+			// First: a non-member learns nothing of the room, not even
+			// whether the user named is in it.
+			return nil, nil, errNotMember
 		case userIn:
 			return nil, nil, nil // already a member
 		case head.Kind == api.RoomDM:
 			return nil, nil, apierror.New(apierror.Forbidden, "dm_closed", "nobody else can join a DM")
 		case actorID == userID && head.Kind == api.RoomPrivate:
 			return nil, nil, apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by being added by a member")
-		case actorID != userID && !actorIn:
-			return nil, nil, errNotMember
 		}
 		// A newcomer's read marker starts at its own join (op.Seq): the
 		// history before it is not unread.
