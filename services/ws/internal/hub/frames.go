@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/papochat/papo/api"
@@ -18,6 +19,12 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // connection stays open (unless refusals turn into abuse, see refuse).
 func (c *conn) handle(data []byte) {
 	var f api.ClientFrame
+	// encoding/json would replace invalid UTF-8 with U+FFFD, and the text
+	// would be stored altered: a text frame must be UTF-8 (RFC 6455).
+	if !utf8.Valid(data) {
+		c.refuse("", "invalid_text", "a frame must be valid UTF-8")
+		return
+	}
 	if err := json.Unmarshal(data, &f); err != nil {
 		c.refuse("", "invalid_json", "a frame is one JSON object: "+err.Error())
 		return
@@ -58,10 +65,13 @@ func (c *conn) handle(data []byte) {
 }
 
 func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+	for i := range s {
+		if n == 0 {
+			return s[:i]
+		}
+		n--
 	}
-	return s[:n]
+	return s
 }
 
 // submit validates a send, edit or delete and queues it for publishing.
@@ -74,8 +84,11 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 	case f.ClientID == "":
 		c.refuse(ref, "missing_field", "client_id is required")
 		return
-	case len(f.ClientID) > api.MaxClientIDLen:
+	case utf8.RuneCountInString(f.ClientID) > api.MaxClientIDLen:
 		c.refuse(ref, "invalid_client_id", "client_id is longer than "+itoa(api.MaxClientIDLen)+" characters")
+		return
+	case strings.ContainsFunc(f.ClientID, unicode.IsControl):
+		c.refuse(ref, "invalid_client_id", "client_id must be printable")
 		return
 	}
 	if kind != api.EventMessage && f.TargetSeq <= 0 {
@@ -91,8 +104,8 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		case n > api.MaxTextRunes:
 			c.refuse(ref, "text_too_long", "text is limited to "+itoa(api.MaxTextRunes)+" characters")
 			return
-		case !utf8.ValidString(f.Text):
-			c.refuse(ref, "invalid_text", "text is not valid UTF-8")
+		case strings.ContainsFunc(f.Text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
+			c.refuse(ref, "invalid_text", "text must not hold control characters other than newline and tab")
 			return
 		}
 	}

@@ -277,6 +277,10 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 		{"empty text", `{"type":"send","room_id":"r1","client_id":"e1","text":" "}`, "invalid_text", "e1"},
 		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "text_too_long", "l1"},
 		{"client_id over 64", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("c", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("c", 64)},
+		{"client_id over 64 characters", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("é", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("é", 64)},
+		{"client_id with a control character", `{"type":"send","room_id":"r1","client_id":"c\u0007","text":"a"}`, "invalid_client_id", "c\a"},
+		{"text with a control character", `{"type":"send","room_id":"r1","client_id":"k1","text":"a\u0000b"}`, "invalid_text", "k1"},
+		{"not UTF-8", "{\"type\":\"send\",\"room_id\":\"r1\",\"client_id\":\"u8\",\"text\":\"a\xffb\"}", "invalid_text", ""},
 		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_a_member", "n1"},
 		{"edit without target", `{"type":"edit","room_id":"r1","client_id":"t1","text":"a"}`, "missing_field", "t1"},
 		{"resume without rooms", `{"type":"resume"}`, "missing_field", ""},
@@ -292,6 +296,11 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 			expectType(t, w, api.FramePong)
 		})
 	}
+	t.Run("64 characters of client_id are accepted", func(t *testing.T) {
+		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: strings.Repeat("é", 64), Text: "hi"})
+		expectType(t, w, api.FrameEvent)
+		expectType(t, w, api.FrameAck)
+	})
 	t.Run("4000 characters are accepted", func(t *testing.T) {
 		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "ok", Text: strings.Repeat("é", 4000)})
 		expectType(t, w, api.FrameEvent)
