@@ -23,7 +23,10 @@ const DefaultMaxBody = 64 << 10
 // chunked, and a reverse proxy (the gateway's, a sidecar's) flushes each
 // chunk of an answer of unknown length as it comes.
 func Encode(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	if w.Header().Get("Content-Type") == "" {
+		// A handler may have chosen a more precise JSON type (a JWK Set).
+		w.Header().Set("Content-Type", "application/json")
+	}
 	if v == nil {
 		w.WriteHeader(status)
 		return
@@ -159,4 +162,16 @@ func KindOf(status int) apierror.Kind {
 	default:
 		return apierror.Internal
 	}
+}
+
+// NotFound answers a request no route matches: 404 not_found, with the
+// error body every other failure has.
+func NotFound(w http.ResponseWriter, r *http.Request) {
+	Encode(w, http.StatusNotFound, ErrorBody{Error: ErrorDetail{Code: "not_found", Message: "no such route: " + r.Method + " " + r.URL.Path}})
+}
+
+// MethodNotAllowed answers a route asked with a method it does not serve:
+// 405 method_not_allowed, with the error body.
+func MethodNotAllowed(w http.ResponseWriter, r *http.Request) {
+	Encode(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path}})
 }

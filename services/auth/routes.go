@@ -7,7 +7,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/httpapi"
 
@@ -94,11 +93,7 @@ func NewServer(d Deps) http.Handler {
 		r.Method(http.MethodGet, "/users/{id}", h(handleGetUser(d.Accounts)))
 		r.Method(http.MethodPost, "/identities", h(handleResolveIdentity(d.Accounts, trusted)))
 	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		httpapi.Encode(w, http.StatusMethodNotAllowed, httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: "method_not_allowed", Message: r.Method + " is not allowed on " + r.URL.Path}})
-	})
+	r.NotFound(httpapi.NotFound)
+	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	return r
 }

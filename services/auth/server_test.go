@@ -223,6 +223,7 @@ func TestRegisterValidatesInput(t *testing.T) {
 		{"upper case username", api.RegisterRequest{Username: "Alice", Password: "password1"}, 400, "invalid_username"},
 		{"username with a space", api.RegisterRequest{Username: "al ice", Password: "password1"}, 400, "invalid_username"},
 		{"password under 8", api.RegisterRequest{Username: "bob", Password: "1234567"}, 400, "invalid_password"},
+		{"password under 8 characters in 9 bytes", api.RegisterRequest{Username: "bob", Password: "日本語"}, 400, "invalid_password"},
 		{"password over 256 bytes", api.RegisterRequest{Username: "bob", Password: strings.Repeat("p", 257)}, 400, "invalid_password"},
 		{"display name with a control character", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "a\x00b"}, 400, "invalid_display_name"},
 		{"display name too long", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: strings.Repeat("é", 65)}, 400, "invalid_display_name"},
@@ -349,6 +350,9 @@ func TestJWKSListsEveryKeyWithKid(t *testing.T) {
 	r := e.do(t, "GET", "/api/v1/auth/jwks", "", nil)
 	if r.Status != http.StatusOK {
 		t.Fatalf("got %d", r.Status)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/jwk-set+json" {
+		t.Errorf("Content-Type %q, want application/jwk-set+json (RFC 7517)", ct)
 	}
 	var set authn.JWKSet
 	r.decode(t, &set)

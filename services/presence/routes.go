@@ -78,12 +78,8 @@ func NewServer(d Deps) http.Handler {
 		r.Method(http.MethodPost, "/disconnect", handle(handleConnChange(d.Tracker.Disconnect)))
 		r.Method(http.MethodPost, "/heartbeat", handle(handleHeartbeat(d.Tracker)))
 	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
-	})
+	r.NotFound(httpapi.NotFound)
+	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	return r
 }
 

@@ -82,7 +82,7 @@ func (a *Accounts) Register(ctx context.Context, username, pw, displayName strin
 	if !validUsername.MatchString(username) {
 		return api.User{}, apierror.Invalidf("invalid_username", "username must match ^[a-z0-9_.-]{3,32}$")
 	}
-	if len(pw) < MinPassword {
+	if utf8.RuneCountInString(pw) < MinPassword {
 		return api.User{}, apierror.Invalidf("invalid_password", "password must be at least %d characters", MinPassword)
 	}
 	if len(pw) > MaxPassword {

@@ -518,6 +518,11 @@ func (s *Service) MarkRead(ctx context.Context, userID, roomID string, seq int64
 // Submit checks a send from the REST API and publishes it to
 // messages.submitted, the same path a WebSocket send takes.
 func (s *Service) Submit(ctx context.Context, sub events.Submission) error {
+	if sub.ClientID == "" {
+		// As over the WebSocket: without one a send cannot be retried
+		// safely, nor matched to its event.
+		return apierror.Invalidf("invalid_client_id", "client_id is required: 1-%d characters", api.MaxClientIDLen)
+	}
 	if err := checkSubmission(sub); err != nil {
 		return err
 	}

@@ -139,11 +139,15 @@ func checkUserID(id string) error {
 }
 
 // checkText enforces the rules for message text: valid UTF-8, 1 to
-// api.MaxTextRunes characters, no control character but newline and tab.
+// api.MaxTextRunes characters, not blank, no control character but newline
+// and tab.
 func checkText(text string) error {
 	n := utf8.RuneCountInString(text)
 	if !utf8.ValidString(text) || n < 1 || n > api.MaxTextRunes {
 		return apierror.Invalidf("invalid_text", "text must be 1-%d characters of valid UTF-8", api.MaxTextRunes)
+	}
+	if strings.TrimSpace(text) == "" {
+		return apierror.Invalidf("invalid_text", "text must not be blank")
 	}
 	if strings.ContainsFunc(text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
 		return apierror.Invalidf("invalid_text", "text must not hold control characters other than newline and tab")

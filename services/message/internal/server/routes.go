@@ -47,6 +47,8 @@ func Routes(d Deps) *chi.Mux {
 
 	r := chi.NewRouter()
 	r.Use(httpapi.Recover(d.Log), httpapi.RequestIDs, httpapi.AccessLog(d.Log))
+	r.NotFound(httpapi.NotFound)
+	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
 	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(d.Ready))
 

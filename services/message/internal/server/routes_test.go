@@ -239,6 +239,8 @@ func TestInputLimits(t *testing.T) {
 		{"empty text", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "", ClientID: "c"}, 400, "invalid_text"},
 		{"control text", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "a\x00b", ClientID: "c"}, 400, "invalid_text"},
 		{"client id too long", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "hi", ClientID: strings.Repeat("c", 65)}, 400, "invalid_client_id"},
+		{"client id missing", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "hi"}, 400, "invalid_client_id"},
+		{"blank text", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: " \n\t ", ClientID: "c"}, 400, "invalid_text"},
 		{"limit 201", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?limit=201", nil, 400, "invalid_limit"},
 		{"limit 0", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?limit=0", nil, 400, "invalid_limit"},
 		{"after not a number", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?after=x", nil, 400, "invalid_seq"},
@@ -247,6 +249,8 @@ func TestInputLimits(t *testing.T) {
 		{"dm with oneself", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "alice"}, 400, "dm_self"},
 		{"dm without user", http.MethodPost, "/api/v1/dms", api.DMRequest{}, 400, "invalid_user_id"},
 		{"add member without user", http.MethodPost, "/api/v1/rooms/" + r.ID + "/members", api.AddMemberRequest{}, 400, "invalid_user_id"},
+		{"no such route", http.MethodGet, "/api/v1/rooms/" + r.ID, nil, 404, "not_found"},
+		{"no such method", http.MethodDelete, "/api/v1/rooms", nil, 405, "method_not_allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

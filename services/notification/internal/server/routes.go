@@ -47,6 +47,8 @@ type Deps struct {
 func New(d Deps) http.Handler {
 	r := chi.NewRouter()
 	r.Use(httpapi.RequestIDs, httpapi.Recover(d.Log), httpapi.AccessLog(d.Log))
+	r.NotFound(httpapi.NotFound)
+	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
 	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(d.Checks))
 

@@ -83,6 +83,18 @@ func code(body map[string]any) string {
 	return s
 }
 
+// TestUnknownRoutesAnswerWithErrorBodies: a path or method the service
+// does not serve gets the API's error body, like every other failure.
+func TestUnknownRoutesAnswerWithErrorBodies(t *testing.T) {
+	f := newFixture(t, "")
+	if status, body := f.do("GET", "/api/v1/devices/nope/more", "bob", ""); status != http.StatusNotFound || code(body) != "not_found" {
+		t.Fatalf("unknown path: %d %v", status, body)
+	}
+	if status, body := f.do("PATCH", "/api/v1/devices", "bob", ""); status != http.StatusMethodNotAllowed || code(body) != "method_not_allowed" {
+		t.Fatalf("unknown method: %d %v", status, body)
+	}
+}
+
 func TestDevicesAPI(t *testing.T) {
 	f := newFixture(t, "")
 	status, body := f.do("POST", "/api/v1/devices", "bob", `{"platform":"webhook","url":"https://hooks.example/b"}`)
