@@ -302,7 +302,11 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 	for _, from := range s.apps {
 		for id := range ids {
 			url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
-			var last string
+			var last, cause string
+			// The probes back off: the profiles' resiliency policies open a
+			// circuit breaker after 10 consecutive failures for 15 s, and
+			// quick probes of an app-id not resolvable yet would trip it.
+			wait := 100 * time.Millisecond
 			for {
 				resp, err := hc.Get(url)
 				if err == nil {
@@ -315,11 +319,18 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 				} else {
 					last = err.Error()
 				}
+				if !strings.Contains(last, "circuit breaker is open") {
+					cause = last
+				}
 				select {
 				case <-ctx.Done():
+					if cause != "" && cause != last {
+						last += "; before that: " + cause
+					}
 					return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
-				case <-time.After(100 * time.Millisecond):
+				case <-time.After(wait):
 				}
+				wait = min(2*wait, 2*time.Second)
 			}
 		}
 	}
