@@ -36,21 +36,24 @@ type configuration struct {
 			} `json:"scopes"`
 		} `json:"secrets"`
 		AccessControl *struct {
-			DefaultAction string `json:"defaultAction"`
-			TrustDomain   string `json:"trustDomain"`
-			Policies      []struct {
-				AppID         string `json:"appId"`
-				DefaultAction string `json:"defaultAction"`
-				TrustDomain   string `json:"trustDomain"`
-				Namespace     string `json:"namespace"`
-				Operations    []struct {
-					Name     string   `json:"name"`
-					HTTPVerb []string `json:"httpVerb"`
-					Action   string   `json:"action"`
-				} `json:"operations"`
-			} `json:"policies"`
+			DefaultAction string      `json:"defaultAction"`
+			TrustDomain   string      `json:"trustDomain"`
+			Policies      []aclPolicy `json:"policies"`
 		} `json:"accessControl"`
 	} `json:"spec"`
+}
+
+// aclPolicy is one app-id's entry in a Configuration's access control.
+type aclPolicy struct {
+	AppID         string `json:"appId"`
+	DefaultAction string `json:"defaultAction"`
+	TrustDomain   string `json:"trustDomain"`
+	Namespace     string `json:"namespace"`
+	Operations    []struct {
+		Name     string   `json:"name"`
+		HTTPVerb []string `json:"httpVerb"`
+		Action   string   `json:"action"`
+	} `json:"operations"`
 }
 
 func checkTracingAndMetrics(t *testing.T, c configuration) {
@@ -130,7 +133,61 @@ func TestKubernetesConfigurationLimitsWhoInvokesWhat(t *testing.T) {
 	if _, ok := allowed["auth"]; ok {
 		t.Errorf("auth invokes nothing; it has a policy: %v", allowed["auth"])
 	}
+	// Every call a service makes through Dapr must be allowed: the shared
+	// Configuration applies at every callee.
+	calls := map[string][]string{
+		"ws": {"GET /api/v1/auth/jwks", "GET /internal/v1/sessions/s1", "GET /internal/v1/users/u1/rooms",
+			"GET /internal/v1/rooms/r1/events", "GET /internal/v1/rooms/r1/members", "POST /internal/v1/rooms/r1/read",
+			"POST /internal/v1/presence/connect", "POST /internal/v1/presence/disconnect", "POST /internal/v1/presence/heartbeat"},
+		"presence":     {"GET /api/v1/auth/jwks", "GET /internal/v1/users/u1/rooms", "GET /internal/v1/rooms/r1/members"},
+		"message":      {"GET /api/v1/auth/jwks", "GET /internal/v1/users/u1"},
+		"notification": {"GET /api/v1/auth/jwks", "GET /internal/v1/rooms/r1/members", "GET /internal/v1/presence", "GET /internal/v1/users/u1"},
+		"gateway":      {"GET /api/v1/rooms/r1/events", "POST /api/v1/rooms", "PUT /api/v1/rooms/r1/notifications", "DELETE /api/v1/devices/d1"},
+	}
+	for caller, cs := range calls {
+		for _, call := range cs {
+			verb, path, _ := strings.Cut(call, " ")
+			if !aclAllows(acl.Policies, caller, verb, path) {
+				t.Errorf("%s may not call %s", caller, call)
+			}
+		}
+	}
+	for _, denied := range []string{"gateway GET /internal/v1/users/u1", "message GET /internal/v1/sessions/s1", "notification GET /internal/v1/users/u1/rooms"} {
+		caller, call, _ := strings.Cut(denied, " ")
+		verb, path, _ := strings.Cut(call, " ")
+		if aclAllows(acl.Policies, caller, verb, path) {
+			t.Errorf("%s may call %s", caller, call)
+		}
+	}
 	if c.Spec.Secrets == nil || len(c.Spec.Secrets.Scopes) == 0 || c.Spec.Secrets.Scopes[0].StoreName != "kubernetes" || c.Spec.Secrets.Scopes[0].DefaultAccess != "deny" {
 		t.Errorf("the built-in kubernetes secret store is open to the apps")
 	}
+}
+
+// aclAllows reports whether caller may invoke verb path under policies, as
+// daprd matches operations: "*" is one path segment, "**" any number.
+func aclAllows(policies []aclPolicy, caller, verb, path string) bool {
+	for _, p := range policies {
+		if p.AppID != caller {
+			continue
+		}
+		for _, op := range p.Operations {
+			if op.Action == "allow" && slices.Contains(op.HTTPVerb, verb) && opMatches(strings.Split(op.Name, "/"), strings.Split(path, "/")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func opMatches(pattern, path []string) bool {
+	for i, seg := range pattern {
+		if seg == "**" {
+			return true
+		}
+		if i >= len(path) || (seg != "*" && seg != path[i]) {
+			return false
+		}
+	}
+	return len(pattern) == len(path)
 }
