@@ -160,6 +160,9 @@ func TestRoomsHistoryAndMarkersThroughTheStack(t *testing.T) {
 	if st, code := apiStatus(t, func() error { _, err := carol.JoinRoom(ctx, dm1.ID); return err }()); st != 403 || code != "dm_closed" {
 		t.Fatalf("a third user joining a DM: %d %s, want 403 dm_closed", st, code)
 	}
+	if st, code := apiStatus(t, func() error { _, err := alice.OpenDM(ctx, "u_nobody"); return err }()); st != 404 || code != "user_not_found" {
+		t.Fatalf("a DM with a user auth does not know: %d %s, want 404 user_not_found", st, code)
+	}
 
 	// A non-member can neither read nor write a private room.
 	priv, err := alice.CreateRoom(ctx, randomName("private "), api.RoomPrivate)

@@ -28,6 +28,9 @@ type Config struct {
 	settings.Base
 	// StateStore names the Dapr state component holding rooms and logs.
 	StateStore string `envconfig:"MESSAGE_STATE_STORE" default:"messagestore"`
+	// AuthAppID is the auth service's app-id: its JWKS, and whether a user
+	// named in a DM or an added member exists.
+	AuthAppID string `envconfig:"MESSAGE_AUTH_APP_ID" default:"auth"`
 }
 
 // loadConfig reads and validates Config; the service listens on 8083
@@ -58,7 +61,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The
 	// revocation follower stops with ctx, and run waits for it before
 	// closing the client.
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, invoke.New(cfg.DaprHTTPPort), client, log, authn.ServiceOptions{})
+	inv := invoke.New(cfg.DaprHTTPPort)
+	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -67,6 +71,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 
 	mux := server.Routes(server.Deps{
 		Rooms: rooms, Verifier: verifier, Log: log,
+		Users: server.AuthUsers{Invoke: inv, AppID: cfg.AuthAppID},
 		Ready: map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
 	})
 	addr := cfg.Addr()

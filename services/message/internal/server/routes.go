@@ -34,7 +34,10 @@ const SubmittedRoute = "/events/submitted"
 type Deps struct {
 	Rooms    *room.Service
 	Verifier authn.TokenVerifier
-	Log      *slog.Logger
+	// Users checks that a user named in an added member or a DM exists;
+	// nil skips the check.
+	Users Users
+	Log   *slog.Logger
 	// Ready are the checks behind /readyz.
 	Ready map[string]httpapi.Check
 }
@@ -42,7 +45,7 @@ type Deps struct {
 // Routes returns the service's router. The Dapr SDK's service adds its own
 // routes (/dapr/subscribe) to the same router.
 func Routes(d Deps) *chi.Mux {
-	h := handlers{rooms: d.Rooms, log: d.Log}
+	h := handlers{rooms: d.Rooms, users: d.Users, log: d.Log}
 	handle := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(d.Log, f) }
 
 	r := chi.NewRouter()
@@ -128,7 +131,17 @@ func decodeBatch(raw []byte) (events.SubmissionBatch, error) {
 
 type handlers struct {
 	rooms *room.Service
+	users Users
 	log   *slog.Logger
+}
+
+// checkUser refuses a user id the auth service does not know (an empty
+// one is left to the room rules, which refuse it).
+func (h handlers) checkUser(ctx context.Context, userID string) error {
+	if h.users == nil || userID == "" {
+		return nil
+	}
+	return h.users.Check(ctx, userID)
 }
 
 // user returns the authenticated caller; the middleware guarantees one.
@@ -190,6 +203,9 @@ func (h handlers) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err := httpapi.Decode(w, r, 0, &req); err != nil {
 		return err
 	}
+	if err := h.checkUser(r.Context(), req.UserID); err != nil {
+		return err
+	}
 	room, err := h.rooms.AddMember(r.Context(), user(r), chi.URLParam(r, "id"), req.UserID)
 	if err != nil {
 		return err
@@ -215,6 +231,9 @@ func (h handlers) members(w http.ResponseWriter, r *http.Request) error {
 func (h handlers) openDM(w http.ResponseWriter, r *http.Request) error {
 	var req api.DMRequest
 	if err := httpapi.Decode(w, r, 0, &req); err != nil {
+		return err
+	}
+	if err := h.checkUser(r.Context(), req.UserID); err != nil {
 		return err
 	}
 	room, err := h.rooms.OpenDM(r.Context(), user(r), req.UserID)

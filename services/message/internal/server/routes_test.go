@@ -17,6 +17,7 @@ import (
 	daprhttp "github.com/dapr/go-sdk/service/http"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
@@ -42,7 +43,7 @@ func newEnv(t *testing.T) *env {
 	rooms := room.New(memstore.New(), pub, log)
 	iss := authntest.New()
 	mux := server.Routes(server.Deps{
-		Rooms: rooms, Verifier: iss.Verifier(), Log: log,
+		Rooms: rooms, Verifier: iss.Verifier(), Log: log, Users: fakeUsers{},
 		Ready: map[string]httpapi.Check{"store": func(context.Context) error { return nil }},
 	})
 	if err := server.Subscribe(daprhttp.NewServiceWithMux("127.0.0.1:0", mux), rooms, log); err != nil {
@@ -325,6 +326,43 @@ func (e *env) deliver(data []byte) string {
 	var status struct{ Status string }
 	_ = json.NewDecoder(resp.Body).Decode(&status)
 	return status.Status
+}
+
+// fakeUsers knows every user but the ghosts; "down" cannot be looked up.
+type fakeUsers struct{}
+
+func (fakeUsers) Check(_ context.Context, id string) error {
+	switch {
+	case strings.HasPrefix(id, "ghost"):
+		return apierror.New(apierror.NotFound, "user_not_found", "no such user")
+	case id == "down":
+		return apierror.New(apierror.Unavailable, "unavailable", "auth is unreachable")
+	}
+	return nil
+}
+
+// TestUnknownUsersCannotBeAddedOrDMed: the user named in a DM or an added
+// member must exist; nothing is made for one who does not.
+func TestUnknownUsersCannotBeAddedOrDMed(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "team", api.RoomPrivate)
+	if st, code := e.errorCode("alice", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "ghost"}); st != http.StatusNotFound || code != "user_not_found" {
+		t.Fatalf("dm with an unknown user: %d %s", st, code)
+	}
+	if st, code := e.errorCode("alice", http.MethodPost, "/api/v1/rooms/"+r.ID+"/members", api.AddMemberRequest{UserID: "ghost"}); st != http.StatusNotFound || code != "user_not_found" {
+		t.Fatalf("adding an unknown user: %d %s", st, code)
+	}
+	if st, code := e.errorCode("alice", http.MethodPost, "/api/v1/dms", api.DMRequest{UserID: "down"}); st != http.StatusServiceUnavailable || code != "unavailable" {
+		t.Fatalf("dm while auth is down: %d %s", st, code)
+	}
+	var mine api.RoomsResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms", nil, &mine); st != http.StatusOK || len(mine.Rooms) != 1 {
+		t.Fatalf("alice's rooms: %d %+v, want the team room alone", st, mine.Rooms)
+	}
+	var members server.MembersResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/members", nil, &members); st != http.StatusOK || len(members.Members) != 1 {
+		t.Fatalf("members: %d %+v, want alice alone", st, members)
+	}
 }
 
 func TestDMRoutes(t *testing.T) {
