@@ -151,7 +151,10 @@ func (c *conn) read(f api.ClientFrame) {
 	case f.RoomID == "":
 		c.refuse("", "missing_field", "room_id is required")
 		return
-	case f.Seq <= 0:
+	case f.Seq < 0:
+		c.refuse("", "invalid_seq", "seq must not be negative") // as over REST
+		return
+	case f.Seq == 0:
 		c.refuse("", "missing_field", "seq is required")
 		return
 	}

@@ -284,6 +284,8 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_a_member", "n1"},
 		{"edit without target", `{"type":"edit","room_id":"r1","client_id":"t1","text":"a"}`, "missing_field", "t1"},
 		{"resume without rooms", `{"type":"resume"}`, "missing_field", ""},
+		{"read without seq", `{"type":"read","room_id":"r1"}`, "missing_field", ""},
+		{"read at a negative seq", `{"type":"read","room_id":"r1","seq":-3}`, "invalid_seq", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
