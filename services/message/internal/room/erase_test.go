@@ -288,17 +288,25 @@ func TestAnOldDeleteLeavesTheHeadErasedForGood(t *testing.T) {
 	}
 }
 
-// TestACommitDropsAtMostMaxTrimsDeletes: many old deletes leave the head a
-// bounded number per commit, oldest first.
-func TestACommitDropsAtMostMaxTrimsDeletes(t *testing.T) {
+// clockedRoom starts a Service on a fresh store whose clock is *clock
+// (moved by the test) and creates a public room of alice's in it.
+func clockedRoom(t *testing.T, name string) (statestore.Store, *time.Time, *room.Service, api.Room) {
+	t.Helper()
 	store := memstore.New()
 	clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 	svc := room.New(store, &publish.Memory{}, quiet())
 	svc.SetNow(func() time.Time { return clock })
-	r, err := svc.Create(ctx, "alice", "many deletes", api.RoomPublic)
+	r, err := svc.Create(ctx, "alice", name, api.RoomPublic)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store, &clock, svc, r
+}
+
+// TestACommitDropsAtMostMaxTrimsDeletes: many old deletes leave the head a
+// bounded number per commit, oldest first.
+func TestACommitDropsAtMostMaxTrimsDeletes(t *testing.T) {
+	store, clock, svc, r := clockedRoom(t, "many deletes")
 	consume(t, svc, burst(r.ID, "alice", "m", 20)...) // seqs 2 … 21
 	subs := make([]events.Submission, 20)
 	for i := range subs {
@@ -312,7 +320,7 @@ func TestACommitDropsAtMostMaxTrimsDeletes(t *testing.T) {
 	if n := deletes(); n != 20 {
 		t.Fatalf("the head holds %d deletes, want 20", n)
 	}
-	clock = clock.Add(11 * time.Minute)
+	*clock = clock.Add(11 * time.Minute)
 	consume(t, svc, msg(r.ID, "alice", "x", "one"))
 	if n := deletes(); n != 4 {
 		t.Fatalf("after one commit the head holds %d deletes, want 20 - 16", n)
@@ -330,14 +338,7 @@ func TestACommitDropsAtMostMaxTrimsDeletes(t *testing.T) {
 // carried their time lists them in "deleted"; they keep hiding their
 // messages and never leave (their edits may not be indexed).
 func TestDeletesFromBeforeTheirTimesStay(t *testing.T) {
-	store := memstore.New()
-	clock := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
-	svc := room.New(store, &publish.Memory{}, quiet())
-	svc.SetNow(func() time.Time { return clock })
-	r, err := svc.Create(ctx, "alice", "legacy", api.RoomPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, clock, svc, r := clockedRoom(t, "legacy")
 	consume(t, svc, msg(r.ID, "alice", "m", "legacy secret"))    // seq 2
 	consume(t, svc, msg(r.ID, "alice", "n", "the next message")) // seq 3
 	head := rawHeadMap(t, store, r.ID)
@@ -346,7 +347,7 @@ func TestDeletesFromBeforeTheirTimesStay(t *testing.T) {
 	if err := store.Write(ctx, statestore.Op{Key: "room|" + r.ID, Value: b}); err != nil {
 		t.Fatal(err)
 	}
-	clock = clock.Add(time.Hour)
+	*clock = clock.Add(time.Hour)
 	consume(t, svc, msg(r.ID, "alice", "o", "later"))
 	if d, _ := rawHeadMap(t, store, r.ID)["deleted"].([]any); len(d) != 1 {
 		t.Fatalf("the head's legacy deletes are %v, want seq 2 kept", d)
