@@ -36,6 +36,23 @@ func (e *Engine) Run(ctx context.Context) error {
 		cancelFlushes()
 		<-done
 	}()
+	// Windows whose replica stopped before flushing them (orphans.go).
+	e.inflight.Add(1)
+	go func() {
+		defer e.inflight.Done()
+		t := time.NewTicker(sweepEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := e.SweepOrphans(flushCtx); err != nil && ctx.Err() == nil {
+					e.Log.WarnContext(ctx, "sweep notification windows", "err", err)
+				}
+			}
+		}
+	}()
 	for {
 		for _, s := range e.sched.popDue(e.opts.Now()) {
 			select {

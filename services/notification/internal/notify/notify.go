@@ -279,6 +279,14 @@ func (e *Engine) count(ctx context.Context, room Room, userID string, ev api.Eve
 		if !items[0].Found() || !now.Before(w.Due) {
 			e.sched.add(slot{room.ID, userID}, w.Due)
 		}
+		if !items[0].Found() {
+			// Listed for the sweep, in case this replica stops before
+			// the window closes (orphans.go). Failing here loses nothing
+			// while this replica lives, so it is logged, not retried.
+			if err := e.listDue(ctx, slot{room.ID, userID}, w.Due); err != nil {
+				e.Log.WarnContext(ctx, "list a window for the sweep", "room_id", room.ID, "user_id", userID, "err", err)
+			}
+		}
 		return nil
 	}
 }

@@ -627,3 +627,80 @@ func TestTwoReplicasFlushingOneWindowAtOncePushOnce(t *testing.T) {
 		t.Fatalf("pushes to bob = %+v, want one with count 2", got)
 	}
 }
+
+// TestAWindowWhoseReplicaStoppedIsSwept: a window nobody counts into
+// again after its replica stopped is flushed by another replica's sweep,
+// once, and only after the grace its owner had.
+func TestAWindowWhoseReplicaStoppedIsSwept(t *testing.T) {
+	f := newFixture(t)
+	dead, alive := f.replica(), f.replica()
+	f.handle(dead, batch("general", msg(1, "alice", "a"), msg(2, "alice", "b")))
+
+	f.clock.advance(window + time.Second) // due, but within the owner's grace
+	if err := alive.SweepOrphans(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.recv.total(); n != 0 {
+		t.Fatalf("%d pushes swept within the owner's grace", n)
+	}
+
+	f.clock.advance(2 * time.Minute)
+	if err := alive.SweepOrphans(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.recv.to(f.bobURL); len(got) != 1 || got[0].Body["count"] != 2.0 {
+		t.Fatalf("pushes to bob = %+v, want one with count 2", got)
+	}
+	if n := len(f.recv.to(f.carolURL)); n != 1 {
+		t.Fatalf("carol got %d pushes, want 1", n)
+	}
+	// Nothing twice: another sweep, and the owner coming back.
+	if err := alive.SweepOrphans(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dead.FlushDue(context.Background())
+	if n := f.recv.total(); n != 2 {
+		t.Fatalf("%d pushes in all, want 2", n)
+	}
+}
+
+// TestASweepPushesNothingItsReplicaFlushed: windows flushed by the
+// replica that opened them are not pushed again by a sweep.
+func TestASweepPushesNothingItsReplicaFlushed(t *testing.T) {
+	f := newFixture(t)
+	e, other := f.replica(), f.replica()
+	f.handle(e, batch("general", msg(1, "alice", "a")))
+	f.closeWindow(e)
+	if n := f.recv.total(); n != 2 {
+		t.Fatalf("%d pushes at the window's close, want bob's and carol's", n)
+	}
+	f.clock.advance(2 * time.Minute)
+	if err := other.SweepOrphans(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.recv.total(); n != 2 {
+		t.Fatalf("%d pushes after the sweep, want still 2", n)
+	}
+}
+
+// TestASweepFarBehindCatchesUp: after every replica was down for hours, the
+// sweeps catch up minute by minute, a bounded stretch each, and the
+// windows of those hours are pushed.
+func TestASweepFarBehindCatchesUp(t *testing.T) {
+	f := newFixture(t)
+	dead, alive := f.replica(), f.replica()
+	if err := alive.SweepOrphans(context.Background()); err != nil { // sets the cursor
+		t.Fatal(err)
+	}
+	f.clock.advance(3 * time.Hour)
+	f.handle(dead, batch("general", msg(1, "alice", "a"))) // due three hours after the cursor
+	f.clock.advance(2 * time.Hour)
+	for i, want := range []int{0, 2} { // 120 minutes a sweep: the window is in the second stretch
+		if err := alive.SweepOrphans(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.recv.total(); n != want {
+			t.Fatalf("after sweep %d: %d pushes, want %d", i+1, n, want)
+		}
+	}
+}
