@@ -117,3 +117,48 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		time.Sleep(50 * time.Millisecond) // polling, bounded by the deadline
 	}
 }
+
+// TestARestartedServiceRefusesTokensRevokedBeforeIt: the notice of a
+// logout reaches the replicas running at the time; one that starts later
+// learns it from auth's list of revocations in force, and refuses the
+// session's still unexpired access token.
+func TestARestartedServiceRefusesTokensRevokedBeforeIt(t *testing.T) {
+	s := stack(t, "local")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	u := newUser(t, s, "rst")
+	revoked := u.Token
+	other, err := client.New(s.GatewayURL).Login(ctx, u.Username, u.Password) // a second session, kept
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Logout(ctx); err != nil { // the first session
+		t.Fatal(err)
+	}
+
+	msg := s.App("message")
+	path, err := s.DaprdPath(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := msg.Restart(ctx, path); err != nil {
+		t.Fatalf("restart message: %v", err)
+	}
+	// Straight to the restarted app, past the gateway (which heard the notice).
+	rooms := func(token string) int {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, msg.URL()+"/api/v1/rooms", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	within(t, 20*time.Second, "the restarted message service to refuse the revoked session's token", func() bool {
+		return rooms(revoked) == http.StatusUnauthorized
+	})
+	if st := rooms(other.AccessToken); st != http.StatusOK {
+		t.Fatalf("the live session's token: %d, want 200", st)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
@@ -146,4 +147,32 @@ func followOnce(ctx context.Context, sub Subscriber, r *Revocations, log *slog.L
 			return errors.Join(errors.New("ack session revocation"), err)
 		}
 	}
+}
+
+// RevocationsPath is auth's internal route listing the revocations whose
+// access tokens may still be alive.
+const RevocationsPath = "/internal/v1/revocations"
+
+// RecentRevocations is the answer of RevocationsPath.
+type RecentRevocations struct {
+	Revocations []events.SessionRevoked `json:"revocations"`
+}
+
+// Invoker calls a method on another app-id; *invoke.Client implements it.
+type Invoker interface {
+	Do(ctx context.Context, appID, method, path string, header http.Header, in, out any) error
+}
+
+// SeedRevocations records in r the revocations auth remembers: a service
+// that starts learns of sessions revoked before it subscribed to
+// events.TopicSessions. It returns how many it recorded.
+func SeedRevocations(ctx context.Context, inv Invoker, authApp string, r *Revocations) (int, error) {
+	var ans RecentRevocations
+	if err := inv.Do(ctx, authApp, http.MethodGet, RevocationsPath, nil, nil, &ans); err != nil {
+		return 0, err
+	}
+	for _, ev := range ans.Revocations {
+		r.Revoke(ev.SessionID, ev.Until)
+	}
+	return len(ans.Revocations), nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/invoke"
@@ -59,9 +60,40 @@ func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Clie
 		if err := probe.Wait(ctx); err != nil {
 			return
 		}
+		seeded := make(chan struct{})
+		go func() {
+			defer close(seeded)
+			seedRevocations(ctx, inv, opts.AuthApp, revoked, log)
+		}()
 		if err := FollowRevocations(ctx, sub, revoked, log, opts.OnRevoke); err != nil && ctx.Err() == nil {
 			log.Error("follow session revocations", "err", err)
 		}
+		<-seeded
 	}()
 	return v, revoked, func() { cancel(); <-done }, nil
+}
+
+// seedRevocations asks auth for the revocations it remembers, retrying
+// with backoff until it answers or ctx ends (auth may start after this
+// service). Notices that arrive meanwhile are recorded by the follower.
+func seedRevocations(ctx context.Context, inv Invoker, authApp string, r *Revocations, log *slog.Logger) {
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		n, err := SeedRevocations(ctx, inv, authApp, r)
+		if err == nil {
+			log.Debug("seeded session revocations", "count", n)
+			return
+		}
+		if attempt == 5 {
+			log.Warn("read recent session revocations; retrying", "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, 30*time.Second)
+	}
 }

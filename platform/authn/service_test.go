@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -30,6 +31,10 @@ type serviceSidecar struct {
 	ready  atomic.Bool
 	probes atomic.Int32
 	port   string
+	// recent is auth's answer to RevocationsPath; the route fails while
+	// recentDown is positive (counting down).
+	recent     atomic.Value // string
+	recentDown atomic.Int32
 }
 
 func newServiceSidecar(t *testing.T, iss *authntest.Issuer, authApp string) *serviceSidecar {
@@ -46,6 +51,14 @@ func newServiceSidecar(t *testing.T, iss *authntest.Issuer, authApp string) *ser
 	})
 	mux.HandleFunc("GET /v1.0/invoke/"+authApp+"/method"+authn.JWKSPath, func(w http.ResponseWriter, r *http.Request) {
 		_ = json.NewEncoder(w).Encode(iss.JWKS())
+	})
+	sc.recent.Store(`{"revocations":[]}`)
+	mux.HandleFunc("GET /v1.0/invoke/"+authApp+"/method"+authn.RevocationsPath, func(w http.ResponseWriter, r *http.Request) {
+		if sc.recentDown.Add(-1) >= 0 {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, sc.recent.Load().(string))
 	})
 	mux.HandleFunc("POST /v1.0/invoke/"+authApp+"/method"+authn.IdentitiesPath, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"user":{"id":"local-1","username":"ext-user"}}`)
@@ -154,6 +167,33 @@ func TestServiceVerifierFollowerStopsWithItsContext(t *testing.T) {
 	waitFor(t, "a subscription", func() bool { return sub.calls.Load() >= 1 })
 	cancel()
 	// stop waits for the follower, which has already seen its context end.
+	stopWithin(t, stop)
+}
+
+// TestServiceVerifierLearnsRevocationsMadeBeforeItStarted: the notices on
+// sessions.revoked reach only running replicas, so a service that starts
+// asks auth for the revocations still in force (retrying while auth does
+// not answer) and refuses their tokens.
+func TestServiceVerifierLearnsRevocationsMadeBeforeItStarted(t *testing.T) {
+	iss := authntest.New()
+	sc := newServiceSidecar(t, iss, "auth")
+	sc.recent.Store(fmt.Sprintf(`{"revocations":[{"session_id":"s-old","user_id":"u1","revoked_at":%q,"until":%q}]}`,
+		time.Now().Add(-time.Minute).Format(time.RFC3339), time.Now().Add(10*time.Minute).Format(time.RFC3339)))
+	sc.recentDown.Store(2) // auth is not up yet
+	sc.ready.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	v, revoked, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the revocation from before the start", func() bool { return revoked.Revoked("s-old") })
+	if _, err := v.Verify(ctx, iss.Token("u1", "s-old", time.Minute)); apierror.CodeOf(err) != "session_revoked" {
+		t.Fatalf("token of a session revoked before the start: %v, want session_revoked", err)
+	}
+	if _, err := v.Verify(ctx, iss.Token("u1", "s-new", time.Minute)); err != nil {
+		t.Fatalf("token of a live session: %v", err)
+	}
 	stopWithin(t, stop)
 }
 

@@ -220,6 +220,19 @@ func handleSessionStatus(sessions *session.Manager) httpapi.HandlerFunc {
 	}
 }
 
+// handleRecentRevocations lists the revocations whose access tokens may
+// still be alive.
+func handleRecentRevocations(sessions *session.Manager) httpapi.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		recent, err := sessions.Recent(r.Context())
+		if err != nil {
+			return err
+		}
+		httpapi.Encode(w, http.StatusOK, authn.RecentRevocations{Revocations: recent})
+		return nil
+	}
+}
+
 // handleResolveIdentity maps an external identity to a local user,
 // creating it on first use. Only identities of configured issuers are
 // accepted: the caller has verified the token, auth checks the issuer is

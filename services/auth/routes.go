@@ -88,6 +88,9 @@ func NewServer(d Deps) http.Handler {
 	})
 	r.Route("/internal/v1", func(r chi.Router) {
 		r.Method(http.MethodGet, "/sessions/{sid}", h(handleSessionStatus(d.Sessions)))
+		// The revocations whose tokens may still be alive, for services
+		// that start after they were announced.
+		r.Method(http.MethodGet, "/revocations", h(handleRecentRevocations(d.Sessions)))
 		// A user by id for services acting on no user's behalf (the
 		// notification service resolves @mentions).
 		r.Method(http.MethodGet, "/users/{id}", h(handleGetUser(d.Accounts)))

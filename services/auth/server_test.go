@@ -529,6 +529,12 @@ func TestLogoutRevokesTheSessionAtOnce(t *testing.T) {
 	if _, err := v.Verify(context.Background(), other.AccessToken); err != nil {
 		t.Fatalf("the other session is refused: %v", err)
 	}
+	// A service that starts later learns it from auth's recent list.
+	var recent authn.RecentRevocations
+	e.do(t, "GET", authn.RevocationsPath, "", nil).decode(t, &recent)
+	if len(recent.Revocations) != 1 || recent.Revocations[0].SessionID != claims["sid"] || !recent.Revocations[0].Until.After(time.Now()) {
+		t.Fatalf("recent revocations %+v, want the session %v", recent, claims["sid"])
+	}
 }
 
 func TestProtectedRoutesNeedAToken(t *testing.T) {

@@ -251,6 +251,11 @@ func (m *Manager) Revoke(ctx context.Context, id, reason string) error {
 		// AccessTTL; a minute more covers verifiers' clock leeway.
 		Until: s.RevokedAt.Add(m.AccessTTL + time.Minute),
 	}
+	// Remembered first: the services that start later read it, and it
+	// stands even when the notice cannot be published.
+	if err := m.remember(ctx, ev); err != nil {
+		return err
+	}
 	if err := m.pub.PublishRevoked(ctx, ev); err != nil {
 		return fmt.Errorf("announce revocation of session %s: %w", id, err)
 	}

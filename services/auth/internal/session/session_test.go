@@ -129,3 +129,30 @@ func TestRefreshTokensAreStoredOnlyAsHashes(t *testing.T) {
 		t.Fatalf("the token's hash is not stored: %v", err)
 	}
 }
+
+// TestRecentRevocationsKeepThoseStillInForce: every revocation is listed
+// for services that start later, once per session, until its access
+// tokens have expired.
+func TestRecentRevocationsKeepThoseStillInForce(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	m, _ := newManager(memstore.NewWithClock(func() time.Time { return now }))
+	m.Now = func() time.Time { return now }
+	s1, _, _ := m.Create(ctx, "u1")
+	s2, _, _ := m.Create(ctx, "u2")
+	for _, id := range []string{s1.ID, s1.ID} { // a retried logout is listed once
+		if err := m.Revoke(ctx, id, ReasonLogout); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := m.Recent(ctx); err != nil || len(got) != 1 || got[0].SessionID != s1.ID {
+		t.Fatalf("recent = %+v, %v; want s1 once", got, err)
+	}
+	now = now.Add(m.AccessTTL + 2*time.Minute) // s1's tokens are all expired
+	if err := m.Revoke(ctx, s2.ID, ReasonLogout); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := m.Recent(ctx); err != nil || len(got) != 1 || got[0].SessionID != s2.ID {
+		t.Fatalf("recent = %+v, %v; want s2 alone", got, err)
+	}
+}
