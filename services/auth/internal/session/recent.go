@@ -25,40 +25,20 @@ type recentList struct {
 
 // remember adds ev to the recent revocations, dropping the expired ones.
 func (m *Manager) remember(ctx context.Context, ev events.SessionRevoked) error {
-	for attempt := 0; ; attempt++ {
-		var l recentList
-		it, err := m.store.Get(ctx, recentKey)
-		found := err == nil
-		if err != nil && !errors.Is(err, statestore.ErrNotFound) {
-			return err
-		}
-		if found {
-			if err := json.Unmarshal(it.Value, &l); err != nil {
-				return fmt.Errorf("decode %s: %w", recentKey, err)
-			}
-		}
-		now := m.Now()
+	now := m.Now()
+	// The key outlives its newest entry a little, so an idle one goes.
+	ttl := func(recentList) time.Duration { return max(ev.Until.Sub(now), 0) + time.Minute }
+	err := statestore.Update(ctx, m.store, recentKey, ttl, func(l *recentList, _ bool) bool {
 		l.Revocations = slices.DeleteFunc(l.Revocations, func(r events.SessionRevoked) bool {
 			return !r.Until.After(now) || r.SessionID == ev.SessionID
 		})
 		l.Revocations = append(l.Revocations, ev)
-		b, _ := json.Marshal(l)
-		// The key outlives its newest entry a little, so an idle one goes.
-		op := statestore.Op{Key: recentKey, Value: b, TTL: max(ev.Until.Sub(now), 0) + time.Minute}
-		if found {
-			op.ETag = it.ETag
-		} else {
-			op.IfAbsent = true
-		}
-		err = m.store.Write(ctx, op)
-		if errors.Is(err, statestore.ErrConflict) && attempt < 50 {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("remember revocation of session %s: %w", ev.SessionID, err)
-		}
-		return nil
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("remember revocation of session %s: %w", ev.SessionID, err)
 	}
+	return nil
 }
 
 // Recent returns the revocations whose access tokens may still be alive.

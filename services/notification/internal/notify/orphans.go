@@ -63,38 +63,16 @@ type dueBucket struct {
 
 // listDue adds sl, due at due, to its bucket.
 func (e *Engine) listDue(ctx context.Context, sl slot, due time.Time) error {
-	key := dueKey(unixMinute(due), dueShard(sl))
-	for attempt := 0; ; attempt++ {
-		var b dueBucket
-		it, err := e.Store.Get(ctx, key)
-		found := err == nil
-		if err != nil && !errors.Is(err, statestore.ErrNotFound) {
-			return err
-		}
-		if found {
-			if err := json.Unmarshal(it.Value, &b); err != nil {
-				return fmt.Errorf("decode %s: %w", key, err)
-			}
-		}
+	ttl := func(dueBucket) time.Duration { return e.opts.Window + e.opts.DedupeTTL }
+	return statestore.Update(ctx, e.Store, dueKey(unixMinute(due), dueShard(sl)), ttl, func(b *dueBucket, _ bool) bool {
 		for _, w := range b.Windows {
 			if w.Room == sl.room && w.User == sl.user {
-				return nil
+				return false
 			}
 		}
 		b.Windows = append(b.Windows, dueEntry{Room: sl.room, User: sl.user})
-		val, _ := json.Marshal(b)
-		op := statestore.Op{Key: key, Value: val, TTL: e.opts.Window + e.opts.DedupeTTL}
-		if found {
-			op.ETag = it.ETag
-		} else {
-			op.IfAbsent = true
-		}
-		err = e.Store.Write(ctx, op)
-		if errors.Is(err, statestore.ErrConflict) && attempt < 50 {
-			continue
-		}
-		return err
-	}
+		return true
+	})
 }
 
 // SweepOrphans flushes the windows of every minute that ended more than

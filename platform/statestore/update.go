@@ -1,0 +1,50 @@
+package statestore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// UpdateAttempts bounds Update's re-reads after a conflict.
+const UpdateAttempts = 50
+
+// Update is a read-modify-write of the JSON value at key with one
+// conditional write: the ETag it was read with, or insert-if-absent when
+// it was missing. change gets the current value (the zero value when the
+// key is missing) and reports whether to write it back; ttl, when
+// positive, expires the key. A conflict re-reads and runs change again, up
+// to UpdateAttempts times, then returns ErrConflict.
+func Update[T any](ctx context.Context, s Store, key string, ttl func(v T) time.Duration, change func(v *T, found bool) bool) error {
+	for attempt := 1; ; attempt++ {
+		var v T
+		it, err := s.Get(ctx, key)
+		found := err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		if found {
+			if err := json.Unmarshal(it.Value, &v); err != nil {
+				return fmt.Errorf("decode %s: %w", key, err)
+			}
+		}
+		if !change(&v, found) {
+			return nil
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", key, err)
+		}
+		op := Op{Key: key, Value: b, ETag: it.ETag, IfAbsent: !found}
+		if ttl != nil {
+			op.TTL = ttl(v)
+		}
+		err = s.Write(ctx, op)
+		if errors.Is(err, ErrConflict) && attempt < UpdateAttempts {
+			continue
+		}
+		return err
+	}
+}
