@@ -17,7 +17,7 @@ import (
 // (GET /internal/v1/revocations) before it trusts its revocation set: the
 // notices on sessions.revoked reach only the replicas running when they
 // are published.
-const recentKey = "revocations|recent"
+const recentKey = "revocations/recent"
 
 type recentList struct {
 	Revocations []events.SessionRevoked `json:"revocations"`
