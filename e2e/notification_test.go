@@ -205,15 +205,27 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	within(t, 30*time.Second, "bob's push", func() bool { return len(recv.pushes(hooks[bob.Username])) > 0 })
+	// Every message of the burst reaches bob, counted once. It is normally
+	// one push: a second one comes only when an event of the burst reaches
+	// a replica after the window closed (a redelivery, or a slow replica
+	// under load), and then opens a window of its own.
+	counted := func(pushes []map[string]any) (n float64) {
+		for _, p := range pushes {
+			c, _ := p["count"].(float64)
+			n += c
+		}
+		return n
+	}
+	within(t, 30*time.Second, "bob's pushes to count the burst", func() bool { return counted(recv.pushes(hooks[bob.Username])) >= burst })
 	within(t, 10*time.Second, "eve's push", func() bool { return len(recv.pushes(hooks[eve.Username])) > 0 })
 	within(t, 10*time.Second, "frank's device removed after a 410", func() bool {
 		var out struct{ Devices []any }
 		return frank.Do(ctx, http.MethodGet, "/api/v1/devices", nil, &out) == nil && len(out.Devices) == 0
 	})
 	// Nothing more may come, in this window or the next.
-	stays(t, notificationWindow+2*time.Second, "one push for bob, one for eve, none for carol and dave", func() bool {
-		ok := len(recv.pushes(hooks[bob.Username])) == 1 && len(recv.pushes(hooks[eve.Username])) == 1 &&
+	stays(t, notificationWindow+2*time.Second, "bob's pushes count the burst once, one push for eve, none for carol and dave", func() bool {
+		bp := recv.pushes(hooks[bob.Username])
+		ok := counted(bp) == burst && len(bp) <= 2 && len(recv.pushes(hooks[eve.Username])) == 1 &&
 			len(recv.pushes(hooks[carol.Username])) == 0 && len(recv.pushes(hooks[dave.Username])) == 0
 		if !ok {
 			for _, u := range []*user{bob, eve, carol, dave} {
@@ -222,9 +234,12 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 		}
 		return ok
 	})
-	p := recv.pushes(hooks[bob.Username])[0]
-	if want := fmt.Sprintf("%d new messages in #%s", burst, room.Name); p["body"] != want || p["count"] != float64(burst) {
-		t.Fatalf("bob's push = %v, want body %q", p, want)
+	if bp := recv.pushes(hooks[bob.Username]); len(bp) == 1 {
+		if want := fmt.Sprintf("%d new messages in #%s", burst, room.Name); bp[0]["body"] != want {
+			t.Fatalf("bob's push = %v, want body %q", bp[0], want)
+		}
+	} else {
+		t.Logf("bob's burst came in %d pushes (an event reached its replica after the window closed): %v", len(bp), bp)
 	}
 	if e := recv.pushes(hooks[eve.Username])[0]; e["count"] != 1.0 || e["mentions"] != 1.0 {
 		t.Fatalf("eve's push = %v, want the one mention", e)
@@ -248,10 +263,11 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 	if len(msgs) != burst {
 		t.Fatalf("history holds %d messages, want %d", len(msgs), burst)
 	}
+	bobBefore := len(recv.pushes(hooks[bob.Username]))
 	publish(t, s, events.RoomEventBatch{RoomID: room.ID, Events: msgs})
 	publish(t, s, events.RoomEventBatch{RoomID: room.ID, Events: msgs})
 	stays(t, notificationWindow+3*time.Second, "no push for a redelivered batch", func() bool {
-		return len(recv.pushes(hooks[bob.Username])) == 1 && len(recv.pushes(hooks[eve.Username])) == 1
+		return len(recv.pushes(hooks[bob.Username])) == bobBefore && len(recv.pushes(hooks[eve.Username])) == 1
 	})
 }
 
