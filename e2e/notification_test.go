@@ -62,6 +62,7 @@ const notificationWindow = 3 * time.Second
 
 var (
 	notifyOnce  sync.Once
+	notifyTail  = &logTail{}
 	notifyStack *launcher.Stack
 	notifyRecv  *pushReceiver
 	notifyErr   error
@@ -74,6 +75,7 @@ func notificationStack(t *testing.T) (*launcher.Stack, *pushReceiver) {
 	if testing.Short() {
 		t.Skip("end-to-end: starts the whole stack")
 	}
+	notifyTail.showOnFailure(t)
 	notifyOnce.Do(func() {
 		root, err := launcher.FindRoot(".")
 		if err != nil {
@@ -81,9 +83,9 @@ func notificationStack(t *testing.T) (*launcher.Stack, *pushReceiver) {
 			return
 		}
 		notifyRecv = newPushReceiver()
-		var log io.Writer = io.Discard
+		var log io.Writer = notifyTail
 		if *verbose {
-			log = os.Stderr
+			log = io.MultiWriter(os.Stderr, notifyTail)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 		defer cancel()

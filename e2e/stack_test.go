@@ -25,6 +25,8 @@ var verbose = flag.Bool("stack-log", false, "print every process's log of the st
 var (
 	stacksMu sync.Mutex
 	stacks   = map[string]*launcher.Stack{}
+	// tails keep the end of each stack's process logs (logTail).
+	tails    = map[string]*logTail{}
 	stackErr = map[string]error{}
 )
 
@@ -48,6 +50,12 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 	}
 	stacksMu.Lock()
 	defer stacksMu.Unlock()
+	tail := tails[profile]
+	if tail == nil {
+		tail = &logTail{}
+		tails[profile] = tail
+	}
+	tail.showOnFailure(t)
 	if s, ok := stacks[profile]; ok {
 		return s
 	}
@@ -58,9 +66,9 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log io.Writer = io.Discard
+	var log io.Writer = tail
 	if *verbose {
-		log = os.Stderr
+		log = io.MultiWriter(os.Stderr, tail)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
