@@ -13,6 +13,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/sidecar"
 )
 
 // Revocations is the set of revoked session ids a replica knows of, each
@@ -99,12 +100,18 @@ type Subscriber interface {
 // onRevoke.
 func FollowRevocations(ctx context.Context, sub Subscriber, r *Revocations, log *slog.Logger, onRevoke func(events.SessionRevoked)) error {
 	backoff := 100 * time.Millisecond
-	for {
+	for failures := 1; ; failures++ {
+		began := time.Now()
 		err := followOnce(ctx, sub, r, log, onRevoke)
 		if ctx.Err() != nil {
 			return nil
 		}
-		log.Warn("session revocation stream broke; resubscribing", "err", err, "in", backoff)
+		if time.Since(began) > 5*time.Second {
+			failures = sidecar.Persistent // an established stream broke
+		}
+		// A sidecar that has just started refuses streams for a moment;
+		// only a failure that persists is worth a warning.
+		log.Log(ctx, sidecar.RetryLevel(failures), "session revocation stream broke; resubscribing", "err", err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return nil

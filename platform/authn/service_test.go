@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -233,5 +234,47 @@ func TestServiceVerifierAcceptsTrustedIssuersTokens(t *testing.T) {
 	c, err := v.Verify(ctx, ext.Token("ext-sub", "ext-sid", time.Minute))
 	if err != nil || c.UserID != "local-1" || !authn.IsExternalSession(c.SessionID) {
 		t.Fatalf("external token: %+v, %v", c, err)
+	}
+}
+
+// levels records the level of every log record.
+type levels struct {
+	mu  sync.Mutex
+	got []slog.Level
+}
+
+func (l *levels) Enabled(context.Context, slog.Level) bool { return true }
+func (l *levels) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.got = append(l.got, r.Level)
+	return nil
+}
+func (l *levels) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *levels) WithGroup(string) slog.Handler      { return l }
+
+// TestAStartingSidecarsRefusalsAreNotWarnings: the first failures to
+// subscribe (a sidecar still starting) are logged at debug level; a
+// failure that persists is a warning.
+func TestAStartingSidecarsRefusalsAreNotWarnings(t *testing.T) {
+	rec := &levels{}
+	ctx, cancel := context.WithTimeout(context.Background(), 3400*time.Millisecond) // 100+200+400+800+1600 ms of backoff
+	defer cancel()
+	if err := authn.FollowRevocations(ctx, &countingSubscriber{}, authn.NewRevocations(), slog.New(rec), nil); err != nil {
+		t.Fatal(err)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.got) < 6 {
+		t.Fatalf("%d failures logged, want at least 6", len(rec.got))
+	}
+	for i, l := range rec.got {
+		want := slog.LevelDebug
+		if i >= 5 {
+			want = slog.LevelWarn
+		}
+		if l != want {
+			t.Fatalf("failure %d logged at %v, want %v (all: %v)", i+1, l, want, rec.got)
+		}
 	}
 }

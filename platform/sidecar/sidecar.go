@@ -5,6 +5,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -76,4 +77,19 @@ func (p *Probe) Wait(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// Persistent is a failure count RetryLevel always warns about.
+const Persistent = 1 << 30
+
+// RetryLevel is the log level for the n-th failure in a row of a call to
+// the sidecar that is retried: a sidecar that has just started refuses
+// streams and calls for a few seconds, so the first five (about 3 s of
+// the usual doubling backoff from 100 ms) are debug, and a failure that
+// persists is a warning.
+func RetryLevel(n int) slog.Level {
+	if n <= 5 {
+		return slog.LevelDebug
+	}
+	return slog.LevelWarn
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+
+	"github.com/papochat/papo/platform/sidecar"
 )
 
 // Publisher publishes JSON payloads through the sidecar.
@@ -51,16 +53,19 @@ func (s *Subscription) Active() bool { return s.active.Load() }
 // are not worth a redelivery loop, and the gap fill recovers events.
 func (s *Subscription) Run(ctx context.Context, handle func([]byte) error) {
 	backoff := 100 * time.Millisecond
+	failures := 0
 	for ctx.Err() == nil {
 		sub, err := s.Client.Subscribe(ctx, dapr.SubscriptionOptions{PubsubName: s.PubSub, Topic: s.Topic})
 		if err != nil {
-			s.Log.Warn("subscribe failed", "pubsub", s.PubSub, "topic", s.Topic, "err", err)
+			failures++
+			s.Log.Log(ctx, sidecar.RetryLevel(failures), "subscribe failed", "pubsub", s.PubSub, "topic", s.Topic, "err", err)
 			if !wait(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
+		failures = 0
 		s.active.Store(true)
 		s.Log.Info("subscribed", "pubsub", s.PubSub, "topic", s.Topic)
 		err = s.consume(ctx, sub, handle)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/papochat/papo/platform/sidecar"
 )
 
 // Caller invokes a method on another app-id; *invoke.Client implements it.
@@ -67,8 +69,11 @@ type Reporter struct {
 	mu     sync.Mutex
 	queue  []event
 	resync bool // a report was lost: send a heartbeat soon
-	wake   chan struct{}
-	nextID atomic.Uint64
+	// failures counts heartbeats failed in a row (the first ones while the
+	// stack starts are only debug).
+	failures int
+	wake     chan struct{}
+	nextID   atomic.Uint64
 }
 
 // New returns a Reporter; Run sends its reports.
@@ -155,12 +160,15 @@ func (r *Reporter) heartbeat(ctx context.Context) {
 	}
 	err := r.inv.Do(ctx, r.cfg.AppID, http.MethodPost, "/internal/v1/presence/heartbeat", nil,
 		heartbeatBody{Replica: r.cfg.Replica, Users: users}, nil)
-	if err != nil && ctx.Err() == nil {
-		r.log.Warn("presence heartbeat failed; retrying", "users", len(users), "err", err)
-		r.mu.Lock()
-		r.resync = true
-		r.mu.Unlock()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil || ctx.Err() != nil {
+		r.failures = 0
+		return
 	}
+	r.failures++
+	r.log.Log(ctx, sidecar.RetryLevel(r.failures), "presence heartbeat failed; retrying", "users", len(users), "err", err)
+	r.resync = true
 }
 
 // drain sends the queued reports in order, one at a time.
