@@ -317,7 +317,9 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 		}
 	}
 	if len(next.Tail.Events) > 0 {
-		replays = append(replays, membershipSeqs(head)...)
+		for _, e := range membershipEvents(head) {
+			replays = append(replays, e.Seq)
+		}
 	}
 	slices.Sort(replays)
 	replayed, err := s.eventRecords(ctx, head, slices.Compact(replays))
@@ -348,24 +350,24 @@ func (s *Service) tryAppend(ctx context.Context, roomID string, subs []events.Su
 	return out, dead, &next, nil
 }
 
-// membershipSeqs returns the seqs of head's tail when the last change was
-// a membership change (a founding, join or leave): the next change of the
-// room announces them again. Without that, a member_joined whose
+// membershipEvents returns the events of head's tail when the last change
+// was a membership change (a founding, join or leave): the next change of
+// the room announces them again. Without that, a member_joined whose
 // announcement was lost (a publish that failed, a replica that stopped
 // before publishing) would never reach a ws replica where none of the
 // room's members is connected yet, and the joiner's sockets there would
 // not follow the room. (Where the room is followed, the next event's gap
 // brings the join in anyway.) Receivers skip seqs they have, so the
 // second announcement costs one small event.
-func membershipSeqs(head roomRecord) []int64 {
+func membershipEvents(head roomRecord) []api.Event {
 	if len(head.Tail.Members) == 0 {
 		return nil
 	}
-	seqs := make([]int64, len(head.Tail.Events))
-	for i, e := range head.Tail.Events {
-		seqs[i] = e.Seq
+	evs := make([]api.Event, len(head.Tail.Events))
+	for i, rec := range head.Tail.Events {
+		evs[i] = rec.Event
 	}
-	return seqs
+	return evs
 }
 
 // eventRecords returns the events at seqs (ascending, unique, at or below

@@ -76,11 +76,7 @@ func (s *Service) createdBefore(ctx context.Context, want roomRecord) (api.Room,
 	if err := s.materialize(ctx, head); err != nil {
 		return api.Room{}, fmt.Errorf("create room: %w", err)
 	}
-	if seqs := membershipSeqs(head); len(seqs) > 0 && head.LastSeq == int64(len(seqs)) {
-		evs := make([]api.Event, len(head.Tail.Events))
-		for i, rec := range head.Tail.Events {
-			evs[i] = rec.Event
-		}
+	if evs := membershipEvents(head); len(evs) > 0 && head.LastSeq == int64(len(evs)) {
 		s.announceLogged(ctx, events.RoomEventBatch{RoomID: head.ID, Events: evs})
 	}
 	return head.api(), nil
@@ -250,13 +246,9 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 		return out, err
 	}
 	if appended != nil {
-		// The previous change's membership events go again (membershipSeqs).
-		var evs []api.Event
-		for _, seq := range membershipSeqs(prev) {
-			rec, _ := prev.tailEvent(seq)
-			evs = append(evs, rec.Event)
-		}
-		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: append(evs, *appended)})
+		// The previous change's membership events go again (membershipEvents).
+		evs := append(membershipEvents(prev), *appended)
+		s.announceLogged(ctx, events.RoomEventBatch{RoomID: roomID, Events: evs})
 		if err := s.materialize(ctx, out); err != nil {
 			return out, err
 		}
