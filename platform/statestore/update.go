@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 )
 
@@ -15,10 +16,12 @@ const UpdateAttempts = 50
 // conditional write: the ETag it was read with, or insert-if-absent when
 // it was missing. change gets the current value (the zero value when the
 // key is missing) and reports whether to write it back; ttl, when
-// positive, expires the key. A conflict re-reads and runs change again, up
-// to UpdateAttempts times, then returns ErrConflict.
-func Update[T any](ctx context.Context, s Store, key string, ttl func(v T) time.Duration, change func(v *T, found bool) bool) error {
-	for attempt := 1; ; attempt++ {
+// positive, expires the key. A conflict re-reads and runs change again
+// after a random pause (full jitter over a window doubling from 1 ms to
+// 32 ms, so racing writers spread out), up to UpdateAttempts times, then
+// returns ErrConflict.
+func Update[T any](ctx context.Context, s Store, key string, ttl time.Duration, change func(v *T, found bool) bool) error {
+	for attempt := 0; ; attempt++ {
 		var v T
 		it, err := s.Get(ctx, key)
 		found := err == nil
@@ -37,14 +40,16 @@ func Update[T any](ctx context.Context, s Store, key string, ttl func(v T) time.
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", key, err)
 		}
-		op := Op{Key: key, Value: b, ETag: it.ETag, IfAbsent: !found}
-		if ttl != nil {
-			op.TTL = ttl(v)
+		err = s.Write(ctx, Op{Key: key, Value: b, ETag: it.ETag, IfAbsent: !found, TTL: ttl})
+		if !errors.Is(err, ErrConflict) || attempt+1 >= UpdateAttempts {
+			return err
 		}
-		err = s.Write(ctx, op)
-		if errors.Is(err, ErrConflict) && attempt < UpdateAttempts {
-			continue
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 5))))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
 		}
-		return err
 	}
 }

@@ -27,7 +27,7 @@ type recentList struct {
 func (m *Manager) remember(ctx context.Context, ev events.SessionRevoked) error {
 	now := m.Now()
 	// The key outlives its newest entry a little, so an idle one goes.
-	ttl := func(recentList) time.Duration { return max(ev.Until.Sub(now), 0) + time.Minute }
+	ttl := max(ev.Until.Sub(now), 0) + time.Minute
 	err := statestore.Update(ctx, m.store, recentKey, ttl, func(l *recentList, _ bool) bool {
 		l.Revocations = slices.DeleteFunc(l.Revocations, func(r events.SessionRevoked) bool {
 			return !r.Until.After(now) || r.SessionID == ev.SessionID

@@ -63,8 +63,7 @@ type dueBucket struct {
 
 // listDue adds sl, due at due, to its bucket.
 func (e *Engine) listDue(ctx context.Context, sl slot, due time.Time) error {
-	ttl := func(dueBucket) time.Duration { return e.opts.Window + e.opts.DedupeTTL }
-	return statestore.Update(ctx, e.Store, dueKey(unixMinute(due), dueShard(sl)), ttl, func(b *dueBucket, _ bool) bool {
+	return statestore.Update(ctx, e.Store, dueKey(unixMinute(due), dueShard(sl)), e.opts.Window+e.opts.DedupeTTL, func(b *dueBucket, _ bool) bool {
 		for _, w := range b.Windows {
 			if w.Room == sl.room && w.User == sl.user {
 				return false
