@@ -44,6 +44,13 @@ var stackEnv = map[string]string{
 // when the benchmark ends. A profile whose servers are missing skips.
 func startStack(b *testing.B, profile string, messageReplicas int) *launcher.Stack {
 	b.Helper()
+	return startStackWith(b, profile, messageReplicas, false)
+}
+
+// startStackWith is startStack, with every sidecar serving pprof when
+// daprdProfiling is set.
+func startStackWith(b *testing.B, profile string, messageReplicas int, daprdProfiling bool) *launcher.Stack {
+	b.Helper()
 	if testing.Short() {
 		b.Skip("benchmark: starts a whole stack")
 	}
@@ -63,13 +70,14 @@ func startStack(b *testing.B, profile string, messageReplicas int) *launcher.Sta
 	defer cancel()
 	start := time.Now()
 	s, err := launcher.Start(ctx, launcher.Options{
-		Root:        root,
-		Profile:     profile,
-		DataDir:     dir,
-		GatewayAddr: "127.0.0.1:0",
-		Replicas:    map[string]int{"message": messageReplicas},
-		Log:         log,
-		Env:         stackEnv,
+		Root:           root,
+		Profile:        profile,
+		DataDir:        dir,
+		GatewayAddr:    "127.0.0.1:0",
+		Replicas:       map[string]int{"message": messageReplicas},
+		Log:            log,
+		Env:            stackEnv,
+		DaprdProfiling: daprdProfiling,
 	})
 	if err != nil {
 		_ = os.RemoveAll(dir)

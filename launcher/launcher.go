@@ -64,6 +64,10 @@ type Options struct {
 	PushURL string
 	// RedisDB is the Redis database of profiles on Redis (0–15); default 0.
 	RedisDB int
+	// DaprdProfiling serves Go's pprof from every sidecar on a port of its
+	// own (App.DaprdProfilePort), for benchmarks that look for where a
+	// sidecar spends its CPU.
+	DaprdProfiling bool
 }
 
 // App is one running service replica with its sidecar.
@@ -73,6 +77,9 @@ type App struct {
 	Port     int
 	DaprHTTP int
 	DaprGRPC int
+	// DaprdProfilePort serves the sidecar's pprof (Options.DaprdProfiling),
+	// else 0.
+	DaprdProfilePort int
 
 	spec    procs.Spec
 	sidecar daprd.Sidecar
@@ -405,13 +412,17 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
 	}
-	all, err := FreePorts(6 * len(names))
+	per := 6
+	if s.opts.DaprdProfiling {
+		per = 7
+	}
+	all, err := FreePorts(per * len(names))
 	if err != nil {
 		return err
 	}
 	var wsURLs []string
 	for i, n := range names {
-		ports := all[6*i : 6*i+6]
+		ports := all[per*i : per*i+per]
 		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
 		if n.appID == "gateway" && gwPort != "0" {
 			p, err := strconv.Atoi(gwPort)
@@ -436,6 +447,10 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			ResourcesDir: resources,
 			Configs:      configs,
 			LogLevel:     s.opts.DaprdLogLevel,
+		}
+		if s.opts.DaprdProfiling {
+			a.DaprdProfilePort = ports[6]
+			a.sidecar.ProfilePort = ports[6]
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())

@@ -156,6 +156,10 @@ type Sidecar struct {
 	// Configs are Configuration files, applied in order.
 	Configs  []string
 	LogLevel string
+	// ProfilePort, when set, serves Go's pprof on 127.0.0.1:ProfilePort
+	// (daprd's --enable-profiling), for finding where a sidecar spends
+	// its CPU under load.
+	ProfilePort int
 }
 
 // Args returns daprd's command line. Every port is explicit (daprd picks a
@@ -187,6 +191,9 @@ func (s Sidecar) Args() []string {
 	}
 	for _, c := range s.Configs {
 		args = append(args, "--config", c)
+	}
+	if s.ProfilePort != 0 {
+		args = append(args, "--enable-profiling", "--profile-port", fmt.Sprint(s.ProfilePort))
 	}
 	return args
 }
