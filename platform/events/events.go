@@ -58,9 +58,30 @@ type Submission struct {
 }
 
 // SubmissionBatch is the payload of TopicSubmitted: several submissions,
-// possibly for several rooms, published as one pub/sub message.
+// possibly for several rooms, published as one pub/sub message. It is
+// also the body of the message service's POST /internal/v1/submissions,
+// the direct way ws hands submissions over (SubmitRoute).
 type SubmissionBatch struct {
 	Submissions []Submission `json:"submissions"`
+}
+
+// SubmitRoute is the message service's route that appends a
+// SubmissionBatch and answers a SubmitResult once every submission of it
+// is stored or refused (service invocation, app-id "message").
+const SubmitRoute = "/internal/v1/submissions"
+
+// Outcome is what became of one submission: stored at Seq (by this
+// request, or earlier under the same client_id), or refused with Code and
+// Message (the codes of docs/protocol.md's error frames).
+type Outcome struct {
+	Seq     int64  `json:"seq,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// SubmitResult answers SubmitRoute: one Outcome per submission, in order.
+type SubmitResult struct {
+	Outcomes []Outcome `json:"outcomes"`
 }
 
 // Ack re-announces the seq of a submission that was already persisted (a
@@ -81,12 +102,16 @@ type Rejection struct {
 	Message  string `json:"message"`
 }
 
-// RoomEventBatch is the payload of TopicRoomEvents: persisted events of
-// one room in seq order, plus acks and rejections for senders. Events are
-// the batch's new ones, preceded by events announced before whose first
-// announcement may have been lost (the stored events of submissions that
-// arrived again, and the room's previous change when it was a membership
-// change), so a consumer must skip seqs it already has.
+// RoomEventBatch is the payload of TopicRoomEvents: persisted events, in
+// seq order per room, plus acks and rejections for senders. A batch holds
+// what one commit round of the message service stored, which may be of
+// several rooms: every event, ack and rejection names its room, and
+// RoomID is set only when all of them are of one room. A consumer groups
+// by each item's room. Per room, events are the batch's new ones,
+// preceded by events announced before whose first announcement may have
+// been lost (the stored events of submissions that arrived again, and the
+// room's previous change when it was a membership change), so a consumer
+// must skip seqs it already has.
 type RoomEventBatch struct {
 	RoomID     string      `json:"room_id"`
 	Events     []api.Event `json:"events,omitempty"`

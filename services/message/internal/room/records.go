@@ -67,6 +67,10 @@ type roomRecord struct {
 	// they stay (their edits may not be in the edits index).
 	Deleted []int64 `json:"deleted,omitempty"`
 	Tail    tail    `json:"tail"`
+	// Commit names the write that committed this head (a random token per
+	// commit round), so a writer whose multi-head transaction failed can
+	// tell which of its heads landed anyway.
+	Commit string `json:"commit,omitempty"`
 }
 
 // tail is what one committed change adds; until it is materialized it is
@@ -110,6 +114,16 @@ func (r roomRecord) api() api.Room {
 		ID: r.ID, Name: r.Name, Kind: r.Kind, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt,
 		LastSeq: r.LastSeq, Members: r.Members,
 	}
+}
+
+// tailIdem returns the seq the tail assigned to senderID's clientID.
+func (r roomRecord) tailIdem(senderID, clientID string) (int64, bool) {
+	for _, e := range r.Tail.Idem {
+		if e.SenderID == senderID && e.ClientID == clientID {
+			return e.Seq, true
+		}
+	}
+	return 0, false
 }
 
 // tailEvent returns the event at seq if the tail holds it.
@@ -327,18 +341,8 @@ func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 	// Edits are indexed under their target and deletes erase the target's
 	// text, outside the check above: a tail whose events were written by a
 	// materializer that failed after them is finished here.
-	for _, e := range t.Events {
-		switch e.Type {
-		case api.EventEdit:
-			if err := s.indexEdit(ctx, head.ID, e); err != nil {
-				return fmt.Errorf("materialize edit %d of room %s: %w", e.Seq, head.ID, err)
-			}
-		case api.EventDelete:
-			if err := s.erase(ctx, head.ID, e.TargetSeq); err != nil {
-				return fmt.Errorf("materialize delete %d of room %s: %w", e.Seq, head.ID, err)
-			}
-			s.eraseLater(head.ID, e.TargetSeq, s.eraseAgain)
-		}
+	if err := s.materializeEdits(ctx, head); err != nil {
+		return err
 	}
 	for _, op := range t.Members {
 		err := update(ctx, s, memberKey(head.ID, op.UserID), func(m *memberRecord, found bool) bool {
@@ -380,6 +384,25 @@ func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 		})
 		if err != nil {
 			return fmt.Errorf("add room %s to the public index: %w", head.ID, err)
+		}
+	}
+	return nil
+}
+
+// materializeEdits indexes the edits of head's tail under their targets
+// and erases the text of the messages its deletes delete.
+func (s *Service) materializeEdits(ctx context.Context, head roomRecord) error {
+	for _, e := range head.Tail.Events {
+		switch e.Type {
+		case api.EventEdit:
+			if err := s.indexEdit(ctx, head.ID, e); err != nil {
+				return fmt.Errorf("materialize edit %d of room %s: %w", e.Seq, head.ID, err)
+			}
+		case api.EventDelete:
+			if err := s.erase(ctx, head.ID, e.TargetSeq); err != nil {
+				return fmt.Errorf("materialize delete %d of room %s: %w", e.Seq, head.ID, err)
+			}
+			s.eraseLater(head.ID, e.TargetSeq, s.eraseAgain)
 		}
 	}
 	return nil

@@ -761,8 +761,110 @@ func (n nonAtomic) Transact(ctx context.Context, ops []statestore.Op) error {
 // on an atomic store and on one whose transactions are not atomic.
 func TestTwoReplicasAppendGapFree(t *testing.T) {
 	for name, store := range map[string]statestore.Store{"atomic": memstore.New(), "non-atomic": nonAtomic{memstore.New()}} {
-		t.Run(name, func(t *testing.T) { twoReplicas(t, store) })
+		t.Run(name, func(t *testing.T) {
+			twoReplicas(t, store)
+			twoReplicasManyRooms(t, store)
+		})
 	}
+}
+
+// twoReplicasManyRooms is twoReplicas with many rooms: each call hands
+// over submissions to several rooms at once (as ws does), so commit rounds
+// hold several heads and both replicas race on most of them; through the
+// direct path (Append) and the broker's (Consume), with every third call
+// repeated on the other replica. Every room must end gap-free, with every
+// message once, and every outcome must name the seq its message got.
+func twoReplicasManyRooms(t *testing.T, store statestore.Store) {
+	t.Helper()
+	pubA, pubB := &publish.Memory{}, &publish.Memory{}
+	replicas := []*room.Service{room.New(store, pubA, quiet()), room.New(store, pubB, quiet())}
+	const rooms, senders, each = 8, 3, 12
+	ids := make([]string, rooms)
+	for i := range ids {
+		r, err := replicas[i%2].Create(ctx, "u0", fmt.Sprint("many ", i), api.RoomPublic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = r.ID
+		for s := 1; s < senders; s++ {
+			if _, err := replicas[(i+s)%2].Join(ctx, fmt.Sprint("u", s), r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	seqOf := map[string]int64{} // room/sender/client → seq answered
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				// One call: message i of sender s to every room.
+				var subs []events.Submission
+				for _, id := range ids {
+					subs = append(subs, msg(id, fmt.Sprint("u", s), fmt.Sprint("m", i), fmt.Sprintf("u%d #%d", s, i)))
+				}
+				for attempt := range 1 + boolInt(i%3 == 0) {
+					r := replicas[(s+i+attempt)%2]
+					if (s+i)%2 == 0 {
+						if err := r.Consume(ctx, events.SubmissionBatch{Submissions: subs}); err != nil {
+							t.Error(err)
+						}
+						continue
+					}
+					outs, err := r.Append(ctx, subs)
+					if err != nil {
+						t.Error(err)
+						continue
+					}
+					mu.Lock()
+					for j, o := range outs {
+						k := subs[j].RoomID + "/" + subs[j].SenderID + "/" + subs[j].ClientID
+						if o.Seq < 1 || (seqOf[k] != 0 && seqOf[k] != o.Seq) {
+							t.Errorf("%s answered %+v, and %d before", k, o, seqOf[k])
+						}
+						seqOf[k] = o.Seq
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		var all []api.Event
+		for after := int64(0); ; {
+			page := history(t, replicas[0], "u0", id, room.Page{HasAfter: true, After: after, Limit: api.MaxPageLimit})
+			all = append(all, page.Events...)
+			if len(page.Events) == 0 || page.Events[len(page.Events)-1].Seq >= page.LastSeq {
+				break
+			}
+			after = page.Events[len(page.Events)-1].Seq
+		}
+		checkGapFree(t, all, 1)
+		if got, want := int64(len(all)), int64(senders+senders*each); got != want {
+			t.Fatalf("room %s has %d events, want %d (joins and messages)", id, got, want)
+		}
+		seen := map[string]bool{}
+		for _, e := range messagesOnly(all) {
+			k := e.RoomID + "/" + e.SenderID + "/" + e.ClientID
+			if seen[k] {
+				t.Fatalf("%s stored twice", k)
+			}
+			seen[k] = true
+			if want, ok := seqOf[k]; ok && want != e.Seq {
+				t.Fatalf("%s stored at %d, answered %d", k, e.Seq, want)
+			}
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func twoReplicas(t *testing.T, store statestore.Store) {

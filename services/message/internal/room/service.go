@@ -40,11 +40,11 @@ type Publisher interface {
 // replica) may share one store: every change is an ETag-guarded
 // transaction, re-read and retried on conflict.
 type Service struct {
-	store statestore.Store
-	pub   Publisher
-	log   *slog.Logger
-	now   func() time.Time
-	queue *combiner
+	store  statestore.Store
+	pub    Publisher
+	log    *slog.Logger
+	now    func() time.Time
+	writer *writer
 	// events caches materialized event records by key. An event key is
 	// written once with the only value it can have (a delete erases the
 	// text, but pages hide it at read time from the head), so a cached
@@ -83,7 +83,7 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 		scrollback:  expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL),
 		compactions: map[string]*time.Timer{},
 		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter}
-	s.queue = newCombiner(s.appendPending)
+	s.writer = newWriter(s)
 	return s
 }
 

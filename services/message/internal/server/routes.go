@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dapr/go-sdk/service/common"
@@ -80,6 +81,7 @@ func Routes(d Deps) *chi.Mux {
 		r.Method(http.MethodGet, "/rooms/{id}/events", handle(h.internalHistory))
 		r.Method(http.MethodGet, "/rooms/{id}/members", handle(h.internalMembers))
 		r.Method(http.MethodPost, "/rooms/{id}/read", handle(h.internalRead))
+		r.Method(http.MethodPost, strings.TrimPrefix(events.SubmitRoute, "/internal/v1"), handle(h.internalSubmit))
 	})
 	return r
 }
@@ -358,6 +360,41 @@ func (h handlers) internalMembers(w http.ResponseWriter, r *http.Request) error 
 	}
 	room.Members = nil
 	httpapi.Encode(w, http.StatusOK, InternalMembersResponse{Members: ids, Room: &room})
+	return nil
+}
+
+// Limits of one POST events.SubmitRoute: submissions per call, and the
+// body (each submission's text is at most api.MaxTextRunes characters, up
+// to 4 bytes each).
+const (
+	maxSubmitBatch = 1024
+	maxSubmitBody  = 16 << 20
+)
+
+// internalSubmit stores a batch ws hands over and answers each
+// submission's outcome (see room.Service.Append). A transient failure is
+// 503: the caller repeats the call, and what was stored is answered with
+// its seq.
+func (h handlers) internalSubmit(w http.ResponseWriter, r *http.Request) error {
+	var batch events.SubmissionBatch
+	if err := httpapi.Decode(w, r, maxSubmitBody, &batch); err != nil {
+		return err
+	}
+	if len(batch.Submissions) > maxSubmitBatch {
+		return apierror.Invalidf("batch_too_large", "at most %d submissions per call", maxSubmitBatch)
+	}
+	outcomes, err := h.rooms.Append(r.Context(), batch.Submissions)
+	if err != nil {
+		if _, ok := apierror.As(err); !ok {
+			h.log.WarnContext(r.Context(), "submissions not stored", "count", len(batch.Submissions), "err", err)
+			err = apierror.New(apierror.Unavailable, "unavailable", "the submissions could not be stored; retry")
+		}
+		return err
+	}
+	if outcomes == nil {
+		outcomes = []events.Outcome{}
+	}
+	httpapi.Encode(w, http.StatusOK, events.SubmitResult{Outcomes: outcomes})
 	return nil
 }
 

@@ -28,6 +28,70 @@ import (
 	"github.com/papochat/papo/services/message/internal/server"
 )
 
+// TestSubmitRouteAnswersEachSubmission: ws hands submissions over with
+// POST events.SubmitRoute and learns, in order, the seq each was stored
+// at, the seq of a repeat, or the refusal; stored events are announced,
+// refusals only answered. Malformed and oversized calls are 400s.
+func TestSubmitRouteAnswersEachSubmission(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "general", api.RoomPublic)
+	send := func(client, text string) events.Submission {
+		return events.Submission{Type: api.EventMessage, RoomID: r.ID, SenderID: "alice", ClientID: client, Text: text}
+	}
+	batch := events.SubmissionBatch{Submissions: []events.Submission{
+		send("c1", "hello"),
+		{Type: api.EventMessage, RoomID: r.ID, SenderID: "mallory", ClientID: "m1", Text: "let me in"},
+		send("c2", "again"),
+		send("c1", "hello"), // a repeat within the call
+		{Type: api.EventMessage, RoomID: "r_nosuchroom", SenderID: "alice", ClientID: "c3", Text: "x"},
+		send("c4", ""),
+	}}
+	var res events.SubmitResult
+	if st := e.do("", http.MethodPost, events.SubmitRoute, batch, &res); st != http.StatusOK {
+		t.Fatalf("submit: %d", st)
+	}
+	want := []events.Outcome{{Seq: 2}, {Code: "not_a_member"}, {Seq: 3}, {Seq: 2}, {Code: "room_not_found"}, {Code: "invalid_text"}}
+	if len(res.Outcomes) != len(want) {
+		t.Fatalf("got %d outcomes, want %d: %+v", len(res.Outcomes), len(want), res.Outcomes)
+	}
+	for i, w := range want {
+		if got := res.Outcomes[i]; got.Seq != w.Seq || got.Code != w.Code {
+			t.Errorf("outcome %d: got %+v, want %+v", i, got, w)
+		}
+	}
+	// The call again: everything stored is answered with its seq.
+	if st := e.do("", http.MethodPost, events.SubmitRoute, batch, &res); st != http.StatusOK || res.Outcomes[0].Seq != 2 || res.Outcomes[2].Seq != 3 {
+		t.Fatalf("repeated call: %d %+v", st, res.Outcomes)
+	}
+	var page api.EventsResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=0&limit=10", nil, &page); st != http.StatusOK || page.LastSeq != 3 {
+		t.Fatalf("history: %d %+v, want last_seq 3", st, page)
+	}
+	var rejections int
+	for _, b := range e.pub.Messages(events.TopicRoomEvents) {
+		var batch events.RoomEventBatch
+		if err := json.Unmarshal(b, &batch); err != nil {
+			t.Fatal(err)
+		}
+		rejections += len(batch.Rejections)
+	}
+	if rejections != 0 {
+		t.Fatalf("%d rejections announced; a call's refusals are only answered", rejections)
+	}
+	for name, body := range map[string]any{
+		"not json":  "{",
+		"too large": events.SubmissionBatch{Submissions: make([]events.Submission, 1025)},
+	} {
+		raw, _ := json.Marshal(body)
+		if s, ok := body.(string); ok {
+			raw = []byte(s)
+		}
+		if st, _ := e.errorCode("", http.MethodPost, events.SubmitRoute, json.RawMessage(raw)); st != http.StatusBadRequest {
+			t.Errorf("%s: got %d, want 400", name, st)
+		}
+	}
+}
+
 type env struct {
 	t     *testing.T
 	url   string
