@@ -58,10 +58,10 @@ type Config struct {
 	LiveHold        time.Duration `envconfig:"WS_LIVE_HOLD"`
 	BatchWindow     time.Duration `envconfig:"WS_BATCH_WINDOW"`
 	MaxBatch        int           `envconfig:"WS_MAX_BATCH"`
-	// SettleWait: how long a submission batch may stay in flight before the
-	// next is published anyway; 0 publishes without waiting.
-	SettleWait  time.Duration `envconfig:"WS_SETTLE_WAIT"`
-	TypingEvery time.Duration `envconfig:"WS_TYPING_EVERY"`
+	// SubmitInflight bounds the calls handing submissions to the message
+	// service that may be in flight at once.
+	SubmitInflight int           `envconfig:"WS_SUBMIT_INFLIGHT"`
+	TypingEvery    time.Duration `envconfig:"WS_TYPING_EVERY"`
 
 	// Hub is the hub's configuration made from the limits above.
 	Hub hub.Config `ignored:"true"`
@@ -75,7 +75,7 @@ func loadConfig() (Config, error) {
 		Base: settings.Base{Port: "8081"}, Replica: hostname(),
 		MaxConnsPerUser: d.MaxConnsPerUser, QueueBytes: d.QueueBytes, WriteTimeout: d.WriteTimeout,
 		PingInterval: d.PingInterval, PongWait: d.PongWait, Rate: d.Rate, Burst: d.Burst,
-		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SettleWait: d.SettleWait,
+		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SubmitInflight: d.SubmitInflight,
 	}
 	if err := settings.Load(&cfg); err != nil {
 		return cfg, err
@@ -91,10 +91,7 @@ func loadConfig() (Config, error) {
 	h.PongWait = max(cfg.PongWait, cfg.PingInterval+5*time.Second)
 	h.Rate, h.Burst = cfg.Rate, cfg.Burst
 	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = cfg.LiveHold, cfg.BatchWindow, cfg.MaxBatch, cfg.TypingEvery
-	h.SettleWait = cfg.SettleWait
-	if cfg.SettleWait == 0 {
-		h.SettleWait = -1 // the hub's "off"
-	}
+	h.SubmitInflight = cfg.SubmitInflight
 	cfg.Hub = h
 	return cfg, nil
 }
@@ -107,7 +104,7 @@ func (c Config) Validate() error {
 		n   int
 	}{
 		{"WS_MAX_CONNS_PER_USER", c.MaxConnsPerUser}, {"WS_QUEUE_BYTES", c.QueueBytes},
-		{"WS_BURST", c.Burst}, {"WS_MAX_BATCH", c.MaxBatch},
+		{"WS_BURST", c.Burst}, {"WS_MAX_BATCH", c.MaxBatch}, {"WS_SUBMIT_INFLIGHT", c.SubmitInflight},
 	} {
 		if f.n <= 0 {
 			errs = append(errs, fmt.Errorf("%s %d is not a positive integer", f.key, f.n))
@@ -119,7 +116,7 @@ func (c Config) Validate() error {
 	}{
 		{"WS_SHUTDOWN_GRACE", c.ShutdownGrace}, {"WS_WRITE_TIMEOUT", c.WriteTimeout},
 		{"WS_PING_INTERVAL", c.PingInterval}, {"WS_PONG_WAIT", c.PongWait}, {"WS_LIVE_HOLD", c.LiveHold},
-		{"WS_BATCH_WINDOW", c.BatchWindow}, {"WS_TYPING_EVERY", c.TypingEvery}, {"WS_SETTLE_WAIT", c.SettleWait},
+		{"WS_BATCH_WINDOW", c.BatchWindow}, {"WS_TYPING_EVERY", c.TypingEvery},
 	} {
 		if f.d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative", f.key, f.d))

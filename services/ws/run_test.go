@@ -144,7 +144,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"LOG_LEVEL": "loud"},
 		{"WS_PRESENCE_HEARTBEAT": "0s"},
 		{"WS_GC_PERCENT": "-5"},
-		{"WS_SETTLE_WAIT": "-1s"},
+		{"WS_SUBMIT_INFLIGHT": "-1"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
 			for k, v := range env {
@@ -161,8 +161,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GCPercent != 50 || cfg.Hub.SettleWait != 2*time.Second {
-		t.Fatalf("GC percent %d, settle wait %v; want the defaults 50 and 2s", cfg.GCPercent, cfg.Hub.SettleWait)
+	if cfg.GCPercent != 50 || cfg.Hub.SubmitInflight != 4 {
+		t.Fatalf("GC percent %d, submit inflight %d; want the defaults 50 and 4", cfg.GCPercent, cfg.Hub.SubmitInflight)
 	}
 	if len(cfg.Hub.AllowedOrigins) != 2 || cfg.Hub.MaxConnsPerUser != 3 || cfg.Hub.QueueBytes != 1<<20 {
 		t.Fatalf("got %+v", cfg.Hub)

@@ -177,7 +177,6 @@ func (h *Hub) fill(r *room) {
 }
 
 func (h *Hub) ack(userID, roomID, clientID string, seq int64) {
-	h.submits.settle(roomID, userID, clientID)
 	var b []byte
 	for _, c := range h.users.conns(userID) {
 		if c.takePending(roomID, clientID) {
@@ -190,7 +189,6 @@ func (h *Hub) ack(userID, roomID, clientID string, seq int64) {
 }
 
 func (h *Hub) reject(rj events.Rejection) {
-	h.submits.settle(rj.RoomID, rj.SenderID, rj.ClientID)
 	for _, c := range h.users.conns(rj.SenderID) {
 		if c.takePending(rj.RoomID, rj.ClientID) {
 			c.sendError(rj.Code, rj.Message, rj.ClientID)

@@ -507,14 +507,31 @@ func TestRevokedSessionIsClosed(t *testing.T) {
 	}
 }
 
-func TestPublishFailureAndRejectionAnswerTheSender(t *testing.T) {
+// TestSubmitFailureFallsBackToPublishThenAnswersTheSender: a message
+// service that does not answer is tried a few times, then the batch is
+// published to messages.submitted (acked from room.events as usual); only
+// when that fails too is the sender told unavailable. A refusal answered
+// by the message service reaches the sender as an error frame.
+func TestSubmitFailureFallsBackToPublishThenAnswersTheSender(t *testing.T) {
 	s := newStack(t, 1, hub.Config{})
 	s.world.room("r1", "alice")
 	a := s.live(0, "alice")
+	s.world.failSubmit.Store(true)
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "p1", Text: "x"})
+	if f := expectType(t, a, api.FrameEvent); f.Event.ClientID != "p1" {
+		t.Fatalf("got %+v, want the event of p1", f)
+	}
+	if f := expectType(t, a, api.FrameAck); f.ClientID != "p1" || f.Seq != 1 {
+		t.Fatalf("got %+v, want the ack of p1 at seq 1", f)
+	}
+	if got := s.world.count(events.TopicSubmitted); got != 1 {
+		t.Fatalf("got %d publishes to %s, want the fallback's 1", got, events.TopicSubmitted)
+	}
 	s.world.failPublish.Store(true)
 	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "f1", Text: "x"})
 	expectError(t, a, "unavailable", "f1")
 	s.world.failPublish.Store(false)
+	s.world.failSubmit.Store(false)
 	// The message service refuses (alice was removed without an event).
 	s.world.mu.Lock()
 	s.world.rooms["r1"].members["alice"] = false
@@ -560,11 +577,52 @@ func TestSubmissionsAreBatchedUnderLoad(t *testing.T) {
 	for range 10 {
 		nextSkipping(t, a, api.FrameAck)
 	}
-	if got, want := s.world.count(events.TopicSubmitted), 2; got != want {
-		t.Fatalf("got %d pub/sub messages for 10 sends, want %d", got, want)
+	if got, want := s.world.count("submit"), 2; got != want {
+		t.Fatalf("got %d calls for 10 sends, want %d", got, want)
 	}
 	if got := s.hubs[0].Stats().Submitted.Load(); got != 10 {
-		t.Fatalf("got %d submissions published, want 10", got)
+		t.Fatalf("got %d submissions handed over, want 10", got)
+	}
+}
+
+// TestSubmissionsOfOtherRoomsDoNotWaitForABusyRoom: while a call for one
+// room is in flight, another room's send goes out in a call of its own at
+// once, but the busy room's next send waits for its first call (so a
+// room's sends are stored in order).
+func TestSubmissionsOfOtherRoomsDoNotWaitForABusyRoom(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	s.world.room("r2", "alice")
+	s.world.gate, s.world.entered = make(chan struct{}), make(chan struct{}, 10)
+	a := s.live(0, "alice")
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "a", Text: "x"})
+	<-s.world.entered // r1's call is in flight
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r2", ClientID: "b", Text: "x"})
+	select {
+	case <-s.world.entered: // r2's call too
+	case <-time.After(5 * time.Second):
+		t.Fatal("a send to another room waited for the busy room")
+	}
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c", Text: "x"})
+	select {
+	case <-s.world.entered:
+		t.Fatal("a second call for r1 while its first was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	s.world.gate <- struct{}{}
+	s.world.gate <- struct{}{}
+	<-s.world.entered // now r1's second send goes
+	s.world.gate <- struct{}{}
+	acks := map[string]int64{}
+	for len(acks) < 3 {
+		f := nextSkipping(t, a, api.FrameEvent)
+		if f.Type != api.FrameAck {
+			t.Fatalf("got %+v, want acks", f)
+		}
+		acks[f.ClientID] = f.Seq
+	}
+	if acks["a"] != 1 || acks["c"] != 2 || acks["b"] != 1 {
+		t.Fatalf("got acks %v, want a and c at seqs 1 and 2 of r1, b at 1 of r2", acks)
 	}
 }
 

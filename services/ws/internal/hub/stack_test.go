@@ -191,8 +191,10 @@ type world struct {
 	replicas []*replica
 
 	failPublish atomic.Bool
-	// gate, when set, holds each publish until it receives; entered is
-	// told when a publish is waiting there.
+	// failSubmit makes the message service's submit route answer 503.
+	failSubmit atomic.Bool
+	// gate, when set, holds each submission (call or publish) until it
+	// receives; entered is told when one is waiting there.
 	gate    chan struct{}
 	entered chan struct{}
 	// dropFor makes replica i miss the next n room event batches.
@@ -321,24 +323,7 @@ func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) er
 		if err := json.Unmarshal(data, &b); err != nil {
 			return err
 		}
-		w.submissions.Add(int64(len(b.Submissions)))
-		for _, s := range b.Submissions {
-			out := events.RoomEventBatch{RoomID: s.RoomID}
-			r := w.rooms[s.RoomID]
-			key := s.SenderID + "/" + s.ClientID
-			switch {
-			case r == nil || !r.members[s.SenderID]:
-				out.Rejections = append(out.Rejections, events.Rejection{RoomID: s.RoomID, SenderID: s.SenderID,
-					ClientID: s.ClientID, Code: "not_a_member", Message: "not a member"})
-			case r.byClient[key] > 0:
-				out.Acks = append(out.Acks, events.Ack{RoomID: s.RoomID, SenderID: s.SenderID, ClientID: s.ClientID, Seq: r.byClient[key]})
-			default:
-				e := w.appendLocked(s.RoomID, api.Event{Type: s.Type, SenderID: s.SenderID, ClientID: s.ClientID, Text: s.Text, TargetSeq: s.TargetSeq})
-				r.byClient[key] = e.Seq
-				out.Events = append(out.Events, e)
-			}
-			w.fanoutLocked(out)
-		}
+		w.storeLocked(b, true)
 	case pubsub == events.Fanout && topic == events.TopicSignals:
 		var b events.SignalBatch
 		if err := json.Unmarshal(data, &b); err != nil {
@@ -351,6 +336,38 @@ func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) er
 		return fmt.Errorf("unexpected publish to %s/%s", pubsub, topic)
 	}
 	return nil
+}
+
+// storeLocked persists a batch like the message service: each stored
+// event is fanned out; a repeat is acknowledged; a refusal is announced
+// when announce is set (a pub/sub delivery) and otherwise only answered
+// (a call). It returns each submission's outcome; w.mu is held.
+func (w *world) storeLocked(b events.SubmissionBatch, announce bool) []events.Outcome {
+	w.submissions.Add(int64(len(b.Submissions)))
+	outcomes := make([]events.Outcome, len(b.Submissions))
+	for i, s := range b.Submissions {
+		out := events.RoomEventBatch{RoomID: s.RoomID}
+		r := w.rooms[s.RoomID]
+		key := s.SenderID + "/" + s.ClientID
+		switch {
+		case r == nil || !r.members[s.SenderID]:
+			outcomes[i] = events.Outcome{Code: "not_a_member", Message: "not a member"}
+			if announce {
+				out.Rejections = append(out.Rejections, events.Rejection{RoomID: s.RoomID, SenderID: s.SenderID,
+					ClientID: s.ClientID, Code: "not_a_member", Message: "not a member"})
+			}
+		case r.byClient[key] > 0:
+			outcomes[i] = events.Outcome{Seq: r.byClient[key]}
+			out.Acks = append(out.Acks, events.Ack{RoomID: s.RoomID, SenderID: s.SenderID, ClientID: s.ClientID, Seq: r.byClient[key]})
+		default:
+			e := w.appendLocked(s.RoomID, api.Event{Type: s.Type, SenderID: s.SenderID, ClientID: s.ClientID, Text: s.Text, TargetSeq: s.TargetSeq})
+			r.byClient[key] = e.Seq
+			outcomes[i] = events.Outcome{Seq: e.Seq}
+			out.Events = append(out.Events, e)
+		}
+		w.fanoutLocked(out)
+	}
+	return outcomes
 }
 
 // sidecar serves the routes the ws service invokes through Dapr.
@@ -395,6 +412,25 @@ func (w *world) sidecar() http.Handler {
 			}
 		}
 		httpapi.Encode(rw, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1.0/invoke/message/method"+events.SubmitRoute, func(rw http.ResponseWriter, r *http.Request) {
+		if w.failSubmit.Load() {
+			fail(rw, http.StatusServiceUnavailable, "unavailable")
+			return
+		}
+		var b events.SubmissionBatch
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			fail(rw, http.StatusBadRequest, "invalid_json")
+			return
+		}
+		if w.gate != nil {
+			w.entered <- struct{}{}
+			<-w.gate
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.publishes["submit"]++
+		httpapi.Encode(rw, http.StatusOK, events.SubmitResult{Outcomes: w.storeLocked(b, false)})
 	})
 	mux.HandleFunc("POST "+msg+"/rooms/{id}/read", func(rw http.ResponseWriter, r *http.Request) {
 		var body struct {
