@@ -208,7 +208,7 @@ func newFixture(t *testing.T) *fixture {
 		bobURL:   "https://hooks.example/bob",
 		carolURL: "https://hooks.example/carol",
 	}
-	f.devices = device.NewRegistry(f.store)
+	f.devices = device.NewRegistry(f.store, device.NewIndex(f.store, device.IndexOptions{}))
 	f.modes = mode.NewStore(f.store)
 	f.bobDev = f.addDevice("bob", f.bobURL)
 	f.addDevice("carol", f.carolURL)
