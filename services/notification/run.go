@@ -52,6 +52,9 @@ type Config struct {
 	// missing from the index, for devices registered before the index
 	// existed.
 	DeviceFallback bool `envconfig:"NOTIFICATION_DEVICE_FALLBACK" default:"true"`
+	// RoomTTL and RoomCache bound the rooms (members, name, kind) cached.
+	RoomTTL   time.Duration `envconfig:"NOTIFICATION_ROOM_TTL" default:"30s"`
+	RoomCache int           `envconfig:"NOTIFICATION_ROOM_CACHE" default:"10000"`
 
 	FCMProject      string `envconfig:"NOTIFICATION_FCM_PROJECT" default:"papo"`
 	VAPIDPublicKey  string `envconfig:"NOTIFICATION_VAPID_PUBLIC_KEY"`
@@ -85,6 +88,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("NOTIFICATION_PUSH_ATTEMPTS must be between 1 and 20")
 	case c.DeviceRefresh < time.Second || c.DeviceRefresh > time.Hour:
 		return fmt.Errorf("NOTIFICATION_DEVICE_REFRESH must be between 1s and 1h")
+	case c.RoomTTL < time.Second || c.RoomTTL > 10*time.Minute:
+		return fmt.Errorf("NOTIFICATION_ROOM_TTL must be between 1s and 10m")
+	case c.RoomCache < 1 || c.RoomCache > 1_000_000:
+		return fmt.Errorf("NOTIFICATION_ROOM_CACHE must be between 1 and 1000000")
 	case (c.VAPIDPublicKey == "") != (c.VAPIDPrivateKey == ""):
 		return fmt.Errorf("NOTIFICATION_VAPID_PUBLIC_KEY and NOTIFICATION_VAPID_PRIVATE_KEY must be set together")
 	}
@@ -140,10 +147,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 		DeadLetters: deadLetters{client: client},
 		Log:         log,
 	}, notify.Options{
-		Window:    cfg.Window,
-		DedupeTTL: cfg.DedupeTTL,
-		Attempts:  cfg.PushAttempts,
-		Backoff:   cfg.PushBackoff,
+		Window:        cfg.Window,
+		DedupeTTL:     cfg.DedupeTTL,
+		Attempts:      cfg.PushAttempts,
+		Backoff:       cfg.PushBackoff,
+		RoomTTL:       cfg.RoomTTL,
+		RoomCacheSize: cfg.RoomCache,
 	})
 
 	handler := server.New(server.Deps{

@@ -33,6 +33,8 @@ func TestConfigIsValidated(t *testing.T) {
 		{"device refresh", map[string]string{"NOTIFICATION_DEVICE_REFRESH": "10s"}, true},
 		{"device refresh too often", map[string]string{"NOTIFICATION_DEVICE_REFRESH": "10ms"}, false},
 		{"no device fallback", map[string]string{"NOTIFICATION_DEVICE_FALLBACK": "false"}, true},
+		{"room ttl too long", map[string]string{"NOTIFICATION_ROOM_TTL": "1h"}, false},
+		{"no room cache", map[string]string{"NOTIFICATION_ROOM_CACHE": "0"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -239,7 +239,8 @@ func answerer(w http.ResponseWriter) func(string) {
 	return func(status string) { httpapi.Encode(w, http.StatusOK, map[string]string{"status": status}) }
 }
 
-// roomEvents consumes one room.events delivery. A malformed payload is dropped (redelivering cannot fix it); a
+// roomEvents consumes one room.events delivery: a batch of one room or
+// several. A malformed payload is dropped (redelivering cannot fix it); a
 // failed decision is retried by the sidecar with backoff and
 // dead-lettered after the last retry, while the stream goes on with other
 // events.
@@ -250,7 +251,7 @@ func (h handlers) roomEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var batch events.RoomEventBatch
-	if err := json.Unmarshal(data, &batch); err != nil || batch.RoomID == "" {
+	if err := json.Unmarshal(data, &batch); err != nil {
 		h.Log.WarnContext(r.Context(), "malformed room event batch", "event_id", id, "err", err)
 		answer(statusDrop)
 		return

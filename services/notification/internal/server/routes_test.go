@@ -212,7 +212,7 @@ func TestTheSubscriptionsAndTheirDeliveries(t *testing.T) {
 	}{
 		{"a batch of one room", server.RoomEventsRoute, `{"id":"1","data":{"room_id":"r1","events":[{"room_id":"r1","seq":1,"type":"message","sender_id":"a","text":"hi"}]}}`, "SUCCESS"},
 		{"base64", server.RoomEventsRoute, `{"id":"2","data_base64":"` + base64.StdEncoding.EncodeToString([]byte(`{"room_id":"r2"}`)) + `"}`, "SUCCESS"},
-		{"a batch without room", server.RoomEventsRoute, `{"id":"3","data":{"events":[]}}`, "DROP"},
+		{"a batch of several rooms", server.RoomEventsRoute, `{"id":"3","data":{"events":[{"room_id":"r3","seq":1,"type":"message"},{"room_id":"r4","seq":9,"type":"message"}]}}`, "SUCCESS"},
 		{"a batch that is no object", server.RoomEventsRoute, `{"id":"4","data":[1,2]}`, "DROP"},
 		{"not json", server.RoomEventsRoute, `not json`, "DROP"},
 		{"a notice", server.DevicesChangedRoute, `{"id":"5","data":{"user_id":"bob","shard":3,"version":2}}`, "SUCCESS"},
@@ -234,7 +234,7 @@ func TestTheSubscriptionsAndTheirDeliveries(t *testing.T) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.batches) != 2 || f.batches[0].Events[0].Text != "hi" || f.batches[1].RoomID != "r2" {
+	if len(f.batches) != 3 || f.batches[0].Events[0].Text != "hi" || f.batches[1].RoomID != "r2" || f.batches[2].Events[1].RoomID != "r4" {
 		t.Fatalf("batches = %+v", f.batches)
 	}
 	if len(f.notices) != 1 || f.notices[0] != (events.DevicesChanged{UserID: "bob", Shard: 3, Version: 2}) {
