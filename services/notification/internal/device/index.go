@@ -221,11 +221,13 @@ func (x *Index) WithDevices(ctx context.Context, userIDs []string) (map[string]b
 	}
 	out := map[string]bool{}
 	var unknown []string
+	seen := map[string]bool{}
 	x.mu.RLock()
 	for _, u := range userIDs {
 		if _, ok := x.shards[IndexShard(u)].users[u]; ok {
 			out[u] = true
-		} else if _, ok := x.checked[u]; x.opts.Fallback && !ok && !slices.Contains(unknown, u) {
+		} else if _, ok := x.checked[u]; x.opts.Fallback && !ok && !seen[u] {
+			seen[u] = true
 			unknown = append(unknown, u)
 		}
 	}

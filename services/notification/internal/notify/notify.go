@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -282,15 +281,18 @@ func (e *Engine) decide(ctx context.Context, rooms []Room, msgs map[string][]api
 		byRoom[r.ID] = r
 	}
 	var askPresence, askNames []string
+	presenceAsked, namesAsked := map[string]bool{}, map[string]bool{}
 	for _, p := range pairs {
 		room, m := byRoom[p.Room], modes[p]
 		if m == mode.None || room.Kind == api.RoomDM {
 			continue
 		}
-		if m == mode.All && !slices.Contains(askPresence, p.User) {
+		if m == mode.All && !presenceAsked[p.User] {
+			presenceAsked[p.User] = true
 			askPresence = append(askPresence, p.User)
 		}
-		if anyMention(msgs[p.Room]) && !slices.Contains(askNames, p.User) {
+		if anyMention(msgs[p.Room]) && !namesAsked[p.User] {
+			namesAsked[p.User] = true
 			askNames = append(askNames, p.User)
 		}
 	}
