@@ -104,6 +104,11 @@ func notificationStack(t *testing.T) (*launcher.Stack, *pushReceiver) {
 				"GATEWAY_RATE_PER_USER":     "100000",
 				"NOTIFICATION_WINDOW":       notificationWindow.String(),
 				"NOTIFICATION_PUSH_BACKOFF": "100ms",
+				// A new deployment: every device is in the index, so a
+				// device registered through one replica reaches the other
+				// only by its devices.changed notice (the fallback would
+				// find it too, and hide a broken notice).
+				"NOTIFICATION_DEVICE_FALLBACK": "false",
 			},
 		})
 		if notifyErr == nil {

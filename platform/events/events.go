@@ -40,11 +40,16 @@ const (
 	// notification service failed on after every retry, and pushes it
 	// could not deliver.
 	TopicNotificationsDeadLetter = "notifications.deadletter"
+	// TopicDevicesChanged carries DevicesChanged notices between the
+	// notification service's replicas (each through Fanout), so every
+	// replica learns at once that a user gained a first device or lost
+	// the last one.
+	TopicDevicesChanged = "devices.changed"
 )
 
 // AllTopics lists every topic, for brokers whose streams must exist before
 // the sidecars start (NATS JetStream).
-var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions, TopicNotificationsDeadLetter}
+var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions, TopicNotificationsDeadLetter, TopicDevicesChanged}
 
 // Submission is one client request to change a room's log.
 type Submission struct {
@@ -102,16 +107,16 @@ type Rejection struct {
 	Message  string `json:"message"`
 }
 
-// RoomEventBatch is the payload of TopicRoomEvents: persisted events, in
-// seq order per room, plus acks and rejections for senders. A batch holds
-// what one commit round of the message service stored, which may be of
-// several rooms: every event, ack and rejection names its room, and
-// RoomID is set only when all of them are of one room. A consumer groups
-// by each item's room. Per room, events are the batch's new ones,
-// preceded by events announced before whose first announcement may have
-// been lost (the stored events of submissions that arrived again, and the
-// room's previous change when it was a membership change), so a consumer
-// must skip seqs it already has.
+// RoomEventBatch is the payload of TopicRoomEvents: persisted events,
+// plus acks and rejections for senders, of one room or of several (one
+// batch per commit round of the message service). Every event, ack and
+// rejection carries its own room id, and a consumer groups by it; RoomID
+// is set only when the whole batch is one room's, and may be empty. Within
+// a room, events are in seq order: the batch's new ones, preceded by
+// events announced before whose first announcement may have been lost
+// (the stored events of submissions that arrived again, and the room's
+// previous change when it was a membership change), so a consumer must
+// skip seqs it already has.
 type RoomEventBatch struct {
 	RoomID     string      `json:"room_id"`
 	Events     []api.Event `json:"events,omitempty"`
@@ -153,4 +158,13 @@ type SessionRevoked struct {
 	// Until is when the session's last access token expires; after it the
 	// notice no longer matters.
 	Until time.Time `json:"until"`
+}
+
+// DevicesChanged is the payload of TopicDevicesChanged: the notification
+// service's index of users with devices changed in one shard, now at
+// Version; UserID is the user whose entry changed.
+type DevicesChanged struct {
+	UserID  string `json:"user_id"`
+	Shard   int    `json:"shard"`
+	Version int64  `json:"version"`
 }

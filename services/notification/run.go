@@ -44,6 +44,18 @@ type Config struct {
 	PushAttempts int           `envconfig:"NOTIFICATION_PUSH_ATTEMPTS" default:"5"`
 	PushBackoff  time.Duration `envconfig:"NOTIFICATION_PUSH_BACKOFF" default:"1s"`
 
+	// DeviceRefresh is how often each replica re-reads the whole device
+	// index, which bounds how long a lost devices.changed notice leaves it
+	// behind.
+	DeviceRefresh time.Duration `envconfig:"NOTIFICATION_DEVICE_REFRESH" default:"1m"`
+	// DeviceFallback reads, once per replica, the device record of a user
+	// missing from the index, for devices registered before the index
+	// existed.
+	DeviceFallback bool `envconfig:"NOTIFICATION_DEVICE_FALLBACK" default:"true"`
+	// RoomTTL and RoomCache bound the rooms (members, name, kind) cached.
+	RoomTTL   time.Duration `envconfig:"NOTIFICATION_ROOM_TTL" default:"30s"`
+	RoomCache int           `envconfig:"NOTIFICATION_ROOM_CACHE" default:"10000"`
+
 	FCMProject      string `envconfig:"NOTIFICATION_FCM_PROJECT" default:"papo"`
 	VAPIDPublicKey  string `envconfig:"NOTIFICATION_VAPID_PUBLIC_KEY"`
 	VAPIDPrivateKey string `envconfig:"NOTIFICATION_VAPID_PRIVATE_KEY"`
@@ -74,6 +86,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("NOTIFICATION_DEDUPE_TTL must be at least NOTIFICATION_WINDOW")
 	case c.PushAttempts < 1 || c.PushAttempts > 20:
 		return fmt.Errorf("NOTIFICATION_PUSH_ATTEMPTS must be between 1 and 20")
+	case c.DeviceRefresh < time.Second || c.DeviceRefresh > time.Hour:
+		return fmt.Errorf("NOTIFICATION_DEVICE_REFRESH must be between 1s and 1h")
+	case c.RoomTTL < time.Second || c.RoomTTL > 10*time.Minute:
+		return fmt.Errorf("NOTIFICATION_ROOM_TTL must be between 1s and 10m")
+	case c.RoomCache < 1 || c.RoomCache > 1_000_000:
+		return fmt.Errorf("NOTIFICATION_ROOM_CACHE must be between 1 and 1000000")
 	case (c.VAPIDPublicKey == "") != (c.VAPIDPrivateKey == ""):
 		return fmt.Errorf("NOTIFICATION_VAPID_PUBLIC_KEY and NOTIFICATION_VAPID_PRIVATE_KEY must be set together")
 	}
@@ -105,7 +123,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer stopFollowing()
 
-	devices := device.NewRegistry(store)
+	index := device.NewIndex(store, device.IndexOptions{
+		Announcer: announcer{client: client},
+		Fallback:  cfg.DeviceFallback,
+		Log:       log,
+	})
+	devices := device.NewRegistry(store, index)
 	modes := mode.NewStore(store)
 	sender := push.NewSender(push.NewDaprBinding(client, bindingName), push.Options{
 		FCMProject:      cfg.FCMProject,
@@ -124,20 +147,23 @@ func run(ctx context.Context, stdout io.Writer) error {
 		DeadLetters: deadLetters{client: client},
 		Log:         log,
 	}, notify.Options{
-		Window:    cfg.Window,
-		DedupeTTL: cfg.DedupeTTL,
-		Attempts:  cfg.PushAttempts,
-		Backoff:   cfg.PushBackoff,
+		Window:        cfg.Window,
+		DedupeTTL:     cfg.DedupeTTL,
+		Attempts:      cfg.PushAttempts,
+		Backoff:       cfg.PushBackoff,
+		RoomTTL:       cfg.RoomTTL,
+		RoomCacheSize: cfg.RoomCache,
 	})
 
 	handler := server.New(server.Deps{
-		Log:        log,
-		Verifier:   verifier,
-		Devices:    devices,
-		Modes:      modes,
-		WebPushKey: cfg.VAPIDPublicKey,
-		Events:     engine.Handle,
-		Checks:     map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
+		Log:            log,
+		Verifier:       verifier,
+		Devices:        devices,
+		Modes:          modes,
+		WebPushKey:     cfg.VAPIDPublicKey,
+		Events:         engine.Handle,
+		DevicesChanged: index.Changed,
+		Checks:         map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
 	})
 	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
 	if err != nil {
@@ -146,16 +172,27 @@ func run(ctx context.Context, stdout io.Writer) error {
 	log.Info("notification listening", "url", srv.URL(), "window", cfg.Window.String())
 
 	// Ordered shutdown: stop taking events (the server), then let the
-	// flushes in flight finish.
+	// flushes in flight finish and stop refreshing the device index.
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
-	engineDone := make(chan error, 1)
+	engineDone, indexDone := make(chan error, 1), make(chan struct{})
 	go func() { engineDone <- engine.Run(runCtx) }()
+	go func() { defer close(indexDone); index.Run(runCtx, cfg.DeviceRefresh) }()
 	serveErr := srv.Serve(ctx, 10*time.Second)
 	stopEngine()
 	if err := <-engineDone; err != nil && serveErr == nil {
 		serveErr = err
 	}
+	<-indexDone
 	return serveErr
+}
+
+// announcer tells every notification replica that the device index
+// changed, on the devices.changed topic (each replica subscribes through
+// the fan-out component).
+type announcer struct{ client dapr.Client }
+
+func (a announcer) DevicesChanged(ctx context.Context, n events.DevicesChanged) error {
+	return a.client.PublishEvent(ctx, events.PubSub, events.TopicDevicesChanged, n)
 }
 
 // deadLetters publishes pushes that failed every retry to the

@@ -30,6 +30,11 @@ func TestConfigIsValidated(t *testing.T) {
 		{"one VAPID key", map[string]string{"NOTIFICATION_VAPID_PUBLIC_KEY": "x"}, false},
 		{"attempts", map[string]string{"NOTIFICATION_PUSH_ATTEMPTS": "0"}, false},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, false},
+		{"device refresh", map[string]string{"NOTIFICATION_DEVICE_REFRESH": "10s"}, true},
+		{"device refresh too often", map[string]string{"NOTIFICATION_DEVICE_REFRESH": "10ms"}, false},
+		{"no device fallback", map[string]string{"NOTIFICATION_DEVICE_FALLBACK": "false"}, true},
+		{"room ttl too long", map[string]string{"NOTIFICATION_ROOM_TTL": "1h"}, false},
+		{"no room cache", map[string]string{"NOTIFICATION_ROOM_CACHE": "0"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for k, v := range tc.env {

@@ -149,6 +149,15 @@ func (e *Engine) flush(ctx context.Context, s slot) error {
 	if err != nil {
 		return err
 	}
+	if len(devs[s.user]) == 0 {
+		// The index listed a user without a device (the last one went
+		// while the window was open, or an index write raced a removal):
+		// mend it, so their next messages cost nothing.
+		if err := e.Devices.Sync(ctx, s.user); err != nil {
+			e.Log.WarnContext(ctx, "mend the device index", "user_id", s.user, "err", err)
+		}
+		return nil
+	}
 	var sender string
 	if w.LastSender != "" {
 		if names, err := e.Users.Usernames(ctx, []string{w.LastSender}); err == nil {
