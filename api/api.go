@@ -177,4 +177,8 @@ const (
 	MaxRoomName    = 80
 	MaxPageLimit   = 200
 	DefaultLimit   = 50
+	// MaxTokenBytes caps an access or refresh token as a client sends it;
+	// a longer one is refused before any parsing (papo's own tokens are
+	// under 1 KiB, an external issuer's a few).
+	MaxTokenBytes = 8 << 10
 )

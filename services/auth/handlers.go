@@ -103,6 +103,11 @@ func handleRefresh(accounts *account.Accounts, sessions *session.Manager, issuer
 		if req.RefreshToken == "" {
 			return apierror.Invalidf("missing_refresh_token", "refresh_token is required")
 		}
+		if len(req.RefreshToken) > api.MaxTokenBytes {
+			// Refused before any hashing or lookup, like an access token
+			// over the cap (platform/authn.CheckTokenSize).
+			return apierror.New(apierror.Unauthenticated, "invalid_refresh_token", "refresh_token is over %d bytes", api.MaxTokenBytes)
+		}
 		s, refresh, err := sessions.Refresh(r.Context(), req.RefreshToken)
 		if err != nil {
 			return err
