@@ -4,7 +4,11 @@
 // written once.
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/papochat/papo/api/validate"
+)
 
 // Event types in a room's log.
 const (
@@ -170,11 +174,12 @@ type ErrorResponse struct {
 	} `json:"error"`
 }
 
-// Limits of the contract.
+// Limits of the contract. The rules for text, ids and names are in
+// package validate.
 const (
-	MaxTextRunes   = 4000
-	MaxClientIDLen = 64
-	MaxRoomName    = 80
+	MaxTextRunes   = validate.MaxText
+	MaxClientIDLen = validate.MaxClientID
+	MaxRoomName    = validate.MaxName
 	MaxPageLimit   = 200
 	DefaultLimit   = 50
 	// MaxTokenBytes caps an access or refresh token as a client sends it;

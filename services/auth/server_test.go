@@ -227,6 +227,16 @@ func TestRegisterValidatesInput(t *testing.T) {
 		{"password over 256 bytes", api.RegisterRequest{Username: "bob", Password: strings.Repeat("p", 257)}, 400, "invalid_password"},
 		{"display name with a control character", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "a\x00b"}, 400, "invalid_display_name"},
 		{"display name too long", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: strings.Repeat("é", 65)}, 400, "invalid_display_name"},
+		{"username with a zero-width space", api.RegisterRequest{Username: "ali\u200bce", Password: "password1"}, 400, "invalid_username"},
+		{"username with a right-to-left override", api.RegisterRequest{Username: "ali\u202ece", Password: "password1"}, 400, "invalid_username"},
+		{"display name with a right-to-left override", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "bob\u202Enimda"}, 400, "invalid_display_name"},
+		{"display name with an unclosed bidi isolate", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "\u2067bob"}, 400, "invalid_display_name"},
+		{"display name with a zero-width space", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "b\u200bob"}, 400, "invalid_display_name"},
+		{"display name of invisible characters only", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "\u200b\u2060"}, 400, "invalid_display_name"},
+		{"display name with invalid UTF-8", "{\"username\":\"bob\",\"password\":\"password1\",\"display_name\":\"B\xffb\"}", 400, "invalid_display_name"},
+		{"display name with a lone surrogate", `{"username":"bob","password":"password1","display_name":"B\ud800b"}`, 400, "invalid_display_name"},
+		{"password with invalid UTF-8", "{\"username\":\"bob\",\"password\":\"password\xff\"}", 400, "invalid_password"},
+		{"password with a lone surrogate", `{"username":"bob","password":"password\udfff"}`, 400, "invalid_password"},
 		{"malformed JSON", `{"username":`, 400, "invalid_json"},
 		{"empty body", ``, 400, "invalid_json"},
 		{"body over the limit", `{"username":"bob","password":"` + strings.Repeat("p", maxBody) + `"}`, 413, "body_too_large"},
@@ -242,6 +252,10 @@ func TestRegisterValidatesInput(t *testing.T) {
 	e.register(t, "abc", "12345678")
 	e.register(t, strings.Repeat("z", 32), strings.Repeat("p", 256))
 	e.register(t, "a_b.c-d", "12345678")
+	r := e.do(t, "POST", "/api/v1/auth/register", "", api.RegisterRequest{Username: "emoji", Password: "password1", DisplayName: "Ana \U0001F469\u200D\U0001F4BB"})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("a display name with an emoji joined by ZWJ: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestSimultaneousRegistrationsOfOneNameGiveOne201AndThe409s(t *testing.T) {

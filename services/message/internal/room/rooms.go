@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -25,14 +26,14 @@ func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Ro
 // finishes it) instead of making a second one. Reusing a clientID for
 // another name or kind is a conflict.
 func (s *Service) CreateOnce(ctx context.Context, userID, name, kind, clientID string) (api.Room, error) {
-	name, err := checkName(name)
+	name, err := validate.RoomName(name)
 	if err != nil {
 		return api.Room{}, err
 	}
 	if kind != api.RoomPublic && kind != api.RoomPrivate {
 		return api.Room{}, apierror.Invalidf("invalid_kind", "kind must be %q or %q", api.RoomPublic, api.RoomPrivate)
 	}
-	if err := checkClientID(clientID); err != nil {
+	if err := validate.ClientID(clientID, false); err != nil {
 		return api.Room{}, err
 	}
 	id := newRoomID()
@@ -102,7 +103,7 @@ func (r *roomRecord) founded(userIDs ...string) []api.Event {
 // OpenDM returns the DM room of userID and otherID, creating it on first
 // use. Its id is derived from the pair, so both users get the same room.
 func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room, error) {
-	if err := checkUserID(otherID); err != nil {
+	if err := validate.UserID(otherID); err != nil {
 		return api.Room{}, err
 	}
 	if otherID == userID {
@@ -169,7 +170,7 @@ func (s *Service) Join(ctx context.Context, userID, roomID string) (api.Room, er
 
 // AddMember lets a member of a public or private room add another user.
 func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
-	if err := checkUserID(userID); err != nil {
+	if err := validate.UserID(userID); err != nil {
 		return api.Room{}, err
 	}
 	return s.addMember(ctx, actorID, roomID, userID)
@@ -510,10 +511,10 @@ func (s *Service) MarkRead(ctx context.Context, userID, roomID string, seq int64
 // Submit checks a send from the REST API and publishes it to
 // messages.submitted, the same path a WebSocket send takes.
 func (s *Service) Submit(ctx context.Context, sub events.Submission) error {
-	if sub.ClientID == "" {
-		// As over the WebSocket: without one a send cannot be retried
-		// safely, nor matched to its event.
-		return apierror.Invalidf("invalid_client_id", "client_id is required: 1-%d characters", api.MaxClientIDLen)
+	// As over the WebSocket, a client_id is required: without one a send
+	// cannot be retried safely, nor matched to its event.
+	if err := validate.ClientID(sub.ClientID, true); err != nil {
+		return err
 	}
 	if err := checkSubmission(sub); err != nil {
 		return err
