@@ -110,9 +110,35 @@ type RoomResponse struct {
 	Room Room `json:"room"`
 }
 
-// RoomsResponse wraps a list of rooms.
+// RoomsResponse wraps a list of rooms. NextCursor, in a page of the public
+// room list, is the cursor of the next page (absent at the end).
 type RoomsResponse struct {
-	Rooms []Room `json:"rooms"`
+	Rooms      []Room `json:"rooms"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Invitation is a pending invitation to a private room: UserID is invited
+// by InvitedBy. The invitee accepts by joining the room (POST
+// /api/v1/rooms/{id}/join) or declines (POST /api/v1/rooms/{id}/decline).
+type Invitation struct {
+	Room      Room      `json:"room"`
+	UserID    string    `json:"user_id"`
+	InvitedBy string    `json:"invited_by"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// InvitationsResponse answers GET /api/v1/rooms/invitations: the caller's
+// pending invitations, newest first.
+type InvitationsResponse struct {
+	Invitations []Invitation `json:"invitations"`
+}
+
+// AddMemberResponse answers POST /api/v1/rooms/{id}/members: the room and,
+// for a private room, the invitation made (the user is not a member until
+// accepting it).
+type AddMemberResponse struct {
+	Room       Room        `json:"room"`
+	Invitation *Invitation `json:"invitation,omitempty"`
 }
 
 // AddMemberRequest is the body of POST /api/v1/rooms/{id}/members.

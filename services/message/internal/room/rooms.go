@@ -36,6 +36,9 @@ func (s *Service) CreateOnce(ctx context.Context, userID, name, kind, clientID s
 	if err := validate.ClientID(clientID, false); err != nil {
 		return api.Room{}, err
 	}
+	if err := s.checkRoomCap(ctx, userID); err != nil {
+		return api.Room{}, err
+	}
 	id := newRoomID()
 	if clientID != "" {
 		id = clientRoomID(userID, clientID)
@@ -162,20 +165,6 @@ func (s *Service) openDM(ctx context.Context, userID, otherID, id string) (api.R
 	return out.api(), nil
 }
 
-// Join adds userID to a public room. Joining a room one is in already is a
-// no-op; a private room or a DM can only be entered by being added.
-func (s *Service) Join(ctx context.Context, userID, roomID string) (api.Room, error) {
-	return s.addMember(ctx, userID, roomID, userID)
-}
-
-// AddMember lets a member of a public or private room add another user.
-func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
-	if err := validate.UserID(userID); err != nil {
-		return api.Room{}, err
-	}
-	return s.addMember(ctx, actorID, roomID, userID)
-}
-
 // membership returns userID's membership of the room whose head is head,
 // from the member item and any newer op in the head's tail.
 func membership(head roomRecord, it statestore.Item, userID string) (memberRecord, bool, error) {
@@ -257,8 +246,9 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 	return out, nil
 }
 
-// addMember appends member_joined for userID, sent by actorID.
-func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
+// addMember appends member_joined for userID, sent by actorID; invited
+// lets userID join a private room.
+func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string, invited bool) (api.Room, error) {
 	out, err := s.changeMembers(ctx, roomID, func(head roomRecord, items []statestore.Item) (*api.Event, *memberOp, error) {
 		_, actorIn, err := membership(head, items[0], actorID)
 		if err != nil {
@@ -277,8 +267,9 @@ func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string)
 			return nil, nil, nil // already a member
 		case head.Kind == api.RoomDM:
 			return nil, nil, apierror.New(apierror.Forbidden, "dm_closed", "nobody else can join a DM")
-		case actorID == userID && head.Kind == api.RoomPrivate:
-			return nil, nil, apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by being added by a member")
+		case head.Kind == api.RoomPrivate && !(actorID == userID && invited):
+			// Only the invitee enters a private room, by accepting.
+			return nil, nil, apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by accepting a member's invitation")
 		}
 		// A newcomer's read marker starts at its own join (op.Seq): the
 		// history before it is not unread.
@@ -369,40 +360,6 @@ func (s *Service) Cursors(ctx context.Context, userID string) ([]api.RoomCursor,
 	out := make([]api.RoomCursor, len(rooms))
 	for i, r := range rooms {
 		out[i] = api.RoomCursor{RoomID: r.ID, LastSeq: r.LastSeq}
-	}
-	return out, nil
-}
-
-// Public lists the public rooms.
-func (s *Service) Public(ctx context.Context) ([]api.Room, error) {
-	it, err := s.getItem(ctx, publicRoomsKey)
-	if err != nil {
-		return nil, fmt.Errorf("public rooms: %w", err)
-	}
-	var ids idList
-	if it.Found() {
-		if err := decode(it, &ids); err != nil {
-			return nil, err
-		}
-	}
-	keys := make([]string, len(ids.IDs))
-	for i, id := range ids.IDs {
-		keys[i] = roomKey(id)
-	}
-	items, err := s.bulkGet(ctx, keys...)
-	if err != nil {
-		return nil, fmt.Errorf("public rooms: %w", err)
-	}
-	out := make([]api.Room, 0, len(items))
-	for _, it := range items {
-		if !it.Found() {
-			continue
-		}
-		var r roomRecord
-		if err := decode(it, &r); err != nil {
-			return nil, err
-		}
-		out = append(out, r.api())
 	}
 	return out, nil
 }

@@ -64,6 +64,8 @@ type Service struct {
 	eraseMu    sync.Mutex
 	erasures   map[string]bool
 	eraseAgain time.Duration
+	// maxRooms caps the rooms (DMs apart) one user may be in.
+	maxRooms int
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -80,7 +82,7 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events,
 		scrollback:  expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL),
 		compactions: map[string]*time.Timer{},
-		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter}
+		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter, maxRooms: DefaultMaxRoomsPerUser}
 	s.queue = newCombiner(s.appendPending)
 	return s
 }
