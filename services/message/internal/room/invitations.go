@@ -122,8 +122,19 @@ func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string)
 	if err := decode(items[0], &head); err != nil {
 		return api.Room{}, nil, err
 	}
+	_, actorIn, err := membership(head, items[1], actorID)
+	if err != nil {
+		return api.Room{}, nil, err
+	}
+	if actorID != userID && !actorIn {
+		return api.Room{}, nil, errNotMember // first: a non-member learns nothing of the room
+	}
+	_, userIn, err := membership(head, items[2], userID)
+	if err != nil {
+		return api.Room{}, nil, err
+	}
 	if head.Kind != api.RoomPrivate {
-		if head.Kind == api.RoomPublic && actorID != userID {
+		if head.Kind == api.RoomPublic && !userIn {
 			if err := s.checkRoomCap(ctx, userID); err != nil {
 				return api.Room{}, nil, err
 			}
@@ -131,15 +142,11 @@ func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string)
 		room, err := s.addMember(ctx, actorID, roomID, userID, false)
 		return room, nil, err
 	}
-	_, actorIn, err := membership(head, items[1], actorID)
-	if err != nil {
-		return api.Room{}, nil, err
-	}
 	if !actorIn {
-		return api.Room{}, nil, errNotMember // first: a non-member learns nothing of the room
+		return api.Room{}, nil, errNotMember
 	}
-	if _, userIn, err := membership(head, items[2], userID); err != nil || userIn {
-		return head.api(), nil, err // already a member: nothing to do
+	if userIn {
+		return head.api(), nil, nil // already a member: nothing to do
 	}
 	in := invitation{RoomID: roomID, InvitedBy: actorID, At: s.now().UTC()}
 	err = update(ctx, s, invitesKey(userID), func(l *inviteList, _ bool) bool {

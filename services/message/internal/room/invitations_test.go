@@ -185,6 +185,9 @@ func TestRoomsPerUserAreCapped(t *testing.T) {
 			}
 		})
 	}
+	if _, _, err := f.svc.AddMember(ctx, "mallory", other.ID, "bob"); apierror.CodeOf(err) != "not_a_member" {
+		t.Fatalf("a non-member naming a user at the cap: %v, want not_a_member (nothing learnt of the user)", err)
+	}
 	if r, err := f.svc.Join(ctx, "bob", a.ID); err != nil || r.ID != a.ID {
 		t.Fatalf("joining a room one is in at the cap is a no-op: %+v, %v", r, err)
 	}
