@@ -1405,7 +1405,7 @@ async function loadInvitations() {
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.className = "browse-name";
-      name.textContent = "🔒 " + inv.room.name;
+      name.textContent = inv.room.name;
       const from = document.createElement("span");
       from.className = "muted";
       from.textContent = "from " + userName(inv.invited_by);
