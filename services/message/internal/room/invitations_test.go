@@ -199,6 +199,22 @@ func TestRoomsPerUserAreCapped(t *testing.T) {
 	}
 }
 
+func TestARetriedCreationAtTheCapAnswersItsRoom(t *testing.T) {
+	f := newFixture(t)
+	f.svc.SetMaxRoomsPerUser(1)
+	first, err := f.svc.CreateOnce(ctx, "alice", "only", api.RoomPublic, "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := f.svc.CreateOnce(ctx, "alice", "only", api.RoomPublic, "c1")
+	if err != nil || again.ID != first.ID {
+		t.Fatalf("the retry at the cap: %+v, %v; want room %s", again, err, first.ID)
+	}
+	if _, err := f.svc.CreateOnce(ctx, "alice", "second", api.RoomPublic, "c2"); apierror.CodeOf(err) != "too_many_rooms" {
+		t.Fatalf("another creation at the cap: %v, want too_many_rooms", err)
+	}
+}
+
 func TestThePublicListIsPagedNewestFirstFromAPagedIndex(t *testing.T) {
 	f := newFixture(t)
 	n := room.PublicPageSize + 40

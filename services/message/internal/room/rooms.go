@@ -36,15 +36,22 @@ func (s *Service) CreateOnce(ctx context.Context, userID, name, kind, clientID s
 	if err := validate.ClientID(clientID, false); err != nil {
 		return api.Room{}, err
 	}
-	if err := s.checkRoomCap(ctx, userID); err != nil {
-		return api.Room{}, err
-	}
 	id := newRoomID()
 	if clientID != "" {
 		id = clientRoomID(userID, clientID)
 	}
 	rec := roomRecord{ID: id, Name: name, Kind: kind, CreatedBy: userID, CreatedAt: s.now().UTC()}
 	rec.Tail.Public = kind == api.RoomPublic
+	if err := s.checkRoomCap(ctx, userID); err != nil {
+		// A retry of a creation that brought the user to the cap answers
+		// the room it made, as any retry does.
+		if clientID != "" && apierror.CodeOf(err) == "too_many_rooms" {
+			if _, _, found, rerr := s.readHead(ctx, id); rerr == nil && found {
+				return s.createdBefore(ctx, rec)
+			}
+		}
+		return api.Room{}, err
+	}
 	first := rec.founded(userID)
 	err = s.store.Write(ctx, statestore.Op{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true})
 	if errors.Is(err, statestore.ErrConflict) && clientID != "" {
