@@ -592,3 +592,61 @@ func TestAVerifiedTokenIsRememberedButStillExpiresAndRevokes(t *testing.T) {
 	_, err = v.Verify(ctx, tok)
 	expectCode(t, err, "invalid_token")
 }
+
+// countingKeys counts the key lookups a Verifier makes.
+type countingKeys struct {
+	authn.StaticKeys
+	calls atomic.Int64
+}
+
+func (k *countingKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
+	k.calls.Add(1)
+	return k.StaticKeys.Key(ctx, kid)
+}
+
+func TestTokensOverTheSizeCapAreRefusedBeforeParsing(t *testing.T) {
+	s := newEd(t, "k1")
+	// A correctly signed token that only its size makes unacceptable:
+	// padding in a claim of its own.
+	token := func(size int) string {
+		t.Helper()
+		c := baseClaims()
+		c["pad"] = ""
+		base := len(s.sign(t, jwt.SigningMethodEdDSA, c, nil))
+		c["pad"] = strings.Repeat("a", (size-base)*3/4)
+		tok := s.sign(t, jwt.SigningMethodEdDSA, c, nil)
+		for len(tok) < size {
+			c["pad"] = c["pad"].(string) + "a"
+			tok = s.sign(t, jwt.SigningMethodEdDSA, c, nil)
+		}
+		return tok
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		code  string
+	}{
+		{"a signed token at the cap verifies", token(api.MaxTokenBytes - 3), ""},
+		{"a signed token over the cap is invalid", token(api.MaxTokenBytes + 1), "invalid_token"},
+		{"a header of dots over the cap is invalid", strings.Repeat(".", 1<<20), "invalid_token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.code != "" && len(tc.token) <= api.MaxTokenBytes {
+				t.Fatalf("test token is %d bytes, not over the cap", len(tc.token))
+			}
+			keys := &countingKeys{StaticKeys: s.keys()}
+			v := authn.NewVerifier(cfg, keys)
+			_, err := v.Verify(context.Background(), tc.token)
+			if tc.code == "" {
+				if err != nil {
+					t.Fatalf("got %v, want the token accepted", err)
+				}
+				return
+			}
+			expectCode(t, err, tc.code)
+			if n := keys.calls.Load(); n != 0 {
+				t.Fatalf("the verifier looked up %d keys for an oversized token; want it refused before parsing", n)
+			}
+		})
+	}
+}

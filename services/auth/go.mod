@@ -5,7 +5,7 @@ go 1.26
 require (
 	github.com/dapr/go-sdk v1.11.0
 	github.com/go-chi/chi/v5 v5.1.0
-	github.com/golang-jwt/jwt/v5 v5.2.1
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/platform v0.0.0
 	golang.org/x/crypto v0.43.0
@@ -14,6 +14,7 @@ require (
 require (
 	github.com/dapr/dapr v1.14.0 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/kelseyhightower/envconfig v1.4.0 // indirect
 	github.com/rogpeppe/go-internal v1.16.0 // indirect
 	go.opentelemetry.io/otel v1.27.0 // indirect

@@ -21,6 +21,7 @@ import (
 	"github.com/papochat/papo/services/auth/internal/password"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
+	"github.com/papochat/papo/services/auth/internal/throttle"
 )
 
 // Config is the auth service's configuration, read from the environment
@@ -71,11 +72,14 @@ func loadConfig() (Config, error) {
 // Validate implements settings.Validator.
 func (c Config) Validate() error {
 	var errs []error
-	if c.ForwardedHops < 0 || c.HashConcurrency < 0 || c.UserFreeFailures < 0 || c.IPFreeFailures < 0 {
+	if c.ForwardedHops < 0 || c.HashConcurrency < 0 || c.UserFreeFailures < 0 || c.IPFreeFailures < 0 || c.PairFreeFailures < 0 {
 		errs = append(errs, errors.New("AUTH_FORWARDED_HOPS, AUTH_HASH_CONCURRENCY and AUTH_LOGIN_FREE_FAILURES_* must not be negative"))
 	}
-	if c.BackoffBase < 0 || c.BackoffMax < 0 {
-		errs = append(errs, errors.New("AUTH_LOGIN_BACKOFF_BASE and AUTH_LOGIN_BACKOFF_MAX must not be negative"))
+	if c.BackoffBase < 0 || c.BackoffMax < 0 || c.UserBackoffMax < 0 {
+		errs = append(errs, errors.New("AUTH_LOGIN_BACKOFF_BASE, AUTH_LOGIN_BACKOFF_MAX and AUTH_LOGIN_USER_BACKOFF_MAX must not be negative"))
+	}
+	if c.KnownFor < time.Minute {
+		errs = append(errs, errors.New("AUTH_LOGIN_KNOWN_FOR must be at least 1m"))
 	}
 	if c.DevGenerateKeys && c.DevKeyFile == "" {
 		errs = append(errs, errors.New("AUTH_DEV_GENERATE_KEYS needs AUTH_DEV_KEY_FILE"))
@@ -122,6 +126,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Sessions: session.New(store, daprPublisher{client}, log, cfg.SessionTTL, cfg.AccessTTL),
 		Keys:     ring,
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
+
+		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
 	}
 	handler := NewServer(deps)
 	srv, err := httpapi.Listen(cfg.Addr(), handler, log)

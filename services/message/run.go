@@ -31,6 +31,17 @@ type Config struct {
 	// AuthAppID is the auth service's app-id: its JWKS, and whether a user
 	// named in a DM or an added member exists.
 	AuthAppID string `envconfig:"MESSAGE_AUTH_APP_ID" default:"auth"`
+	// MaxRoomsPerUser caps the rooms (DMs apart) a user may create or
+	// join: 409 too_many_rooms past it.
+	MaxRoomsPerUser int `envconfig:"MESSAGE_MAX_ROOMS_PER_USER" default:"1000"`
+}
+
+// Validate implements settings.Validator.
+func (c Config) Validate() error {
+	if c.MaxRoomsPerUser < 1 {
+		return errors.New("MESSAGE_MAX_ROOMS_PER_USER must be at least 1")
+	}
+	return nil
 }
 
 // loadConfig reads and validates Config; the service listens on 8083
@@ -56,6 +67,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer client.Close()
 	store := daprstore.New(client, cfg.StateStore)
 	rooms := room.New(store, publish.NewDapr(client, events.PubSub), log)
+	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
 
 	// Tokens are verified against the auth app's JWKS, fetched through
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The

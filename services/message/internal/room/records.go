@@ -36,7 +36,8 @@ func idemKey(roomID, senderID, clientID string) string {
 
 func userRoomsKey(userID string) string { return "userrooms|" + url.QueryEscape(userID) }
 
-// publicRoomsKey holds the index of public rooms.
+// publicRoomsKey holds the first page of the index of public rooms
+// (public.go).
 const publicRoomsKey = "rooms|public"
 
 // roomRecord is a room's head: its metadata, the end of its log, and the
@@ -212,7 +213,7 @@ func (s memberSet) ids() []string {
 	return out
 }
 
-// idList is the public-room index: ids are only ever added.
+// idList is a page of the public-room index: ids are only ever added.
 type idList struct {
 	IDs []string `json:"ids"`
 }
@@ -375,14 +376,7 @@ func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 		}
 	}
 	if t.Public {
-		err := update(ctx, s, publicRoomsKey, func(l *idList, _ bool) bool {
-			if slices.Contains(l.IDs, head.ID) {
-				return false
-			}
-			l.IDs = append(l.IDs, head.ID)
-			return true
-		})
-		if err != nil {
+		if err := s.indexPublic(ctx, head.ID); err != nil {
 			return fmt.Errorf("add room %s to the public index: %w", head.ID, err)
 		}
 	}

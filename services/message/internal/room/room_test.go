@@ -394,12 +394,12 @@ func TestMembership(t *testing.T) {
 	if _, err := f.svc.Join(ctx, "mallory", private.ID); apierror.CodeOf(err) != "not_invited" {
 		t.Fatalf("join private uninvited: got %v, want not_invited", err)
 	}
-	if _, err := f.svc.AddMember(ctx, "mallory", private.ID, "eve"); apierror.CodeOf(err) != "not_a_member" {
+	if _, _, err := f.svc.AddMember(ctx, "mallory", private.ID, "eve"); apierror.CodeOf(err) != "not_a_member" {
 		t.Fatalf("non-member adding: got %v, want not_a_member", err)
 	}
 	// Naming someone already in changes nothing, and must not answer with
 	// the room either.
-	if got, err := f.svc.AddMember(ctx, "mallory", private.ID, "alice"); apierror.CodeOf(err) != "not_a_member" || got.ID != "" {
+	if got, _, err := f.svc.AddMember(ctx, "mallory", private.ID, "alice"); apierror.CodeOf(err) != "not_a_member" || got.ID != "" {
 		t.Fatalf("non-member adding a member: got %+v, %v; want not_a_member and no room", got, err)
 	}
 	for _, tt := range []struct{ name, user string }{{"read", "mallory"}} {
@@ -417,19 +417,30 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("members by non-member: got %v, want Forbidden", err)
 	}
 
-	got, err := f.svc.AddMember(ctx, "alice", private.ID, "bob")
+	// A member's add is an invitation: bob is not in the room until he
+	// accepts it by joining.
+	got, inv, err := f.svc.AddMember(ctx, "alice", private.ID, "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.LastSeq != 2 {
-		t.Fatalf("after adding bob last_seq = %d, want 2 (alice's join, then bob's)", got.LastSeq)
+	if got.LastSeq != 1 || inv == nil || inv.UserID != "bob" || inv.InvitedBy != "alice" || inv.Room.ID != private.ID {
+		t.Fatalf("after inviting bob: room %+v invitation %+v; want last_seq 1 and an invitation", got, inv)
 	}
-	// Adding again, and bob joining what he is in, change nothing.
-	if _, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil {
+	if _, err := f.svc.History(ctx, "bob", private.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("read by the invitee before accepting: got %v, want Forbidden", err)
+	}
+	// Inviting again changes nothing; bob accepts by joining.
+	if _, _, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 2 {
+		t.Fatalf("bob accepting: %+v, %v", r, err)
+	}
+	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 2 {
 		t.Fatalf("join as member: %+v, %v", r, err)
+	}
+	if _, inv, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil || inv != nil {
+		t.Fatalf("inviting a member: invitation %+v, %v; want none", inv, err)
 	}
 	members, err := f.svc.Members(ctx, "bob", private.ID)
 	if err != nil || fmt.Sprint(members) != "[alice bob]" {
@@ -437,8 +448,8 @@ func TestMembership(t *testing.T) {
 	}
 	ev := history(t, f.svc, "bob", private.ID, room.Page{}).Events
 	if len(ev) != 2 || ev[0].Type != api.EventMemberJoined || ev[0].UserID != "alice" || ev[0].SenderID != "alice" ||
-		ev[1].Type != api.EventMemberJoined || ev[1].UserID != "bob" || ev[1].SenderID != "alice" {
-		t.Fatalf("got %+v, want member_joined of alice by alice, then of bob by alice", ev)
+		ev[1].Type != api.EventMemberJoined || ev[1].UserID != "bob" || ev[1].SenderID != "bob" {
+		t.Fatalf("got %+v, want member_joined of alice by alice, then of bob by bob", ev)
 	}
 	if err := f.svc.Leave(ctx, "bob", private.ID); err != nil {
 		t.Fatal(err)
@@ -486,8 +497,9 @@ func TestListsOfRooms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	public, err := f.svc.Public(ctx)
-	if err != nil || len(public) != 1 || public[0].ID != pub.ID || public[0].Name != "general" {
+	page, err := f.svc.Public(ctx, "", room.DefaultPublicLimit)
+	public := page.Rooms
+	if err != nil || len(public) != 1 || public[0].ID != pub.ID || public[0].Name != "general" || page.Next != "" {
 		t.Fatalf("public rooms = %+v, %v; want only %s", public, err, pub.ID)
 	}
 	mine, err := f.svc.Mine(ctx, "alice")
@@ -523,7 +535,7 @@ func TestDMIsOneRoomPerPair(t *testing.T) {
 	if _, err := f.svc.Join(ctx, "carol", a.ID); apierror.CodeOf(err) != "dm_closed" {
 		t.Fatalf("third user joining a DM: got %v, want dm_closed", err)
 	}
-	if _, err := f.svc.AddMember(ctx, "alice", a.ID, "carol"); apierror.CodeOf(err) != "dm_closed" {
+	if _, _, err := f.svc.AddMember(ctx, "alice", a.ID, "carol"); apierror.CodeOf(err) != "dm_closed" {
 		t.Fatalf("adding to a DM: got %v, want dm_closed", err)
 	}
 	if _, err := f.svc.History(ctx, "carol", a.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {

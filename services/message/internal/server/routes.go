@@ -63,7 +63,9 @@ func Routes(d Deps) *chi.Mux {
 		r.Method(http.MethodPost, "/rooms", handle(h.createRoom))
 		r.Method(http.MethodGet, "/rooms", handle(h.myRooms))
 		r.Method(http.MethodGet, "/rooms/public", handle(h.publicRooms))
+		r.Method(http.MethodGet, "/rooms/invitations", handle(h.invitations))
 		r.Method(http.MethodPost, "/rooms/{id}/join", handle(h.join))
+		r.Method(http.MethodPost, "/rooms/{id}/decline", handle(h.decline))
 		r.Method(http.MethodPost, "/rooms/{id}/leave", handle(h.leave))
 		r.Method(http.MethodPost, "/rooms/{id}/members", handle(h.addMember))
 		r.Method(http.MethodGet, "/rooms/{id}/members", handle(h.members))
@@ -175,11 +177,37 @@ func (h handlers) myRooms(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) publicRooms(w http.ResponseWriter, r *http.Request) error {
-	rooms, err := h.rooms.Public(r.Context())
+	q := r.URL.Query()
+	limit := room.DefaultPublicLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > room.MaxPublicLimit {
+			return apierror.Invalidf("invalid_limit", "limit must be an integer from 1 to %d", room.MaxPublicLimit)
+		}
+		limit = n
+	}
+	page, err := h.rooms.Public(r.Context(), q.Get("cursor"), limit)
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusOK, api.RoomsResponse{Rooms: rooms})
+	httpapi.Encode(w, http.StatusOK, api.RoomsResponse{Rooms: page.Rooms, NextCursor: page.Next})
+	return nil
+}
+
+func (h handlers) invitations(w http.ResponseWriter, r *http.Request) error {
+	invs, err := h.rooms.Invitations(r.Context(), user(r))
+	if err != nil {
+		return err
+	}
+	httpapi.Encode(w, http.StatusOK, api.InvitationsResponse{Invitations: invs})
+	return nil
+}
+
+func (h handlers) decline(w http.ResponseWriter, r *http.Request) error {
+	if err := h.rooms.Decline(r.Context(), user(r), chi.URLParam(r, "id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -208,11 +236,11 @@ func (h handlers) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err := h.checkUser(r.Context(), req.UserID); err != nil {
 		return err
 	}
-	room, err := h.rooms.AddMember(r.Context(), user(r), chi.URLParam(r, "id"), req.UserID)
+	room, inv, err := h.rooms.AddMember(r.Context(), user(r), chi.URLParam(r, "id"), req.UserID)
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusOK, api.RoomResponse{Room: room})
+	httpapi.Encode(w, http.StatusOK, api.AddMemberResponse{Room: room, Invitation: inv})
 	return nil
 }
 

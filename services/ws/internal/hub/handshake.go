@@ -169,7 +169,7 @@ func handshakeToken(r *http.Request) (string, error) {
 		return "", apierror.New(apierror.Unauthenticated, "missing_token",
 			"send the access token in Sec-WebSocket-Protocol (bearer.<token>) or Authorization")
 	}
-	return token, nil
+	return token, authn.CheckTokenSize(token)
 }
 
 // originAllowed accepts requests without Origin (non-browser clients) and

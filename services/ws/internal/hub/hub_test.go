@@ -258,7 +258,8 @@ func TestSlowConsumerIsCutOffWhileTheRoomFlows(t *testing.T) {
 }
 
 func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
-	s := newStack(t, 1, hub.Config{MaxFrameBytes: 32 << 10})
+	// Rate and strikes raised: the table sends more frames than a burst.
+	s := newStack(t, 1, hub.Config{MaxFrameBytes: 32 << 10, Rate: 1000, Burst: 1000, StrikeRate: 100, StrikeBurst: 1000})
 	s.world.room("r1", "alice")
 	w := s.live(0, "alice")
 
@@ -275,12 +276,19 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 		{"missing room", `{"type":"send","client_id":"m1","text":"a"}`, "missing_field", "m1"},
 		{"missing client_id", `{"type":"send","room_id":"r1","text":"a"}`, "missing_field", ""},
 		{"empty text", `{"type":"send","room_id":"r1","client_id":"e1","text":" "}`, "invalid_text", "e1"},
-		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "text_too_long", "l1"},
+		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "invalid_text", "l1"},
 		{"client_id over 64", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("c", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("c", 64)},
 		{"client_id over 64 characters", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("é", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("é", 64)},
 		{"client_id with a control character", `{"type":"send","room_id":"r1","client_id":"c\u0007","text":"a"}`, "invalid_client_id", "c\a"},
 		{"text with a control character", `{"type":"send","room_id":"r1","client_id":"k1","text":"a\u0000b"}`, "invalid_text", "k1"},
 		{"not UTF-8", "{\"type\":\"send\",\"room_id\":\"r1\",\"client_id\":\"u8\",\"text\":\"a\xffb\"}", "invalid_text", ""},
+		{"lone surrogate escape in text", `{"type":"send","room_id":"r1","client_id":"s1","text":"a\ud800b"}`, "invalid_text", ""},
+		{"lone surrogate escape in client_id", `{"type":"send","room_id":"r1","client_id":"s\udc00","text":"a"}`, "invalid_client_id", ""},
+		{"invalid UTF-8 in client_id", "{\"type\":\"send\",\"room_id\":\"r1\",\"client_id\":\"a\xffb\",\"text\":\"a\"}", "invalid_client_id", ""},
+		{"bidi override in text", `{"type":"send","room_id":"r1","client_id":"b1","text":"abc\u202Edef"}`, "invalid_text", "b1"},
+		{"unbalanced bidi isolate in text", `{"type":"send","room_id":"r1","client_id":"b2","text":"abc\u2067def"}`, "invalid_text", "b2"},
+		{"only invisible characters", `{"type":"send","room_id":"r1","client_id":"b3","text":"\u200b\u2060"}`, "invalid_text", "b3"},
+		{"zero-width space in client_id", `{"type":"send","room_id":"r1","client_id":"z\u200b1","text":"a"}`, "invalid_client_id", "z\u200b1"},
 		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_a_member", "n1"},
 		{"edit without target", `{"type":"edit","room_id":"r1","client_id":"t1","text":"a"}`, "missing_field", "t1"},
 		{"resume without rooms", `{"type":"resume"}`, "missing_field", ""},
@@ -301,6 +309,14 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 	t.Run("64 characters of client_id are accepted", func(t *testing.T) {
 		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: strings.Repeat("é", 64), Text: "hi"})
 		expectType(t, w, api.FrameEvent)
+		expectType(t, w, api.FrameAck)
+	})
+	t.Run("emoji joined by ZWJ and a balanced isolate are accepted", func(t *testing.T) {
+		text := "\U0001F468\u200D\U0001F469\u200D\U0001F467 \u2067\u05e9\u05dc\u05d5\u05dd\u2069"
+		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "zwj", Text: text})
+		if ev := expectType(t, w, api.FrameEvent); ev.Event.Text != text {
+			t.Fatalf("got text %q, want %q", ev.Event.Text, text)
+		}
 		expectType(t, w, api.FrameAck)
 	})
 	t.Run("4000 characters are accepted", func(t *testing.T) {
