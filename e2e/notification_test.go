@@ -283,7 +283,10 @@ func publish(t *testing.T, s *launcher.Stack, b events.RoomEventBatch) {
 	}
 	body, _ := json.Marshal(b)
 	url := "http://127.0.0.1:" + strconv.Itoa(app.DaprHTTP) + "/v1.0/publish/" + events.PubSub + "/" + events.TopicRoomEvents
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("dapr-api-token", s.Tokens.Dapr)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -154,7 +155,8 @@ func newUser(t *testing.T, s *launcher.Stack, prefix string) *user {
 }
 
 // dialReplica opens a WebSocket straight to one ws replica, bypassing the
-// gateway, so a test can place users on replicas on purpose.
+// gateway, so a test can place users on replicas on purpose. It presents
+// the stack's app API token, as the gateway's proxy does.
 func dialReplica(t *testing.T, s *launcher.Stack, replica string, u *user) *client.WS {
 	t.Helper()
 	app := s.App(replica)
@@ -163,7 +165,8 @@ func dialReplica(t *testing.T, s *launcher.Stack, replica string, u *user) *clie
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ws, err := client.DialWS(ctx, "ws"+strings.TrimPrefix(app.URL(), "http")+"/ws", u.Token, nil)
+	ws, err := client.DialWS(ctx, "ws"+strings.TrimPrefix(app.URL(), "http")+"/ws", u.Token,
+		&client.WSOptions{Header: http.Header{"Dapr-Api-Token": {s.Tokens.App}}})
 	if err != nil {
 		t.Fatalf("dial %s as %s: %v", replica, u.Username, err)
 	}

@@ -6,6 +6,8 @@ package launcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -86,12 +88,24 @@ type App struct {
 // URL is the app's own base URL (not through the gateway).
 func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
 
+// Tokens are a stack's two API tokens (docs/ops.md, security model).
+type Tokens struct {
+	// App is APP_API_TOKEN: each sidecar sends it to its app, and every
+	// app refuses other callers (the gateway sends it to the ws replicas).
+	App string
+	// Dapr is DAPR_API_TOKEN: each sidecar refuses API calls without it.
+	Dapr string
+}
+
 // Stack is a running papo system.
 type Stack struct {
 	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080.
 	GatewayURL string
 	Profile    Profile
 	DataDir    string
+	// Tokens are made at random for each start and kept, readable by the
+	// owner only, in <DataDir>/api-tokens.env.
+	Tokens Tokens
 
 	opts Options
 	nats *natsjs.Server
@@ -263,6 +277,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 
+	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
+		return nil, err
+	}
 	if err := s.plan(binDir, resources, configs, vars); err != nil {
 		return nil, err
 	}
@@ -308,7 +325,9 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 			// quick probes of an app-id not resolvable yet would trip it.
 			wait := 100 * time.Millisecond
 			for {
-				resp, err := hc.Get(url)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				req.Header.Set("dapr-api-token", s.Tokens.Dapr)
+				resp, err := hc.Do(req)
 				if err == nil {
 					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 					resp.Body.Close()
@@ -436,6 +455,8 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			ResourcesDir: resources,
 			Configs:      configs,
 			LogLevel:     s.opts.DaprdLogLevel,
+			APIToken:     s.Tokens.Dapr,
+			AppToken:     s.Tokens.App,
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())
@@ -454,6 +475,8 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			"DAPR_GRPC_PORT=" + strconv.Itoa(a.DaprGRPC),
 			"APP_ID=" + a.AppID,
 			"APP_REPLICA=" + a.Name,
+			"APP_API_TOKEN=" + s.Tokens.App,
+			"DAPR_API_TOKEN=" + s.Tokens.Dapr,
 		}
 		switch a.AppID {
 		case "gateway":
@@ -746,6 +769,40 @@ func buildServices(ctx context.Context, root, binDir string, progress io.Writer)
 		return fmt.Errorf("build services: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// newTokens makes a stack's API tokens, 32 random bytes each, and writes
+// them to path (mode 0600) as KEY=value lines, for an operator who wants
+// to call a sidecar or an app by hand.
+func newTokens(path string) (Tokens, error) {
+	random := func() (string, error) {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("make an API token: %w", err)
+		}
+		return hex.EncodeToString(b[:]), nil
+	}
+	var t Tokens
+	var err error
+	if t.App, err = random(); err != nil {
+		return t, err
+	}
+	if t.Dapr, err = random(); err != nil {
+		return t, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return t, err
+	}
+	defer f.Close()
+	// A file left from before with looser permissions keeps them on open.
+	if err := f.Chmod(0o600); err != nil {
+		return t, err
+	}
+	if _, err := fmt.Fprintf(f, "APP_API_TOKEN=%s\nDAPR_API_TOKEN=%s\n", t.App, t.Dapr); err != nil {
+		return t, err
+	}
+	return t, f.Close()
 }
 
 func ensureFile(path, content string) error {

@@ -22,3 +22,15 @@ func TestSidecarListensOnLoopbackOnly(t *testing.T) {
 		}
 	}
 }
+
+func TestSidecarGetsItsTokensFromTheEnvironment(t *testing.T) {
+	env := strings.Join(Sidecar{APIToken: "dapr-token", AppToken: "app-token"}.Env(), " ")
+	for _, want := range []string{"DAPR_API_TOKEN=dapr-token", "APP_API_TOKEN=app-token", "DAPR_HOST_IP=127.0.0.1"} {
+		if !strings.Contains(env, want) {
+			t.Errorf("daprd env %q lacks %q", env, want)
+		}
+	}
+	if env := strings.Join(Sidecar{}.Env(), " "); strings.Contains(env, "TOKEN") {
+		t.Errorf("a sidecar without tokens gets %q", env)
+	}
+}

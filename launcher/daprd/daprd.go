@@ -156,6 +156,11 @@ type Sidecar struct {
 	// Configs are Configuration files, applied in order.
 	Configs  []string
 	LogLevel string
+	// APIToken (DAPR_API_TOKEN) is what every caller of the sidecar's API
+	// must send; AppToken (APP_API_TOKEN) is what the sidecar sends to
+	// its app on every call. Empty leaves the check off (component tests).
+	APIToken string
+	AppToken string
 }
 
 // Args returns daprd's command line. Every port is explicit (daprd picks a
@@ -192,9 +197,17 @@ func (s Sidecar) Args() []string {
 }
 
 // Env returns the environment additions daprd needs: it announces
-// 127.0.0.1 to name resolution instead of the machine's address.
+// 127.0.0.1 to name resolution instead of the machine's address, and the
+// API tokens (daprd reads them from the environment only).
 func (s Sidecar) Env() []string {
-	return []string{"DAPR_HOST_IP=127.0.0.1"}
+	env := []string{"DAPR_HOST_IP=127.0.0.1"}
+	if s.APIToken != "" {
+		env = append(env, "DAPR_API_TOKEN="+s.APIToken)
+	}
+	if s.AppToken != "" {
+		env = append(env, "APP_API_TOKEN="+s.AppToken)
+	}
+	return env
 }
 
 func cmpOr(a, b string) string {

@@ -389,7 +389,7 @@ func sidecar(t *testing.T, appID string, handler http.Handler) *invoke.Client {
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	_, port, _ := net.SplitHostPort(u.Host)
-	return invoke.New(port)
+	return invoke.New(port, "")
 }
 
 func TestRemoteKeysFetchTheJWKSThroughInvocation(t *testing.T) {
@@ -433,7 +433,7 @@ func TestRemoteSessionsCheck(t *testing.T) {
 	if err := s.Check(ctx, authn.ExternalSessionPrefix+"abc"); err != nil {
 		t.Fatalf("external session: %v", err)
 	}
-	down := authn.NewRemoteSessions(invoke.New("1"), "auth")
+	down := authn.NewRemoteSessions(invoke.New("1", ""), "auth")
 	if err := down.Check(ctx, "live"); apierror.KindOf(err) != apierror.Unavailable {
 		t.Fatalf("auth unreachable: got %v, want Unavailable (not a revocation)", err)
 	}

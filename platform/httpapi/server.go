@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// MaxHeaderBytes bounds a request's line and headers on every papo
+// server (net/http's default is 1 MiB). 32 KiB holds an 8 KiB access
+// token twice over (Authorization and a WebSocket subprotocol) with room
+// for the rest; a larger request is answered 431 before any handler runs.
+const MaxHeaderBytes = 32 << 10
+
 // Server is an http.Server bound to an explicit listener, so tests can
 // listen on port 0 and read the address back with URL.
 type Server struct {
@@ -29,6 +35,7 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 		ln:  ln,

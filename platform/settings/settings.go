@@ -22,9 +22,13 @@ import (
 
 // Base holds the variables every service reads. APP_PORT has no default
 // because each service listens on its own: set Port before Load, and the
-// environment overrides it.
+// environment overrides it. The two API tokens have no default: Load
+// refuses to start without them.
 type Base struct {
-	Host         string     `envconfig:"APP_HOST" default:"0.0.0.0"`
+	// Host is the address the app listens on: loopback unless set, since
+	// only its own sidecar calls it (the gateway's public listener and the
+	// ws replicas the gateway proxies to set 0.0.0.0 where they need to).
+	Host         string     `envconfig:"APP_HOST" default:"127.0.0.1"`
 	Port         string     `envconfig:"APP_PORT"`
 	DaprHTTPPort string     `envconfig:"DAPR_HTTP_PORT" default:"3500"`
 	DaprGRPCPort string     `envconfig:"DAPR_GRPC_PORT" default:"50001"`
@@ -38,7 +42,22 @@ type Base struct {
 	// tokens are accepted too (docs/auth.md); authn.ParseTrustedIssuers
 	// reads it.
 	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
+	// AppAPIToken is the secret the sidecar sends in the dapr-api-token
+	// header on every call it makes to the app (daprd reads the same
+	// APP_API_TOKEN): the app refuses any other caller
+	// (httpapi.RequireAppToken). The gateway also presents it to the ws
+	// replicas it proxies WebSockets to.
+	AppAPIToken string `envconfig:"APP_API_TOKEN"`
+	// DaprAPIToken is the secret the sidecar wants in the dapr-api-token
+	// header of every call to its API (daprd reads the same
+	// DAPR_API_TOKEN); the SDK client and the invoke client send it.
+	DaprAPIToken string `envconfig:"DAPR_API_TOKEN"`
 }
+
+// MinTokenLength is the shortest APP_API_TOKEN and DAPR_API_TOKEN Load
+// accepts: 32 characters, e.g. 16 random bytes in hex (the launcher makes
+// 32 random bytes, `openssl rand -hex 32` does the same).
+const MinTokenLength = 32
 
 // Validator is a configuration that checks itself; Load calls Validate
 // after the environment is read, so a service validates in one place.
@@ -82,6 +101,15 @@ func (b Base) check() error {
 	}
 	if b.Leeway < 0 {
 		errs = append(errs, fmt.Errorf("AUTH_LEEWAY %s is negative", b.Leeway))
+	}
+	// Without these every internal hop would be open to whoever reaches
+	// a port, so a service does not start without them (docs/ops.md).
+	for _, tok := range []struct{ key, value string }{
+		{"APP_API_TOKEN", b.AppAPIToken}, {"DAPR_API_TOKEN", b.DaprAPIToken},
+	} {
+		if len(tok.value) < MinTokenLength {
+			errs = append(errs, fmt.Errorf("%s must be set to a secret of at least %d characters (docs/ops.md, security model)", tok.key, MinTokenLength))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -102,7 +102,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	log := cfg.Logger(stdout, "auth")
 
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
@@ -124,7 +124,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), httpapi.RequireAppToken(cfg.AppAPIToken, log, handler), log)
 	if err != nil {
 		return err
 	}

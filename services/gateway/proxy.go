@@ -36,6 +36,7 @@ func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger
 			pr.Out.URL.RawPath = prefix + pr.In.URL.EscapedPath()
 			pr.Out.Host = base.Host
 			pr.SetXForwarded()
+			inv.AddToken(pr.Out.Header)
 		},
 		Transport:  sharedTransport,
 		BufferPool: &copyBuffers,
@@ -107,7 +108,7 @@ func (u *wsUpstream) markDown(d time.Duration) {
 	u.downUntil = time.Now().Add(d)
 }
 
-func newWSProxy(upstreams []string, verifier authn.TokenVerifier, log *slog.Logger) (*wsProxy, error) {
+func newWSProxy(upstreams []string, appToken string, verifier authn.TokenVerifier, log *slog.Logger) (*wsProxy, error) {
 	p := &wsProxy{verifier: verifier, log: log}
 	for _, raw := range upstreams {
 		target, err := url.Parse(raw)
@@ -121,6 +122,7 @@ func newWSProxy(upstreams []string, verifier authn.TokenVerifier, log *slog.Logg
 				pr.Out.URL.Path = "/ws"
 				pr.Out.URL.RawPath = ""
 				pr.SetXForwarded()
+				pr.Out.Header.Set(httpapi.AppTokenHeader, appToken)
 			},
 			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 				u.markDown(3 * time.Second)

@@ -18,7 +18,7 @@ import (
 // NewServer returns the gateway's handler. This file lists the whole
 // public surface: which prefix goes to which service, and what guards it.
 func NewServer(log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(cfg.WSUpstreams, verifier, log)
+	wsProxy, err := newWSProxy(cfg.WSUpstreams, cfg.AppAPIToken, verifier, log)
 	if err != nil {
 		return nil, err
 	}

@@ -77,7 +77,7 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, invoke.New(u.Port()), f.iss.Verifier(),
+	h, err := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, invoke.New(u.Port(), ""), f.iss.Verifier(),
 		func(context.Context) error { return nil })
 	if err != nil {
 		t.Fatal(err)

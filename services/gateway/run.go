@@ -58,8 +58,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	log := cfg.Logger(stdout, "gateway")
 
-	inv := invoke.New(cfg.DaprHTTPPort)
-	dc, err := sidecar.Client(cfg.DaprGRPCPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
+	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
