@@ -115,3 +115,55 @@ func TestServerRefusesOversizedHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestListenAppServesOnlyProbesOnTheProbeListener(t *testing.T) {
+	const token = "0123456789abcdef0123456789abcdef"
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", httpapi.Healthz())
+	mux.Handle("GET /internal/v1/x", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	srv, err := httpapi.ListenApp("127.0.0.1:0", "127.0.0.1:0", token, mux, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, time.Second) }()
+	probes := "http://" + srv.ProbesAddr().String()
+	get := func(url string, withToken bool) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", url, nil)
+		if withToken {
+			req.Header.Set(httpapi.AppTokenHeader, token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, c := range []struct {
+		name      string
+		url       string
+		withToken bool
+		want      int
+	}{
+		{"the app: a probe", srv.URL() + "/healthz", false, 200},
+		{"the app: a route without the token", srv.URL() + "/internal/v1/x", false, 401},
+		{"the app: a route with the token", srv.URL() + "/internal/v1/x", true, 204},
+		{"the probe listener: a probe", probes + "/healthz", false, 200},
+		{"the probe listener: a route, even with the token", probes + "/internal/v1/x", true, 404},
+	} {
+		if got := get(c.url, c.withToken); got != c.want {
+			t.Errorf("%s: got %d, want %d", c.name, got, c.want)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	if _, err := http.Get(probes + "/healthz"); err == nil {
+		t.Error("the probe listener still answers after shutdown")
+	}
+}

@@ -28,8 +28,12 @@ type Base struct {
 	// Host is the address the app listens on: loopback unless set, since
 	// only its own sidecar calls it (the gateway's public listener and the
 	// ws replicas the gateway proxies to set 0.0.0.0 where they need to).
-	Host         string     `envconfig:"APP_HOST" default:"127.0.0.1"`
-	Port         string     `envconfig:"APP_PORT"`
+	Host string `envconfig:"APP_HOST" default:"127.0.0.1"`
+	Port string `envconfig:"APP_PORT"`
+	// ProbePort, when set, also serves /healthz and /readyz (and nothing
+	// else) on every interface, for the kubelet's probes while Host is
+	// loopback.
+	ProbePort    string     `envconfig:"APP_PROBE_PORT"`
 	DaprHTTPPort string     `envconfig:"DAPR_HTTP_PORT" default:"3500"`
 	DaprGRPCPort string     `envconfig:"DAPR_GRPC_PORT" default:"50001"`
 	LogLevel     slog.Level `envconfig:"LOG_LEVEL" default:"info"`
@@ -92,9 +96,13 @@ func Load(spec any) error {
 
 func (b Base) check() error {
 	var errs []error
-	for _, p := range []struct{ key, value string }{
+	ports := []struct{ key, value string }{
 		{"APP_PORT", b.Port}, {"DAPR_HTTP_PORT", b.DaprHTTPPort}, {"DAPR_GRPC_PORT", b.DaprGRPCPort},
-	} {
+	}
+	if b.ProbePort != "" {
+		ports = append(ports, struct{ key, value string }{"APP_PROBE_PORT", b.ProbePort})
+	}
+	for _, p := range ports {
 		if n, err := strconv.Atoi(p.value); err != nil || n < 0 || n > 65535 {
 			errs = append(errs, fmt.Errorf("%s %q is not a port", p.key, p.value))
 		}
@@ -116,6 +124,15 @@ func (b Base) check() error {
 
 // Addr is the address the service listens on.
 func (b Base) Addr() string { return net.JoinHostPort(b.Host, b.Port) }
+
+// ProbeAddr is the address of the probe listener, or "" when APP_PROBE_PORT
+// is unset.
+func (b Base) ProbeAddr() string {
+	if b.ProbePort == "" {
+		return ""
+	}
+	return net.JoinHostPort("", b.ProbePort)
+}
 
 // Logger returns the service's JSON logger at LOG_LEVEL, every record
 // naming the app.

@@ -124,7 +124,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.Listen(cfg.Addr(), httpapi.RequireAppToken(cfg.AppAPIToken, log, handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}

@@ -85,7 +85,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	mux.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.Encode(w, http.StatusOK, []subscription{{PubsubName: events.PubSub, Topic: events.TopicSubmitted, Route: server.SubmittedRoute}})
 	})
-	srv, err := httpapi.Listen(cfg.Addr(), httpapi.RequireAppToken(cfg.AppAPIToken, log, mux), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, mux, log)
 	if err != nil {
 		return err
 	}

@@ -139,7 +139,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Events:     engine.Handle,
 		Checks:     map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
 	})
-	srv, err := httpapi.Listen(cfg.Addr(), httpapi.RequireAppToken(cfg.AppAPIToken, log, handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}

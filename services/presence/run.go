@@ -93,7 +93,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready: map[string]httpapi.Check{"sidecar": probe.Check, "presencestore": store.Ping},
 	})
 	// The server listens before the sidecar is up: daprd waits for it.
-	srv, err := httpapi.Listen(cfg.Addr(), httpapi.RequireAppToken(cfg.AppAPIToken, log, handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}

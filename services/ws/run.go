@@ -210,7 +210,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	// Listen before touching the sidecar: daprd waits for the app port.
 	// Every route but the probes needs the app token: /ws is reached only
 	// through the gateway's proxy, which presents it.
-	srv, err := httpapi.Listen(cfg.Addr(), httpapi.RequireAppToken(cfg.AppAPIToken, log, handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}
