@@ -400,12 +400,28 @@ func TestEveryProfileHasResiliency(t *testing.T) {
 					}
 				}
 			}
+			// daprd 1.14 counts a callee's 4xx answers as breaker failures
+			// (per app and method path): a breaker on service invocation
+			// would let refused requests take a route down for everyone.
 			for _, a := range apps {
 				n, ok := r.Spec.Targets.Apps[a.id]
-				if !ok || n.CircuitBreaker == "" || n.Timeout == "" {
-					t.Errorf("app %s: want a timeout and a circuit breaker on service invocation, got %+v", a.id, n)
+				if !ok || n.Timeout == "" {
+					t.Errorf("app %s: want a timeout on service invocation, got %+v", a.id, n)
+				}
+				if n.CircuitBreaker != "" || n.Retry != "" {
+					t.Errorf("app %s: service invocation has circuit breaker %q, retry %q; want neither", a.id, n.CircuitBreaker, n.Retry)
 				}
 				check("app "+a.id, n)
+			}
+			for name, c := range r.Spec.Targets.Components {
+				for _, n := range []*policyNames{c.Inbound, c.Outbound} {
+					// The push sender reads provider statuses itself
+					// (errorIfNot2XX false): only transport failures reach
+					// the breaker there.
+					if n != nil && n.CircuitBreaker != "" && name != "push" {
+						t.Errorf("component %s has circuit breaker %q: only push, which sees transport failures alone, may", name, n.CircuitBreaker)
+					}
+				}
 			}
 			for _, name := range []string{"pubsub", "fanout"} {
 				c := r.Spec.Targets.Components[name]
