@@ -9,9 +9,6 @@ import (
 	"testing"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-	"google.golang.org/grpc/metadata"
-
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/launcher"
 )
@@ -85,7 +82,6 @@ func BenchmarkHistoryHops(b *testing.B) {
 			{"message app", h.getter(msg.URL(), s.Tokens.App)},
 			{"message sidecar → message", h.getter(invoke(msg.DaprHTTP), s.Tokens.Dapr)},
 			{"gateway sidecar → message sidecar → message", h.getter(invoke(gw.DaprHTTP), s.Tokens.Dapr)},
-			{"same, through the sidecar's gRPC API", h.grpcGetter(b, gw.DaprGRPC, s.Tokens.Dapr)},
 			{"gateway → … → message", h.getter(s.GatewayURL, "")},
 		}
 		lat := make([][]time.Duration, len(hops))
@@ -189,26 +185,4 @@ func checkPage(body []byte, before int64) error {
 		return fmt.Errorf("before=%d: page of %d events is not the %d just below", before, len(page.Events), historyPage)
 	}
 	return nil
-}
-
-// grpcGetter reads the page below before through the Dapr gRPC API of the
-// sidecar listening on grpcPort (InvokeService, the token as metadata).
-func (h *historyRoom) grpcGetter(b *testing.B, grpcPort int, daprToken string) func(before int64) (time.Duration, error) {
-	c, err := dapr.NewClientWithAddress(fmt.Sprintf("127.0.0.1:%d", grpcPort))
-	if err != nil {
-		b.Fatal(err)
-	}
-	c.WithAuthToken(daprToken)
-	b.Cleanup(c.Close)
-	return func(before int64) (time.Duration, error) {
-		ctx := metadata.AppendToOutgoingContext(h.ctx, "authorization", "Bearer "+h.token)
-		method := fmt.Sprintf("api/v1/rooms/%s/events?before=%d&limit=%d", h.room, before, historyPage)
-		start := time.Now()
-		body, err := c.InvokeMethod(ctx, "message", method, "get")
-		took := time.Since(start)
-		if err != nil {
-			return 0, err
-		}
-		return took, checkPage(body, before)
-	}
 }

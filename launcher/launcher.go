@@ -79,6 +79,9 @@ type App struct {
 	spec    procs.Spec
 	sidecar daprd.Sidecar
 	stack   *Stack
+	// invokes says whether the sidecar's API serves service invocation
+	// (auth's does not: it calls no other app).
+	invokes bool
 
 	mu  sync.Mutex
 	app *procs.Proc
@@ -272,15 +275,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := renderComponents(componentsSrc, resources, vars); err != nil {
 		return nil, err
 	}
-	configs, err := s.daprConfigs()
-	if err != nil {
+	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
 
 	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
 		return nil, err
 	}
-	if err := s.plan(binDir, resources, configs, vars); err != nil {
+	if err := s.plan(binDir, resources, vars); err != nil {
 		return nil, err
 	}
 	for _, a := range s.apps {
@@ -306,7 +308,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	return s, nil
 }
 
-// waitInvocation waits until every sidecar can invoke every app-id. A
+// waitInvocation waits until every sidecar that serves service invocation
+// can invoke every app-id. A
 // sidecar reports ready before its name resolver has initialized, and an
 // app's registration may land a moment after its own readiness, so a
 // stack is ready only when service invocation works from everywhere.
@@ -317,13 +320,12 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, from := range s.apps {
+		if !from.invokes {
+			continue
+		}
 		for id := range ids {
 			url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
-			var last, cause string
-			// The probes back off: the profiles' resiliency policies open a
-			// circuit breaker after 10 consecutive failures for 15 s, and
-			// quick probes of an app-id not resolvable yet would trip it.
-			wait := 100 * time.Millisecond
+			var last string
 			for {
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 				req.Header.Set("dapr-api-token", s.Tokens.Dapr)
@@ -338,18 +340,14 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 				} else {
 					last = err.Error()
 				}
-				if !strings.Contains(last, "circuit breaker is open") {
-					cause = last
-				}
+				// Service invocation has no circuit breaker (the profiles'
+				// resiliency.yaml says why), so quick probes of an app-id
+				// that does not resolve yet cost nothing but the calls.
 				select {
 				case <-ctx.Done():
-					if cause != "" && cause != last {
-						last += "; before that: " + cause
-					}
 					return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
-				case <-time.After(wait):
+				case <-time.After(100 * time.Millisecond):
 				}
-				wait = min(2*wait, 2*time.Second)
 			}
 		}
 	}
@@ -370,17 +368,21 @@ func (s *Stack) takeLock() error {
 	return nil
 }
 
-// daprConfigs returns the Configuration files for every sidecar: the
-// project's dapr/config.yaml, then a generated one that points name
-// resolution at this stack's own SQLite table, so app-ids of two stacks on
-// one machine never resolve to each other (mDNS would mix them).
-func (s *Stack) daprConfigs() ([]string, error) {
-	var configs []string
-	base := filepath.Join(s.opts.Root, "dapr", "config.yaml")
-	if _, err := os.Stat(base); err == nil {
-		configs = append(configs, base)
+// daprConfigs returns the Configuration files of appID's sidecar: the
+// project's dapr/<app-id>.yaml (tracing, metrics, the app's API
+// allow-list), then a generated one that points name resolution at this
+// stack's own SQLite table, so app-ids of two stacks on one machine never
+// resolve to each other (mDNS would mix them).
+func (s *Stack) daprConfigs(appID string) ([]string, error) {
+	own := filepath.Join(s.opts.Root, "dapr", appID+".yaml")
+	if _, err := os.Stat(own); err != nil {
+		return nil, fmt.Errorf("the Dapr Configuration of %s: %w", appID, err)
 	}
-	nr := filepath.Join(s.DataDir, "nameresolution.yaml")
+	return []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}, nil
+}
+
+// writeNameResolution writes the stack's name resolution Configuration.
+func (s *Stack) writeNameResolution() error {
 	content := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
 kind: Configuration
 metadata:
@@ -397,14 +399,11 @@ spec:
       updateInterval: 15s
       timeout: 10s
 `, filepath.Join(s.DataDir, "nameresolution.db"))
-	if err := os.WriteFile(nr, []byte(content), 0o644); err != nil {
-		return nil, err
-	}
-	return append(configs, nr), nil
+	return os.WriteFile(filepath.Join(s.DataDir, "nameresolution.yaml"), []byte(content), 0o644)
 }
 
 // plan assigns every port of every app and sidecar.
-func (s *Stack) plan(binDir, resources string, configs []string, vars map[string]string) error {
+func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	type appName struct{ name, appID string }
 	var names []appName
 	for _, svc := range Services {
@@ -432,6 +431,13 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	for i, n := range names {
 		ports := all[6*i : 6*i+6]
 		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
+		configs, err := s.daprConfigs(n.appID)
+		if err != nil {
+			return err
+		}
+		if a.invokes, err = daprd.ServesHTTP(configs[0], "invoke"); err != nil {
+			return err
+		}
 		if n.appID == "gateway" && gwPort != "0" {
 			p, err := strconv.Atoi(gwPort)
 			if err != nil {

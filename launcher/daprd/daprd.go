@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Version is the daprd version papo pins.
@@ -220,3 +222,45 @@ func cmpOr(a, b string) string {
 // ErrNotInstalled is returned when no daprd is found and building is not
 // allowed.
 var ErrNotInstalled = errors.New("daprd not installed")
+
+// ServesHTTP reports whether a sidecar run with the Configuration file at
+// path serves the HTTP API named api ("invoke", "state", …) under
+// spec.api: daprd serves every HTTP API when the allow-list names none,
+// and otherwise only those it names (and health). A denied name wins.
+func ServesHTTP(path, api string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	var c struct {
+		Spec struct {
+			API struct {
+				Allowed []apiRule `yaml:"allowed"`
+				Denied  []apiRule `yaml:"denied"`
+			} `yaml:"api"`
+		} `yaml:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	has := func(rules []apiRule) (named, any bool) {
+		for _, r := range rules {
+			if strings.EqualFold(r.Protocol, "http") {
+				any = true
+				named = named || r.Name == api
+			}
+		}
+		return named, any
+	}
+	if denied, _ := has(c.Spec.API.Denied); denied {
+		return false, nil
+	}
+	allowed, anyHTTP := has(c.Spec.API.Allowed)
+	return allowed || !anyHTTP, nil
+}
+
+type apiRule struct {
+	Name     string `yaml:"name"`
+	Version  string `yaml:"version"`
+	Protocol string `yaml:"protocol"`
+}
