@@ -89,6 +89,10 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 			// out of their way (their own tests set them low on purpose).
 			"GATEWAY_RATE_PER_IP":   "100000",
 			"GATEWAY_RATE_PER_USER": "100000",
+			// Tests act as several clients from one machine: the gateway
+			// takes their addresses from X-Forwarded-For, as it would
+			// behind a load balancer (edge_test.go).
+			"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
 			// Stacks of several test runs may share the machine's Redis:
 			// keep each one's presence replicas and leases apart.
 			"PRESENCE_KEY_PREFIX": randomName("e2e-"),
