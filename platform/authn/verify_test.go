@@ -408,6 +408,23 @@ func TestRemoteKeysFetchTheJWKSThroughInvocation(t *testing.T) {
 	}
 }
 
+// TestRemoteKeysDoNotPassOnWhatTheSidecarSaid: a sidecar's own error
+// names internal addresses; a client reading keys_unavailable must not
+// see them.
+func TestRemoteKeysDoNotPassOnWhatTheSidecarSaid(t *testing.T) {
+	inv := sidecar(t, "auth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"errorCode":"ERR_DIRECT_INVOKE","message":"fail to invoke, id: auth, err: dial tcp 10.1.2.3:50002: connection refused"}`))
+	}))
+	ed := newEd(t, "k1")
+	v := authn.NewVerifier(cfg, authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{}))
+	_, err := v.Verify(context.Background(), ed.sign(t, jwt.SigningMethodEdDSA, baseClaims(), nil))
+	expectCode(t, err, "keys_unavailable")
+	if strings.Contains(err.Error(), "10.1.2.3") || strings.Contains(err.Error(), "ERR_DIRECT_INVOKE") {
+		t.Fatalf("the error %q passes on the sidecar's answer", err)
+	}
+}
+
 func TestRemoteSessionsCheck(t *testing.T) {
 	inv := sidecar(t, "auth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
