@@ -106,7 +106,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	log := cfg.Logger(stdout, "auth")
 
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
@@ -130,7 +130,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}

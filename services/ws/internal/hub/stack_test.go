@@ -43,7 +43,7 @@ func newStack(t *testing.T, replicas int, cfg hub.Config) *stack {
 	side := httptest.NewServer(s.world.sidecar())
 	t.Cleanup(side.Close)
 	u, _ := url.Parse(side.URL)
-	inv := invoke.New(u.Port())
+	inv := invoke.New(u.Port(), "")
 	for i := 0; i < replicas; i++ {
 		h := hub.New(cfg, hub.Deps{
 			Verifier:  s.iss.Verifier(),
