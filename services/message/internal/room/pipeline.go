@@ -68,6 +68,9 @@ type committedRound struct {
 	dead  []DeadLetter
 	// announced settles the callers that wait for the announcement.
 	announced func(error)
+	// flushMarks, on a materializer job of its own, are rooms whose
+	// markers are due (markers.go).
+	flushMarks []string
 }
 
 // finish settles a round: callers that do not wait for the announcement
@@ -252,6 +255,7 @@ func (w *writer) idle() bool {
 // that stops calls it after its last request, and tests call it to see
 // the store as the pipeline leaves it.
 func (s *Service) Quiesce(ctx context.Context) error {
+	s.writer.flushMarkers()
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
 	for !s.writer.idle() {
@@ -296,14 +300,12 @@ func (w *writer) materializedThrough(roomID string, seq int64) {
 // materializeRounds writes, for committed rounds in commit order, every
 // tail event the store may lack (those after what is known materialized,
 // which includes what an earlier failed materialization left) with its
-// idempotency key, and moves the senders' read markers, in one
-// transaction; then it does what edits and deletes need, room by room.
-// The markers are read again first, for fresh ETags: nothing but a marker
-// or a membership change writes a member record, and a guarded write
-// cannot undo either. When a marker conflicts, the events go alone and
-// each marker moves on its own. A failure is logged: the tails stay
-// durable in the heads (the rounds are no longer pending, so the next
-// round of a room materializes its head before replacing it).
+// idempotency key, and the read markers that are due (markers.go), in
+// one transaction; then it does what edits and deletes need, room by
+// room. When a marker conflicts, the events go alone and each marker moves
+// on its own. A failure is logged: the tails stay durable in the heads
+// (the rounds are no longer pending, so the next round of a room
+// materializes its head before replacing it).
 func (w *writer) materializeRounds(rounds []*committedRound) {
 	s := w.s
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
@@ -315,9 +317,11 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 	}()
 
 	// The latest committed tail of each room holds everything still
-	// unmaterialized (earlier ones were carried into it).
+	// unmaterialized (earlier ones were carried into it), and every marker
+	// not yet written.
 	latest := map[string]roomRecord{}
 	var order []string
+	var flushRooms []string
 	for _, c := range rounds {
 		for _, rr := range c.stored {
 			if _, ok := latest[rr.id]; !ok {
@@ -325,9 +329,9 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 			}
 			latest[rr.id] = rr.d.next
 		}
+		flushRooms = append(flushRooms, c.flushMarks...)
 	}
 	var ops []statestore.Op
-	var marks []markMove
 	written := map[string][]eventRecord{}
 	for _, id := range order {
 		head := latest[id]
@@ -339,14 +343,13 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 		for _, e := range t.Idem {
 			ops = append(ops, statestore.Op{Key: idemKey(id, e.SenderID, e.ClientID), Value: encode(idemRecord{Seq: e.Seq})})
 		}
-		for _, mk := range t.Marks {
-			marks = append(marks, markMove{id, mk})
-		}
 		written[id] = t.Events
+		w.owe(id, head.Tail.Marks)
 	}
+	marks := w.dueMarks(s.now(), flushRooms)
 	markOps, alone, err := w.markerWrites(ctx, marks)
 	if err != nil {
-		alone = marks
+		markOps, alone = nil, marks
 	}
 	wctx, wcancel := context.WithTimeout(ctx, materializeTimeout)
 	err = s.store.Transact(wctx, append(ops, markOps...))
@@ -359,10 +362,11 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 	}
 	wcancel()
 	if err != nil {
+		w.unpaid(marks)
 		s.log.WarnContext(ctx, "materialize committed rounds", "rounds", len(rounds), "rooms", len(order), "err", err)
 		return
 	}
-	w.moveMarkers(ctx, alone)
+	w.unpaid(w.moveMarkers(ctx, alone))
 	at := s.now()
 	for _, id := range order {
 		for _, e := range written[id] {
@@ -421,18 +425,20 @@ func (w *writer) markerWrites(ctx context.Context, moves []markMove) (ops []stat
 	return ops, alone, nil
 }
 
-// moveMarkers moves each marker on its own (a read-modify-write).
-func (w *writer) moveMarkers(ctx context.Context, moves []markMove) {
+// moveMarkers moves each marker on its own (a read-modify-write) and
+// returns those that failed.
+func (w *writer) moveMarkers(ctx context.Context, moves []markMove) (failed []markMove) {
 	var mu sync.Mutex
-	var failed error
+	var last error
 	eachOf(moves, func(mv markMove) {
 		if err := w.s.advanceMarker(ctx, mv.room, mv.mk); err != nil {
 			mu.Lock()
-			failed = err
+			failed, last = append(failed, mv), err
 			mu.Unlock()
 		}
 	})
-	if failed != nil {
-		w.s.log.WarnContext(ctx, "move read markers", "err", failed)
+	if last != nil {
+		w.s.log.WarnContext(ctx, "move read markers", "failed", len(failed), "err", last)
 	}
+	return failed
 }

@@ -72,6 +72,10 @@ type writer struct {
 	// is in its event key, as this replica wrote or checked it.
 	materialized *lru.Cache[string, int64]
 
+	// markers are the read markers owed per room (markers.go); guarded
+	// by mu.
+	markers map[string]*markerAccount
+
 	announcer    *stage[*committedRound]
 	materializer *stage[*committedRound]
 }
@@ -120,7 +124,8 @@ func newWriter(s *Service) *writer {
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	w := &writer{s: s, materialized: m, pending: map[string]bool{}}
+	w := &writer{s: s, materialized: m, pending: map[string]bool{},
+		markers: map[string]*markerAccount{}}
 	w.announcer = newStage(w.announce)
 	w.materializer = newStage(w.materializeRounds)
 	return w
@@ -307,6 +312,8 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 		default:
 			slow = append(slow, rr)
 		}
+		// Markers not yet written go on in every new tail until they are.
+		rr.carry.Marks = mergeMarks(rr.carry.Marks, w.debtOf(rr.id))
 	}
 	eachRoom(slow, func(rr *roomRound) {
 		if err := s.materialize(ctx, rr.head); err != nil {
