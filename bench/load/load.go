@@ -240,7 +240,7 @@ type room struct {
 
 // sock is one client socket. Its reader records what arrives.
 type sock struct {
-	ws   *client.WS
+	ws   *socket
 	room *room
 	// got[k] counts deliveries of message k of the socket's room.
 	got     []uint8
@@ -399,26 +399,25 @@ func (r *runState) dial(ctx context.Context, users []*member) error {
 	socks := make([]*sock, len(targets))
 	err := parallel(ctx, len(targets), max(r.cfg.SetupConcurrency, 32), func(i int) error {
 		t := targets[i]
-		var ws *client.WS
+		var ws *socket
 		err := retry(ctx, func() (err error) {
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			ws, err = t.u.user.DialWS(dctx, &client.WSOptions{AuthorizationHeader: true, Buffer: 256})
+			ws, err = dialSocket(dctx, r.cfg.URL, t.u.user.Token)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("dial as %s: %w", t.u.id, err)
 		}
-		if err := ws.WriteRaw(resumeNothing); err != nil {
-			ws.Close()
+		if err := ws.write(resumeNothing); err != nil {
+			ws.close()
 			return err
 		}
 		s := &sock{ws: ws, room: t.rm, refused: map[string]int{}, done: make(chan struct{}), got: make([]uint8, r.perRoom)}
 		socks[i] = s
-		if !r.cfg.Idle {
-			r.readers.Add(1)
-			go func() { defer r.readers.Done(); r.read(s) }()
-		}
+		// Idle sockets are read too: reading answers the server's pings.
+		r.readers.Add(1)
+		go func() { defer r.readers.Done(); r.read(s) }()
 		return nil
 	})
 	for _, s := range socks {
@@ -431,7 +430,7 @@ func (r *runState) dial(ctx context.Context, users []*member) error {
 	}
 	for _, rm := range r.rooms {
 		for _, s := range r.socks {
-			if s.room == rm && s.ws.Hello.UserID == rm.members[0].id {
+			if s.room == rm && s.ws.userID == rm.members[0].id {
 				rm.sender = s
 				break
 			}
@@ -453,7 +452,7 @@ func (r *runState) open() int {
 func (r *runState) closeAll() {
 	r.closing.Store(true)
 	for _, s := range r.socks {
-		s.ws.Close()
+		s.ws.close()
 	}
 }
 
@@ -501,7 +500,7 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 				text := messageText(k, at.UnixNano(), cfg.TextBytes)
 				frame := `{"type":"send","room_id":"` + rm.id + `","client_id":"` + r.tag + "-" + strconv.Itoa(k) + `","text":"` + text + `"}`
 				rm.sent[k].Store(at.UnixNano())
-				if err := rm.sender.ws.WriteRaw([]byte(frame)); err != nil {
+				if err := rm.sender.ws.write([]byte(frame)); err != nil {
 					rm.sent[k].Store(0)
 					sendErrs <- fmt.Errorf("room %d send %d: %w", rm.index, k, err)
 					return
@@ -580,10 +579,9 @@ func (r *runState) read(s *sock) {
 			r.disconnects.Add(1)
 		}
 	}()
-	ctx := context.Background()
 	var f frame
 	for {
-		data, err := s.ws.ReadRaw(ctx)
+		data, err := s.ws.read()
 		if err != nil {
 			return
 		}
