@@ -15,6 +15,7 @@ import (
 
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Client invokes methods on other app-ids through the local sidecar.
@@ -69,6 +70,8 @@ func (c *Client) Do(ctx context.Context, appID, method, path string, header http
 	if id := httpapi.RequestID(ctx); id != "" && req.Header.Get(httpapi.RequestIDHeader) == "" {
 		req.Header.Set(httpapi.RequestIDHeader, id)
 	}
+	// The callee (and daprd between) continue the caller's trace.
+	telemetry.Inject(ctx, req.Header)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return apierror.New(apierror.Unavailable, "unavailable", "%s is unreachable: %v", appID, err)

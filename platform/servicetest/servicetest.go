@@ -17,10 +17,10 @@ import (
 // Run is a service's run function.
 type Run func(ctx context.Context, stdout io.Writer) error
 
-// Start sets APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT and
-// LOG_LEVEL (then env, which may override them) with t.Setenv — so the
-// test cannot be parallel — starts run and waits until /healthz answers
-// 200. It returns the service's base URL and a stop function that cancels
+// Start sets APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT,
+// LOG_LEVEL and METRICS_ADDR (empty: off), then env, which may override
+// them, with t.Setenv — so the test cannot be parallel — starts run and
+// waits until /healthz answers 200. It returns the service's base URL and a stop function that cancels
 // run and fails the test unless run returns nil within 15 s.
 func Start(t *testing.T, run Run, env map[string]string) (base string, stop func()) {
 	t.Helper()
@@ -30,6 +30,9 @@ func Start(t *testing.T, run Run, env map[string]string) (base string, stop func
 		// No sidecar answers on these: readiness must say so.
 		"DAPR_HTTP_PORT": FreePort(t), "DAPR_GRPC_PORT": FreePort(t),
 		"LOG_LEVEL": "error",
+		// No metrics listener unless env asks for one: the default port
+		// would be shared by tests running in parallel.
+		"METRICS_ADDR": "",
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -12,16 +12,41 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/papochat/papo/platform/telemetry"
 )
+
+// withTrace adds the traceparent of ctx's span to the outgoing metadata.
+func withTrace(ctx context.Context) context.Context {
+	if tp := telemetry.TraceParent(ctx); tp != "" {
+		return metadata.AppendToOutgoingContext(ctx, telemetry.TraceParentHeader, tp)
+	}
+	return ctx
+}
+
+func traceUnary(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+	return invoker(withTrace(ctx), method, req, reply, cc, opts...)
+}
+
+func traceStream(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+	return streamer(withTrace(ctx), desc, cc, method, opts...)
+}
 
 // Client returns a Dapr SDK client for the sidecar's gRPC API on
 // 127.0.0.1:grpcPort. It does not block: the connection is made on first
 // use, so a service can start serving /healthz before its sidecar is up
 // (daprd waits for the app's port, so blocking here would deadlock).
+//
+// Every call carries the trace context of its ctx as traceparent
+// metadata, which daprd continues (its spans, and the CloudEvent of a
+// publish, join the caller's trace).
 func Client(grpcPort string) (dapr.Client, error) {
 	conn, err := grpc.NewClient("127.0.0.1:"+grpcPort,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)),
+		grpc.WithChainUnaryInterceptor(traceUnary),
+		grpc.WithChainStreamInterceptor(traceStream),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial dapr sidecar on port %s: %w", grpcPort, err)
