@@ -10,9 +10,11 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // The append path commits in rounds (group commit). Submissions wait in
@@ -67,6 +69,7 @@ type queued struct {
 	req      *request
 	i        int // index in req.subs
 	attempts int
+	sc       trace.SpanContext // the caller's, for the round's span
 }
 
 // request is one caller's submissions and what became of them.
@@ -118,9 +121,11 @@ func (w *writer) submit(ctx context.Context, subs []events.Submission, announce 
 		return nil, nil
 	}
 	r := &request{subs: subs, announce: announce, outcomes: make([]Outcome, len(subs)), left: len(subs), done: make(chan struct{})}
+	start, sc := time.Now(), trace.SpanContextFromContext(ctx)
+	defer func() { w.s.metrics.submitTime.Observe(time.Since(start).Seconds()) }()
 	w.mu.Lock()
 	for i := range subs {
-		w.queue = append(w.queue, &queued{req: r, i: i})
+		w.queue = append(w.queue, &queued{req: r, i: i, sc: sc})
 	}
 	lead := !w.running
 	w.running = true
@@ -150,9 +155,13 @@ func (w *writer) lead() {
 			return
 		}
 		w.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		rctx, span := w.roundSpan(batch)
+		ctx, cancel := context.WithTimeout(rctx, batchTimeout)
+		start := time.Now()
 		requeue := w.round(ctx, batch)
 		cancel()
+		span.End()
+		w.s.metrics.roundDone(len(batch), len(requeue), start)
 		if len(requeue) > 0 {
 			w.mu.Lock()
 			w.queue = append(requeue, w.queue...)
@@ -245,7 +254,9 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 	}
 	items := map[string]statestore.Item{}
 	if len(keys) > 0 {
-		list, err := s.bulkGet(ctx, keys...)
+		sctx, done := w.stage(ctx, stageRead)
+		list, err := s.bulkGet(sctx, keys...)
+		done()
 		if err != nil {
 			err = fmt.Errorf("read %d rooms: %w", len(rooms), err)
 			for _, rr := range rooms {
@@ -260,6 +271,7 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 
 	// 2. Decisions; a head this replica did not materialize is
 	// materialized first (in parallel, rooms apart).
+	dctx, decided := w.stage(ctx, stageDecide)
 	var slow []*roomRound
 	for _, rr := range rooms {
 		rr.items = items
@@ -281,7 +293,7 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 		}
 	}
 	eachRoom(slow, func(rr *roomRound) {
-		if err := s.materialize(ctx, rr.head); err != nil {
+		if err := s.materialize(dctx, rr.head); err != nil {
 			rr.failed = err
 			return
 		}
@@ -303,7 +315,7 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			return
 		}
 		if len(rr.d.replays) > 0 {
-			recs, err := s.eventRecords(ctx, rr.head, rr.d.replays)
+			recs, err := s.eventRecords(dctx, rr.head, rr.d.replays)
 			if err != nil {
 				rr.failed = err
 				return
@@ -311,9 +323,10 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			rr.replayed = recs
 		}
 		if rr.d.changed && needsTrim(rr.d.next.Deletes, now) {
-			rr.d.next.Deletes = s.trimDeletes(ctx, rr.id, rr.d.next.Deletes, now)
+			rr.d.next.Deletes = s.trimDeletes(dctx, rr.id, rr.d.next.Deletes, now)
 		}
 	})
+	decided()
 
 	// 3. One conditional write of every changed head.
 	var changed []*roomRound
@@ -322,7 +335,9 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			changed = append(changed, rr)
 		}
 	}
-	requeue = w.commitHeads(ctx, changed)
+	cctx, committed := w.stage(ctx, stageCommit)
+	requeue = w.commitHeads(cctx, changed)
+	committed()
 	return append(requeue, w.finish(ctx, rooms, refused, now)...)
 }
 
@@ -392,6 +407,7 @@ func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue
 			continue
 		}
 		// Lost the race: decide again from the new head.
+		w.s.metrics.conflicts.Inc()
 		for _, q := range rr.subs {
 			q.attempts++
 			if q.attempts >= maxAttempts {
@@ -484,6 +500,10 @@ func (w *writer) finish(ctx context.Context, rooms []*roomRound, refused []refus
 	if ids := roomsOf(batch); len(ids) == 1 {
 		batch.RoomID = ids[0]
 	}
+	w.s.metrics.settled(outcomeRefused, len(refused))
+	for _, rr := range rooms {
+		w.s.metrics.roomSettled(rr)
+	}
 
 	// Callers that do not wait for the announcement are answered now: what
 	// they asked is durable.
@@ -514,14 +534,20 @@ func (w *writer) finish(ctx context.Context, rooms []*roomRound, refused []refus
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
+		ctx, published := w.stage(ctx, stagePublish)
+		defer published()
+		batch.TraceParent = telemetry.TraceParent(ctx)
 		pubErr = s.announce(ctx, batch)
+		w.s.metrics.deadLetters.Add(float64(len(dead)))
 		for _, d := range dead {
 			if err := s.pub.Publish(ctx, events.TopicDeadLetter, d); err != nil {
 				s.log.WarnContext(ctx, "dead-letter a submission", "room_id", d.Submission.RoomID, "err", err)
 			}
 		}
 	}()
-	w.materializeRound(ctx, stored)
+	mctx, materialized := w.stage(ctx, stageMaterialize)
+	w.materializeRound(mctx, stored)
+	materialized()
 	wg.Wait()
 	if pubErr != nil {
 		s.log.ErrorContext(ctx, "announce room events", "rooms", len(stored), "err", pubErr)
