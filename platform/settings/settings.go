@@ -177,6 +177,11 @@ func (b Base) check() error {
 		errs = append(errs, fmt.Errorf("AUTH_LEEWAY %s is negative", b.Leeway))
 	}
 	errs = append(errs, b.Telemetry.check())
+	if b.MetricsAddr != "" && b.Port != "" && b.Port != "0" {
+		if _, port, err := net.SplitHostPort(b.MetricsAddr); err == nil && port == b.Port {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is the service's own port: metrics need a listener of their own", b.MetricsAddr))
+		}
+	}
 	return errors.Join(errs...)
 }
 

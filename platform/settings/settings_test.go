@@ -87,6 +87,7 @@ func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
 		{"service field", "TEST_WINDOW", "2h", []string{"TEST_WINDOW must be at most 1h"}},
 		{"metrics address without a port", "METRICS_ADDR", "127.0.0.1", []string{`METRICS_ADDR "127.0.0.1" is not host:port`}},
 		{"metrics port out of range", "METRICS_ADDR", ":99999", []string{`METRICS_ADDR ":99999" has no valid port`}},
+		{"metrics on the service's port", "METRICS_ADDR", "127.0.0.1:8083", []string{"the service's own port"}},
 		{"unknown exporter", "OTEL_TRACES_EXPORTER", "jaeger", []string{"OTEL_TRACES_EXPORTER", "jaeger"}},
 		{"unknown protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", []string{"http/json"}},
 		{"unknown sampler", "OTEL_TRACES_SAMPLER", "sometimes", []string{"OTEL_TRACES_SAMPLER", "sometimes"}},
