@@ -68,6 +68,13 @@ type Options struct {
 	// own (App.DaprdProfilePort), for benchmarks that look for where a
 	// sidecar spends its CPU.
 	DaprdProfiling bool
+	// Pprof serves Go's pprof from every app on its metrics port
+	// (App.MetricsPort, /debug/pprof/).
+	Pprof bool
+	// TraceEndpoint, an OTLP/HTTP base URL (http://host:4318), turns
+	// tracing on: every app exports its spans there, and every sidecar
+	// its own (sampling everything), so one trace shows both.
+	TraceEndpoint string
 }
 
 // App is one running service replica with its sidecar.
@@ -80,6 +87,9 @@ type App struct {
 	// DaprdProfilePort serves the sidecar's pprof (Options.DaprdProfiling),
 	// else 0.
 	DaprdProfilePort int
+	// MetricsPort serves the app's /metrics on 127.0.0.1 (METRICS_ADDR),
+	// and /debug/pprof/ with Options.Pprof.
+	MetricsPort int
 
 	spec    procs.Spec
 	sidecar daprd.Sidecar
@@ -92,6 +102,23 @@ type App struct {
 
 // URL is the app's own base URL (not through the gateway).
 func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
+
+// MetricsURL is the app's /metrics.
+func (a *App) MetricsURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(a.MetricsPort) + "/metrics"
+}
+
+// DaprdMetricsURL is the sidecar's Prometheus metrics, or "" when the
+// sidecar serves none (a daprd other than papo's build; see
+// daprd.LoopbackMetrics).
+func (a *App) DaprdMetricsURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sidecar.Metrics {
+		return ""
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(a.sidecar.MetricsPort) + "/"
+}
 
 // Stack is a running papo system.
 type Stack struct {
@@ -269,8 +296,22 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.TraceEndpoint != "" {
+		tc, err := s.tracingConfig(opts.TraceEndpoint)
+		if err != nil {
+			return nil, err
+		}
+		configs = append(configs, tc)
+	}
 
 	if err := s.plan(binDir, resources, configs, vars); err != nil {
+		return nil, err
+	}
+	sidecarMetrics := daprd.LoopbackMetrics(ctx, daprdPath)
+	for _, a := range s.apps {
+		a.sidecar.Metrics = sidecarMetrics
+	}
+	if err := s.writePrometheusConfig(); err != nil {
 		return nil, err
 	}
 	for _, a := range s.apps {
@@ -412,9 +453,9 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
 	}
-	per := 6
+	per := 7
 	if s.opts.DaprdProfiling {
-		per = 7
+		per = 8
 	}
 	all, err := FreePorts(per * len(names))
 	if err != nil {
@@ -423,7 +464,7 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	var wsURLs []string
 	for i, n := range names {
 		ports := all[per*i : per*i+per]
-		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
+		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], MetricsPort: ports[6], stack: s}
 		if n.appID == "gateway" && gwPort != "0" {
 			p, err := strconv.Atoi(gwPort)
 			if err != nil {
@@ -449,8 +490,8 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			LogLevel:     s.opts.DaprdLogLevel,
 		}
 		if s.opts.DaprdProfiling {
-			a.DaprdProfilePort = ports[6]
-			a.sidecar.ProfilePort = ports[6]
+			a.DaprdProfilePort = ports[7]
+			a.sidecar.ProfilePort = ports[7]
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())
@@ -469,6 +510,14 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			"DAPR_GRPC_PORT=" + strconv.Itoa(a.DaprGRPC),
 			"APP_ID=" + a.AppID,
 			"APP_REPLICA=" + a.Name,
+			// Metrics on loopback, never on the app's (or gateway's) port.
+			"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(a.MetricsPort),
+			"METRICS_PPROF=" + strconv.FormatBool(s.opts.Pprof),
+			"OTEL_SERVICE_NAME=" + a.AppID,
+			"OTEL_RESOURCE_ATTRIBUTES=service.instance.id=" + a.Name,
+		}
+		if s.opts.TraceEndpoint != "" {
+			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+s.opts.TraceEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 		}
 		switch a.AppID {
 		case "gateway":
@@ -645,6 +694,10 @@ func (s *Stack) waitReady(ctx context.Context, daprdPath string, width int) erro
 			retries[r.app]++
 			fmt.Fprintf(s.opts.Progress, "papo: %s lost a port to another process; restarting it on new ports\n", r.app.Name)
 			if err := r.app.newSidecarPorts(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := s.writePrometheusConfig(); err != nil {
 				errs = append(errs, err)
 				continue
 			}
