@@ -15,6 +15,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// metricsPort is where every app serves /metrics in a pod.
+const metricsPort = 9464
+
 // namespace is where k8s/base puts papo; dapr/kubernetes/config.yaml's
 // access control names it in every policy.
 const namespace = "papo"
@@ -162,8 +165,24 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 		t.Fatalf("%s has %d containers; the injector adds daprd", a.id, len(d.Spec.Template.Spec.Containers))
 	}
 	c := d.Spec.Template.Spec.Containers[0]
-	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != int32(a.port) || c.Ports[0].Name != "http" {
-		t.Errorf("%s container ports %+v, want http %d", a.id, c.Ports, a.port)
+	if len(c.Ports) != 2 || c.Ports[0].ContainerPort != int32(a.port) || c.Ports[0].Name != "http" ||
+		c.Ports[1].ContainerPort != metricsPort || c.Ports[1].Name != "metrics" {
+		t.Errorf("%s container ports %+v, want http %d and metrics %d", a.id, c.Ports, a.port, metricsPort)
+	}
+	// Metrics on a port of their own, announced to Prometheus; the
+	// sidecar's too.
+	if got := envValue(c, "METRICS_ADDR"); got != ":"+strconv.Itoa(metricsPort) {
+		t.Errorf("%s METRICS_ADDR = %q, want :%d", a.id, got, metricsPort)
+	}
+	for k, want := range map[string]string{
+		"prometheus.io/scrape":   "true",
+		"prometheus.io/port":     strconv.Itoa(metricsPort),
+		"prometheus.io/path":     "/metrics",
+		"dapr.io/enable-metrics": "true",
+	} {
+		if ann[k] != want {
+			t.Errorf("%s annotation %s = %q, want %q", a.id, k, ann[k], want)
+		}
 	}
 	if got := envValue(c, "APP_PORT"); got != strconv.Itoa(a.port) {
 		t.Errorf("%s APP_PORT = %q, want %d", a.id, got, a.port)
