@@ -33,7 +33,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	mk := func(name, help string) *outcomes {
 		vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name, Help: help}, []string{"result"})
 		reg.MustRegister(vec)
-		return &outcomes{vec: vec, by: map[string]prometheus.Counter{}}
+		// "ok" exists from the start (at 0), for dashboards and rules.
+		return &outcomes{vec: vec, by: map[string]prometheus.Counter{"ok": vec.WithLabelValues("ok")}}
 	}
 	return &Metrics{
 		logins:        mk("papo_auth_logins_total", "Password logins, by result: ok or the error code (the failure's reason)."),

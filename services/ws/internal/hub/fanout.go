@@ -14,12 +14,7 @@ func (h *Hub) RoomEvents(b events.RoomEventBatch) {
 	if span := h.startDeliver(b); span != nil {
 		defer span.End()
 	}
-	now := time.Now()
-	for _, e := range b.Events {
-		if !e.CreatedAt.IsZero() {
-			h.metrics.fanoutLag.Observe(now.Sub(e.CreatedAt).Seconds())
-		}
-	}
+	h.metrics.batchArrived(b.Events)
 	byRoom := map[string][]api.Event{}
 	var order []string
 	for _, e := range b.Events {

@@ -126,7 +126,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	lag := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "papo_ws_fanout_lag_seconds",
-		Help:    "Fan-out lag: from an event's commit to its batch reaching this replica through room.events.",
+		Help:    "Fan-out lag: from the commit of a room.events batch's newest event to the batch reaching this replica.",
 		Buckets: telemetry.LatencyBuckets,
 	})
 	submit := prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -156,6 +156,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.framesOut[i] = out.WithLabelValues(outNames[i])
 	}
 	m.submit[0], m.submit[1] = submit.WithLabelValues("ok"), submit.WithLabelValues("error")
+	// The codes the hub itself answers exist from the start (at 0), so a
+	// dashboard or rule finds them before the first refusal.
+	for _, code := range []string{"missing_field", "invalid_json", "not_a_member", "rate_limited", "server_busy",
+		"too_many_pending", "frame_too_large", "unknown_type", "unavailable"} {
+		m.byCode(m.refusals, m.refusalVec, code)
+	}
+	for _, code := range []string{"missing_token", "invalid_token", "origin_not_allowed", "shutting_down"} {
+		m.byCode(m.refusedHS, m.handshakes, code)
+	}
 	return m
 }
 
@@ -217,6 +226,20 @@ func (m *Metrics) byCode(cache map[string]prometheus.Counter, vec *prometheus.Co
 		cache[code] = c
 	}
 	return c
+}
+
+// batchArrived records the fan-out lag of a room.events batch: from the
+// commit of its newest event (a batch may repeat older ones) to now.
+func (m *Metrics) batchArrived(evs []api.Event) {
+	var newest time.Time
+	for i := range evs {
+		if evs[i].CreatedAt.After(newest) {
+			newest = evs[i].CreatedAt
+		}
+	}
+	if !newest.IsZero() {
+		m.fanoutLag.Observe(time.Since(newest).Seconds())
+	}
 }
 
 // wrote counts a frame written to a socket; an event frame's delivery
