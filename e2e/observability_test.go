@@ -192,6 +192,10 @@ func TestAChatMovesTheMetricsByWhatHappened(t *testing.T) {
 	if _, err := os.Stat(cfg.RuleFiles[0]); err != nil {
 		t.Fatalf("the rules the configuration loads: %v", err)
 	}
+	// Prometheus itself accepts the configuration (and its rules).
+	if out, err := exec.Command(tool, "check", "config", s.PrometheusConfig()).CombinedOutput(); err != nil {
+		t.Fatalf("promtool check config: %v\n%s", err, out)
+	}
 
 	ctx := context.Background()
 	alice, bob, carol := newUser(t, s, "alice"), newUser(t, s, "bob"), newUser(t, s, "carol")
