@@ -202,12 +202,18 @@ func wsURL(s *launcher.Stack, replica string) string {
 	return "ws" + strings.TrimPrefix(s.App(replica).URL(), "http") + "/ws"
 }
 
+// appToken is the header a ws replica wants from its callers (the
+// gateway's proxy presents it): the stack's app API token.
+func appToken(s *launcher.Stack) http.Header {
+	return http.Header{"Dapr-Api-Token": {s.Tokens.App}}
+}
+
 // dialReplica opens a WebSocket straight to one ws replica as u.
 func dialReplica(b *testing.B, s *launcher.Stack, replica string, u *user) *client.WS {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ws, err := client.DialWS(ctx, wsURL(s, replica), u.Token, &client.WSOptions{Buffer: 1 << 16})
+	ws, err := client.DialWS(ctx, wsURL(s, replica), u.Token, &client.WSOptions{Buffer: 1 << 16, Header: appToken(s)})
 	if err != nil {
 		b.Fatalf("dial %s as %s: %v", replica, u.Username, err)
 	}

@@ -14,13 +14,14 @@ type runFile struct {
 	Version int `json:"version"`
 	Common  struct {
 		ResourcesPath      string            `json:"resourcesPath"`
-		ConfigFilePath     string            `json:"configFilePath"`
+		ConfigFilePath     string            `json:"configFilePath,omitempty"`
 		AppProtocol        string            `json:"appProtocol"`
 		AppHealthCheckPath string            `json:"appHealthCheckPath"`
 		Env                map[string]string `json:"env"`
 	} `json:"common"`
 	Apps []struct {
 		AppID                string            `json:"appID"`
+		ConfigFilePath       string            `json:"configFilePath"`
 		AppDirPath           string            `json:"appDirPath"`
 		AppPort              int               `json:"appPort"`
 		DaprHTTPPort         int               `json:"daprHTTPPort"`
@@ -41,7 +42,9 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 		t.Errorf("version %d, want 1", f.Version)
 	}
 	mustExist(t, "common.resourcesPath", f.Common.ResourcesPath)
-	mustExist(t, "common.configFilePath", f.Common.ConfigFilePath)
+	if f.Common.ConfigFilePath != "" {
+		t.Errorf("common.configFilePath %s: each app runs with its own Configuration", f.Common.ConfigFilePath)
+	}
 	for _, env := range []string{"APP_HOST", "LOG_LEVEL"} {
 		if f.Common.Env[env] == "" {
 			t.Errorf("common env has no %s", env)
@@ -55,6 +58,20 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 		count[a.AppID]++
 		if a.AppDirPath != "./services/"+a.AppID {
 			t.Errorf("%s appDirPath %q", a.AppID, a.AppDirPath)
+		}
+		// Its own Configuration: the API allow-list of dapr/<app-id>.yaml.
+		if a.ConfigFilePath != "./dapr/"+a.AppID+".yaml" {
+			t.Errorf("%s configFilePath %q, want ./dapr/%s.yaml", a.AppID, a.ConfigFilePath, a.AppID)
+		}
+		mustExist(t, a.AppID+" configFilePath", a.ConfigFilePath)
+		// The API tokens come from the shell (docs/deploy.md), never from
+		// the file: a value here would be a secret in Git.
+		for _, env := range []map[string]string{a.Env, f.Common.Env} {
+			for _, k := range []string{"APP_API_TOKEN", "DAPR_API_TOKEN"} {
+				if _, ok := env[k]; ok {
+					t.Errorf("%s sets %s in the run file", a.AppID, k)
+				}
+			}
 		}
 		// The first replica keeps the reference port; further ws replicas
 		// take the next ones.

@@ -4,9 +4,11 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -96,5 +98,37 @@ func read(t *testing.T, rel string, v any) {
 	}
 	if err := yaml.Unmarshal(b, v); err != nil {
 		t.Fatalf("%s: %v", rel, err)
+	}
+}
+
+// TestTheMonitoringComponentOpensOnlyTheMetricsPorts: k8s/base denies
+// ingress by default, so the component lets Prometheus's namespace reach
+// the apps' and sidecars' metrics ports, and nothing more.
+func TestTheMonitoringComponentOpensOnlyTheMetricsPorts(t *testing.T) {
+	var np networkingv1.NetworkPolicy
+	read(t, filepath.Join("k8s", "monitoring", "networkpolicy.yaml"), &np)
+	if got := np.Spec.PodSelector.MatchLabels["app.kubernetes.io/part-of"]; got != "papo" {
+		t.Errorf("selects %v, want every papo pod", np.Spec.PodSelector.MatchLabels)
+	}
+	if len(np.Spec.Ingress) != 1 {
+		t.Fatalf("%d ingress rules, want 1", len(np.Spec.Ingress))
+	}
+	rule := np.Spec.Ingress[0]
+	if len(rule.From) != 1 || rule.From[0].NamespaceSelector == nil || rule.From[0].PodSelector != nil || rule.From[0].IPBlock != nil {
+		t.Errorf("from %+v, want one namespace (Prometheus's)", rule.From)
+	}
+	var ports []int32
+	for _, p := range rule.Ports {
+		ports = append(ports, p.Port.IntVal)
+	}
+	if want := []int32{metricsPort, 9090}; !slices.Equal(ports, want) {
+		t.Errorf("ports %v, want %v (the app's and the sidecar's metrics)", ports, want)
+	}
+	var kust struct {
+		Resources []string `json:"resources"`
+	}
+	read(t, filepath.Join("k8s", "monitoring", "kustomization.yaml"), &kust)
+	if !slices.Contains(kust.Resources, "networkpolicy.yaml") {
+		t.Errorf("the component's resources %v leave the NetworkPolicy out", kust.Resources)
 	}
 }

@@ -150,6 +150,7 @@ func TestARestartedServiceRefusesTokensRevokedBeforeIt(t *testing.T) {
 	rooms := func(token string) int {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, msg.URL()+"/api/v1/rooms", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("dapr-api-token", s.Tokens.App) // as its sidecar would
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -456,7 +456,7 @@ func TestASendIsOneTraceFromSocketToEveryReplica(t *testing.T) {
 				sidecars++
 			}
 		}
-		if (has("ws", "ws submit") && has("message", "message round") && has("message", "round publish") &&
+		if (has("ws", "ws submit") && has("message", "message round") && has("message", "round announce") && has("message", "round materialize") &&
 			len(replicas()) == 2 && sidecars > 0) || time.Now().After(deadline) {
 			break
 		}
@@ -474,7 +474,7 @@ func TestASendIsOneTraceFromSocketToEveryReplica(t *testing.T) {
 	for _, w := range []struct{ service, name string }{
 		{"ws", "ws send"}, {"ws", "ws submit"},
 		{"message", "POST /internal/v1/submissions"}, {"message", "message round"},
-		{"message", "round read"}, {"message", "round commit"}, {"message", "round publish"}, {"message", "round materialize"},
+		{"message", "round read"}, {"message", "round commit"}, {"message", "round announce"}, {"message", "round materialize"},
 		{"message", "state bulk_get"},
 		// The sidecars' own spans (daprd 1.14 names them so): the
 		// invocation, the publish, and the streaming delivery to ws.

@@ -6,6 +6,8 @@ package launcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +96,9 @@ type App struct {
 	spec    procs.Spec
 	sidecar daprd.Sidecar
 	stack   *Stack
+	// invokes says whether the sidecar's API serves service invocation
+	// (auth's does not: it calls no other app).
+	invokes bool
 
 	mu  sync.Mutex
 	app *procs.Proc
@@ -120,18 +125,33 @@ func (a *App) DaprdMetricsURL() string {
 	return "http://127.0.0.1:" + strconv.Itoa(a.sidecar.MetricsPort) + "/"
 }
 
+// Tokens are a stack's two API tokens (docs/ops.md, security model).
+type Tokens struct {
+	// App is APP_API_TOKEN: each sidecar sends it to its app, and every
+	// app refuses other callers (the gateway sends it to the ws replicas).
+	App string
+	// Dapr is DAPR_API_TOKEN: each sidecar refuses API calls without it.
+	Dapr string
+}
+
 // Stack is a running papo system.
 type Stack struct {
 	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080.
 	GatewayURL string
 	Profile    Profile
 	DataDir    string
+	// Tokens are made at random for each start and kept, readable by the
+	// owner only, in <DataDir>/api-tokens.env.
+	Tokens Tokens
 
 	opts Options
-	nats *natsjs.Server
-	sink *pushSink
-	apps []*App
-	lock *os.File
+	// tracing is the generated tracing Configuration, or "" when no trace
+	// endpoint is set.
+	tracing string
+	nats    *natsjs.Server
+	sink    *pushSink
+	apps    []*App
+	lock    *os.File
 }
 
 // Apps returns the replicas of appID, or every app when appID is "".
@@ -292,19 +312,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := renderComponents(componentsSrc, resources, vars); err != nil {
 		return nil, err
 	}
-	configs, err := s.daprConfigs()
-	if err != nil {
+	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
 	if opts.TraceEndpoint != "" {
-		tc, err := s.tracingConfig(opts.TraceEndpoint)
-		if err != nil {
+		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
 			return nil, err
 		}
-		configs = append(configs, tc)
 	}
 
-	if err := s.plan(binDir, resources, configs, vars); err != nil {
+	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
+		return nil, err
+	}
+	if err := s.plan(binDir, resources, vars); err != nil {
 		return nil, err
 	}
 	sidecarMetrics := daprd.LoopbackMetrics(ctx, daprdPath)
@@ -337,7 +357,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	return s, nil
 }
 
-// waitInvocation waits until every sidecar can invoke every app-id. A
+// waitInvocation waits until every sidecar that serves service invocation
+// can invoke every app-id. A
 // sidecar reports ready before its name resolver has initialized, and an
 // app's registration may land a moment after its own readiness, so a
 // stack is ready only when service invocation works from everywhere.
@@ -348,15 +369,16 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, from := range s.apps {
+		if !from.invokes {
+			continue
+		}
 		for id := range ids {
 			url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
-			var last, cause string
-			// The probes back off: the profiles' resiliency policies open a
-			// circuit breaker after 10 consecutive failures for 15 s, and
-			// quick probes of an app-id not resolvable yet would trip it.
-			wait := 100 * time.Millisecond
+			var last string
 			for {
-				resp, err := hc.Get(url)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				req.Header.Set("dapr-api-token", s.Tokens.Dapr)
+				resp, err := hc.Do(req)
 				if err == nil {
 					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 					resp.Body.Close()
@@ -367,18 +389,14 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 				} else {
 					last = err.Error()
 				}
-				if !strings.Contains(last, "circuit breaker is open") {
-					cause = last
-				}
+				// Service invocation has no circuit breaker (the profiles'
+				// resiliency.yaml says why), so quick probes of an app-id
+				// that does not resolve yet cost nothing but the calls.
 				select {
 				case <-ctx.Done():
-					if cause != "" && cause != last {
-						last += "; before that: " + cause
-					}
 					return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
-				case <-time.After(wait):
+				case <-time.After(100 * time.Millisecond):
 				}
-				wait = min(2*wait, 2*time.Second)
 			}
 		}
 	}
@@ -399,17 +417,26 @@ func (s *Stack) takeLock() error {
 	return nil
 }
 
-// daprConfigs returns the Configuration files for every sidecar: the
-// project's dapr/config.yaml, then a generated one that points name
-// resolution at this stack's own SQLite table, so app-ids of two stacks on
-// one machine never resolve to each other (mDNS would mix them).
-func (s *Stack) daprConfigs() ([]string, error) {
-	var configs []string
-	base := filepath.Join(s.opts.Root, "dapr", "config.yaml")
-	if _, err := os.Stat(base); err == nil {
-		configs = append(configs, base)
+// daprConfigs returns the Configuration files of appID's sidecar: the
+// project's dapr/<app-id>.yaml (tracing, metrics, the app's API
+// allow-list), then a generated one that points name resolution at this
+// stack's own SQLite table, so app-ids of two stacks on one machine never
+// resolve to each other (mDNS would mix them), and, with a trace
+// endpoint, the generated tracing.yaml.
+func (s *Stack) daprConfigs(appID string) ([]string, error) {
+	own := filepath.Join(s.opts.Root, "dapr", appID+".yaml")
+	if _, err := os.Stat(own); err != nil {
+		return nil, fmt.Errorf("the Dapr Configuration of %s: %w", appID, err)
 	}
-	nr := filepath.Join(s.DataDir, "nameresolution.yaml")
+	configs := []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}
+	if s.tracing != "" {
+		configs = append(configs, s.tracing)
+	}
+	return configs, nil
+}
+
+// writeNameResolution writes the stack's name resolution Configuration.
+func (s *Stack) writeNameResolution() error {
 	content := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
 kind: Configuration
 metadata:
@@ -426,14 +453,11 @@ spec:
       updateInterval: 15s
       timeout: 10s
 `, filepath.Join(s.DataDir, "nameresolution.db"))
-	if err := os.WriteFile(nr, []byte(content), 0o644); err != nil {
-		return nil, err
-	}
-	return append(configs, nr), nil
+	return os.WriteFile(filepath.Join(s.DataDir, "nameresolution.yaml"), []byte(content), 0o644)
 }
 
 // plan assigns every port of every app and sidecar.
-func (s *Stack) plan(binDir, resources string, configs []string, vars map[string]string) error {
+func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	type appName struct{ name, appID string }
 	var names []appName
 	for _, svc := range Services {
@@ -465,6 +489,13 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	for i, n := range names {
 		ports := all[per*i : per*i+per]
 		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], MetricsPort: ports[6], stack: s}
+		configs, err := s.daprConfigs(n.appID)
+		if err != nil {
+			return err
+		}
+		if a.invokes, err = daprd.ServesHTTP(configs[0], "invoke"); err != nil {
+			return err
+		}
 		if n.appID == "gateway" && gwPort != "0" {
 			p, err := strconv.Atoi(gwPort)
 			if err != nil {
@@ -488,6 +519,8 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			ResourcesDir: resources,
 			Configs:      configs,
 			LogLevel:     s.opts.DaprdLogLevel,
+			APIToken:     s.Tokens.Dapr,
+			AppToken:     s.Tokens.App,
 		}
 		if s.opts.DaprdProfiling {
 			a.DaprdProfilePort = ports[7]
@@ -510,6 +543,8 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			"DAPR_GRPC_PORT=" + strconv.Itoa(a.DaprGRPC),
 			"APP_ID=" + a.AppID,
 			"APP_REPLICA=" + a.Name,
+			"APP_API_TOKEN=" + s.Tokens.App,
+			"DAPR_API_TOKEN=" + s.Tokens.Dapr,
 			// Metrics on loopback, never on the app's (or gateway's) port.
 			"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(a.MetricsPort),
 			"METRICS_PPROF=" + strconv.FormatBool(s.opts.Pprof),
@@ -814,6 +849,40 @@ func buildServices(ctx context.Context, root, binDir string, progress io.Writer)
 		return fmt.Errorf("build services: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// newTokens makes a stack's API tokens, 32 random bytes each, and writes
+// them to path (mode 0600) as KEY=value lines, for an operator who wants
+// to call a sidecar or an app by hand.
+func newTokens(path string) (Tokens, error) {
+	random := func() (string, error) {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("make an API token: %w", err)
+		}
+		return hex.EncodeToString(b[:]), nil
+	}
+	var t Tokens
+	var err error
+	if t.App, err = random(); err != nil {
+		return t, err
+	}
+	if t.Dapr, err = random(); err != nil {
+		return t, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return t, err
+	}
+	defer f.Close()
+	// A file left from before with looser permissions keeps them on open.
+	if err := f.Chmod(0o600); err != nil {
+		return t, err
+	}
+	if _, err := fmt.Fprintf(f, "APP_API_TOKEN=%s\nDAPR_API_TOKEN=%s\n", t.App, t.Dapr); err != nil {
+		return t, err
+	}
+	return t, f.Close()
 }
 
 func ensureFile(path, content string) error {

@@ -99,7 +99,7 @@ func (s *Stack) MetricsSummary() string {
 // tracingConfig writes the Dapr Configuration that sends every sidecar's
 // spans to the OTLP/HTTP endpoint, sampling all (the apps' spans are
 // sampled by their parent's decision), and returns its path. Applied
-// after dapr/config.yaml, it overrides only the tracing section.
+// after the app's dapr/<app-id>.yaml, it overrides only the tracing section.
 func (s *Stack) tracingConfig(endpoint string) (string, error) {
 	u, err := url.Parse(endpoint)
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {

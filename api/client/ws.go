@@ -25,6 +25,9 @@ type WSOptions struct {
 	// Buffer is how many received frames wait for Read (default 4096);
 	// when it is full the client stops reading the socket.
 	Buffer int
+	// Header adds handshake headers: tests that dial a ws replica
+	// directly, past the gateway, send its app API token here.
+	Header http.Header
 }
 
 // WS is a WebSocket connection to papo's /ws. One goroutine reads the
@@ -63,7 +66,10 @@ func DialWS(ctx context.Context, url, token string, opts *WSOptions) (*WS, error
 	if opts == nil {
 		opts = &WSOptions{}
 	}
-	h := http.Header{}
+	h := opts.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	if opts.Origin != "" {
 		h.Set("Origin", opts.Origin)
 	}

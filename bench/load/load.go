@@ -141,6 +141,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	progress("%d rooms made in %s", len(run.rooms), time.Since(start).Round(time.Millisecond))
+	run.allocate()
 	start = time.Now()
 	if err := run.dial(ctx, users); err != nil {
 		run.closeAll()
@@ -148,6 +149,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	defer run.closeAll()
 	progress("%d sockets open in %s", len(run.socks), time.Since(start).Round(time.Millisecond))
+	if !cfg.Idle {
+		// Every socket tells its room peers that it came online; the
+		// schedule starts once those presence frames have stopped, so the
+		// measured window is not the tail of the connection storm.
+		start = time.Now()
+		quiet := run.settle(ctx, 2*time.Second, time.Minute)
+		progress("presence settled in %s (quiet: %v)", time.Since(start).Round(time.Millisecond), quiet)
+	}
 
 	if cfg.Idle {
 		progress("measure start")
@@ -169,12 +178,46 @@ type runState struct {
 	rooms []*room
 	socks []*sock
 
-	// measureFrom and measureTo bound the scheduled times counted.
-	measureFrom, measureTo time.Time
+	// measureFrom and measureTo bound the scheduled times counted (unix
+	// ns; readers run before they are set).
+	measureFrom, measureTo atomic.Int64
 	// closing is set when the run closes its sockets itself; a socket that
 	// ends before that is a disconnect.
 	closing     atomic.Bool
 	disconnects atomic.Int64
+	// lastSignal is when the latest presence frame arrived (unix ns).
+	lastSignal atomic.Int64
+	readers    sync.WaitGroup
+	// perRoom is each room's number of scheduled messages.
+	perRoom int
+}
+
+// allocate sizes the per-message records before any socket reads.
+func (r *runState) allocate() {
+	if r.cfg.Idle {
+		return
+	}
+	perRoom := r.cfg.Rate / float64(len(r.rooms))
+	r.perRoom = int(math.Ceil((r.cfg.Warmup+r.cfg.Duration).Seconds()*perRoom)) + 1
+	for _, rm := range r.rooms {
+		rm.sent = make([]atomic.Int64, r.perRoom)
+		rm.acked = make([]atomic.Bool, r.perRoom)
+		rm.seqOf = make([]atomic.Int64, r.perRoom)
+	}
+}
+
+// settle waits until no presence frame has arrived for quiet, at most max;
+// it reports whether it got quiet.
+func (r *runState) settle(ctx context.Context, quiet, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	r.lastSignal.CompareAndSwap(0, time.Now().UnixNano())
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if time.Since(time.Unix(0, r.lastSignal.Load())) >= quiet {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 type member struct {
@@ -370,7 +413,12 @@ func (r *runState) dial(ctx context.Context, users []*member) error {
 			ws.Close()
 			return err
 		}
-		socks[i] = &sock{ws: ws, room: t.rm, refused: map[string]int{}, done: make(chan struct{})}
+		s := &sock{ws: ws, room: t.rm, refused: map[string]int{}, done: make(chan struct{}), got: make([]uint8, r.perRoom)}
+		socks[i] = s
+		if !r.cfg.Idle {
+			r.readers.Add(1)
+			go func() { defer r.readers.Done(); r.read(s) }()
+		}
 		return nil
 	})
 	for _, s := range socks {
@@ -422,24 +470,13 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 	cfg := r.cfg
 	perRoom := cfg.Rate / float64(len(r.rooms))
 	total := cfg.Warmup + cfg.Duration
-	n := int(math.Ceil(total.Seconds()*perRoom)) + 1
-	for _, rm := range r.rooms {
-		rm.sent = make([]atomic.Int64, n)
-		rm.acked = make([]atomic.Bool, n)
-		rm.seqOf = make([]atomic.Int64, n)
-	}
-	for _, s := range r.socks {
-		s.got = make([]uint8, n)
-	}
-	var readers sync.WaitGroup
-	for _, s := range r.socks {
-		readers.Add(1)
-		go func() { defer readers.Done(); r.read(s) }()
-	}
+	n := r.perRoom
 
 	t0 := time.Now().Add(500 * time.Millisecond)
-	r.measureFrom = t0.Add(cfg.Warmup)
-	r.measureTo = r.measureFrom.Add(cfg.Duration)
+	from := t0.Add(cfg.Warmup)
+	to := from.Add(cfg.Duration)
+	r.measureFrom.Store(from.UnixNano())
+	r.measureTo.Store(to.UnixNano())
 	interval := time.Duration(float64(time.Second) / perRoom)
 	var senders sync.WaitGroup
 	sendErrs := make(chan error, len(r.rooms))
@@ -474,12 +511,12 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 	}
 	go func() {
 		select {
-		case <-time.After(time.Until(r.measureFrom)):
+		case <-time.After(time.Until(from)):
 			progress("measure start")
 		case <-ctx.Done():
 		}
 		select {
-		case <-time.After(time.Until(r.measureTo)):
+		case <-time.After(time.Until(to)):
 			progress("measure end")
 		case <-ctx.Done():
 		}
@@ -495,7 +532,7 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.closeAll()
-	readers.Wait()
+	r.readers.Wait()
 	close(sendErrs)
 	rep := r.report()
 	var errs []error
@@ -508,7 +545,7 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 // counted reports whether message k of rm falls in the measured window.
 func (r *runState) counted(rm *room, k int) bool {
 	at := rm.sent[k].Load()
-	return at != 0 && at >= r.measureFrom.UnixNano() && at < r.measureTo.UnixNano()
+	return at != 0 && at >= r.measureFrom.Load() && at < r.measureTo.Load()
 }
 
 // complete reports whether every counted message was acked or refused and
@@ -573,7 +610,7 @@ func (r *runState) read(s *sock) {
 			if s.got[k] < 255 {
 				s.got[k]++
 			}
-			if s.got[k] == 1 && at >= r.measureFrom.UnixNano() && at < r.measureTo.UnixNano() {
+			if s.got[k] == 1 && at >= r.measureFrom.Load() && at < r.measureTo.Load() {
 				s.lat = append(s.lat, time.Duration(now-at))
 			}
 			s.mu.Unlock()
@@ -590,6 +627,8 @@ func (r *runState) read(s *sock) {
 					s.mu.Unlock()
 				}
 			}
+		case api.FramePresence:
+			r.lastSignal.Store(now)
 		case api.FrameError:
 			k, ok := r.clientIndex(f.Ref)
 			s.mu.Lock()

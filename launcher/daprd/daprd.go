@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Version is the daprd version papo pins.
@@ -182,6 +184,11 @@ type Sidecar struct {
 	// (daprd's --enable-profiling), for finding where a sidecar spends
 	// its CPU under load.
 	ProfilePort int
+	// APIToken (DAPR_API_TOKEN) is what every caller of the sidecar's API
+	// must send; AppToken (APP_API_TOKEN) is what the sidecar sends to
+	// its app on every call. Empty leaves the check off (component tests).
+	APIToken string
+	AppToken string
 }
 
 // Args returns daprd's command line. Every port is explicit (daprd picks a
@@ -219,10 +226,17 @@ func (s Sidecar) Args() []string {
 }
 
 // Env returns the environment additions daprd needs: it announces
-// 127.0.0.1 to name resolution instead of the machine's address, and
-// papo's build serves its metrics on 127.0.0.1:MetricsPort.
+// 127.0.0.1 to name resolution instead of the machine's address, the API
+// tokens (daprd reads them from the environment only), and where papo's
+// build serves its metrics (127.0.0.1:MetricsPort).
 func (s Sidecar) Env() []string {
 	env := []string{"DAPR_HOST_IP=127.0.0.1"}
+	if s.APIToken != "" {
+		env = append(env, "DAPR_API_TOKEN="+s.APIToken)
+	}
+	if s.AppToken != "" {
+		env = append(env, "APP_API_TOKEN="+s.AppToken)
+	}
 	if s.Metrics {
 		env = append(env, fmt.Sprintf("PAPO_DAPRD_METRICS_ADDR=127.0.0.1:%d", s.MetricsPort))
 	}
@@ -239,3 +253,45 @@ func cmpOr(a, b string) string {
 // ErrNotInstalled is returned when no daprd is found and building is not
 // allowed.
 var ErrNotInstalled = errors.New("daprd not installed")
+
+// ServesHTTP reports whether a sidecar run with the Configuration file at
+// path serves the HTTP API named api ("invoke", "state", …) under
+// spec.api: daprd serves every HTTP API when the allow-list names none,
+// and otherwise only those it names (and health). A denied name wins.
+func ServesHTTP(path, api string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	var c struct {
+		Spec struct {
+			API struct {
+				Allowed []apiRule `yaml:"allowed"`
+				Denied  []apiRule `yaml:"denied"`
+			} `yaml:"api"`
+		} `yaml:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	has := func(rules []apiRule) (named, any bool) {
+		for _, r := range rules {
+			if strings.EqualFold(r.Protocol, "http") {
+				any = true
+				named = named || r.Name == api
+			}
+		}
+		return named, any
+	}
+	if denied, _ := has(c.Spec.API.Denied); denied {
+		return false, nil
+	}
+	allowed, anyHTTP := has(c.Spec.API.Allowed)
+	return allowed || !anyHTTP, nil
+}
+
+type apiRule struct {
+	Name     string `yaml:"name"`
+	Version  string `yaml:"version"`
+	Protocol string `yaml:"protocol"`
+}

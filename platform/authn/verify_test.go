@@ -389,7 +389,7 @@ func sidecar(t *testing.T, appID string, handler http.Handler) *invoke.Client {
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	_, port, _ := net.SplitHostPort(u.Host)
-	return invoke.New(port)
+	return invoke.New(port, "")
 }
 
 func TestRemoteKeysFetchTheJWKSThroughInvocation(t *testing.T) {
@@ -405,6 +405,23 @@ func TestRemoteKeysFetchTheJWKSThroughInvocation(t *testing.T) {
 	v := authn.NewVerifier(cfg, authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{}))
 	if _, err := v.Verify(context.Background(), ed.sign(t, jwt.SigningMethodEdDSA, baseClaims(), nil)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemoteKeysDoNotPassOnWhatTheSidecarSaid: a sidecar's own error
+// names internal addresses; a client reading keys_unavailable must not
+// see them.
+func TestRemoteKeysDoNotPassOnWhatTheSidecarSaid(t *testing.T) {
+	inv := sidecar(t, "auth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"errorCode":"ERR_DIRECT_INVOKE","message":"fail to invoke, id: auth, err: dial tcp 10.1.2.3:50002: connection refused"}`))
+	}))
+	ed := newEd(t, "k1")
+	v := authn.NewVerifier(cfg, authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{}))
+	_, err := v.Verify(context.Background(), ed.sign(t, jwt.SigningMethodEdDSA, baseClaims(), nil))
+	expectCode(t, err, "keys_unavailable")
+	if strings.Contains(err.Error(), "10.1.2.3") || strings.Contains(err.Error(), "ERR_DIRECT_INVOKE") {
+		t.Fatalf("the error %q passes on the sidecar's answer", err)
 	}
 }
 
@@ -433,7 +450,7 @@ func TestRemoteSessionsCheck(t *testing.T) {
 	if err := s.Check(ctx, authn.ExternalSessionPrefix+"abc"); err != nil {
 		t.Fatalf("external session: %v", err)
 	}
-	down := authn.NewRemoteSessions(invoke.New("1"), "auth")
+	down := authn.NewRemoteSessions(invoke.New("1", ""), "auth")
 	if err := down.Check(ctx, "live"); apierror.KindOf(err) != apierror.Unavailable {
 		t.Fatalf("auth unreachable: got %v, want Unavailable (not a revocation)", err)
 	}

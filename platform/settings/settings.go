@@ -24,10 +24,18 @@ import (
 
 // Base holds the variables every service reads. APP_PORT has no default
 // because each service listens on its own: set Port before Load, and the
-// environment overrides it.
+// environment overrides it. The two API tokens have no default: Load
+// refuses to start without them.
 type Base struct {
-	Host         string     `envconfig:"APP_HOST" default:"0.0.0.0"`
-	Port         string     `envconfig:"APP_PORT"`
+	// Host is the address the app listens on: loopback unless set, since
+	// only its own sidecar calls it (the gateway's public listener and the
+	// ws replicas the gateway proxies to set 0.0.0.0 where they need to).
+	Host string `envconfig:"APP_HOST" default:"127.0.0.1"`
+	Port string `envconfig:"APP_PORT"`
+	// ProbePort, when set, also serves /healthz and /readyz (and nothing
+	// else) on every interface, for the kubelet's probes while Host is
+	// loopback.
+	ProbePort    string     `envconfig:"APP_PROBE_PORT"`
 	DaprHTTPPort string     `envconfig:"DAPR_HTTP_PORT" default:"3500"`
 	DaprGRPCPort string     `envconfig:"DAPR_GRPC_PORT" default:"50001"`
 	LogLevel     slog.Level `envconfig:"LOG_LEVEL" default:"info"`
@@ -40,6 +48,16 @@ type Base struct {
 	// tokens are accepted too (docs/auth.md); authn.ParseTrustedIssuers
 	// reads it.
 	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
+	// AppAPIToken is the secret the sidecar sends in the dapr-api-token
+	// header on every call it makes to the app (daprd reads the same
+	// APP_API_TOKEN): the app refuses any other caller
+	// (httpapi.RequireAppToken). The gateway also presents it to the ws
+	// replicas it proxies WebSockets to.
+	AppAPIToken string `envconfig:"APP_API_TOKEN"`
+	// DaprAPIToken is the secret the sidecar wants in the dapr-api-token
+	// header of every call to its API (daprd reads the same
+	// DAPR_API_TOKEN); the SDK client and the invoke client send it.
+	DaprAPIToken string `envconfig:"DAPR_API_TOKEN"`
 	// Telemetry says where metrics are served and where traces go
 	// (package telemetry).
 	Telemetry
@@ -133,6 +151,11 @@ func (t Telemetry) check() error {
 	return errors.Join(errs...)
 }
 
+// MinTokenLength is the shortest APP_API_TOKEN and DAPR_API_TOKEN Load
+// accepts: 32 characters, e.g. 16 random bytes in hex (the launcher makes
+// 32 random bytes, `openssl rand -hex 32` does the same).
+const MinTokenLength = 32
+
 // Validator is a configuration that checks itself; Load calls Validate
 // after the environment is read, so a service validates in one place.
 type Validator interface {
@@ -166,9 +189,13 @@ func Load(spec any) error {
 
 func (b Base) check() error {
 	var errs []error
-	for _, p := range []struct{ key, value string }{
+	ports := []struct{ key, value string }{
 		{"APP_PORT", b.Port}, {"DAPR_HTTP_PORT", b.DaprHTTPPort}, {"DAPR_GRPC_PORT", b.DaprGRPCPort},
-	} {
+	}
+	if b.ProbePort != "" {
+		ports = append(ports, struct{ key, value string }{"APP_PROBE_PORT", b.ProbePort})
+	}
+	for _, p := range ports {
 		if n, err := strconv.Atoi(p.value); err != nil || n < 0 || n > 65535 {
 			errs = append(errs, fmt.Errorf("%s %q is not a port", p.key, p.value))
 		}
@@ -177,9 +204,18 @@ func (b Base) check() error {
 		errs = append(errs, fmt.Errorf("AUTH_LEEWAY %s is negative", b.Leeway))
 	}
 	errs = append(errs, b.Telemetry.check())
-	if b.MetricsAddr != "" && b.Port != "" && b.Port != "0" {
-		if _, port, err := net.SplitHostPort(b.MetricsAddr); err == nil && port == b.Port {
-			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is the service's own port: metrics need a listener of their own", b.MetricsAddr))
+	if b.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(b.MetricsAddr); err == nil && port != "" && port != "0" && (port == b.Port || port == b.ProbePort) {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is one of the service's own ports: metrics need a listener of their own", b.MetricsAddr))
+		}
+	}
+	// Without these every internal hop would be open to whoever reaches
+	// a port, so a service does not start without them (docs/ops.md).
+	for _, tok := range []struct{ key, value string }{
+		{"APP_API_TOKEN", b.AppAPIToken}, {"DAPR_API_TOKEN", b.DaprAPIToken},
+	} {
+		if len(tok.value) < MinTokenLength {
+			errs = append(errs, fmt.Errorf("%s must be set to a secret of at least %d characters (docs/ops.md, security model)", tok.key, MinTokenLength))
 		}
 	}
 	return errors.Join(errs...)
@@ -187,6 +223,15 @@ func (b Base) check() error {
 
 // Addr is the address the service listens on.
 func (b Base) Addr() string { return net.JoinHostPort(b.Host, b.Port) }
+
+// ProbeAddr is the address of the probe listener, or "" when APP_PROBE_PORT
+// is unset.
+func (b Base) ProbeAddr() string {
+	if b.ProbePort == "" {
+		return ""
+	}
+	return net.JoinHostPort("", b.ProbePort)
+}
 
 // Logger returns the service's JSON logger at LOG_LEVEL, every record
 // naming the app, and the trace_id and span_id of the span in the

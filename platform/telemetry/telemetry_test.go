@@ -18,14 +18,15 @@ import (
 	"github.com/papochat/papo/platform/telemetry/otlptest"
 )
 
+// defaults reads the telemetry part of settings.Base alone, as Load
+// fills it from the environment (defaults included).
 func defaults(t *testing.T) settings.Telemetry {
 	t.Helper()
-	var b settings.Base
-	b.Port = "1"
-	if err := settings.Load(&b); err != nil {
+	var tel settings.Telemetry
+	if err := settings.Load(&tel); err != nil {
 		t.Fatal(err)
 	}
-	return b.Telemetry
+	return tel
 }
 
 func get(t *testing.T, url string) (int, string) {

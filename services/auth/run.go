@@ -112,7 +112,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer tel.Close()
 
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
@@ -137,7 +137,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Metrics:        NewMetrics(tel.Registry),
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.Listen(cfg.Addr(), telemetry.HTTP(tel.Traces, nil)(handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

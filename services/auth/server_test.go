@@ -21,6 +21,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/statestore/memstore"
 
@@ -79,6 +80,7 @@ type testEnv struct {
 // so the tests of this package cannot run in parallel.
 func setenv(t *testing.T, env map[string]string) {
 	t.Helper()
+	servicetest.SetTokens(t)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -751,6 +753,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 }
 
 func TestConfigDefaultsAreTheDocumentedOnes(t *testing.T) {
+	servicetest.SetTokens(t)
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)

@@ -18,7 +18,11 @@ import (
 // NewServer returns the gateway's handler. This file lists the whole
 // public surface: which prefix goes to which service, and what guards it.
 func NewServer(log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(cfg.WSUpstreams, verifier, log)
+	wsProxy, err := newWSProxy(cfg.WSUpstreams, cfg.AppAPIToken, verifier, log)
+	if err != nil {
+		return nil, err
+	}
+	trust, err := parseProxyTrust(cfg.TrustedProxies, cfg.ForwardedHeader)
 	if err != nil {
 		return nil, err
 	}
@@ -27,7 +31,8 @@ func NewServer(log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.
 		writeErr(w, r, apierror.New(apierror.RateLimited, "rate_limited", "too many requests; retry after the time in Retry-After"))
 	}
 	perIP := httprate.Limit(cfg.RatePerIP, time.Minute,
-		httprate.WithKeyFuncs(httprate.KeyByIP), httprate.WithLimitHandler(limited))
+		httprate.WithKeyFuncs(func(r *http.Request) (string, error) { return rateKey(clientAddrOf(r.Context())), nil }),
+		httprate.WithLimitHandler(limited))
 	perUser := httprate.Limit(cfg.RatePerUser, time.Minute,
 		httprate.WithKeyFuncs(func(r *http.Request) (string, error) {
 			c, _ := authn.FromContext(r.Context())
@@ -37,7 +42,10 @@ func NewServer(log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.
 	to := func(appID string) http.Handler { return daprProxy(inv, appID, cfg.MaxBody, log) }
 
 	r := chi.NewRouter()
-	r.Use(httpapi.RequestIDs, httpapi.AccessLog(log), httpapi.Recover(log), securityHeaders)
+	// The path check comes before routing: no route, and so no upstream,
+	// sees a path that any hop behind the gateway would read otherwise.
+	r.Use(httpapi.RequestIDs, httpapi.AccessLog(log), httpapi.Recover(log), securityHeaders,
+		cleanPaths(writeErr), withClientAddrs(trust))
 	if len(cfg.CORSOrigins) > 0 {
 		r.Use(cors.Handler(cors.Options{
 			AllowedOrigins:   cfg.CORSOrigins,

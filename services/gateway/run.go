@@ -28,8 +28,14 @@ type Config struct {
 	// MaxBody bounds request bodies on /api/v1.
 	MaxBody     int64    `envconfig:"GATEWAY_MAX_BODY" default:"65536"`
 	CORSOrigins []string `envconfig:"GATEWAY_CORS_ORIGINS"`
-	TLSCert     string   `envconfig:"GATEWAY_TLS_CERT"`
-	TLSKey      string   `envconfig:"GATEWAY_TLS_KEY"`
+	// TrustedProxies are the addresses (CIDRs) of the proxies in front of
+	// the gateway — a load balancer, an ingress — whose ForwardedHeader is
+	// believed about the client's address. Empty: the connection's peer is
+	// the client, whatever the headers say.
+	TrustedProxies  []string `envconfig:"GATEWAY_TRUSTED_PROXIES"`
+	ForwardedHeader string   `envconfig:"GATEWAY_FORWARDED_HEADER" default:"X-Forwarded-For"`
+	TLSCert         string   `envconfig:"GATEWAY_TLS_CERT"`
+	TLSKey          string   `envconfig:"GATEWAY_TLS_KEY"`
 }
 
 // Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
@@ -49,6 +55,9 @@ func (c Config) Validate() error {
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")
 	}
+	if _, err := parseProxyTrust(c.TrustedProxies, c.ForwardedHeader); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -64,8 +73,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer tel.Close()
 
-	inv := invoke.New(cfg.DaprHTTPPort)
-	dc, err := sidecar.Client(cfg.DaprGRPCPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
+	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}

@@ -113,12 +113,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 
 	// The SDK client connects lazily: the HTTP server must listen before
 	// the sidecar, which waits for the app's port, is up.
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	// Sessions revoked on sessions.revoked are refused at once; the
@@ -172,7 +172,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		DevicesChanged: index.Changed,
 		Checks:         map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
 	})
-	srv, err := httpapi.Listen(cfg.Addr(), telemetry.HTTP(tel.Traces, nil)(handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,13 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz without a sidecar = %d, want 503", got)
 	}
+	// Only its sidecar reaches notification: deliveries and the
+	// subscription list need the app API token like the API does.
+	for _, route := range []struct{ method, path string }{
+		{"GET", "/dapr/subscribe"}, {"POST", "/events/room-events"}, {"GET", "/api/v1/devices"},
+	} {
+		servicetest.RequireAppToken(t, base, route.method, route.path)
+	}
 	stop()
 }
 
@@ -37,6 +44,7 @@ func TestConfigIsValidated(t *testing.T) {
 		{"no room cache", map[string]string{"NOTIFICATION_ROOM_CACHE": "0"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			servicetest.SetTokens(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

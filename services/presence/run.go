@@ -77,12 +77,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer tel.Close()
 
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
@@ -99,7 +99,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready: map[string]httpapi.Check{"sidecar": probe.Check, "presencestore": store.Ping},
 	})
 	// The server listens before the sidecar is up: daprd waits for it.
-	srv, err := httpapi.Listen(cfg.Addr(), telemetry.HTTP(tel.Traces, nil)(handler), log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

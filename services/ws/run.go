@@ -155,12 +155,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer tel.Close()
 	debug.SetGCPercent(cfg.GCPercent)
 
-	dc, err := sidecar.Client(cfg.DaprGRPCPort)
+	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer dc.Close()
-	inv := invoke.New(cfg.DaprHTTPPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 
 	// The revocation follower closes a revoked session's sockets. It runs
 	// until after the drain, like the subscriptions; the hub is built with
@@ -214,7 +214,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 	handler.Handle("/", httpapi.RequestIDs(httpapi.AccessLog(log)(httpapi.Recover(log)(mux))))
 
 	// Listen before touching the sidecar: daprd waits for the app port.
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	// Every route but the probes needs the app token: /ws is reached only
+	// through the gateway's proxy, which presents it.
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}

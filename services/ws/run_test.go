@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -22,6 +23,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/services/ws/internal/hub"
 )
 
@@ -73,6 +75,7 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	} {
 		t.Setenv(k, v)
 	}
+	servicetest.SetTokens(t)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -99,12 +102,17 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	if resp, err := http.Get(base + "/readyz"); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("readyz without a sidecar: %v %v, want 503", resp, err)
 	}
-	if resp, err := http.Get(base + "/ws"); err != nil || resp.StatusCode != 400 {
-		t.Fatalf("plain GET /ws: %v %v, want 400", resp, err)
+	if got := servicetest.StatusWith(t, "GET", base+"/ws", servicetest.WithAppToken()); got != 400 {
+		t.Fatalf("plain GET /ws: %d, want 400", got)
 	}
-
+	// Only the gateway's proxy reaches a replica: without the app API
+	// token the handshake is refused before the hub sees it.
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws"
-	w, err := client.DialWS(ctx, wsURL, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"})
+	tok := iss.Token("alice", "s1", time.Hour)
+	if _, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("dial without the app token: %v, want 401", err)
+	}
+	w, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080", Header: servicetest.WithAppToken()})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -136,6 +144,7 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 }
 
 func TestLoadConfigRefusesBadValues(t *testing.T) {
+	servicetest.SetTokens(t)
 	for _, env := range []map[string]string{
 		{"APP_PORT": "http"},
 		{"WS_QUEUE_BYTES": "-1"},
@@ -177,4 +186,10 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	if !reflect.DeepEqual(cfg.Hub, want) {
 		t.Fatalf("hub config\n got %+v\nwant %+v", cfg.Hub, want)
 	}
+}
+
+// isStatus reports whether err is a papo error answer with status.
+func isStatus(err error, status int) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Status == status
 }

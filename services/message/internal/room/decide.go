@@ -61,7 +61,11 @@ func rejection(err error) (code, message string) {
 // that stopped between its commit and its publish, is what makes a client
 // or the broker send again), and receivers skip seqs they already have.
 // Submissions must have passed checkSubmission.
-func decideAppend(head roomRecord, items map[string]statestore.Item, subs []events.Submission, now time.Time) (appendDecision, error) {
+//
+// carry is what of head's tail the store may still lack (this replica's
+// own tail, on its way to the store): the new tail starts with it, so it
+// is not lost when the head is replaced.
+func decideAppend(head roomRecord, carry tail, items map[string]statestore.Item, subs []events.Submission, now time.Time) (appendDecision, error) {
 	d := appendDecision{outcomes: make([]Outcome, len(subs))}
 	roomID := head.ID
 	reject := func(i int, err error) {
@@ -74,10 +78,14 @@ func decideAppend(head roomRecord, items map[string]statestore.Item, subs []even
 
 	next := head
 	next.Deletes = slices.Clone(head.Deletes)
-	next.Tail = tail{}
+	next.Tail = carry.clone()
+	carried := len(next.Tail.Events)
 	deleted := false               // a delete in this batch
 	assigned := map[string]int64{} // idempotency keys given a seq in this batch
 	marks := map[string]int{}      // sender → index in next.Tail.Marks
+	for i, mk := range next.Tail.Marks {
+		marks[mk.UserID] = i
+	}
 	for i, sub := range subs {
 		if _, in, err := membership(head, items[memberKey(roomID, sub.SenderID)], sub.SenderID); err != nil {
 			return d, err
@@ -149,7 +157,7 @@ func decideAppend(head roomRecord, items map[string]statestore.Item, subs []even
 		}
 		d.outcomes[i] = Outcome{Seq: ev.Seq}
 	}
-	if len(next.Tail.Events) == 0 {
+	if len(next.Tail.Events) == carried {
 		slices.Sort(d.replays)
 		d.replays = slices.Compact(d.replays)
 		return d, nil

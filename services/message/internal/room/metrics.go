@@ -11,13 +11,15 @@ import (
 	"github.com/papochat/papo/platform/telemetry"
 )
 
-// Metrics observes the writer's rounds (docs/ops.md lists each metric).
-// Label values are resolved once, here: a round costs a few atomic adds.
+// Metrics observes the writer's rounds and the two stages that follow
+// them (docs/ops.md lists each metric). Label values are resolved once,
+// here: a round costs a few atomic adds.
 type Metrics struct {
 	rounds      prometheus.Counter
 	roundSize   prometheus.Observer
 	roundTime   prometheus.Observer
 	stages      [numStages]prometheus.Observer
+	stageRounds [numStages]prometheus.Observer // the announcer's and materializer's only
 	conflicts   prometheus.Counter
 	requeued    prometheus.Counter
 	appended    prometheus.Counter
@@ -26,19 +28,21 @@ type Metrics struct {
 	deadLetters prometheus.Counter
 }
 
-// stage is one step of a round (writer.go).
-type stage int
+// roundStage is one stage of the append path: the three of a round
+// (writer.go), then the announcer's and the materializer's (pipeline.go),
+// each of which takes every committed round that waits in one call.
+type roundStage int
 
 const (
-	stageRead        stage = iota // one BulkGet of the round's keys
-	stageDecide                   // materialize foreign heads, decide, replays
-	stageCommit                   // the guarded write of the changed heads
-	stagePublish                  // the announcement on room.events (and dead letters)
-	stageMaterialize              // events, idempotency keys and read markers
+	stageRead        roundStage = iota // one BulkGet of the round's keys
+	stageDecide                        // materialize foreign heads, decide, replays
+	stageCommit                        // the guarded write of the changed heads
+	stageAnnounce                      // one call of the announcer: room.events (and dead letters)
+	stageMaterialize                   // one call of the materializer: events, idempotency keys, read markers
 	numStages
 )
 
-var stageNames = [numStages]string{"read", "decide", "commit", "publish", "materialize"}
+var stageNames = [numStages]string{"read", "decide", "commit", "announce", "materialize"}
 
 // outcome is what became of one submission in a round.
 type outcome int
@@ -64,13 +68,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: telemetry.SizeBuckets,
 	})
 	roundTime := prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "papo_message_round_duration_seconds", Help: "Time of one commit round, from its read to its last write.",
+		Name: "papo_message_round_duration_seconds", Help: "Time of one commit round, from its read to the write of its heads (announcing and materializing follow).",
 		Buckets: telemetry.LatencyBuckets,
 	})
 	stages := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "papo_message_round_stage_duration_seconds",
-		Help:    "Time of each stage of a commit round: read, decide, commit, publish, materialize.",
+		Name: "papo_message_round_stage_duration_seconds",
+		Help: "Time of each stage of the append path: read, decide and commit once per round; " +
+			"announce and materialize once per call, which takes every committed round that waits.",
 		Buckets: telemetry.LatencyBuckets,
+	}, []string{"stage"})
+	stageRounds := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "papo_message_stage_rounds",
+		Help:    "Committed rounds one call of the announcer or the materializer took (a call that only writes due read markers takes none and is not counted).",
+		Buckets: telemetry.SizeBuckets,
 	}, []string{"stage"})
 	conflicts := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "papo_message_head_conflicts_total",
@@ -97,10 +107,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "papo_message_dead_letters_total",
 		Help: "Submissions published to messages.deadletter (refused, never storable).",
 	})
-	reg.MustRegister(rounds, size, roundTime, stages, conflicts, requeued, appended, outcomes, submitTime, dead)
+	reg.MustRegister(rounds, size, roundTime, stages, stageRounds, conflicts, requeued, appended, outcomes, submitTime, dead)
 	m.rounds, m.roundSize, m.roundTime = rounds, size, roundTime
 	for i := range numStages {
 		m.stages[i] = stages.WithLabelValues(stageNames[i])
+	}
+	for _, st := range []roundStage{stageAnnounce, stageMaterialize} {
+		m.stageRounds[st] = stageRounds.WithLabelValues(stageNames[st])
 	}
 	for i := range numOutcomes {
 		m.outcomes[i] = outcomes.WithLabelValues(outcomeNames[i])
@@ -125,9 +138,9 @@ func discardMetrics() *Metrics { return NewMetrics(prometheus.NewRegistry()) }
 
 func noTracer() trace.Tracer { return noop.NewTracerProvider().Tracer("") }
 
-// stage starts one stage of a round: a child span of ctx's, and a timer;
-// the returned function ends both.
-func (w *writer) stage(ctx context.Context, st stage) (context.Context, func()) {
+// timeStage starts one stage of a round: a child span of ctx's, and a
+// timer; the returned function ends both.
+func (w *writer) timeStage(ctx context.Context, st roundStage) (context.Context, func()) {
 	start := time.Now()
 	ctx, span := w.s.tracer.Start(ctx, "round "+stageNames[st])
 	return ctx, func() {
@@ -139,22 +152,63 @@ func (w *writer) stage(ctx context.Context, st stage) (context.Context, func()) 
 // roundSpan starts a round's span: the child of its first submission's
 // caller, linked to the other callers.
 func (w *writer) roundSpan(batch []*queued) (context.Context, trace.Span) {
-	var parent trace.SpanContext
-	var links []trace.Link
-	for _, q := range batch {
-		switch {
-		case !q.sc.IsValid():
-		case !parent.IsValid():
-			parent = q.sc
-		case q.sc.SpanID() != parent.SpanID() && len(links) < 128:
-			links = append(links, trace.Link{SpanContext: q.sc})
+	scs := make([]trace.SpanContext, len(batch))
+	for i, q := range batch {
+		scs[i] = q.sc
+	}
+	return w.s.tracer.Start(joined(context.Background(), scs), "message round", trace.WithLinks(links(scs)...))
+}
+
+// pipelineStage starts one call of the announcer or the materializer over
+// rounds: a span under the first traced round's, linked to the other
+// rounds (one publish or one transaction serves them all), and a timer;
+// the returned function ends both and counts the rounds the call took.
+func (w *writer) pipelineStage(ctx context.Context, st roundStage, rounds []*committedRound) (context.Context, func()) {
+	start := time.Now()
+	var scs []trace.SpanContext
+	for _, c := range rounds {
+		if c.flushMarks == nil { // a round, not a marker flush
+			scs = append(scs, c.sc)
 		}
 	}
-	ctx := context.Background()
-	if parent.IsValid() {
-		ctx = trace.ContextWithSpanContext(ctx, parent)
+	ctx, span := w.s.tracer.Start(joined(ctx, scs), "round "+stageNames[st], trace.WithLinks(links(scs)...))
+	return ctx, func() {
+		w.s.metrics.stages[st].Observe(time.Since(start).Seconds())
+		if len(scs) > 0 {
+			w.s.metrics.stageRounds[st].Observe(float64(len(scs)))
+		}
+		span.End()
 	}
-	return w.s.tracer.Start(ctx, "message round", trace.WithLinks(links...))
+}
+
+// joined returns ctx under the first valid span context of scs, if any.
+func joined(ctx context.Context, scs []trace.SpanContext) context.Context {
+	for _, sc := range scs {
+		if sc.IsValid() {
+			return trace.ContextWithSpanContext(ctx, sc)
+		}
+	}
+	return ctx
+}
+
+// links links the valid span contexts of scs but the first (the parent,
+// see joined), each once, at most 128.
+func links(scs []trace.SpanContext) []trace.Link {
+	var parent trace.SpanContext
+	var out []trace.Link
+	seen := map[trace.SpanID]bool{}
+	for _, sc := range scs {
+		switch {
+		case !sc.IsValid():
+		case !parent.IsValid():
+			parent = sc
+			seen[sc.SpanID()] = true
+		case !seen[sc.SpanID()] && len(out) < 128:
+			seen[sc.SpanID()] = true
+			out = append(out, trace.Link{SpanContext: sc})
+		}
+	}
+	return out
 }
 
 // settled counts the outcomes of a round's submissions.

@@ -117,6 +117,37 @@ func (r roomRecord) api() api.Room {
 	}
 }
 
+// after returns what of the tail comes after seq: its events, idempotency
+// entries and marks of later seqs (a tail's membership ops and public flag
+// are materialized before any later commit, so they are not carried).
+func (t tail) after(seq int64) tail {
+	var out tail
+	for _, e := range t.Events {
+		if e.Seq > seq {
+			out.Events = append(out.Events, e)
+		}
+	}
+	for _, e := range t.Idem {
+		if e.Seq > seq {
+			out.Idem = append(out.Idem, e)
+		}
+	}
+	for _, mk := range t.Marks {
+		if mk.Seq > seq {
+			out.Marks = append(out.Marks, mk)
+		}
+	}
+	return out
+}
+
+// clone returns a copy of the tail that shares no slice with it.
+func (t tail) clone() tail {
+	return tail{
+		Events: slices.Clone(t.Events), Idem: slices.Clone(t.Idem), Marks: slices.Clone(t.Marks),
+		Members: slices.Clone(t.Members), Public: t.Public,
+	}
+}
+
 // tailIdem returns the seq the tail assigned to senderID's clientID.
 func (r roomRecord) tailIdem(senderID, clientID string) (int64, bool) {
 	for _, e := range r.Tail.Idem {

@@ -66,6 +66,17 @@ func consume(t *testing.T, svc *room.Service, subs ...events.Submission) {
 	if err := svc.Consume(ctx, events.SubmissionBatch{Submissions: subs}); err != nil {
 		t.Fatalf("consume: %v", err)
 	}
+	quiesce(t, svc)
+}
+
+// quiesce waits until svc's append pipeline has materialized everything.
+func quiesce(t *testing.T, svc *room.Service) {
+	t.Helper()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := svc.Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func history(t *testing.T, svc *room.Service, user, roomID string, p room.Page) api.EventsResponse {

@@ -14,31 +14,39 @@ import (
 
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
-	"github.com/papochat/papo/platform/telemetry"
 )
 
-// The append path commits in rounds (group commit). Submissions wait in
-// one queue per replica; the first caller that finds no round running
-// leads: it takes everything queued — submissions of any number of rooms,
-// up to maxRound — and commits it in one round, then the next round with
-// what queued meanwhile, until the queue is empty. One round costs the
-// same few sidecar calls whatever it holds:
+// The append path commits in rounds (group commit), in a pipeline of
+// three stages. Submissions wait in one queue per replica; the first
+// caller that finds no round running leads: it takes everything queued —
+// submissions of any number of rooms, up to maxRound — and commits it:
 //
 //  1. one BulkGet of every room's head, the senders' member records, the
 //     idempotency keys and the targets of edits and deletes;
 //  2. the decisions (decideAppend), without I/O;
 //  3. one write of every changed head, each guarded by its ETag (a
-//     transaction when there are several; see commitHeads);
-//  4. one publish of everything the round stored, in parallel with one
-//     transaction that materializes every new tail's events and
-//     idempotency keys, and one that moves the senders' read markers.
+//     transaction when there are several; see commitHeads).
 //
-// Every room's order is kept: a room's submissions are taken in queue
-// order, and a submission that lost an ETag race goes back to the front of
-// the queue. What makes seqs gap-free and unique is unchanged: a head is
-// committed only by a write conditioned on the head it was decided from,
-// and it is replaced only after its tail is materialized (a head this
-// replica did not just materialize is materialized first, as before).
+// Then it hands the round to the two other stages and leads the next
+// round with what queued meanwhile, until the queue is empty:
+//
+//   - the announcer publishes committed rounds on room.events in commit
+//     order, everything that waits in one publish (pipeline.go);
+//   - the materializer writes the events and idempotency keys of every
+//     committed round that waits, and moves the senders' read markers, in
+//     one transaction.
+//
+// A room's order is kept: its submissions are taken in queue order, and a
+// submission that lost an ETag race goes back to the front of the queue.
+// What makes seqs gap-free and unique is unchanged: a head is committed
+// only by a write conditioned on the head it was decided from. A head is
+// replaced only when its tail is materialized, or by a head whose tail
+// still holds every event the store lacks: a round that finds one of this
+// replica's own heads whose materialization is still on its way carries
+// that head's unmaterialized tail into the new one (carry), so history
+// reads them from the head until the materializer confirms them. Any other
+// head not known materialized is materialized before it is replaced, as
+// before.
 const (
 	// maxRound bounds the submissions of one round.
 	maxRound = 2048
@@ -57,11 +65,20 @@ type writer struct {
 	mu      sync.Mutex
 	queue   []*queued
 	running bool
+	// pending are the commit tokens of this replica's rounds whose
+	// materialization is on its way.
+	pending map[string]bool
 
-	// materialized remembers, per room, the last_seq of the head whose
-	// tail this replica materialized: a head still at that seq needs no
-	// materialization before it is replaced.
+	// materialized remembers, per room, the seq through which every event
+	// is in its event key, as this replica wrote or checked it.
 	materialized *lru.Cache[string, int64]
+
+	// markers are the read markers owed per room (markers.go); guarded
+	// by mu.
+	markers map[string]*markerAccount
+
+	announcer    *stage[*committedRound]
+	materializer *stage[*committedRound]
 }
 
 // queued is one submission waiting for a round.
@@ -109,7 +126,11 @@ func newWriter(s *Service) *writer {
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	return &writer{s: s, materialized: m}
+	w := &writer{s: s, materialized: m, pending: map[string]bool{},
+		markers: map[string]*markerAccount{}}
+	w.announcer = newStage(w.announce)
+	w.materializer = newStage(w.materializeRounds)
+	return w
 }
 
 // submit appends subs and returns one outcome per submission once every
@@ -200,7 +221,10 @@ type roomRound struct {
 	items  map[string]statestore.Item // what the round read
 	headIt statestore.Item
 	head   roomRecord
-	d      appendDecision
+	// carry is what of the head's tail the store may still lack (see
+	// writer): it goes into the new tail.
+	carry tail
+	d     appendDecision
 	// replayed are the events of d.replays.
 	replayed  []eventRecord
 	committed bool
@@ -254,24 +278,27 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 	}
 	items := map[string]statestore.Item{}
 	if len(keys) > 0 {
-		sctx, done := w.stage(ctx, stageRead)
-		list, err := s.bulkGet(sctx, keys...)
-		done()
+		rctx, read := w.timeStage(ctx, stageRead)
+		list, err := s.bulkGet(rctx, keys...)
+		read()
 		if err != nil {
 			err = fmt.Errorf("read %d rooms: %w", len(rooms), err)
 			for _, rr := range rooms {
 				rr.failed = err
 			}
-			return w.finish(ctx, rooms, refused, now)
+			w.finish(rooms, refused, "", now, trace.SpanContextFromContext(ctx))
+			return nil
 		}
 		for _, it := range list {
 			items[it.Key] = it
 		}
 	}
 
-	// 2. Decisions; a head this replica did not materialize is
-	// materialized first (in parallel, rooms apart).
-	dctx, decided := w.stage(ctx, stageDecide)
+	// 2. Decisions. A head whose tail is not known materialized is either
+	// one of this replica's own, whose materialization is on its way (its
+	// tail is carried), or is materialized first (in parallel, rooms
+	// apart).
+	dctx, decided := w.timeStage(ctx, stageDecide)
 	var slow []*roomRound
 	for _, rr := range rooms {
 		rr.items = items
@@ -288,22 +315,29 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			rr.failed = err
 			continue
 		}
-		if seq, ok := w.materialized.Get(rr.id); !ok || seq != rr.head.LastSeq {
+		through, known := w.materialized.Get(rr.id)
+		switch {
+		case known && through >= rr.head.LastSeq:
+		case w.isPending(rr.head.Commit):
+			rr.carry = rr.head.Tail.after(max(through, 0))
+		default:
 			slow = append(slow, rr)
 		}
+		// Markers not yet written go on in every new tail until they are.
+		rr.carry.Marks = mergeMarks(rr.carry.Marks, w.debtOf(rr.id))
 	}
 	eachRoom(slow, func(rr *roomRound) {
 		if err := s.materialize(dctx, rr.head); err != nil {
 			rr.failed = err
 			return
 		}
-		w.materialized.Add(rr.id, rr.head.LastSeq)
+		w.materializedThrough(rr.id, rr.head.LastSeq)
 	})
 	for _, rr := range rooms {
 		if rr.failed != nil || len(rr.subs) == 0 {
 			continue
 		}
-		d, err := decideAppend(rr.head, items, rr.submissions(), now)
+		d, err := decideAppend(rr.head, rr.carry, items, rr.submissions(), now)
 		if err != nil {
 			rr.failed = err
 			continue
@@ -335,10 +369,11 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			changed = append(changed, rr)
 		}
 	}
-	cctx, committed := w.stage(ctx, stageCommit)
-	requeue = w.commitHeads(cctx, changed)
+	cctx, committed := w.timeStage(ctx, stageCommit)
+	requeue, token := w.commitHeads(cctx, changed)
 	committed()
-	return append(requeue, w.finish(ctx, rooms, refused, now)...)
+	w.finish(rooms, refused, token, now, trace.SpanContextFromContext(ctx))
+	return requeue
 }
 
 // refusal is a submission refused before its room was decided.
@@ -360,11 +395,14 @@ func needsTrim(deletes []deletion, now time.Time) bool {
 // commit token was written. The others are tried one by one, so a room
 // that lost a race (ETag conflict) cannot hold up the rest; its
 // submissions are returned to be decided again in the next round.
-func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue []*queued) {
+func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue []*queued, token string) {
 	if len(changed) == 0 {
-		return nil
+		return nil, ""
 	}
-	token := newCommitToken()
+	token = newCommitToken()
+	// Pending before the write: a round that reads the head must not
+	// find it neither pending nor materialized.
+	w.setPending(token, true)
 	ops := make([]statestore.Op, len(changed))
 	for i, rr := range changed {
 		rr.d.next.Commit = token
@@ -380,7 +418,7 @@ func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue
 		for _, rr := range changed {
 			rr.committed = true
 		}
-		return nil
+		return nil, token
 	}
 	rest := changed
 	if len(changed) > 1 || !errors.Is(err, statestore.ErrConflict) {
@@ -420,7 +458,7 @@ func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue
 			rr.subs = nil
 		}
 	}
-	return requeue
+	return requeue, token
 }
 
 // uncommitted reads the heads of changed again and returns those that do
@@ -448,245 +486,6 @@ func (w *writer) uncommitted(ctx context.Context, changed []*roomRound, token st
 		rest = append(rest, rr)
 	}
 	return rest
-}
-
-// finish settles a round: it announces what was stored (one publish),
-// answers the callers, materializes the new tails and moves the read
-// markers. It returns nothing to requeue; its result is for round's
-// convenience.
-func (w *writer) finish(ctx context.Context, rooms []*roomRound, refused []refusal, now time.Time) []*queued {
-	s := w.s
-	var batch events.RoomEventBatch
-	var dead []DeadLetter
-	for _, rf := range refused {
-		sub := rf.q.req.subs[rf.q.i]
-		if rf.q.req.announce {
-			batch.Rejections = append(batch.Rejections, events.Rejection{RoomID: sub.RoomID, SenderID: sub.SenderID,
-				ClientID: sub.ClientID, Code: rf.code, Message: rf.message})
-		}
-		dead = append(dead, DeadLetter{Submission: &sub, Code: rf.code, Message: rf.message, RejectedAt: now})
-	}
-	var stored []*roomRound
-	for _, rr := range rooms {
-		if rr.failed != nil || len(rr.subs) == 0 || (rr.d.changed && !rr.committed) {
-			continue
-		}
-		visible := rr.head
-		if rr.committed {
-			s.committed(rr.id)
-			visible = rr.d.next
-			stored = append(stored, rr)
-		}
-		for _, rec := range rr.replayed {
-			batch.Events = append(batch.Events, visible.visible(rec.Event))
-		}
-		if rr.committed {
-			for _, rec := range rr.d.next.Tail.Events {
-				batch.Events = append(batch.Events, visible.visible(rec.Event))
-			}
-		}
-		batch.Acks = append(batch.Acks, rr.d.acks...)
-		for _, rj := range rr.d.rejected {
-			for _, q := range rr.subs {
-				sub := q.req.subs[q.i]
-				if q.req.announce && sub.SenderID == rj.SenderID && sub.ClientID == rj.ClientID {
-					batch.Rejections = append(batch.Rejections, rj)
-					break
-				}
-			}
-		}
-		dead = append(dead, rr.d.dead...)
-	}
-	if ids := roomsOf(batch); len(ids) == 1 {
-		batch.RoomID = ids[0]
-	}
-	w.s.metrics.settled(outcomeRefused, len(refused))
-	for _, rr := range rooms {
-		w.s.metrics.roomSettled(rr)
-	}
-
-	// Callers that do not wait for the announcement are answered now: what
-	// they asked is durable.
-	settle := func(announceErr error, announcing bool) {
-		for _, rf := range refused {
-			if rf.q.req.announce == announcing {
-				rf.q.req.settle(rf.q.i, Outcome{Code: rf.code, Message: rf.message}, announceErr)
-			}
-		}
-		for _, rr := range rooms {
-			for j, q := range rr.subs {
-				if q.req.announce != announcing {
-					continue
-				}
-				switch {
-				case rr.failed != nil:
-					q.req.settle(q.i, Outcome{}, fmt.Errorf("append to room %s: %w", rr.id, rr.failed))
-				default:
-					q.req.settle(q.i, rr.d.outcomes[j], announceErr)
-				}
-			}
-		}
-	}
-	settle(nil, false)
-
-	var wg sync.WaitGroup
-	var pubErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		ctx, published := w.stage(ctx, stagePublish)
-		defer published()
-		batch.TraceParent = telemetry.TraceParent(ctx)
-		pubErr = s.announce(ctx, batch)
-		w.s.metrics.deadLetters.Add(float64(len(dead)))
-		for _, d := range dead {
-			if err := s.pub.Publish(ctx, events.TopicDeadLetter, d); err != nil {
-				s.log.WarnContext(ctx, "dead-letter a submission", "room_id", d.Submission.RoomID, "err", err)
-			}
-		}
-	}()
-	mctx, materialized := w.stage(ctx, stageMaterialize)
-	w.materializeRound(mctx, stored)
-	materialized()
-	wg.Wait()
-	if pubErr != nil {
-		s.log.ErrorContext(ctx, "announce room events", "rooms", len(stored), "err", pubErr)
-		pubErr = fmt.Errorf("announce: %w", pubErr)
-	}
-	settle(pubErr, true)
-	return nil
-}
-
-func roomsOf(b events.RoomEventBatch) []string {
-	var ids []string
-	seen := map[string]bool{}
-	add := func(id string) {
-		if !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	for _, e := range b.Events {
-		add(e.RoomID)
-	}
-	for _, a := range b.Acks {
-		add(a.RoomID)
-	}
-	for _, r := range b.Rejections {
-		add(r.RoomID)
-	}
-	return ids
-}
-
-// materializeRound writes the events and idempotency keys of every tail
-// the round committed, and moves the senders' read markers, in one
-// transaction; then it does what edits and deletes need, room by room. A
-// marker write is guarded by the ETag the round read the member record
-// with (nothing but a marker or a membership change writes it, and the
-// round's own head writes prove no membership changed since); when one
-// conflicts, the events go alone and each marker is moved on its own. A
-// failure is logged: the tails are durable in their heads, and the next
-// writer or reader of a room finishes it.
-func (w *writer) materializeRound(ctx context.Context, stored []*roomRound) {
-	if len(stored) == 0 {
-		return
-	}
-	s := w.s
-	var ops []statestore.Op
-	for _, rr := range stored {
-		t := rr.d.next.Tail
-		for _, e := range t.Events {
-			ops = append(ops, statestore.Op{Key: eventKey(rr.id, e.Seq), Value: encode(e)})
-		}
-		for _, e := range t.Idem {
-			ops = append(ops, statestore.Op{Key: idemKey(rr.id, e.SenderID, e.ClientID), Value: encode(idemRecord{Seq: e.Seq})})
-		}
-	}
-	markOps, moves := markerWrites(stored)
-	wctx, cancel := context.WithTimeout(ctx, materializeTimeout)
-	err := s.store.Transact(wctx, append(ops, markOps...))
-	if err != nil && len(markOps) > 0 {
-		// A marker moved meanwhile (or its record is not there yet):
-		// the events alone, then the markers one by one.
-		if err = s.store.Transact(wctx, ops); err == nil {
-			w.moveMarkers(ctx, moves)
-		}
-	} else if err == nil && len(markOps) < len(moves) {
-		w.moveMarkers(ctx, moves[len(markOps):])
-	}
-	cancel()
-	if err != nil {
-		s.log.WarnContext(ctx, "materialize a round", "rooms", len(stored), "err", err)
-		return
-	}
-	at := s.now()
-	for _, rr := range stored {
-		for _, e := range rr.d.next.Tail.Events {
-			s.events.Add(eventKey(rr.id, e.Seq), cachedEvent{rec: e, at: at})
-		}
-	}
-	eachRoom(stored, func(rr *roomRound) {
-		if err := s.materializeEdits(ctx, rr.d.next); err != nil {
-			s.log.WarnContext(ctx, "materialize edits and deletes", "room_id", rr.id, "err", err)
-			return
-		}
-		w.materialized.Add(rr.id, rr.d.next.LastSeq)
-		if len(encode(rr.d.next.Tail)) > compactTailBytes {
-			s.compactLater(rr.d.next)
-		}
-	})
-}
-
-// markMove is a read marker to move in a room.
-type markMove struct {
-	room string
-	mk   mark
-}
-
-// markerWrites returns the guarded writes that move the round's read
-// markers, for the member records the round read, and every move: the
-// moves with a write first, then those whose record was not read as
-// materialized (they are moved one by one).
-func markerWrites(stored []*roomRound) (ops []statestore.Op, moves []markMove) {
-	var alone []markMove
-	for _, rr := range stored {
-		for _, mk := range rr.d.next.Tail.Marks {
-			it := rr.memberItem(mk.UserID)
-			var m memberRecord
-			if !it.Found() || decode(it, &m) != nil {
-				alone = append(alone, markMove{rr.id, mk})
-				continue
-			}
-			if !m.In || m.Seq > mk.Seq || m.ReadSeq >= mk.Seq {
-				continue
-			}
-			m.ReadSeq, m.ReadMsgs = mk.Seq, mk.Msgs
-			ops = append(ops, statestore.Op{Key: it.Key, Value: encode(m), ETag: it.ETag})
-			moves = append(moves, markMove{rr.id, mk})
-		}
-	}
-	return ops, append(moves, alone...)
-}
-
-// moveMarkers moves each marker on its own (a read-modify-write).
-func (w *writer) moveMarkers(ctx context.Context, moves []markMove) {
-	var mu sync.Mutex
-	var failed error
-	eachOf(moves, func(mv markMove) {
-		if err := w.s.advanceMarker(ctx, mv.room, mv.mk); err != nil {
-			mu.Lock()
-			failed = err
-			mu.Unlock()
-		}
-	})
-	if failed != nil {
-		w.s.log.WarnContext(ctx, "move read markers", "err", failed)
-	}
-}
-
-// memberItem is the member record of userID as the round read it.
-func (rr *roomRound) memberItem(userID string) statestore.Item {
-	return rr.items[memberKey(rr.id, userID)]
 }
 
 // eachRoom runs f for every room, a few at a time.

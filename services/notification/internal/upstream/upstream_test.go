@@ -20,7 +20,7 @@ func sidecar(t *testing.T, h http.Handler) *invoke.Client {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	return invoke.New(port)
+	return invoke.New(port, "")
 }
 
 func TestRooms(t *testing.T) {

@@ -53,7 +53,7 @@ func newTracedStack(t *testing.T, replicas int, cfg hub.Config, tp trace.TracerP
 	side := httptest.NewServer(s.world.sidecar())
 	t.Cleanup(side.Close)
 	u, _ := url.Parse(side.URL)
-	inv := invoke.New(u.Port())
+	inv := invoke.New(u.Port(), "")
 	for i := 0; i < replicas; i++ {
 		reg := prometheus.NewRegistry()
 		cfg := cfg
