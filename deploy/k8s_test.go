@@ -20,6 +20,9 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// metricsPort is where every app serves /metrics in a pod.
+const metricsPort = 9464
+
 // namespace is where k8s/base puts papo; dapr/kubernetes/config.yaml's
 // access control names it in every policy.
 const namespace = "papo"
@@ -184,8 +187,23 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["http"] != int32(a.port) {
-		t.Errorf("%s container ports %+v, want http %d", a.id, c.Ports, a.port)
+	if ports["http"] != int32(a.port) || ports["metrics"] != metricsPort {
+		t.Errorf("%s container ports %+v, want http %d and metrics %d", a.id, c.Ports, a.port, metricsPort)
+	}
+	// Metrics on a port of their own, announced to Prometheus; the
+	// sidecar's too.
+	if got := envValue(c, "METRICS_ADDR"); got != ":"+strconv.Itoa(metricsPort) {
+		t.Errorf("%s METRICS_ADDR = %q, want :%d", a.id, got, metricsPort)
+	}
+	for k, want := range map[string]string{
+		"prometheus.io/scrape":   "true",
+		"prometheus.io/port":     strconv.Itoa(metricsPort),
+		"prometheus.io/path":     "/metrics",
+		"dapr.io/enable-metrics": "true",
+	} {
+		if ann[k] != want {
+			t.Errorf("%s annotation %s = %q, want %q", a.id, k, ann[k], want)
+		}
 	}
 	if got := envValue(c, "APP_PORT"); got != strconv.Itoa(a.port) {
 		t.Errorf("%s APP_PORT = %q, want %d", a.id, got, a.port)
@@ -205,8 +223,8 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 		if got := envValue(c, "APP_HOST"); got != "0.0.0.0" {
 			t.Errorf("%s APP_HOST = %q: the gateway and ws are reached from other pods", a.id, got)
 		}
-		if len(c.Ports) != 1 {
-			t.Errorf("%s container ports %+v, want http only", a.id, c.Ports)
+		if len(c.Ports) != 2 {
+			t.Errorf("%s container ports %+v, want http and metrics only", a.id, c.Ports)
 		}
 	default:
 		if got := envValue(c, "APP_HOST"); got != "127.0.0.1" {

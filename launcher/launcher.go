@@ -70,6 +70,13 @@ type Options struct {
 	// own (App.DaprdProfilePort), for benchmarks that look for where a
 	// sidecar spends its CPU.
 	DaprdProfiling bool
+	// Pprof serves Go's pprof from every app on its metrics port
+	// (App.MetricsPort, /debug/pprof/).
+	Pprof bool
+	// TraceEndpoint, an OTLP/HTTP base URL (http://host:4318), turns
+	// tracing on: every app exports its spans there, and every sidecar
+	// its own (sampling everything), so one trace shows both.
+	TraceEndpoint string
 }
 
 // App is one running service replica with its sidecar.
@@ -82,6 +89,9 @@ type App struct {
 	// DaprdProfilePort serves the sidecar's pprof (Options.DaprdProfiling),
 	// else 0.
 	DaprdProfilePort int
+	// MetricsPort serves the app's /metrics on 127.0.0.1 (METRICS_ADDR),
+	// and /debug/pprof/ with Options.Pprof.
+	MetricsPort int
 
 	spec    procs.Spec
 	sidecar daprd.Sidecar
@@ -97,6 +107,23 @@ type App struct {
 
 // URL is the app's own base URL (not through the gateway).
 func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
+
+// MetricsURL is the app's /metrics.
+func (a *App) MetricsURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(a.MetricsPort) + "/metrics"
+}
+
+// DaprdMetricsURL is the sidecar's Prometheus metrics, or "" when the
+// sidecar serves none (a daprd other than papo's build; see
+// daprd.LoopbackMetrics).
+func (a *App) DaprdMetricsURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sidecar.Metrics {
+		return ""
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(a.sidecar.MetricsPort) + "/"
+}
 
 // Tokens are a stack's two API tokens (docs/ops.md, security model).
 type Tokens struct {
@@ -118,10 +145,13 @@ type Stack struct {
 	Tokens Tokens
 
 	opts Options
-	nats *natsjs.Server
-	sink *pushSink
-	apps []*App
-	lock *os.File
+	// tracing is the generated tracing Configuration, or "" when no trace
+	// endpoint is set.
+	tracing string
+	nats    *natsjs.Server
+	sink    *pushSink
+	apps    []*App
+	lock    *os.File
 }
 
 // Apps returns the replicas of appID, or every app when appID is "".
@@ -285,11 +315,23 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
+	if opts.TraceEndpoint != "" {
+		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
+			return nil, err
+		}
+	}
 
 	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
 		return nil, err
 	}
 	if err := s.plan(binDir, resources, vars); err != nil {
+		return nil, err
+	}
+	sidecarMetrics := daprd.LoopbackMetrics(ctx, daprdPath)
+	for _, a := range s.apps {
+		a.sidecar.Metrics = sidecarMetrics
+	}
+	if err := s.writePrometheusConfig(); err != nil {
 		return nil, err
 	}
 	for _, a := range s.apps {
@@ -379,13 +421,18 @@ func (s *Stack) takeLock() error {
 // project's dapr/<app-id>.yaml (tracing, metrics, the app's API
 // allow-list), then a generated one that points name resolution at this
 // stack's own SQLite table, so app-ids of two stacks on one machine never
-// resolve to each other (mDNS would mix them).
+// resolve to each other (mDNS would mix them), and, with a trace
+// endpoint, the generated tracing.yaml.
 func (s *Stack) daprConfigs(appID string) ([]string, error) {
 	own := filepath.Join(s.opts.Root, "dapr", appID+".yaml")
 	if _, err := os.Stat(own); err != nil {
 		return nil, fmt.Errorf("the Dapr Configuration of %s: %w", appID, err)
 	}
-	return []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}, nil
+	configs := []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}
+	if s.tracing != "" {
+		configs = append(configs, s.tracing)
+	}
+	return configs, nil
 }
 
 // writeNameResolution writes the stack's name resolution Configuration.
@@ -430,9 +477,9 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
 	}
-	per := 6
+	per := 7
 	if s.opts.DaprdProfiling {
-		per = 7
+		per = 8
 	}
 	all, err := FreePorts(per * len(names))
 	if err != nil {
@@ -441,7 +488,7 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	var wsURLs []string
 	for i, n := range names {
 		ports := all[per*i : per*i+per]
-		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
+		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], MetricsPort: ports[6], stack: s}
 		configs, err := s.daprConfigs(n.appID)
 		if err != nil {
 			return err
@@ -476,8 +523,8 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			AppToken:     s.Tokens.App,
 		}
 		if s.opts.DaprdProfiling {
-			a.DaprdProfilePort = ports[6]
-			a.sidecar.ProfilePort = ports[6]
+			a.DaprdProfilePort = ports[7]
+			a.sidecar.ProfilePort = ports[7]
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())
@@ -498,6 +545,14 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			"APP_REPLICA=" + a.Name,
 			"APP_API_TOKEN=" + s.Tokens.App,
 			"DAPR_API_TOKEN=" + s.Tokens.Dapr,
+			// Metrics on loopback, never on the app's (or gateway's) port.
+			"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(a.MetricsPort),
+			"METRICS_PPROF=" + strconv.FormatBool(s.opts.Pprof),
+			"OTEL_SERVICE_NAME=" + a.AppID,
+			"OTEL_RESOURCE_ATTRIBUTES=service.instance.id=" + a.Name,
+		}
+		if s.opts.TraceEndpoint != "" {
+			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+s.opts.TraceEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 		}
 		switch a.AppID {
 		case "gateway":
@@ -674,6 +729,10 @@ func (s *Stack) waitReady(ctx context.Context, daprdPath string, width int) erro
 			retries[r.app]++
 			fmt.Fprintf(s.opts.Progress, "papo: %s lost a port to another process; restarting it on new ports\n", r.app.Name)
 			if err := r.app.newSidecarPorts(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if err := s.writePrometheusConfig(); err != nil {
 				errs = append(errs, err)
 				continue
 			}

@@ -12,6 +12,7 @@ import (
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Config is the gateway's configuration, read from the environment
@@ -66,6 +67,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "gateway")
+	tel, err := telemetry.Start(cfg.Telemetry, "gateway", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
@@ -86,7 +92,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), observe(tel.Registry, tel.Traces, handler), log)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
 	"github.com/papochat/papo/services/ws/internal/presence"
@@ -92,6 +93,7 @@ func loadConfig() (Config, error) {
 	h.Rate, h.Burst = cfg.Rate, cfg.Burst
 	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = cfg.LiveHold, cfg.BatchWindow, cfg.MaxBatch, cfg.TypingEvery
 	h.SubmitInflight = cfg.SubmitInflight
+	h.Replica = cfg.Replica
 	cfg.Hub = h
 	return cfg, nil
 }
@@ -146,6 +148,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "ws")
+	tel, err := telemetry.Start(cfg.Telemetry, "ws", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 	debug.SetGCPercent(cfg.GCPercent)
 
 	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
@@ -174,9 +181,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: bus.Publisher{Client: dc},
+		Publisher: bus.Publisher{Client: dc, Metrics: telemetry.NewPublishes(tel.Registry, events.AllTopics)},
 		Log:       log,
 		Presence:  reporter,
+		Metrics:   hub.NewMetrics(tel.Registry),
+		Traces:    tel.Traces,
 	})
 	close(hubBuilt)
 	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log}

@@ -6,8 +6,11 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // stage runs f over what is pushed to it, in order, with everything that
@@ -61,6 +64,9 @@ func (s *stage[T]) drain() {
 // materializer.
 type committedRound struct {
 	token string
+	// sc is the round's span: the announcer's and the materializer's
+	// spans continue it.
+	sc trace.SpanContext
 	// stored are the rooms whose heads the round committed.
 	stored []*roomRound
 	// batch is what to announce; dead what to dead-letter.
@@ -77,8 +83,12 @@ type committedRound struct {
 // are answered at once (what they asked is durable or refused), and the
 // round goes to the announcer and, when it committed anything, the
 // materializer.
-func (w *writer) finish(rooms []*roomRound, refused []refusal, token string, now time.Time) {
-	c := &committedRound{token: token}
+func (w *writer) finish(rooms []*roomRound, refused []refusal, token string, now time.Time, sc trace.SpanContext) {
+	c := &committedRound{token: token, sc: sc}
+	w.s.metrics.settled(outcomeRefused, len(refused))
+	for _, rr := range rooms {
+		w.s.metrics.roomSettled(rr)
+	}
 	for _, rf := range refused {
 		sub := rf.q.req.subs[rf.q.i]
 		if rf.q.req.announce {
@@ -157,9 +167,13 @@ const maxAnnounceBytes = 256 << 10
 // publish is retried briefly (announceRetries); then it is logged, and
 // callers that wait for the announcement get the error (the broker
 // redelivers their submissions, whose repeat announces them again).
+// Every batch carries the trace context of the call's span, which
+// continues the first round's trace (pipelineStage).
 func (w *writer) announce(rounds []*committedRound) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
+	ctx, announced := w.pipelineStage(ctx, stageAnnounce, rounds)
+	defer announced()
 	var merged events.RoomEventBatch
 	var dead []DeadLetter
 	for _, c := range rounds {
@@ -173,6 +187,7 @@ func (w *writer) announce(rounds []*committedRound) {
 		if ids := roomsOf(b); len(ids) == 1 {
 			b.RoomID = ids[0]
 		}
+		b.TraceParent = telemetry.TraceParent(ctx)
 		if e := w.s.announce(ctx, b); e != nil {
 			err = e
 		}
@@ -181,6 +196,7 @@ func (w *writer) announce(rounds []*committedRound) {
 		w.s.log.ErrorContext(ctx, "announce room events", "rounds", len(rounds), "err", err)
 		err = fmt.Errorf("announce: %w", err)
 	}
+	w.s.metrics.deadLetters.Add(float64(len(dead)))
 	for _, d := range dead {
 		if e := w.s.pub.Publish(ctx, events.TopicDeadLetter, d); e != nil {
 			w.s.log.WarnContext(ctx, "dead-letter a submission", "room_id", d.Submission.RoomID, "err", e)
@@ -315,6 +331,8 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 			w.setPending(c.token, false)
 		}
 	}()
+	ctx, materialized := w.pipelineStage(ctx, stageMaterialize, rounds)
+	defer materialized()
 
 	// The latest committed tail of each room holds everything still
 	// unmaterialized (earlier ones were carried into it), and every marker

@@ -19,9 +19,11 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func (c *conn) handle(data []byte) {
 	f, err := decodeFrame(data)
 	if err != nil {
+		c.h.metrics.framesIn[inInvalid].Inc()
 		c.refuseErr("", err)
 		return
 	}
+	c.h.metrics.framesIn[inKindOf(f.Type)].Inc()
 	if !c.limiter.Allow() {
 		c.refuse(f.ClientID, "rate_limited", "too many frames; slow down")
 		return
@@ -51,7 +53,7 @@ func (c *conn) handle(data []byte) {
 	case api.FrameAuth:
 		c.reauth(f)
 	case api.FramePing:
-		c.send(encode(api.ServerFrame{Type: api.FramePong}))
+		c.send(frame{b: encode(api.ServerFrame{Type: api.FramePong}), kind: outPong})
 	default:
 		c.refuse(f.ClientID, "unknown_type", "unknown frame type "+strconv.Quote(truncate(f.Type, 32)))
 	}
@@ -120,7 +122,11 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		Type: kind, RoomID: f.RoomID, SenderID: c.userID, ClientID: f.ClientID,
 		Text: f.Text, TargetSeq: f.TargetSeq, SentAt: time.Now().UTC(),
 	}
-	if !c.h.submits.add(outgoing{sub: sub, from: c}) {
+	span := c.h.startSend(sub)
+	if !c.h.submits.add(outgoing{sub: sub, from: c, span: span}) {
+		if span != nil {
+			span.End()
+		}
 		c.takePending(f.RoomID, f.ClientID)
 		c.refuse(ref, "server_busy", "the server is overloaded; retry with the same client_id")
 	}

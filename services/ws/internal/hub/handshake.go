@@ -23,6 +23,11 @@ import (
 // status of a refused handshake.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.handshake(w, r); err != nil {
+		code := "internal"
+		if e, ok := apierror.As(err); ok {
+			code = e.Code
+		}
+		h.metrics.handshakeRefused(code)
 		httpapi.Error(w, r, h.log, err)
 	}
 }
@@ -80,6 +85,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
+	h.metrics.opened.Inc()
 	go c.writeLoop()
 
 	// hello goes first; the rooms are routed after it, while the
@@ -88,7 +94,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	if hello.Rooms == nil {
 		hello.Rooms = []api.RoomCursor{}
 	}
-	c.send(encode(hello))
+	c.send(frame{b: encode(hello), kind: outHello})
 	for _, rc := range rooms {
 		h.rooms.attach(rc.RoomID, c, rc.LastSeq)
 	}

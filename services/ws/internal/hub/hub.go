@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/authn"
@@ -103,6 +106,8 @@ type Config struct {
 	HistoryPage int
 	// PendingAcks caps sends awaiting their ack per connection.
 	PendingAcks int
+	// Replica names this replica in its spans.
+	Replica string
 }
 
 // DefaultConfig returns the production defaults.
@@ -181,6 +186,10 @@ type Deps struct {
 	Log       *slog.Logger
 	// Presence, when set, is told of every socket opened and closed.
 	Presence PresenceReporter
+	// Metrics, when set, are where the hub counts (NewMetrics); Traces,
+	// when set, traces sends and deliveries.
+	Metrics *Metrics
+	Traces  trace.TracerProvider
 }
 
 // PresenceReporter reports sockets to the presence service
@@ -214,7 +223,10 @@ type Hub struct {
 	spawnMu sync.Mutex     // orders spawn against Shutdown's wait
 	stopped bool           // guarded by spawnMu
 
-	stats Stats
+	stats   Stats
+	metrics *Metrics
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // Stats counts what happened to connections, for tests and metrics.
@@ -238,6 +250,13 @@ func New(cfg Config, deps Deps) *Hub {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if deps.Traces == nil {
+		deps.Traces = noop.NewTracerProvider()
+	}
+	_, tracesOff := deps.Traces.(noop.TracerProvider)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		cfg:     cfg,
@@ -246,6 +265,9 @@ func New(cfg Config, deps Deps) *Hub {
 		origins: map[string]bool{},
 		ctx:     ctx,
 		cancel:  cancel,
+		metrics: deps.Metrics,
+		tracer:  deps.Traces.Tracer("papo/ws"),
+		tracing: !tracesOff,
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o = normalizeOrigin(o); o != "" {
@@ -268,6 +290,7 @@ func New(cfg Config, deps Deps) *Hub {
 	h.submits = newSubmitter(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.SubmitInflight)
 	h.stats.queued = func() int { return int(h.submits.waiting.Load()) }
 	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSignals)
+	h.metrics.bind(h)
 	return h
 }
 

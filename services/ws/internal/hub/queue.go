@@ -2,12 +2,21 @@ package hub
 
 import "sync"
 
+// frame is one encoded server frame waiting for the writer: its type, and
+// for a live event its commit time (unix nanoseconds, else 0), so the
+// writer can count it and measure its delivery latency.
+type frame struct {
+	b         []byte
+	kind      outKind
+	committed int64
+}
+
 // queue holds a connection's outgoing frames until its writer sends them.
 // It is bounded in bytes, not frames, so a few large frames and many small
 // ones cost the same memory; a push never blocks.
 type queue struct {
 	mu     sync.Mutex
-	frames [][]byte
+	frames []frame
 	size   int
 	limit  int
 	closed bool
@@ -26,20 +35,20 @@ const (
 	queueClosed
 )
 
-// push appends b unless the queue is closed or b would take it over its
+// push appends f unless the queue is closed or f would take it over its
 // limit.
-func (q *queue) push(b []byte) pushResult {
+func (q *queue) push(f frame) pushResult {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return queueClosed
 	}
-	if q.size+len(b) > q.limit {
+	if q.size+len(f.b) > q.limit {
 		q.mu.Unlock()
 		return overflow
 	}
-	q.frames = append(q.frames, b)
-	q.size += len(b)
+	q.frames = append(q.frames, f)
+	q.size += len(f.b)
 	q.mu.Unlock()
 	q.wake()
 	return pushed
@@ -47,12 +56,19 @@ func (q *queue) push(b []byte) pushResult {
 
 // take removes and returns every queued frame, and whether the queue was
 // closed.
-func (q *queue) take() ([][]byte, bool) {
+func (q *queue) take() ([]frame, bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	f := q.frames
 	q.frames, q.size = nil, 0
 	return f, q.closed
+}
+
+// bytes is how many bytes wait in the queue.
+func (q *queue) bytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.size
 }
 
 // close makes further pushes fail and wakes the writer.
