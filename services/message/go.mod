@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/dapr/go-sdk v1.11.0
 	github.com/go-chi/chi/v5 v5.2.3
+	github.com/goccy/go-json v0.10.5
 	github.com/hashicorp/golang-lru/v2 v2.0.7
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/launcher v0.0.0-00010101000000-000000000000

@@ -5,12 +5,12 @@ package publish
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	json "github.com/goccy/go-json"
 
 	"github.com/papochat/papo/platform/telemetry"
 )

@@ -8,6 +8,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
 	"github.com/papochat/papo/platform/telemetry"
@@ -391,19 +392,58 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 			s.events.Add(eventKey(id, e.Seq), cachedEvent{rec: e, at: at})
 		}
 	}
-	eachOf(order, func(id string) {
+	// Edits and deletes need reads and writes of their own, room by room;
+	// rooms without any are done here.
+	var edited []string
+	for _, id := range order {
+		if hasEdits(written[id]) {
+			edited = append(edited, id)
+			continue
+		}
+		w.doneMaterializing(id, latest[id])
+	}
+	eachOf(edited, func(id string) {
 		head := latest[id]
-		edited := head
-		edited.Tail = tail{Events: written[id]}
-		if err := s.materializeEdits(ctx, edited); err != nil {
+		h := head
+		h.Tail = tail{Events: written[id]}
+		if err := s.materializeEdits(ctx, h); err != nil {
 			s.log.WarnContext(ctx, "materialize edits and deletes", "room_id", id, "err", err)
 			return
 		}
-		w.materializedThrough(id, head.LastSeq)
-		if len(encode(head.Tail)) > compactTailBytes {
-			s.compactLater(head)
-		}
+		w.doneMaterializing(id, head)
 	})
+}
+
+// doneMaterializing records that head's tail is in the store and plans the
+// compaction of a large one.
+func (w *writer) doneMaterializing(roomID string, head roomRecord) {
+	w.materializedThrough(roomID, head.LastSeq)
+	if tailSize(head.Tail) > compactTailBytes {
+		w.s.compactLater(head)
+	}
+}
+
+// hasEdits reports whether evs hold an edit or a delete.
+func hasEdits(evs []eventRecord) bool {
+	for _, e := range evs {
+		if e.Type == api.EventEdit || e.Type == api.EventDelete {
+			return true
+		}
+	}
+	return false
+}
+
+// tailSize estimates a tail's encoded size from its texts and ids, without
+// encoding it.
+func tailSize(t tail) int {
+	n := 0
+	for _, e := range t.Events {
+		n += 200 + len(e.Text) + len(e.ClientID) + len(e.SenderID) + len(e.ID)
+	}
+	for _, e := range t.Idem {
+		n += 50 + len(e.SenderID) + len(e.ClientID)
+	}
+	return n + 60*(len(t.Marks)+len(t.Members))
 }
 
 // markMove is a read marker to move in a room.
