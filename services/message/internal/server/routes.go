@@ -335,14 +335,14 @@ func (h handlers) send(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	roomID := chi.URLParam(r, "id")
-	err := h.rooms.Submit(r.Context(), events.Submission{
+	seq, err := h.rooms.Submit(r.Context(), events.Submission{
 		Type: api.EventMessage, RoomID: roomID, SenderID: user(r), ClientID: req.ClientID, Text: req.Text,
 		SentAt: time.Now().UTC(),
 	})
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusAccepted, api.SendResponse{RoomID: roomID, ClientID: req.ClientID})
+	httpapi.Encode(w, http.StatusAccepted, api.SendResponse{RoomID: roomID, ClientID: req.ClientID, Seq: seq})
 	return nil
 }
 
