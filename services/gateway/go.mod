@@ -6,6 +6,7 @@ require (
 	github.com/go-chi/chi/v5 v5.2.3
 	github.com/go-chi/cors v1.2.2
 	github.com/go-chi/httprate v0.15.0
+	github.com/gorilla/websocket v1.5.3
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/platform v0.0.0
 )
@@ -15,6 +16,7 @@ require (
 	github.com/dapr/go-sdk v1.11.0 // indirect
 	github.com/golang-jwt/jwt/v5 v5.2.1 // indirect
 	github.com/google/uuid v1.6.0 // indirect
+	github.com/hashicorp/golang-lru/v2 v2.0.7 // indirect
 	github.com/kelseyhightower/envconfig v1.4.0 // indirect
 	github.com/klauspost/cpuid/v2 v2.2.10 // indirect
 	github.com/rogpeppe/go-internal v1.16.0 // indirect
