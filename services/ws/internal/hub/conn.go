@@ -287,15 +287,10 @@ func (c *conn) offer(roomID string, seq int64, b []byte) {
 	}
 }
 
-// offerSignal delivers an ephemeral frame to a live connection.
-func (c *conn) offerSignal(b []byte) {
-	c.mu.Lock()
-	live := c.live
-	c.mu.Unlock()
-	if live {
-		c.send(b)
-	}
-}
+// offerSignal delivers an ephemeral frame (typing, presence) at once. The
+// live hold is for room events, whose order a resume decides; a signal
+// has none, and one held back would be lost.
+func (c *conn) offerSignal(b []byte) { c.send(b) }
 
 // goLive starts live delivery: every room whose head moved past the
 // connection's cursor catches up first.

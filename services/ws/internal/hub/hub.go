@@ -80,9 +80,11 @@ type Config struct {
 	// with api.ClosePolicy.
 	StrikeRate  float64
 	StrikeBurst int
-	// LiveHold is how long after hello live events wait for the client's
-	// first frame, so a resume sent at once is applied before any live
-	// event and nothing is delivered twice.
+	// LiveHold is how long after hello live room events wait for the
+	// client's first frame, so a resume sent at once is applied before any
+	// live event and nothing is delivered twice. A client that resumes
+	// nothing sends {"type":"resume","rooms":{}} and waits for nothing;
+	// signals (typing, presence) are never held.
 	LiveHold time.Duration
 	// TypingEvery throttles typing signals per user per room.
 	TypingEvery time.Duration

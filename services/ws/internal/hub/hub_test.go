@@ -318,8 +318,8 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 
 func TestRateLimitThenPolicyClose(t *testing.T) {
 	s := newStack(t, 1, hub.Config{Rate: 1, Burst: 3, StrikeRate: 0.1, StrikeBurst: 5})
-	w := s.live(0, "alice") // the ping used one token
-	for range 2 {
+	w := s.live(0, "alice") // the resume after hello and the ping used two tokens
+	for range 1 {
 		send(t, w, api.ClientFrame{Type: api.FramePing})
 		expectType(t, w, api.FramePong)
 	}
@@ -355,7 +355,7 @@ func TestResumeDeliversExactlyTheMissedEventsThenLive(t *testing.T) {
 
 	// Reconnect (to the other replica), and while resuming, live events
 	// keep coming.
-	b2 := s.dial(0, "bob")
+	b2 := s.dialWith(0, "bob", &client.WSOptions{NoResume: true})
 	if b2.Hello.Rooms[0].LastSeq != 21 {
 		t.Fatalf("hello says last_seq %d, want 21", b2.Hello.Rooms[0].LastSeq)
 	}
@@ -377,9 +377,73 @@ func TestResumeDeliversExactlyTheMissedEventsThenLive(t *testing.T) {
 func TestLiveEventsWaitForTheHoldAfterHello(t *testing.T) {
 	s := newStack(t, 1, hub.Config{LiveHold: 200 * time.Millisecond})
 	s.world.room("r1", "alice", "bob")
-	b := s.dial(0, "bob") // sends nothing
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // sends nothing
 	s.world.post("r1", "alice", "during the hold")
 	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 1 {
+		t.Fatalf("got %+v", f.Event)
+	}
+}
+
+// TestSignalsAreNotHeldAfterHello: a presence or typing signal reaches a
+// new socket at once, even one that sent nothing yet (whose room events
+// still wait for its first frame): a peer who connects right after you is
+// shown online.
+func TestSignalsAreNotHeldAfterHello(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: time.Minute})
+	s.world.room("r1", "alice", "bob")
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // sends nothing
+	// The hub routes bob's rooms just after his hello: signal until one
+	// arrives.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.hubs[0].Signals(events.SignalBatch{Signals: []events.Signal{{
+			Kind: events.SignalPresence, UserID: "alice", Status: api.Online, RoomIDs: []string{"r1"},
+		}}})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		f, err := b.Read(ctx)
+		cancel()
+		if err == nil {
+			if f.Type != api.FramePresence || f.UserID != "alice" || f.Status != api.Online {
+				t.Fatalf("got %+v, want alice online", f)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no presence frame while bob's room events are held")
+		}
+	}
+	a := s.live(0, "alice")
+	send(t, a, api.ClientFrame{Type: api.FrameTyping, RoomID: "r1"})
+	if f := nextSkipping(t, b, api.FramePresence); f.Type != api.FrameTyping || f.UserID != "alice" {
+		t.Fatalf("got %+v, want alice typing", f)
+	}
+	// Room events still wait for bob's first frame.
+	s.world.post("r1", "alice", "held")
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	for {
+		f, err := b.Read(ctx)
+		if err != nil {
+			break // quiet
+		}
+		if f.Type != api.FramePresence {
+			t.Fatalf("got %+v during the hold", f)
+		}
+	}
+	send(t, b, api.ClientFrame{Type: api.FramePing})
+	if f := nextSkipping(t, b, api.FramePong, api.FramePresence); f.Type != api.FrameEvent || f.Event.Text != "held" {
+		t.Fatalf("got %+v, want the held event after bob's first frame", f)
+	}
+}
+
+// TestAClientThatResumesNothingIsLiveAtOnce: the resume of nothing that
+// clients send right after hello starts live events without the hold.
+func TestAClientThatResumesNothingIsLiveAtOnce(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: time.Minute})
+	s.world.room("r1", "alice", "bob")
+	b := s.dial(0, "bob") // resumes nothing
+	s.world.post("r1", "alice", "at once")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Text != "at once" {
 		t.Fatalf("got %+v", f.Event)
 	}
 }
