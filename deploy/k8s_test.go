@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
@@ -192,4 +193,47 @@ func envValue(c corev1.Container, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestKubernetesIngressRoutesWebSocketsStraightToTheReplicas: every
+// overlay's ingress sends /ws to the ws Service, with proxy timeouts
+// longer than a live socket stays silent, and the rest to the gateway.
+func TestKubernetesIngressRoutesWebSocketsStraightToTheReplicas(t *testing.T) {
+	for _, overlay := range overlays(t) {
+		t.Run(overlay, func(t *testing.T) {
+			m := build(t, filepath.Join("k8s", "overlays", overlay))
+			routes := map[string]string{} // path -> service:port
+			for _, r := range m.Resources() {
+				if r.GetKind() != "Ingress" {
+					continue
+				}
+				var in networkingv1.Ingress
+				decode(t, r, &in)
+				for _, rule := range in.Spec.Rules {
+					for _, p := range rule.HTTP.Paths {
+						routes[p.Path] = p.Backend.Service.Name + ":" + p.Backend.Service.Port.Name
+						if p.Path != "/ws" {
+							continue
+						}
+						if p.PathType == nil || *p.PathType != networkingv1.PathTypeExact {
+							t.Errorf("/ws path type %v, want Exact", p.PathType)
+						}
+						// Longer than the server waits for a pong (60 s):
+						// a proxy timeout must never end a live socket.
+						for _, a := range []string{"proxy-read-timeout", "proxy-send-timeout"} {
+							secs, err := strconv.Atoi(in.Annotations["nginx.ingress.kubernetes.io/"+a])
+							if err != nil || secs <= 60 {
+								t.Errorf("/ws %s = %q, want more than 60 s", a, in.Annotations["nginx.ingress.kubernetes.io/"+a])
+							}
+						}
+					}
+				}
+			}
+			for path, want := range map[string]string{"/ws": "ws:http", "/": "gateway:http"} {
+				if got := routes[path]; got != want {
+					t.Errorf("ingress sends %s to %q, want %q", path, got, want)
+				}
+			}
+		})
+	}
 }
