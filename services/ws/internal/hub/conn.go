@@ -25,9 +25,10 @@ type cursor struct {
 	syncing bool
 }
 
-// conn is one WebSocket. Exactly one goroutine reads it (readLoop) and one
-// writes it (writeLoop); everything else only pushes to its queue, so a
-// slow client never blocks a producer.
+// conn is one WebSocket. Exactly one goroutine reads it (readLoop), and at
+// most one writes it (writeLoop), started when frames are queued and gone
+// when the queue is empty; everything else only pushes to its queue, so a
+// slow client never blocks a producer. Pings go out from a timer.
 type conn struct {
 	h         *Hub
 	ws        *websocket.Conn
@@ -50,28 +51,29 @@ type conn struct {
 	mu      sync.Mutex
 	live    bool
 	rooms   map[string]*cursor
-	pending map[ackKey]time.Time // sends awaiting their ack
+	pending map[ackKey]time.Time // sends awaiting their ack; made on the first
 	expiry  *time.Timer
-	hold    *time.Timer
+	hold    *time.Timer // nil once live
+	ping    *time.Timer
 }
 
 type ackKey struct{ room, clientID string }
 
 func (h *Hub) newConn(userID, sessionID string) *conn {
 	ctx, cancel := context.WithCancel(h.ctx)
-	return &conn{
+	c := &conn{
 		h:          h,
 		userID:     userID,
 		sessionID:  sessionID,
 		ctx:        ctx,
 		cancel:     cancel,
-		out:        newQueue(h.cfg.QueueBytes),
 		limiter:    rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
 		strikes:    rate.NewLimiter(rate.Limit(h.cfg.StrikeRate), h.cfg.StrikeBurst),
 		writerDone: make(chan struct{}),
 		rooms:      map[string]*cursor{},
-		pending:    map[ackKey]time.Time{},
 	}
+	c.out = newQueue(h.cfg.QueueBytes, func() { go c.writeLoop() })
+	return c
 }
 
 // send queues one encoded frame. A full queue disconnects the client: the
@@ -111,50 +113,83 @@ func (c *conn) close(code int, text string) {
 	})
 }
 
-// writeLoop sends queued frames and heartbeat pings until the queue is
-// closed or a write fails.
+// writeLoop sends queued frames until the queue is empty (the next push
+// starts it again), closed (it sends the close frame) or a write fails.
 func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.h.cfg.PingInterval)
-	defer ping.Stop()
 	for {
-		select {
-		case <-c.out.ready:
-			frames, closed := c.out.take()
-			if closed {
-				deadline := time.Now().Add(time.Second)
-				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
-				return
-			}
-			for _, f := range frames {
-				if err := c.write(websocket.TextMessage, f); err != nil {
-					return
-				}
-			}
-		case <-ping.C:
-			if err := c.write(websocket.PingMessage, nil); err != nil {
+		frames, closed, more := c.out.take()
+		if !more {
+			return
+		}
+		if closed {
+			deadline := time.Now().Add(time.Second)
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
+			c.writerEnded()
+			return
+		}
+		for _, f := range frames {
+			if err := c.write(f); err != nil {
+				c.writerEnded()
 				return
 			}
 		}
 	}
 }
 
-// write sends one frame within the write deadline. A missed deadline means
-// the client does not read fast enough: it is cut off as a slow consumer.
-func (c *conn) write(kind int, b []byte) error {
+// writerEnded records that nothing will be written on the socket again.
+func (c *conn) writerEnded() {
+	c.out.end()
+	close(c.writerDone)
+}
+
+// write sends one frame within the write deadline.
+func (c *conn) write(b []byte) error {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
-	err := c.ws.WriteMessage(kind, b)
+	err := c.ws.WriteMessage(websocket.TextMessage, b)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.h.stats.SlowConsumers.Add(1)
-			c.close(api.CloseSlowConsumer, "write deadline missed")
-		} else {
-			c.close(websocket.CloseAbnormalClosure, "write failed")
-		}
-		_ = c.ws.Close()
+		c.writeFailed(err)
 	}
 	return err
+}
+
+// writeFailed closes the connection after a failed write. A missed
+// deadline means the client does not read fast enough: it is cut off as a
+// slow consumer.
+func (c *conn) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.h.stats.SlowConsumers.Add(1)
+		c.close(api.CloseSlowConsumer, "write deadline missed")
+	} else {
+		c.close(websocket.CloseAbnormalClosure, "write failed")
+	}
+	_ = c.ws.Close()
+}
+
+// startPings sends a heartbeat ping every PingInterval from a timer.
+// WriteControl may run beside the writer (gorilla serializes them), so a
+// ping needs no writer goroutine of its own.
+func (c *conn) startPings() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ping = time.AfterFunc(c.h.cfg.PingInterval, c.sendPing)
+}
+
+func (c *conn) sendPing() {
+	if c.ctx.Err() != nil {
+		return // closing
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
+		if c.ctx.Err() == nil {
+			c.writeFailed(err)
+		}
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() == nil {
+		c.ping.Reset(c.h.cfg.PingInterval)
+	}
 }
 
 // readLoop reads client frames until the socket fails or closes.
@@ -303,6 +338,7 @@ func (c *conn) goLive() {
 	c.live = true
 	if c.hold != nil {
 		c.hold.Stop()
+		c.hold = nil
 	}
 	for id, cr := range c.rooms {
 		if !cr.syncing && cr.seq < cr.room.head.Load() {
@@ -410,6 +446,9 @@ func (c *conn) addPending(roomID, clientID string) bool {
 		if len(c.pending) >= c.h.cfg.PendingAcks {
 			return false
 		}
+	}
+	if c.pending == nil {
+		c.pending = map[ackKey]time.Time{}
 	}
 	c.pending[ackKey{roomID, clientID}] = now
 	return true

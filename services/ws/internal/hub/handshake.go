@@ -54,18 +54,13 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	c := h.newConn(claims.UserID, claims.SessionID)
-	admitted := h.users.add(c, h.cfg.MaxConnsPerUser)
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		// The upgrader answered the client already.
-		if admitted {
-			h.users.remove(c)
-		}
-		c.cancel()
-		return nil
+		return nil // the upgrader answered the client already
 	}
-	if !admitted {
+	c := h.newConn(claims.UserID, claims.SessionID)
+	c.ws = ws // before anything else can see c
+	if !h.users.add(c, h.cfg.MaxConnsPerUser) {
 		c.cancel()
 		deadline := time.Now().Add(time.Second)
 		_ = ws.WriteControl(websocket.CloseMessage,
@@ -73,14 +68,13 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		_ = ws.Close()
 		return nil
 	}
-	c.ws = ws
 	var connID string
 	if h.deps.Presence != nil {
 		connID = h.deps.Presence.Connected(c.userID)
 	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
-	go c.writeLoop()
+	c.startPings()
 
 	// hello goes first; the rooms are routed after it, while the
 	// connection is not live yet, so no event can overtake it.
@@ -105,18 +99,18 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	// The reader runs on its own goroutine and the handler returns, so the
 	// HTTP server's request, buffers and grown handler stack are freed
 	// for the socket's whole life (most of an idle socket's cost).
-	go c.serve(len(rooms), connID)
+	go c.serve(len(rooms), connID, r.RemoteAddr)
 	return nil
 }
 
 // serve reads the socket until it ends, then unroutes it.
-func (c *conn) serve(rooms int, connID string) {
+func (c *conn) serve(rooms int, connID, client string) {
 	h := c.h
 	defer func() {
 		h.stats.Open.Add(-1)
 		h.conns.Done()
 	}()
-	h.log.Debug("socket opened", "user_id", c.userID, "rooms", rooms)
+	h.log.Debug("socket opened", "user_id", c.userID, "rooms", rooms, "client", client)
 	c.readLoop()
 
 	// The reader ended: the socket is closed or closing. Unroute it.
@@ -134,7 +128,10 @@ func (c *conn) serve(rooms int, connID string) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
-	c.hold.Stop()
+	if c.hold != nil {
+		c.hold.Stop()
+	}
+	c.ping.Stop()
 	c.mu.Unlock()
 	for _, id := range ids {
 		h.rooms.detach(id, c)

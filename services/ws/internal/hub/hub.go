@@ -213,7 +213,7 @@ type Hub struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	closing atomic.Bool
-	conns   sync.WaitGroup // one per connection, done when both its goroutines ended
+	conns   sync.WaitGroup // one per connection, done when its reader and last writer ended
 	workers sync.WaitGroup // gap fills, catch-ups and batchers
 	spawnMu sync.Mutex     // orders spawn against Shutdown's wait
 	stopped bool           // guarded by spawnMu
@@ -257,7 +257,7 @@ func New(cfg Config, deps Deps) *Hub {
 		}
 	}
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:    1024,
+		ReadBufferSize:    512, // client frames are small; a larger one is read straight into its own buffer
 		WriteBufferPool:   &sync.Pool{},
 		EnableCompression: false,
 		// The origin is checked before the upgrade, with a 403 body.

@@ -2,10 +2,14 @@ package hub_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -647,4 +651,64 @@ func TestPresenceReachesUsersSharingARoomOnce(t *testing.T) {
 	}
 	quiet(t, b, 100*time.Millisecond) // once, though two rooms are shared
 	quiet(t, c, 10*time.Millisecond)  // carol shares no room with alice
+}
+
+// TestAnIdleSocketHoldsNoWriterGoroutine: once its frames are written, an
+// idle socket costs its reader goroutine only; the writer starts again
+// when something is queued.
+func TestAnIdleSocketHoldsNoWriterGoroutine(t *testing.T) {
+	const n = 20
+	s := newStack(t, 1, hub.Config{MaxConnsPerUser: n})
+	s.world.room("r1", "alice")
+	before := runtime.NumGoroutine()
+	conns := make([]*client.WS, n)
+	for i := range conns {
+		conns[i] = s.live(0, "alice") // hello, the resume, a ping answered
+	}
+	// Each socket: the test client's reader and the server's reader
+	// (and a few of the HTTP clients the hub's upstream adapters use).
+	want := before + 2*n + 6
+	eventually(t, "idle writers end", func() bool { return runtime.NumGoroutine() <= want })
+	// A frame for every socket starts writers again, and they deliver.
+	s.world.post("r1", "alice", "to everyone")
+	for _, c := range conns {
+		if f := nextSkipping(t, c, api.FrameAck); f.Type != api.FrameEvent || f.Event.Text != "to everyone" {
+			t.Fatalf("got %+v", f)
+		}
+	}
+	eventually(t, "idle writers end again", func() bool { return runtime.NumGoroutine() <= want })
+}
+
+// TestAnIdleSocketIsPingedAndKeptOpen: the server pings every
+// PingInterval, and a client that answers the pings stays connected past
+// PongWait without sending anything else.
+func TestAnIdleSocketIsPingedAndKeptOpen(t *testing.T) {
+	s := newStack(t, 1, hub.Config{PingInterval: 40 * time.Millisecond, PongWait: 200 * time.Millisecond})
+	d := websocket.Dialer{Subprotocols: []string{api.Subprotocol, api.BearerProtocolPref + s.token("alice")}}
+	c, _, err := d.Dial(s.urls[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var pings atomic.Int32
+	c.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	// Read (control frames are handled while reading) for five PongWaits.
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		_, _, err := c.ReadMessage() // the hello, then nothing
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("the socket ended: %v, after %d pings", err, pings.Load())
+		}
+		break
+	}
+	if got := pings.Load(); got < 10 {
+		t.Fatalf("%d pings in a second, want about 25", got)
+	}
 }
