@@ -712,3 +712,28 @@ func TestAnIdleSocketIsPingedAndKeptOpen(t *testing.T) {
 		t.Fatalf("%d pings in a second, want about 25", got)
 	}
 }
+
+// TestASilentClientIsClosedForNoHeartbeat: a client that answers no ping
+// and sends nothing is closed with 1001 once PongWait has passed.
+func TestASilentClientIsClosedForNoHeartbeat(t *testing.T) {
+	s := newStack(t, 1, hub.Config{PingInterval: 40 * time.Millisecond, PongWait: 150 * time.Millisecond})
+	d := websocket.Dialer{Subprotocols: []string{api.Subprotocol, api.BearerProtocolPref + s.token("alice")}}
+	c, _, err := d.Dial(s.urls[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetPingHandler(func(string) error { return nil }) // no pong
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("the socket ended with %v, want close 1001", err)
+		}
+		return
+	}
+}
