@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -42,6 +43,8 @@ type conn struct {
 	limiter *rate.Limiter // client frames
 	strikes *rate.Limiter // refused frames
 
+	lastSeen   atomic.Int64 // unix nanos of the client's last frame or pong
+	readErr    error        // why reading a frame failed; the reader's only
 	closeOnce  sync.Once
 	closeCode  int
 	closeText  string
@@ -179,6 +182,10 @@ func (c *conn) sendPing() {
 	if c.ctx.Err() != nil {
 		return // closing
 	}
+	if time.Since(time.Unix(0, c.lastSeen.Load())) > c.h.cfg.PongWait {
+		c.close(websocket.CloseGoingAway, "no heartbeat")
+		return
+	}
 	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
 		if c.ctx.Err() == nil {
 			c.writeFailed(err)
@@ -193,45 +200,89 @@ func (c *conn) sendPing() {
 }
 
 // readLoop reads client frames until the socket fails or closes.
+//
+// An idle socket costs mostly its reader's stack, so the reader keeps it
+// small: the runtime starts a goroutine with about the average stack in
+// use, and halves a stack only when three quarters of it are unused, so
+// a reader that once went deep keeps a large stack for the socket's whole
+// life. Each frame is therefore handled on a goroutine of its own
+// (inline: JSON and upstream calls need several KiB), and the heartbeat
+// is a timestamp the ping timer checks, not a read deadline renewed from
+// here (deep in the runtime's timers).
 func (c *conn) readLoop() {
-	c.ws.SetReadLimit(c.h.cfg.HardFrameBytes)
-	extend := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.h.cfg.PongWait)) }
-	extend()
-	c.ws.SetPongHandler(func(string) error { extend(); return nil })
+	c.startReading()
 	for {
+		// The reader waits here: this frame is on the stack the whole time.
 		kind, r, err := c.ws.NextReader()
-		if err != nil {
+		if err != nil || !c.readFrame(kind, r) {
 			c.closeAfterReadError(err)
 			return
 		}
-		extend()
-		if kind != websocket.TextMessage {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				c.closeAfterReadError(err)
-				return
-			}
-			c.refuse("", "binary_not_supported", "frames are JSON text")
-			continue
-		}
-		// Read up to one byte past the protocol limit, so an oversize frame
-		// is detected, discarded and answered instead of killing the socket.
-		data, err := io.ReadAll(io.LimitReader(r, int64(c.h.cfg.MaxFrameBytes)+1))
-		if err == nil && len(data) > c.h.cfg.MaxFrameBytes {
-			_, err = io.Copy(io.Discard, r)
-			if err == nil {
-				c.refuse("", "frame_too_large", "frames are limited to "+itoa(c.h.cfg.MaxFrameBytes)+" bytes")
-				continue
-			}
-		}
-		if err != nil {
-			c.closeAfterReadError(err)
-			return
-		}
-		c.handle(data)
 	}
 }
 
+// startReading sets the read limit and the heartbeat handlers.
+func (c *conn) startReading() {
+	c.ws.SetReadLimit(c.h.cfg.HardFrameBytes)
+	c.ws.SetPongHandler(func(string) error { c.seen(); return nil })
+	c.ws.SetPingHandler(func(data string) error {
+		c.seen()
+		inline(func() {
+			_ = c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		return nil
+	})
+}
+
+// readFrame reads one client frame and has it handled; false when the
+// socket failed reading it (c.readErr says why).
+func (c *conn) readFrame(kind int, r io.Reader) bool {
+	c.seen()
+	if kind != websocket.TextMessage {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			c.readErr = err
+			return false
+		}
+		inline(func() { c.refuse("", "binary_not_supported", "frames are JSON text") })
+		return true
+	}
+	// Read up to one byte past the protocol limit, so an oversize frame
+	// is detected, discarded and answered instead of killing the socket.
+	data, err := io.ReadAll(io.LimitReader(r, int64(c.h.cfg.MaxFrameBytes)+1))
+	if err == nil && len(data) > c.h.cfg.MaxFrameBytes {
+		if _, err = io.Copy(io.Discard, r); err == nil {
+			inline(func() {
+				c.refuse("", "frame_too_large", "frames are limited to "+itoa(c.h.cfg.MaxFrameBytes)+" bytes")
+			})
+			return true
+		}
+	}
+	if err != nil {
+		c.readErr = err
+		return false
+	}
+	inline(func() { c.handle(data) })
+	return true
+}
+
+// inline runs f on a goroutine of its own and waits for it, so that f's
+// stack goes away with it (see readLoop).
+func inline(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}
+
+// seen records that the client is alive: a frame or a pong came.
+func (c *conn) seen() { c.lastSeen.Store(time.Now().UnixNano()) }
+
 func (c *conn) closeAfterReadError(err error) {
+	if err == nil {
+		err = c.readErr
+	}
 	var ce *websocket.CloseError
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
@@ -240,12 +291,7 @@ func (c *conn) closeAfterReadError(err error) {
 		// Echo the client's close.
 		c.close(websocket.CloseNormalClosure, "")
 	default:
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.close(websocket.CloseGoingAway, "no heartbeat")
-		} else {
-			c.close(websocket.CloseAbnormalClosure, "read failed")
-		}
+		c.close(websocket.CloseAbnormalClosure, "read failed")
 	}
 }
 

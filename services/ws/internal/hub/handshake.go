@@ -74,10 +74,13 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
+	c.seen()
 	c.startPings()
 
-	// hello goes first; the rooms are routed after it, while the
-	// connection is not live yet, so no event can overtake it.
+	// hello is queued first, so nothing can overtake it; the rooms are
+	// routed after it, while the connection is not live yet; and the
+	// writer starts only then, so a client that has its hello is routed
+	// (an event persisted right after it reaches the socket).
 	hello := api.HelloFrame{Type: api.FrameHello, UserID: c.userID, SessionID: c.sessionID, Rooms: rooms}
 	if hello.Rooms == nil {
 		hello.Rooms = []api.RoomCursor{}
@@ -86,6 +89,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	for _, rc := range rooms {
 		h.rooms.attach(rc.RoomID, c, rc.LastSeq)
 	}
+	c.out.release()
 	c.setExpiry(claims.ExpiresAt)
 	c.mu.Lock()
 	c.hold = time.AfterFunc(h.cfg.LiveHold, c.goLive)
@@ -99,21 +103,26 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	// The reader runs on its own goroutine and the handler returns, so the
 	// HTTP server's request, buffers and grown handler stack are freed
 	// for the socket's whole life (most of an idle socket's cost).
-	go c.serve(len(rooms), connID, r.RemoteAddr)
+	h.log.Debug("socket opened", "user_id", c.userID, "rooms", len(rooms), "client", r.RemoteAddr)
+	go c.serve(connID)
 	return nil
 }
 
-// serve reads the socket until it ends, then unroutes it.
-func (c *conn) serve(rooms int, connID, client string) {
+// serve reads the socket until it ends, then unroutes it. It runs for the
+// socket's whole life, so its own frame stays small (see readLoop).
+func (c *conn) serve(connID string) {
+	c.readLoop()
+	c.unroute(connID)
+}
+
+// unroute takes a socket whose reader ended (it is closed or closing)
+// out of every table.
+func (c *conn) unroute(connID string) {
 	h := c.h
 	defer func() {
 		h.stats.Open.Add(-1)
 		h.conns.Done()
 	}()
-	h.log.Debug("socket opened", "user_id", c.userID, "rooms", rooms, "client", client)
-	c.readLoop()
-
-	// The reader ended: the socket is closed or closing. Unroute it.
 	c.close(websocket.CloseNormalClosure, "")
 	h.users.remove(c)
 	if h.deps.Presence != nil {

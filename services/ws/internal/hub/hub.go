@@ -62,8 +62,9 @@ type Config struct {
 	// WriteTimeout is the deadline of one frame write; missing it
 	// disconnects the client with api.CloseSlowConsumer.
 	WriteTimeout time.Duration
-	// PingInterval is how often the server pings; a client that answers
-	// nothing (no pong, no frame) for PongWait is disconnected.
+	// PingInterval is how often the server pings; a client that answered
+	// nothing (no pong, no frame) for PongWait is disconnected at the next
+	// ping.
 	PingInterval time.Duration
 	PongWait     time.Duration
 	// MaxFrameBytes is the protocol's frame limit: a larger frame is

@@ -15,13 +15,26 @@ type queue struct {
 	size    int
 	limit   int
 	closed  bool
+	held    bool   // no writer starts until release (the handshake is not done)
 	writing bool   // a writer is draining the queue
 	ended   bool   // the writer finished for good; nothing is written any more
 	start   func() // starts a writer on its own goroutine
 }
 
+// newQueue returns a held queue: frames wait until release.
 func newQueue(limit int, start func()) *queue {
-	return &queue{limit: limit, start: start}
+	return &queue{limit: limit, start: start, held: true}
+}
+
+// release lets a writer start, at once if frames wait.
+func (q *queue) release() {
+	q.mu.Lock()
+	q.held = false
+	start := (len(q.frames) > 0 || q.closed) && q.claimLocked()
+	q.mu.Unlock()
+	if start {
+		q.start()
+	}
 }
 
 type pushResult int
@@ -57,7 +70,7 @@ func (q *queue) push(b []byte) pushResult {
 // claimLocked reports whether the caller must start a writer, marking one
 // as running; q.mu is held.
 func (q *queue) claimLocked() bool {
-	if q.writing || q.ended {
+	if q.held || q.writing || q.ended {
 		return false
 	}
 	q.writing = true
