@@ -4,7 +4,11 @@
 // written once.
 package api
 
-import "time"
+import (
+	"time"
+
+	"github.com/papochat/papo/api/validate"
+)
 
 // Event types in a room's log.
 const (
@@ -106,9 +110,35 @@ type RoomResponse struct {
 	Room Room `json:"room"`
 }
 
-// RoomsResponse wraps a list of rooms.
+// RoomsResponse wraps a list of rooms. NextCursor, in a page of the public
+// room list, is the cursor of the next page (absent at the end).
 type RoomsResponse struct {
-	Rooms []Room `json:"rooms"`
+	Rooms      []Room `json:"rooms"`
+	NextCursor string `json:"next_cursor,omitempty"`
+}
+
+// Invitation is a pending invitation to a private room: UserID is invited
+// by InvitedBy. The invitee accepts by joining the room (POST
+// /api/v1/rooms/{id}/join) or declines (POST /api/v1/rooms/{id}/decline).
+type Invitation struct {
+	Room      Room      `json:"room"`
+	UserID    string    `json:"user_id"`
+	InvitedBy string    `json:"invited_by"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// InvitationsResponse answers GET /api/v1/rooms/invitations: the caller's
+// pending invitations, newest first.
+type InvitationsResponse struct {
+	Invitations []Invitation `json:"invitations"`
+}
+
+// AddMemberResponse answers POST /api/v1/rooms/{id}/members: the room and,
+// for a private room, the invitation made (the user is not a member until
+// accepting it).
+type AddMemberResponse struct {
+	Room       Room        `json:"room"`
+	Invitation *Invitation `json:"invitation,omitempty"`
 }
 
 // AddMemberRequest is the body of POST /api/v1/rooms/{id}/members.
@@ -170,11 +200,16 @@ type ErrorResponse struct {
 	} `json:"error"`
 }
 
-// Limits of the contract.
+// Limits of the contract. The rules for text, ids and names are in
+// package validate.
 const (
-	MaxTextRunes   = 4000
-	MaxClientIDLen = 64
-	MaxRoomName    = 80
+	MaxTextRunes   = validate.MaxText
+	MaxClientIDLen = validate.MaxClientID
+	MaxRoomName    = validate.MaxName
 	MaxPageLimit   = 200
 	DefaultLimit   = 50
+	// MaxTokenBytes caps an access or refresh token as a client sends it;
+	// a longer one is refused before any parsing (papo's own tokens are
+	// under 1 KiB, an external issuer's a few).
+	MaxTokenBytes = 8 << 10
 )

@@ -44,6 +44,13 @@ var stackEnv = map[string]string{
 // when the benchmark ends. A profile whose servers are missing skips.
 func startStack(b *testing.B, profile string, messageReplicas int) *launcher.Stack {
 	b.Helper()
+	return startStackWith(b, profile, messageReplicas, false)
+}
+
+// startStackWith is startStack, with every sidecar serving pprof when
+// daprdProfiling is set.
+func startStackWith(b *testing.B, profile string, messageReplicas int, daprdProfiling bool) *launcher.Stack {
+	b.Helper()
 	if testing.Short() {
 		b.Skip("benchmark: starts a whole stack")
 	}
@@ -63,13 +70,15 @@ func startStack(b *testing.B, profile string, messageReplicas int) *launcher.Sta
 	defer cancel()
 	start := time.Now()
 	s, err := launcher.Start(ctx, launcher.Options{
-		Root:        root,
-		Profile:     profile,
-		DataDir:     dir,
-		GatewayAddr: "127.0.0.1:0",
-		Replicas:    map[string]int{"message": messageReplicas},
-		Log:         log,
-		Env:         stackEnv,
+		Root:           root,
+		Profile:        profile,
+		DataDir:        dir,
+		GatewayAddr:    "127.0.0.1:0",
+		Replicas:       map[string]int{"message": messageReplicas},
+		Log:            log,
+		Env:            stackEnv,
+		DaprdProfiling: daprdProfiling,
+		Pprof:          daprdProfiling,
 	})
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -194,12 +203,18 @@ func wsURL(s *launcher.Stack, replica string) string {
 	return "ws" + strings.TrimPrefix(s.App(replica).URL(), "http") + "/ws"
 }
 
+// appToken is the header a ws replica wants from its callers (the
+// gateway's proxy presents it): the stack's app API token.
+func appToken(s *launcher.Stack) http.Header {
+	return http.Header{"Dapr-Api-Token": {s.Tokens.App}}
+}
+
 // dialReplica opens a WebSocket straight to one ws replica as u.
 func dialReplica(b *testing.B, s *launcher.Stack, replica string, u *user) *client.WS {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ws, err := client.DialWS(ctx, wsURL(s, replica), u.Token, &client.WSOptions{Buffer: 1 << 16})
+	ws, err := client.DialWS(ctx, wsURL(s, replica), u.Token, &client.WSOptions{Buffer: 1 << 16, Header: appToken(s)})
 	if err != nil {
 		b.Fatalf("dial %s as %s: %v", replica, u.Username, err)
 	}

@@ -115,7 +115,7 @@ func measureWSMemory(b *testing.B) map[string]float64 {
 				var resp *http.Response
 				var err error
 				for try := range 6 {
-					c, resp, err = d.DialContext(ctx, url, http.Header{})
+					c, resp, err = d.DialContext(ctx, url, appToken(s))
 					if err == nil || resp == nil || resp.StatusCode < 500 || try == 5 {
 						break
 					}

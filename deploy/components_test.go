@@ -68,11 +68,12 @@ func (c component) value(name string) string {
 type componentSet map[string]component
 
 // wantComponents are the names every profile defines, with the apps each is
-// scoped to (docs/development.md). pubsub and fanout reach every app:
-// every replica of every service watches sessions.revoked.
+// scoped to (docs/development.md). pubsub reaches the apps that publish or
+// consume on it (not the gateway); fanout the apps that follow a topic
+// per replica (every token verifier watches sessions.revoked; not auth).
 var wantComponents = map[string][]string{
-	"pubsub":            {"auth", "gateway", "message", "notification", "presence", "ws"},
-	"fanout":            {"auth", "gateway", "message", "notification", "presence", "ws"},
+	"pubsub":            {"auth", "message", "notification", "presence", "ws"},
+	"fanout":            {"gateway", "message", "notification", "presence", "ws"},
 	"authstore":         {"auth"},
 	"messagestore":      {"message"},
 	"presencestore":     {"presence"},
@@ -257,6 +258,106 @@ func TestFanoutGivesEveryReplicaItsOwnConsumer(t *testing.T) {
 	}
 }
 
+// topicAccess is who may publish and who may subscribe to each topic of
+// each pub/sub component (docs/ops.md, security model). An app missing
+// from a map may do neither.
+var topicAccess = map[string]struct{ publish, subscribe map[string][]string }{
+	"pubsub": {
+		publish: map[string][]string{
+			"auth":         {"sessions.revoked"},
+			"ws":           {"messages.submitted"},
+			"message":      {"messages.submitted", "room.events", "messages.deadletter"},
+			"presence":     {"room.signals"},
+			"notification": {"notifications.deadletter", "devices.changed"},
+		},
+		subscribe: map[string][]string{
+			"message":      {"messages.submitted"},
+			"notification": {"room.events"},
+		},
+	},
+	"fanout": {
+		publish: map[string][]string{
+			"ws": {"room.signals"},
+		},
+		subscribe: map[string][]string{
+			"gateway":      {"sessions.revoked"},
+			"ws":           {"room.events", "room.signals", "sessions.revoked"},
+			"message":      {"sessions.revoked"},
+			"presence":     {"sessions.revoked"},
+			"notification": {"sessions.revoked", "devices.changed"},
+		},
+	},
+}
+
+// parseScopes reads a publishingScopes / subscriptionScopes value as
+// daprd 1.14 does (pkg/scopes): "app=t1,t2;app2=" (spaces dropped).
+func parseScopes(v string) map[string][]string {
+	out := map[string][]string{}
+	for _, entry := range strings.Split(strings.ReplaceAll(v, " ", ""), ";") {
+		app, topics, ok := strings.Cut(entry, "=")
+		if !ok {
+			continue
+		}
+		out[app] = nil
+		for _, t := range strings.Split(topics, ",") {
+			if t != "" {
+				out[app] = append(out[app], t)
+			}
+		}
+	}
+	return out
+}
+
+// TestPubSubTopicsAreScopedToTheirPublishersAndSubscribers: every topic is
+// protected (an app not named in a scope may not touch it), only papo's
+// topics are allowed, and each app may publish and subscribe to exactly
+// the topics of topicAccess. daprd lets an app that a scope does not name
+// use every unprotected topic, so each scoped app is named.
+func TestPubSubTopicsAreScopedToTheirPublishersAndSubscribers(t *testing.T) {
+	for _, dir := range profileDirs(t) {
+		t.Run(dir, func(t *testing.T) {
+			set := loadComponents(t, dir)
+			for name, want := range topicAccess {
+				c := set[name]
+				var topics []string
+				for _, m := range []map[string][]string{want.publish, want.subscribe} {
+					for _, ts := range m {
+						for _, topic := range ts {
+							if !slices.Contains(topics, topic) {
+								topics = append(topics, topic)
+							}
+						}
+					}
+				}
+				sort.Strings(topics)
+				for _, key := range []string{"allowedTopics", "protectedTopics"} {
+					got := strings.Split(c.value(key), ",")
+					sort.Strings(got)
+					if !slices.Equal(got, topics) {
+						t.Errorf("%s %s = %v, want %v", name, key, got, topics)
+					}
+				}
+				for key, wantScopes := range map[string]map[string][]string{"publishingScopes": want.publish, "subscriptionScopes": want.subscribe} {
+					got := parseScopes(c.value(key))
+					for _, app := range c.Scopes {
+						g, w := slices.Clone(got[app]), slices.Clone(wantScopes[app])
+						sort.Strings(g)
+						sort.Strings(w)
+						if _, named := got[app]; !named || !slices.Equal(g, w) {
+							t.Errorf("%s %s for %s: %v (named %v), want %v", name, key, app, g, named, w)
+						}
+					}
+					for app := range got {
+						if !slices.Contains(c.Scopes, app) {
+							t.Errorf("%s %s names %s, which the component is not scoped to", name, key, app)
+						}
+					}
+				}
+			}
+		})
+	}
+}
+
 // TestKubernetesComponentsMatchTheirProfile checks that each
 // components/<profile>/kubernetes/ differs from components/<profile>/ only
 // in addresses and secrets, and keeps passwords out of plain values.
@@ -400,12 +501,28 @@ func TestEveryProfileHasResiliency(t *testing.T) {
 					}
 				}
 			}
+			// daprd 1.14 counts a callee's 4xx answers as breaker failures
+			// (per app and method path): a breaker on service invocation
+			// would let refused requests take a route down for everyone.
 			for _, a := range apps {
 				n, ok := r.Spec.Targets.Apps[a.id]
-				if !ok || n.CircuitBreaker == "" || n.Timeout == "" {
-					t.Errorf("app %s: want a timeout and a circuit breaker on service invocation, got %+v", a.id, n)
+				if !ok || n.Timeout == "" {
+					t.Errorf("app %s: want a timeout on service invocation, got %+v", a.id, n)
+				}
+				if n.CircuitBreaker != "" || n.Retry != "" {
+					t.Errorf("app %s: service invocation has circuit breaker %q, retry %q; want neither", a.id, n.CircuitBreaker, n.Retry)
 				}
 				check("app "+a.id, n)
+			}
+			for name, c := range r.Spec.Targets.Components {
+				for _, n := range []*policyNames{c.Inbound, c.Outbound} {
+					// The push sender reads provider statuses itself
+					// (errorIfNot2XX false): only transport failures reach
+					// the breaker there.
+					if n != nil && n.CircuitBreaker != "" && name != "push" {
+						t.Errorf("component %s has circuit breaker %q: only push, which sees transport failures alone, may", name, n.CircuitBreaker)
+					}
+				}
 			}
 			for _, name := range []string{"pubsub", "fanout"} {
 				c := r.Spec.Targets.Components[name]

@@ -25,22 +25,78 @@ var composeApps = map[string]string{
 	"ws-2":         "ws",
 }
 
+// composeSecrets are the variables docker-compose.yml refuses to start
+// without; no default for any of them ships with the file.
+var composeSecrets = map[string]string{
+	"PAPO_APP_API_TOKEN":  "app-token-from-the-operator-0123456789",
+	"PAPO_DAPR_API_TOKEN": "dapr-token-from-the-operator-012345678",
+	"MYSQL_ROOT_PASSWORD": "password-from-the-operator",
+}
+
 func loadCompose(t *testing.T) *types.Project {
 	t.Helper()
-	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml")},
-		cli.WithWorkingDirectory(root),
-		cli.WithEnv([]string{}), // the file's defaults, not this machine's env
-		cli.WithInterpolation(true),
-	)
-	if err != nil {
-		t.Fatal(err)
+	var env []string
+	for k, v := range composeSecrets {
+		env = append(env, k+"="+v)
 	}
-	p, err := opts.LoadProject(context.Background())
+	p, err := loadComposeWith(env)
 	if err != nil {
 		t.Fatalf("docker-compose.yml: %v", err)
 	}
 	return p
+}
+
+// loadComposeWith loads docker-compose.yml with env as the whole
+// environment (the file's defaults, not this machine's).
+func loadComposeWith(env []string) (*types.Project, error) {
+	opts, err := cli.NewProjectOptions(
+		[]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv(env),
+		cli.WithInterpolation(true),
+	)
+	if err != nil {
+		return nil, err
+	}
+	return opts.LoadProject(context.Background())
+}
+
+// TestComposeShipsNoSecrets: without the operator's tokens and database
+// password compose refuses to start, rather than run with a default; the
+// dev signing-key switch is off unless asked for; the secrets file is not
+// world-writable.
+func TestComposeShipsNoSecrets(t *testing.T) {
+	for missing := range composeSecrets {
+		var env []string
+		for k, v := range composeSecrets {
+			if k != missing {
+				env = append(env, k+"="+v)
+			}
+		}
+		if _, err := loadComposeWith(env); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("without %s: %v, want a refusal naming it", missing, err)
+		}
+	}
+	p := loadCompose(t)
+	for _, svc := range p.Services {
+		for k, v := range svc.Environment {
+			if v == nil {
+				continue
+			}
+			for _, secret := range composeSecrets {
+				if strings.Contains(*v, secret) && !strings.Contains(k, "TOKEN") && k != "PAPO_MYSQL_DSN" && k != "MARIADB_ROOT_PASSWORD" {
+					t.Errorf("%s %s carries a secret", svc.Name, k)
+				}
+			}
+		}
+	}
+	if v := p.Services["auth"].Environment["AUTH_DEV_GENERATE_KEYS"]; v != nil && *v != "false" {
+		t.Errorf("auth AUTH_DEV_GENERATE_KEYS = %q by default; generated keys are for trying papo out only", *v)
+	}
+	init := strings.Join(p.Services["auth-secrets"].Command, " ")
+	if strings.Contains(init, "666") || strings.Contains(init, "777") || !strings.Contains(init, "chmod 600") {
+		t.Errorf("the secrets file's mode: %q, want 0600", init)
+	}
 }
 
 // flag returns the value after name in args.
@@ -76,6 +132,16 @@ func TestComposeGivesEveryAppASidecarInItsNetworkNamespace(t *testing.T) {
 					t.Errorf("%s has no %s", svc, env)
 				}
 			}
+			// App and sidecar share a network namespace: an app that only
+			// its sidecar calls listens on loopback. The gateway is
+			// published; the gateway proxies /ws to the ws replicas.
+			wantHost := "127.0.0.1"
+			if appID == "gateway" || appID == "ws" {
+				wantHost = "0.0.0.0"
+			}
+			if h := s.Environment["APP_HOST"]; h == nil || *h != wantHost {
+				t.Errorf("%s APP_HOST = %v, want %s", svc, h, wantHost)
+			}
 
 			sc, err := p.GetService(svc + "-dapr")
 			if err != nil {
@@ -99,6 +165,27 @@ func TestComposeGivesEveryAppASidecarInItsNetworkNamespace(t *testing.T) {
 			}
 			if sc.Image != "daprio/daprd:1.14.0" {
 				t.Errorf("sidecar image %q, want daprd 1.14.0", sc.Image)
+			}
+			// Its own Configuration (the API allow-list), its API on
+			// loopback, and both tokens from the operator.
+			if got, want := flag(args, "--config"), "/dapr/"+appID+".yaml"; got != want {
+				t.Errorf("sidecar --config %q, want %q", got, want)
+			}
+			for _, f := range []string{"--dapr-listen-addresses", "--dapr-public-listen-address"} {
+				if got := flag(args, f); got != "127.0.0.1" {
+					t.Errorf("sidecar %s %q, want 127.0.0.1", f, got)
+				}
+			}
+			for env, v := range map[string]string{
+				"APP_API_TOKEN":  composeSecrets["PAPO_APP_API_TOKEN"],
+				"DAPR_API_TOKEN": composeSecrets["PAPO_DAPR_API_TOKEN"],
+			} {
+				if got := sc.Environment[env]; got == nil || *got != v {
+					t.Errorf("sidecar %s = %v, want the operator's", env, got)
+				}
+				if got := s.Environment[env]; got == nil || *got != v {
+					t.Errorf("%s %s = %v, want the operator's", svc, env, got)
+				}
 			}
 			// The resources and config paths inside the container must be
 			// mounted from folders that exist in the repository.

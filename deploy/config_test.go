@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -30,17 +31,93 @@ type configuration struct {
 			} `json:"http"`
 		} `json:"metric"`
 		Secrets *struct {
-			Scopes []struct {
-				StoreName     string `json:"storeName"`
-				DefaultAccess string `json:"defaultAccess"`
-			} `json:"scopes"`
+			Scopes []secretScope `json:"scopes"`
 		} `json:"secrets"`
+		API *struct {
+			Allowed []apiRule `json:"allowed"`
+			Denied  []apiRule `json:"denied,omitempty"`
+		} `json:"api"`
 		AccessControl *struct {
 			DefaultAction string      `json:"defaultAction"`
 			TrustDomain   string      `json:"trustDomain"`
 			Policies      []aclPolicy `json:"policies"`
 		} `json:"accessControl"`
 	} `json:"spec"`
+}
+
+// secretScope limits what an app may read from one secret store.
+type secretScope struct {
+	StoreName      string   `json:"storeName"`
+	DefaultAccess  string   `json:"defaultAccess"`
+	AllowedSecrets []string `json:"allowedSecrets,omitempty"`
+}
+
+// apiRule names one API in spec.api.allowed (dapr/dapr pkg/config
+// APIAccessRule).
+type apiRule struct {
+	Name     string `json:"name"`
+	Version  string `json:"version"`
+	Protocol string `json:"protocol"`
+}
+
+func (r apiRule) String() string { return r.Protocol + " " + r.Name + " " + r.Version }
+
+// wantAPIs is each sidecar's API allow-list: what its app calls, and
+// nothing else (docs/ops.md, security model). Health is always served;
+// auth names it because daprd opens the whole HTTP API when the list names
+// no HTTP API at all.
+var wantAPIs = map[string][]string{
+	"gateway":      {"http invoke v1", "grpc subscribe v1alpha1"},
+	"auth":         {"http healthz v1", "grpc state v1", "grpc publish v1", "grpc secrets v1"},
+	"message":      {"http invoke v1", "grpc state v1", "grpc publish v1", "grpc subscribe v1alpha1"},
+	"presence":     {"http invoke v1", "grpc state v1", "grpc publish v1", "grpc subscribe v1alpha1"},
+	"notification": {"http invoke v1", "grpc state v1", "grpc publish v1", "grpc subscribe v1alpha1", "grpc bindings v1"},
+	"ws":           {"http invoke v1", "grpc publish v1", "grpc subscribe v1alpha1"},
+}
+
+// checkAPIAllowList checks c's spec.api against wantAPIs[app].
+func checkAPIAllowList(t *testing.T, app string, c configuration) {
+	t.Helper()
+	if c.Spec.API == nil || len(c.Spec.API.Allowed) == 0 {
+		t.Errorf("%s: no API allow-list: the sidecar serves every Dapr API", app)
+		return
+	}
+	var got []string
+	for _, r := range c.Spec.API.Allowed {
+		got = append(got, r.String())
+	}
+	want := slices.Clone(wantAPIs[app])
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("%s: API allow-list %v, want %v", app, got, want)
+	}
+	if len(c.Spec.API.Denied) > 0 {
+		t.Errorf("%s: a deny list %v: keep to the allow-list", app, c.Spec.API.Denied)
+	}
+}
+
+// checkSecretScopes checks that only auth reads the secret store, and of
+// it only the signing keys; on Kubernetes the built-in store stays shut.
+func checkSecretScopes(t *testing.T, app string, c configuration, kubernetes bool) {
+	t.Helper()
+	scopes := map[string]secretScope{}
+	if c.Spec.Secrets != nil {
+		for _, s := range c.Spec.Secrets.Scopes {
+			scopes[s.StoreName] = s
+		}
+	}
+	if kubernetes {
+		if k, ok := scopes["kubernetes"]; !ok || k.DefaultAccess != "deny" || len(k.AllowedSecrets) > 0 {
+			t.Errorf("%s: the built-in kubernetes secret store is open: %+v", app, k)
+		}
+	}
+	if app == "auth" {
+		ss, ok := scopes["secretstore"]
+		if !ok || ss.DefaultAccess != "deny" || !slices.Equal(ss.AllowedSecrets, []string{"auth-signing-keys"}) {
+			t.Errorf("auth: secretstore scope %+v, want deny but auth-signing-keys", ss)
+		}
+	}
 }
 
 // aclPolicy is one app-id's entry in a Configuration's access control.
@@ -69,24 +146,81 @@ func checkTracingAndMetrics(t *testing.T, c configuration) {
 	}
 }
 
-// TestSelfHostedConfigurationHasNoAccessControl: without Sentry's mTLS no
-// caller has a SPIFFE id, so daprd applies the global default action to
-// every call; a deny list would refuse all service invocation.
-func TestSelfHostedConfigurationHasNoAccessControl(t *testing.T) {
-	var c configuration
-	readStrict(t, filepath.Join(root, "dapr", "config.yaml"), &c)
-	checkTracingAndMetrics(t, c)
-	if c.Spec.AccessControl != nil {
-		t.Errorf("dapr/config.yaml has access control; it would deny every call without mTLS")
+// TestSelfHostedConfigurationsLimitEachSidecarsAPI: every app's sidecar
+// outside Kubernetes runs with dapr/<app-id>.yaml, which allows only the
+// APIs the app uses. The files differ in nothing else, and hold no access
+// control: without Sentry's mTLS no caller has a SPIFFE id, so daprd
+// applies the global default action to every call and a deny list would
+// refuse all service invocation.
+func TestSelfHostedConfigurationsLimitEachSidecarsAPI(t *testing.T) {
+	var first *configuration
+	for _, a := range apps {
+		var c configuration
+		readStrict(t, filepath.Join(root, "dapr", a.id+".yaml"), &c)
+		checkTracingAndMetrics(t, c)
+		if c.Metadata.Name != "papo-"+a.id {
+			t.Errorf("dapr/%s.yaml: name %q, want papo-%s", a.id, c.Metadata.Name, a.id)
+		}
+		if c.Spec.AccessControl != nil {
+			t.Errorf("dapr/%s.yaml has access control; it would deny every call without mTLS", a.id)
+		}
+		checkAPIAllowList(t, a.id, c)
+		checkSecretScopes(t, a.id, c, false)
+		if a.id != "auth" && c.Spec.Secrets != nil {
+			t.Errorf("dapr/%s.yaml scopes secrets, though only auth has a secret store", a.id)
+		}
+		if first == nil {
+			first = &c
+			continue
+		}
+		if !reflect.DeepEqual(c.Spec.Tracing, first.Spec.Tracing) || !reflect.DeepEqual(c.Spec.Metrics, first.Spec.Metrics) {
+			t.Errorf("dapr/%s.yaml: tracing or metrics differ from dapr/%s.yaml", a.id, apps[0].id)
+		}
+	}
+}
+
+// kubernetesConfigs builds dapr/kubernetes as k8s/base includes it and
+// returns its Configurations by name.
+func kubernetesConfigs(t *testing.T) map[string]configuration {
+	t.Helper()
+	out := map[string]configuration{}
+	for _, r := range build(t, filepath.Join("dapr", "kubernetes")).Resources() {
+		if r.GetKind() != "Configuration" {
+			continue
+		}
+		var c configuration
+		decode(t, r, &c)
+		out[c.Metadata.Name] = c
+	}
+	return out
+}
+
+func TestKubernetesConfigurationsLimitEachSidecarsAPI(t *testing.T) {
+	configs := kubernetesConfigs(t)
+	if len(configs) != len(apps) {
+		t.Errorf("%d Configurations, want one per app", len(configs))
+	}
+	for _, a := range apps {
+		c, ok := configs["papo-"+a.id]
+		if !ok {
+			t.Errorf("no Configuration papo-%s", a.id)
+			continue
+		}
+		checkTracingAndMetrics(t, c)
+		checkAPIAllowList(t, a.id, c)
+		checkSecretScopes(t, a.id, c, true)
+		// Access control is enforced by the called app's sidecar with its
+		// own Configuration: every app carries the same list.
+		if !reflect.DeepEqual(c.Spec.AccessControl, configs["papo-gateway"].Spec.AccessControl) {
+			t.Errorf("papo-%s: access control differs from papo-gateway's", a.id)
+		}
 	}
 }
 
 func TestKubernetesConfigurationLimitsWhoInvokesWhat(t *testing.T) {
-	var c configuration
-	readStrict(t, filepath.Join(root, "dapr", "kubernetes", "config.yaml"), &c)
-	checkTracingAndMetrics(t, c)
-	if c.Metadata.Name != "papo" {
-		t.Errorf("name %q: the Deployments' dapr.io/config says papo", c.Metadata.Name)
+	c, ok := kubernetesConfigs(t)["papo-message"]
+	if !ok {
+		t.Fatal("no Configuration papo-message")
 	}
 	acl := c.Spec.AccessControl
 	if acl == nil || acl.DefaultAction != "deny" {
@@ -139,6 +273,7 @@ func TestKubernetesConfigurationLimitsWhoInvokesWhat(t *testing.T) {
 	calls := map[string][]string{
 		"ws": {"GET /api/v1/auth/jwks", "GET /internal/v1/sessions/s1", "GET /internal/v1/users/u1/rooms",
 			"GET /internal/v1/rooms/r1/events", "GET /internal/v1/rooms/r1/members", "POST /internal/v1/rooms/r1/read",
+			"POST /internal/v1/submissions",
 			"POST /internal/v1/presence/connect", "POST /internal/v1/presence/disconnect", "POST /internal/v1/presence/heartbeat"},
 		"presence":     {"GET /api/v1/auth/jwks", "GET /internal/v1/users/u1/rooms", "GET /internal/v1/rooms/r1/members"},
 		"message":      {"GET /api/v1/auth/jwks", "GET /internal/v1/users/u1"},
@@ -162,9 +297,6 @@ func TestKubernetesConfigurationLimitsWhoInvokesWhat(t *testing.T) {
 		if aclAllows(acl.Policies, caller, verb, path) {
 			t.Errorf("%s may call %s", caller, call)
 		}
-	}
-	if c.Spec.Secrets == nil || len(c.Spec.Secrets.Scopes) == 0 || c.Spec.Secrets.Scopes[0].StoreName != "kubernetes" || c.Spec.Secrets.Scopes[0].DefaultAccess != "deny" {
-		t.Errorf("the built-in kubernetes secret store is open to the apps")
 	}
 }
 

@@ -3,6 +3,7 @@ package deploy
 import (
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -13,13 +14,14 @@ type runFile struct {
 	Version int `json:"version"`
 	Common  struct {
 		ResourcesPath      string            `json:"resourcesPath"`
-		ConfigFilePath     string            `json:"configFilePath"`
+		ConfigFilePath     string            `json:"configFilePath,omitempty"`
 		AppProtocol        string            `json:"appProtocol"`
 		AppHealthCheckPath string            `json:"appHealthCheckPath"`
 		Env                map[string]string `json:"env"`
 	} `json:"common"`
 	Apps []struct {
 		AppID                string            `json:"appID"`
+		ConfigFilePath       string            `json:"configFilePath"`
 		AppDirPath           string            `json:"appDirPath"`
 		AppPort              int               `json:"appPort"`
 		DaprHTTPPort         int               `json:"daprHTTPPort"`
@@ -40,7 +42,9 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 		t.Errorf("version %d, want 1", f.Version)
 	}
 	mustExist(t, "common.resourcesPath", f.Common.ResourcesPath)
-	mustExist(t, "common.configFilePath", f.Common.ConfigFilePath)
+	if f.Common.ConfigFilePath != "" {
+		t.Errorf("common.configFilePath %s: each app runs with its own Configuration", f.Common.ConfigFilePath)
+	}
 	for _, env := range []string{"APP_HOST", "LOG_LEVEL"} {
 		if f.Common.Env[env] == "" {
 			t.Errorf("common env has no %s", env)
@@ -55,6 +59,20 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 		if a.AppDirPath != "./services/"+a.AppID {
 			t.Errorf("%s appDirPath %q", a.AppID, a.AppDirPath)
 		}
+		// Its own Configuration: the API allow-list of dapr/<app-id>.yaml.
+		if a.ConfigFilePath != "./dapr/"+a.AppID+".yaml" {
+			t.Errorf("%s configFilePath %q, want ./dapr/%s.yaml", a.AppID, a.ConfigFilePath, a.AppID)
+		}
+		mustExist(t, a.AppID+" configFilePath", a.ConfigFilePath)
+		// The API tokens come from the shell (docs/deploy.md), never from
+		// the file: a value here would be a secret in Git.
+		for _, env := range []map[string]string{a.Env, f.Common.Env} {
+			for _, k := range []string{"APP_API_TOKEN", "DAPR_API_TOKEN"} {
+				if _, ok := env[k]; ok {
+					t.Errorf("%s sets %s in the run file", a.AppID, k)
+				}
+			}
+		}
 		// The first replica keeps the reference port; further ws replicas
 		// take the next ones.
 		if wantPort := want.port + count[a.AppID] - 1; a.AppPort != wantPort {
@@ -65,9 +83,14 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 		}
 		// Every port of every process must differ: daprd fails at start on
 		// a collision.
+		// The app's own metrics listener too: every app defaults to :9464,
+		// which the second app on one machine could not bind.
+		_, metricsAddr, _ := strings.Cut(a.Env["METRICS_ADDR"], "127.0.0.1:")
+		appMetrics, _ := strconv.Atoi(metricsAddr)
 		for what, p := range map[string]int{
 			"appPort": a.AppPort, "daprHTTPPort": a.DaprHTTPPort, "daprGRPCPort": a.DaprGRPCPort,
 			"daprInternalGRPCPort": a.DaprInternalGRPCPort, "metricsPort": a.MetricsPort,
+			"METRICS_ADDR (127.0.0.1:port)": appMetrics,
 		} {
 			if p == 0 {
 				t.Errorf("%s %s is not set", a.AppID, what)

@@ -3,18 +3,26 @@ package deploy
 import (
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/resmap"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
+
+// metricsPort is where every app serves /metrics in a pod.
+const metricsPort = 9464
 
 // namespace is where k8s/base puts papo; dapr/kubernetes/config.yaml's
 // access control names it in every policy.
@@ -69,6 +77,7 @@ func TestKubernetesOverlaysRunEveryAppWithItsSidecar(t *testing.T) {
 			m := build(t, filepath.Join("k8s", "overlays", overlay))
 			deployments := map[string]appsv1.Deployment{}
 			services := map[string]corev1.Service{}
+			var policies []networkingv1.NetworkPolicy
 			components := map[string]bool{}
 			var configs []string
 			for _, r := range m.Resources() {
@@ -88,6 +97,10 @@ func TestKubernetesOverlaysRunEveryAppWithItsSidecar(t *testing.T) {
 					components[r.GetName()] = true
 				case "Configuration":
 					configs = append(configs, r.GetName())
+				case "NetworkPolicy":
+					var np networkingv1.NetworkPolicy
+					decode(t, r, &np)
+					policies = append(policies, np)
 				}
 			}
 			for name := range wantComponents {
@@ -129,6 +142,7 @@ func TestKubernetesOverlaysRunEveryAppWithItsSidecar(t *testing.T) {
 			if got, want := envValue(gw, "GATEWAY_WS_UPSTREAMS"), "http://ws:"+strconv.Itoa(appByID(t, "ws").port); got != want {
 				t.Errorf("gateway GATEWAY_WS_UPSTREAMS = %q, want %q", got, want)
 			}
+			checkNetworkPolicies(t, policies, deployments)
 		})
 	}
 }
@@ -147,6 +161,13 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 		"dapr.io/enabled":  "true",
 		"dapr.io/app-id":   a.id,
 		"dapr.io/app-port": strconv.Itoa(a.port),
+		// Its own Configuration: the app's API allow-list.
+		"dapr.io/config": "papo-" + a.id,
+		// The sidecar's API on loopback, behind the Dapr API token; the
+		// app API token on every call to the app.
+		"dapr.io/sidecar-listen-addresses": "127.0.0.1",
+		"dapr.io/api-token-secret":         daprTokenSecret,
+		"dapr.io/app-token-secret":         appTokenSecret,
 	} {
 		if ann[k] != want {
 			t.Errorf("%s annotation %s = %q, want %q", a.id, k, ann[k], want)
@@ -163,26 +184,181 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 		t.Fatalf("%s has %d containers; the injector adds daprd", a.id, len(d.Spec.Template.Spec.Containers))
 	}
 	c := d.Spec.Template.Spec.Containers[0]
-	if len(c.Ports) != 1 || c.Ports[0].ContainerPort != int32(a.port) || c.Ports[0].Name != "http" {
-		t.Errorf("%s container ports %+v, want http %d", a.id, c.Ports, a.port)
+	ports := map[string]int32{}
+	for _, p := range c.Ports {
+		ports[p.Name] = p.ContainerPort
+	}
+	if ports["http"] != int32(a.port) || ports["metrics"] != metricsPort {
+		t.Errorf("%s container ports %+v, want http %d and metrics %d", a.id, c.Ports, a.port, metricsPort)
+	}
+	// Metrics on a port of their own, announced to Prometheus; the
+	// sidecar's too.
+	if got := envValue(c, "METRICS_ADDR"); got != ":"+strconv.Itoa(metricsPort) {
+		t.Errorf("%s METRICS_ADDR = %q, want :%d", a.id, got, metricsPort)
+	}
+	for k, want := range map[string]string{
+		"prometheus.io/scrape":   "true",
+		"prometheus.io/port":     strconv.Itoa(metricsPort),
+		"prometheus.io/path":     "/metrics",
+		"dapr.io/enable-metrics": "true",
+	} {
+		if ann[k] != want {
+			t.Errorf("%s annotation %s = %q, want %q", a.id, k, ann[k], want)
+		}
 	}
 	if got := envValue(c, "APP_PORT"); got != strconv.Itoa(a.port) {
 		t.Errorf("%s APP_PORT = %q, want %d", a.id, got, a.port)
 	}
-	if got := envValue(c, "APP_HOST"); got != "0.0.0.0" {
-		t.Errorf("%s APP_HOST = %q: the kubelet probes the pod IP", a.id, got)
+	// The tokens come from the operator's Secrets, never from a value.
+	for env, secret := range map[string]string{"APP_API_TOKEN": appTokenSecret, "DAPR_API_TOKEN": daprTokenSecret} {
+		if ref := envSecret(c, env); ref == nil || ref.Name != secret || ref.Key != "token" {
+			t.Errorf("%s %s = %+v, want secretKeyRef %s/token", a.id, env, ref, secret)
+		}
+	}
+	// Only the gateway (public) and ws (the gateway proxies to it) listen
+	// beyond the pod; the others listen on loopback for their sidecar and
+	// answer the kubelet on a probe port that serves nothing else.
+	probePort := "http"
+	switch a.id {
+	case "gateway", "ws":
+		if got := envValue(c, "APP_HOST"); got != "0.0.0.0" {
+			t.Errorf("%s APP_HOST = %q: the gateway and ws are reached from other pods", a.id, got)
+		}
+		if len(c.Ports) != 2 {
+			t.Errorf("%s container ports %+v, want http and metrics only", a.id, c.Ports)
+		}
+	default:
+		if got := envValue(c, "APP_HOST"); got != "127.0.0.1" {
+			t.Errorf("%s APP_HOST = %q: only its sidecar, in the pod, may call it", a.id, got)
+		}
+		if got := envValue(c, "APP_PROBE_PORT"); got != strconv.Itoa(int(ports["probe"])) || got == "0" {
+			t.Errorf("%s APP_PROBE_PORT = %q, container port probe %d", a.id, got, ports["probe"])
+		}
+		probePort = "probe"
 	}
 	for probe, want := range map[*corev1.Probe]string{c.ReadinessProbe: "/readyz", c.LivenessProbe: "/healthz"} {
 		if probe == nil || probe.HTTPGet == nil {
 			t.Errorf("%s has no %s probe", a.id, want)
 			continue
 		}
-		if probe.HTTPGet.Path != want || probe.HTTPGet.Port != intstr.FromString("http") {
-			t.Errorf("%s probe %s on %v, want %s on http", a.id, probe.HTTPGet.Path, probe.HTTPGet.Port, want)
+		if probe.HTTPGet.Path != want || probe.HTTPGet.Port != intstr.FromString(probePort) {
+			t.Errorf("%s probe %s on %v, want %s on %s", a.id, probe.HTTPGet.Path, probe.HTTPGet.Port, want, probePort)
 		}
 	}
 	if sel := d.Spec.Selector.MatchLabels["app.kubernetes.io/name"]; sel != a.id || d.Spec.Template.Labels["app.kubernetes.io/name"] != a.id {
 		t.Errorf("%s selector/labels do not match", a.id)
+	}
+}
+
+// The Secrets (key "token") the operator creates for the API tokens.
+const (
+	appTokenSecret  = "papo-app-api-token"
+	daprTokenSecret = "papo-dapr-api-token"
+)
+
+func envSecret(c corev1.Container, name string) *corev1.SecretKeySelector {
+	for _, e := range c.Env {
+		if e.Name == name && e.ValueFrom != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+	}
+	return nil
+}
+
+// checkNetworkPolicies checks that ingress to papo's pods is closed but
+// for the gateway's port from anywhere, ws's port from the gateway, the
+// sidecars' internal gRPC port from papo's pods, and the probe ports.
+func checkNetworkPolicies(t *testing.T, policies []networkingv1.NetworkPolicy, deployments map[string]appsv1.Deployment) {
+	t.Helper()
+	denyAll := false
+	// open[app][port] lists who may connect: "*" anyone, or the app names
+	// whose pods may.
+	open := map[string]map[int32][]string{}
+	for _, np := range policies {
+		if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(&np.Spec.PodSelector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sel.Empty() && len(np.Spec.Ingress) == 0 {
+			denyAll = true
+		}
+		for name, d := range deployments {
+			if !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+				continue
+			}
+			for _, rule := range np.Spec.Ingress {
+				var from []string
+				if len(rule.From) == 0 {
+					from = []string{"*"}
+				}
+				for _, peer := range rule.From {
+					if peer.IPBlock != nil || peer.NamespaceSelector != nil || peer.PodSelector == nil {
+						from = append(from, "*")
+						continue
+					}
+					ps, err := metav1.LabelSelectorAsSelector(peer.PodSelector)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for other, od := range deployments {
+						if ps.Matches(labels.Set(od.Spec.Template.Labels)) {
+							from = append(from, other)
+						}
+					}
+				}
+				if len(rule.Ports) == 0 {
+					t.Errorf("%s: a rule open on every port for %v", np.Name, from)
+				}
+				for _, p := range rule.Ports {
+					if open[name] == nil {
+						open[name] = map[int32][]string{}
+					}
+					open[name][p.Port.IntVal] = append(open[name][p.Port.IntVal], from...)
+				}
+			}
+		}
+	}
+	if !denyAll {
+		t.Errorf("no NetworkPolicy denies ingress to every pod by default")
+	}
+	var all []string
+	for name := range deployments {
+		all = append(all, name)
+	}
+	for name := range deployments {
+		a := appByID(t, name)
+		want := map[int32][]string{
+			50002: all,   // sidecar to sidecar (mTLS)
+			3501:  {"*"}, // daprd's health, probed by the kubelet
+		}
+		switch name {
+		case "gateway":
+			want[int32(a.port)] = []string{"*"}
+		case "ws":
+			want[int32(a.port)] = []string{"gateway"}
+		default:
+			want[8090] = []string{"*"} // the probe listener: /healthz and /readyz only
+		}
+		got := open[name]
+		for port, who := range got {
+			w, ok := want[port]
+			g := slices.Clone(who)
+			sort.Strings(g)
+			g = slices.Compact(g)
+			w = slices.Clone(w)
+			sort.Strings(w)
+			if !ok || !slices.Equal(g, w) {
+				t.Errorf("%s port %d is open to %v, want %v", name, port, g, w)
+			}
+		}
+		for port := range want {
+			if _, ok := got[port]; !ok {
+				t.Errorf("%s port %d is closed; it must be open", name, port)
+			}
+		}
 	}
 }
 
@@ -195,10 +371,12 @@ func envValue(c corev1.Container, name string) string {
 	return ""
 }
 
-// TestKubernetesIngressRoutesWebSocketsStraightToTheReplicas: every
-// overlay's ingress sends /ws to the ws Service, with proxy timeouts
-// longer than a live socket stays silent, and the rest to the gateway.
-func TestKubernetesIngressRoutesWebSocketsStraightToTheReplicas(t *testing.T) {
+// TestKubernetesIngressSendsEverythingToTheGateway: every overlay's
+// ingress sends /ws, with proxy timeouts longer than a live socket stays
+// silent, and the rest to the gateway — never /ws straight to the ws
+// Service, whose port answers only the gateway (the app API token and
+// the NetworkPolicy papo-ws-from-gateway).
+func TestKubernetesIngressSendsEverythingToTheGateway(t *testing.T) {
 	for _, overlay := range overlays(t) {
 		t.Run(overlay, func(t *testing.T) {
 			m := build(t, filepath.Join("k8s", "overlays", overlay))
@@ -229,7 +407,12 @@ func TestKubernetesIngressRoutesWebSocketsStraightToTheReplicas(t *testing.T) {
 					}
 				}
 			}
-			for path, want := range map[string]string{"/ws": "ws:http", "/": "gateway:http"} {
+			for path, got := range routes {
+				if strings.HasPrefix(got, "ws:") {
+					t.Errorf("ingress sends %s straight to the ws Service", path)
+				}
+			}
+			for path, want := range map[string]string{"/ws": "gateway:http", "/": "gateway:http"} {
 				if got := routes[path]; got != want {
 					t.Errorf("ingress sends %s to %q, want %q", path, got, want)
 				}

@@ -13,6 +13,10 @@ type tyeFile struct {
 		Name           string `json:"name"`
 		LogLevel       string `json:"log-level"`
 		ComponentsPath string `json:"components-path"`
+		// Services holds the dapr extension's per-service settings.
+		Services map[string]struct {
+			Config string `json:"config"`
+		} `json:"services"`
 	} `json:"extensions"`
 	Services []struct {
 		Name             string `json:"name"`
@@ -58,6 +62,17 @@ func TestTyeDescribesEveryApp(t *testing.T) {
 		}
 		if env["APP_HOST"] == "" || env["LOG_LEVEL"] == "" {
 			t.Errorf("%s lacks APP_HOST or LOG_LEVEL", s.Name)
+		}
+		for _, k := range []string{"APP_API_TOKEN", "DAPR_API_TOKEN"} {
+			if _, ok := env[k]; ok {
+				t.Errorf("%s sets %s in tye.yaml: the tokens come from the shell", s.Name, k)
+			}
+		}
+		// The extension passes --config <components-path>/<config>.yaml:
+		// the app's own Configuration, dapr/<app-id>.yaml.
+		cfg := f.Extensions[0].Services[s.Name].Config
+		if got, want := filepath.Clean(filepath.Join(f.Extensions[0].ComponentsPath, cfg+".yaml")), filepath.Join("dapr", s.Name+".yaml"); got != want {
+			t.Errorf("%s runs with Configuration %s, want %s", s.Name, got, want)
 		}
 	}
 	for _, a := range apps {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/api/client"
+	"github.com/papochat/papo/launcher"
 )
 
 // TestAuthOverTheRealStack follows API.md's auth section through the
@@ -148,6 +150,7 @@ func TestARestartedServiceRefusesTokensRevokedBeforeIt(t *testing.T) {
 	rooms := func(token string) int {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, msg.URL()+"/api/v1/rooms", nil)
 		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("dapr-api-token", s.Tokens.App) // as its sidecar would
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -160,5 +163,47 @@ func TestARestartedServiceRefusesTokensRevokedBeforeIt(t *testing.T) {
 	})
 	if st := rooms(other.AccessToken); st != http.StatusOK {
 		t.Fatalf("the live session's token: %d, want 200", st)
+	}
+}
+
+// from returns a client of the gateway whose connections come from the
+// loopback address ip (127.0.0.2, …), so the gateway sees another client
+// address than the other tests' 127.0.0.1.
+func from(t *testing.T, s *launcher.Stack, ip string) *client.Client {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: 5 * time.Second}
+	c := client.New(s.GatewayURL)
+	c.HTTP = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DialContext: d.DialContext}}
+	return c
+}
+
+// TestFailedLoginsElsewhereDoNotLockAUserOut is issue 13's lockout
+// scenario through the gateway and the real auth service: wrong passwords
+// for a user from one address, past the 5 that block that (username,
+// address) pair, then the user logs in from another address at once.
+// Nine, not fifty: the sidecars' circuit breaker (10 consecutive failures
+// of any status outside 200-399, issue 13's edge half) would otherwise
+// refuse the victim for a reason that is not the login throttle.
+func TestFailedLoginsElsewhereDoNotLockAUserOut(t *testing.T) {
+	s := stack(t, "local")
+	ctx := context.Background()
+	victim := newUser(t, s, "victim")
+	attacker := from(t, s, "127.0.0.2")
+	limited := 0
+	for range 9 {
+		_, err := attacker.Login(ctx, victim.Username, "not the password")
+		var e *client.Error
+		if !errors.As(err, &e) {
+			t.Fatalf("a wrong password: %v", err)
+		}
+		if e.Status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("9 wrong passwords from one address were never throttled")
+	}
+	if _, err := from(t, s, "127.0.0.3").Login(ctx, victim.Username, victim.Password); err != nil {
+		t.Fatalf("the victim from another address: %v; want a login at once", err)
 	}
 }

@@ -198,6 +198,28 @@ func TestBrowserChat(t *testing.T) {
 	bruno.openRoomNamed(room)
 	bruno.shot("11-bruno-dark-room")
 
+	// Into a private room only by accepting: Ana invites Bruno, who finds
+	// the invitation in the browse dialog and accepts it.
+	secret := randomName("secret-")
+	ana.do("create private room "+secret,
+		chromedp.Click(chromedp.CSS("#new-room-btn")),
+		chromedp.WaitVisible(chromedp.CSS("#room-name")),
+		chromedp.SendKeys(chromedp.CSS("#room-name"), secret),
+		chromedp.Click(chromedp.CSS(`#dlg-room input[name=kind][value=private]`)),
+		chromedp.Click(chromedp.CSS(`#room-form button[type="submit"]`)),
+	)
+	ana.waitFor("the private room open", fmt.Sprintf(`document.getElementById("chat-title").textContent.includes(%s)`, quote(secret)))
+	ana.do("invite Bruno", chromedp.Click(chromedp.CSS("#add-member-btn")), chromedp.WaitVisible(chromedp.CSS("#user-name")),
+		chromedp.SendKeys(chromedp.CSS("#user-name"), bruno.Username), chromedp.Click(chromedp.CSS("#user-submit")))
+	ana.waitFor("the invitation confirmed", `[...document.querySelectorAll(".toast")].some(e => e.textContent.includes("Bruno Reis was invited"))`)
+	bruno.do("browse rooms", chromedp.Click(chromedp.CSS("#browse-btn")))
+	accept := fmt.Sprintf(`#invite-list button[aria-label=%s]`, quote("Accept "+secret))
+	bruno.do("see the invitation", chromedp.WaitVisible(chromedp.CSS(accept)))
+	bruno.shot("12-bruno-invitation")
+	bruno.do("accept "+secret, chromedp.Click(chromedp.CSS(accept)))
+	bruno.waitFor("the private room open", fmt.Sprintf(`document.getElementById("chat-title").textContent.includes(%s)`, quote(secret)))
+	ana.waitFor("Bruno's join shown", `[...document.querySelectorAll("#messages .sys")].some(e => e.textContent.includes("Bruno Reis joined"))`)
+
 	ana.checkErrors()
 	bruno.checkErrors()
 }

@@ -1,226 +1,466 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
-	"os"
-	"path/filepath"
+	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/papochat/papo/api"
+	dapr "github.com/dapr/go-sdk/client"
+	"google.golang.org/grpc/codes"
+	grpcstatus "google.golang.org/grpc/status"
+
 	"github.com/papochat/papo/api/client"
 	"github.com/papochat/papo/launcher"
+	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/sidecar"
 )
 
-// The WebSocket edge: the gateway checks the token and hands the client's
-// socket itself to a ws replica of the same machine (docs/deploy.md).
+// The adversarial suite: what a user with a free account, or a process
+// that reaches a port, tries against the real stack (issue 13).
 
-// serverSocket returns the inode of the gateway-side socket of a client
-// connected from local to the gateway: the socket the gateway accepted,
-// whichever process holds it now.
-func serverSocket(t *testing.T, s *launcher.Stack, local net.Addr) string {
+// raw sends a request line exactly as given (curl --path-as-is) to base
+// and returns the status and body.
+func raw(t *testing.T, base, method, target string, header map[string]string, body string) (int, string) {
 	t.Helper()
-	gw := s.App("gateway")
-	want := procAddr(t, "127.0.0.1", gw.Port) + " " + procAddr(t, local.(*net.TCPAddr).IP.String(), local.(*net.TCPAddr).Port)
-	b, err := os.ReadFile("/proc/net/tcp")
+	u, err := url.Parse(base)
 	if err != nil {
-		t.Skipf("needs /proc/net/tcp (Linux): %v", err)
+		t.Fatal(err)
 	}
-	for _, line := range strings.Split(string(b), "\n")[1:] {
-		f := strings.Fields(line)
-		if len(f) >= 10 && f[1]+" "+f[2] == want {
-			return f[9]
-		}
-	}
-	t.Fatalf("no socket %s in /proc/net/tcp", want)
-	return ""
-}
-
-// procAddr formats an IPv4 address as /proc/net/tcp does.
-func procAddr(t *testing.T, ip string, port int) string {
-	t.Helper()
-	v4 := net.ParseIP(ip).To4()
-	if v4 == nil {
-		t.Fatalf("%s is not IPv4", ip)
-	}
-	return fmt.Sprintf("%02X%02X%02X%02X:%04X", v4[3], v4[2], v4[1], v4[0], port)
-}
-
-// sockets returns the socket inodes among pid's open files.
-func sockets(t *testing.T, pid int) map[string]bool {
-	t.Helper()
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	entries, err := os.ReadDir(dir)
+	conn, err := net.DialTimeout("tcp", u.Host, 5*time.Second)
 	if err != nil {
-		t.Fatalf("open files of %d: %v", pid, err)
+		t.Fatal(err)
 	}
-	out := map[string]bool{}
-	for _, e := range entries {
-		target, err := os.Readlink(filepath.Join(dir, e.Name()))
-		if err == nil && strings.HasPrefix(target, "socket:[") {
-			out[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
-		}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(20 * time.Second))
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n", method, target, u.Host)
+	for k, v := range header {
+		fmt.Fprintf(&b, "%s: %s\r\n", k, v)
 	}
-	return out
+	fmt.Fprintf(&b, "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if _, err := io.WriteString(conn, b.String()); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(rb)
 }
 
-// holder returns the name of the stack's process holding socket inode,
-// among the gateway and the ws replicas ("" if none does).
-func holder(t *testing.T, s *launcher.Stack, inode string) string {
-	t.Helper()
-	for _, a := range append(s.Apps("gateway"), s.Apps("ws")...) {
-		if pid := a.Pid(); pid != 0 && sockets(t, pid)[inode] {
-			return a.Name
-		}
+func errCode(body string) string {
+	var eb struct {
+		Error struct{ Code string } `json:"error"`
 	}
-	return ""
+	_ = json.Unmarshal([]byte(body), &eb)
+	return eb.Error.Code
 }
 
-// TestTheGatewayHandsTheClientsSocketToAReplica: a socket opened through
-// the gateway is held by a ws replica, not by the gateway, which keeps no
-// descriptor for it; the conversation, a resume and the server's close
-// codes work over it.
-func TestTheGatewayHandsTheClientsSocketToAReplica(t *testing.T) {
+// daprMetadata reports whether body is a Dapr sidecar's metadata answer.
+func daprMetadata(body string) bool {
+	return strings.Contains(body, "runtimeVersion") || strings.Contains(body, `"components"`) || strings.Contains(body, "enabledFeatures")
+}
+
+// TestNoPathFromAClientToADaprAPI replays the issue's reproductions
+// through the real gateway: a logged-in user must reach neither the
+// gateway sidecar's own API nor another app by a header.
+func TestNoPathFromAClientToADaprAPI(t *testing.T) {
 	s := stack(t, "local")
 	ctx := context.Background()
-	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
-	room, err := alice.CreateRoom(ctx, "edge "+randomName(""), api.RoomPublic)
+	victim := newUser(t, s, "victim")
+	room, err := victim.CreateRoom(ctx, randomName("edge-"), "private")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := bob.JoinRoom(ctx, room.ID); err != nil {
+	attacker := newUser(t, s, "attacker")
+	auth := map[string]string{"Authorization": "Bearer " + attacker.Token}
+	forged, _ := json.Marshal(events.SubmissionBatch{Submissions: []events.Submission{{
+		Type: "message", RoomID: room.ID, SenderID: victim.ID, ClientID: randomName("forged-"), Text: "forged", SentAt: time.Now().UTC(),
+	}}})
+
+	t.Run("the reproductions are refused with 400 invalid_path", func(t *testing.T) {
+		up := "/api/v1/rooms/../../../../../../.."
+		for _, c := range []struct{ method, target, body string }{
+			{"GET", up + "/v1.0/metadata", ""},
+			{"POST", up + "/v1.0/publish/pubsub/messages.submitted", string(forged)},
+			{"POST", up + "/v1.0/shutdown", ""},
+			{"GET", "/api/v1/rooms/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/v1.0/metadata", ""},
+			{"GET", "/api/v1/rooms/..%2f..%2f..%2f..%2f..%2f..%2f..%2fv1.0%2fmetadata", ""},
+		} {
+			st, body := raw(t, s.GatewayURL, c.method, c.target, auth, c.body)
+			if st != http.StatusBadRequest || errCode(body) != "invalid_path" || daprMetadata(body) {
+				t.Errorf("%s %s: %d %.200s, want 400 invalid_path", c.method, c.target, st, body)
+			}
+		}
+		// The gateway's sidecar is still up: the shutdown did not happen.
+		if _, err := attacker.Me(ctx); err != nil {
+			t.Fatalf("after the attempts: %v", err)
+		}
+	})
+
+	t.Run("traversal and encoded traversal on every proxied prefix", func(t *testing.T) {
+		prefixes := []string{
+			"/api/v1/auth/register", "/api/v1/auth/login", "/api/v1/auth/refresh", "/api/v1/auth/jwks", "/api/v1/auth/logout",
+			"/api/v1/me", "/api/v1/users", "/api/v1/users/" + victim.ID, "/api/v1/rooms", "/api/v1/rooms/" + room.ID + "/events",
+			"/api/v1/rooms/" + room.ID + "/notifications", "/api/v1/dms", "/api/v1/presence", "/api/v1/devices", "/api/v1/devices/d1", "/ws",
+		}
+		travs := []string{
+			"/../../../../../../../../v1.0/metadata", "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/%2e%2e/v1.0/metadata",
+			"/..%2F..%2F..%2F..%2F..%2F..%2F..%2Fv1.0%2Fmetadata", "/%252e%252e/%252e%252e/v1.0/metadata",
+			"/..%5c..%5c..%5cv1.0%5cmetadata", "//v1.0/metadata", "/./v1.0/metadata",
+		}
+		for _, p := range prefixes {
+			for _, tr := range travs {
+				st, body := raw(t, s.GatewayURL, "GET", p+tr, auth, "")
+				if st != http.StatusBadRequest || errCode(body) != "invalid_path" {
+					t.Errorf("GET %s: %d %.200s, want 400 invalid_path", p+tr, st, body)
+				}
+			}
+		}
+	})
+
+	t.Run("/v1.0/* at the gateway is not the sidecar's API", func(t *testing.T) {
+		for _, target := range []string{"/v1.0/metadata", "/v1.0/healthz", "/v1.0/invoke/auth/method/internal/v1/revocations"} {
+			for _, h := range []map[string]string{auth, {"Authorization": auth["Authorization"], "dapr-app-id": "auth"}} {
+				st, body := raw(t, s.GatewayURL, "GET", target, h, "")
+				if daprMetadata(body) || strings.Contains(body, "session_id") || st == http.StatusNoContent {
+					t.Errorf("GET %s %v: %d %.200s reached Dapr", target, h, st, body)
+				}
+			}
+		}
+	})
+
+	t.Run("Dapr headers from the client do not steer the call", func(t *testing.T) {
+		for _, h := range []map[string]string{
+			{"dapr-app-id": "auth"},
+			{"dapr-app-id": "presence", "dapr-api-token": "guess", "dapr-callee-app-id": "auth"},
+		} {
+			hdr := map[string]string{"Authorization": auth["Authorization"]}
+			for k, v := range h {
+				hdr[k] = v
+			}
+			st, body := raw(t, s.GatewayURL, "GET", "/api/v1/rooms", hdr, "")
+			if st != http.StatusOK || !strings.Contains(body, `"rooms"`) {
+				t.Errorf("%v: %d %.200s, want the message service's room list", h, st, body)
+			}
+		}
+	})
+}
+
+// forwardedAs makes a client whose requests come from addr as far as the
+// gateway can tell: the e2e stack trusts 127.0.0.1 as a proxy
+// (GATEWAY_TRUSTED_PROXIES), so X-Forwarded-For names the client.
+func forwardedAs(base, addr string) *client.Client {
+	c := client.New(base)
+	c.HTTP.Transport = forwardFor{addr: addr, next: http.DefaultTransport}
+	return c
+}
+
+type forwardFor struct {
+	addr string
+	next http.RoundTripper
+}
+
+func (f forwardFor) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("X-Forwarded-For", f.addr)
+	return f.next.RoundTrip(r)
+}
+
+// TestRefusedRequestsDoNotTakeARouteDown: fifty refused requests of each
+// kind from one client, then one good request of the same kind from
+// another client, which must succeed at once. With daprd's circuit
+// breakers on service invocation, ten failures in a row opened the route
+// for 15 s for everyone.
+func TestRefusedRequestsDoNotTakeARouteDown(t *testing.T) {
+	s := stack(t, "local")
+	ctx := context.Background()
+	attackerAddr, victimAddr := "198.51.100."+strconv.Itoa(1+int(time.Now().UnixNano()%200)), "203.0.113.7"
+
+	victim := forwardedAs(s.GatewayURL, victimAddr)
+	name := randomName("owner")
+	pw := "correct horse " + name
+	if _, err := victim.Register(ctx, name, pw, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := victim.Login(ctx, name, pw); err != nil {
+		t.Fatal(err)
+	}
+	room, err := victim.CreateRoom(ctx, randomName("private-"), "private")
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker := forwardedAs(s.GatewayURL, attackerAddr)
+	aname := randomName("mallory")
+	if _, err := attacker.Register(ctx, aname, "correct horse "+aname, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := attacker.Login(ctx, aname, "correct horse "+aname); err != nil {
 		t.Fatal(err)
 	}
 
-	gwPid := s.App("gateway").Pid()
-	before := len(sockets(t, gwPid))
-	a := newCollector(dialGateway(t, alice))
-	b := newCollector(dialGateway(t, bob))
-	for _, c := range []*collector{a, b} {
-		inode := serverSocket(t, s, c.ws.LocalAddr())
-		if who := holder(t, s, inode); !strings.HasPrefix(who, "ws-") {
-			t.Fatalf("the socket of %s is held by %q, want a ws replica", c.ws.LocalAddr(), who)
-		}
-	}
-	// Twenty more: the gateway's open sockets do not grow with them.
-	for range 20 {
-		dialGateway(t, newUser(t, s, "crowd"))
-	}
-	if after := len(sockets(t, gwPid)); after-before > 5 {
-		t.Fatalf("the gateway holds %d sockets with 22 WebSockets open, %d before: it keeps them", after, before)
-	}
-
-	send := func(id string) {
-		t.Helper()
-		if err := a.ws.Send(api.ClientFrame{Type: api.FrameSend, RoomID: room.ID, ClientID: id, Text: "text of " + id}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	send("first")
-	b.until(t, 20*time.Second, "the first message", func() bool { return len(b.messages(room.ID)) == 1 })
-	a.until(t, 20*time.Second, "its ack", func() bool { return len(a.acks) == 1 })
-	lastSeen := b.messages(room.ID)[0].Seq
-
-	// Bob drops; what he missed comes back with his resume.
-	b.ws.Close()
-	for i := range 3 {
-		send(fmt.Sprintf("missed-%d", i))
-	}
-	a.until(t, 20*time.Second, "the acks of the missed ones", func() bool { return len(a.acks) == 4 })
-	b2 := newCollector(dialGatewayWith(t, bob, &client.WSOptions{Resume: map[string]int64{room.ID: lastSeen}}))
-	b2.until(t, 20*time.Second, "the missed messages", func() bool { return len(b2.messages(room.ID)) == 3 })
-	for i, e := range b2.messages(room.ID) {
-		if want := fmt.Sprintf("missed-%d", i); e.ClientID != want {
-			t.Fatalf("resumed message %d is %q, want %q", i, e.ClientID, want)
-		}
-	}
-	checkOrdered(t, "bob after resume", b2.events[room.ID])
-
-	// The replica's own close code reaches the client.
-	if err := bob.Logout(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-b2.ws.Done():
-		if code := client.CloseCode(b2.ws.Err()); code != api.CloseSessionRevoked {
-			t.Fatalf("closed with %d (%v), want %d", code, b2.ws.Err(), api.CloseSessionRevoked)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the socket is still open 10 s after logout")
+	for _, c := range []struct {
+		name   string
+		refuse func() error // one refused request from the attacker
+		good   func() error // one good request from the victim
+	}{
+		{"failed logins", func() error {
+			_, err := forwardedAs(s.GatewayURL, attackerAddr).Login(ctx, randomName("nobody"), "wrong password")
+			return err
+		}, func() error {
+			_, err := forwardedAs(s.GatewayURL, victimAddr).Login(ctx, name, pw)
+			return err
+		}},
+		{"registrations of a taken name", func() error {
+			_, err := attacker.Register(ctx, name, "another password", "")
+			return err
+		}, func() error {
+			n := randomName("fresh")
+			_, err := forwardedAs(s.GatewayURL, victimAddr).Register(ctx, n, "correct horse "+n, "")
+			return err
+		}},
+		{"reads of a room one is not in", func() error {
+			_, err := attacker.EventsAfter(ctx, room.ID, 0, 10)
+			return err
+		}, func() error {
+			_, err := victim.EventsAfter(ctx, room.ID, 0, 10)
+			return err
+		}},
+		{"rooms with an empty name", func() error {
+			return attacker.Do(ctx, http.MethodPost, "/api/v1/rooms", map[string]string{"name": "", "kind": "public"}, nil)
+		}, func() error {
+			_, err := victim.CreateRoom(ctx, randomName("ok-"), "public")
+			return err
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			for i := range 50 {
+				err := c.refuse()
+				if st := status(err); st < 400 || st >= 500 {
+					t.Fatalf("refused request %d: %v, want a 4xx", i+1, err)
+				}
+			}
+			if err := c.good(); err != nil {
+				t.Fatalf("the good request after 50 refused ones: %v", err)
+			}
+		})
 	}
 }
 
-// TestAKilledReplicaGetsNoNewConnections kills ws-2: no client dialing
-// through the gateway is refused, every socket lands on ws-1, and the
-// gateway marks ws-2 down within a second. Restarted, ws-2 gets sockets
-// again.
-func TestAKilledReplicaGetsNoNewConnections(t *testing.T) {
+// TestInternalRoutesNeedTheAppToken calls the apps' own ports, past their
+// sidecars: without the app API token daprd sends, nothing but the probes
+// answers — internal routes, pub/sub deliveries and the subscription list
+// included.
+func TestInternalRoutesNeedTheAppToken(t *testing.T) {
 	s := stack(t, "local")
-	ws2 := s.App("ws-2")
-	restarted := false
-	restart := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		path, err := s.DaprdPath(ctx)
-		if err == nil {
-			err = ws2.Restart(ctx, path)
+	forged, _ := json.Marshal(map[string]any{"data": events.SubmissionBatch{Submissions: []events.Submission{{
+		Type: "message", RoomID: "r1", SenderID: "u1", ClientID: "c1", Text: "forged"}}}})
+	for _, c := range []struct{ app, method, path, body string }{
+		{"auth", "GET", "/internal/v1/revocations", ""},
+		{"auth", "GET", "/internal/v1/users/u1", ""},
+		{"message", "GET", "/internal/v1/rooms/r1/members", ""},
+		{"message", "POST", "/events/submitted", string(forged)},
+		{"message", "GET", "/dapr/subscribe", ""},
+		{"presence", "POST", "/internal/v1/presence/connect", `{}`},
+		{"notification", "POST", "/events/room-events", `{}`},
+		{"notification", "GET", "/dapr/subscribe", ""},
+		{"ws-1", "GET", "/ws", ""},
+	} {
+		app := s.App(c.app)
+		if app == nil {
+			t.Fatalf("no app %s", c.app)
 		}
+		st, body := raw(t, app.URL(), c.method, c.path, nil, c.body)
+		if st != http.StatusUnauthorized || errCode(body) != "app_token_required" {
+			t.Errorf("%s %s %s without the app token: %d %.200s, want 401 app_token_required", c.app, c.method, c.path, st, body)
+		}
+		st, body = raw(t, app.URL(), c.method, c.path, map[string]string{"dapr-api-token": "not-the-token"}, c.body)
+		if st != http.StatusUnauthorized {
+			t.Errorf("%s %s %s with a wrong token: %d %.200s, want 401", c.app, c.method, c.path, st, body)
+		}
+		if c.method == "GET" && c.path != "/ws" {
+			st, body = raw(t, app.URL(), c.method, c.path, map[string]string{"dapr-api-token": s.Tokens.App}, "")
+			if st == http.StatusUnauthorized {
+				t.Errorf("%s %s %s with the app token: %d %.200s", c.app, c.method, c.path, st, body)
+			}
+		}
+	}
+	for _, a := range s.Apps("") {
+		if st, _ := raw(t, a.URL(), "GET", "/readyz", nil, ""); st != http.StatusOK {
+			t.Errorf("%s /readyz without a token: %d, want 200", a.Name, st)
+		}
+	}
+}
+
+// TestSidecarsNeedTheDaprToken calls every sidecar's API without the Dapr
+// API token, over HTTP and gRPC.
+func TestSidecarsNeedTheDaprToken(t *testing.T) {
+	s := stack(t, "local")
+	for _, a := range s.Apps("") {
+		base := "http://127.0.0.1:" + strconv.Itoa(a.DaprHTTP)
+		for _, path := range []string{"/v1.0/metadata", "/v1.0/invoke/message/method/healthz", "/v1.0/state/messagestore/k"} {
+			if st, body := raw(t, base, "GET", path, nil, ""); st != http.StatusUnauthorized {
+				t.Errorf("%s sidecar GET %s without the token: %d %.200s, want 401", a.Name, path, st, body)
+			}
+		}
+		if st, _ := raw(t, base, "GET", "/v1.0/healthz", nil, ""); st != http.StatusNoContent {
+			t.Errorf("%s sidecar health without the token: %d, want 204", a.Name, st)
+		}
+		c, err := sidecar.Client(strconv.Itoa(a.DaprGRPC), "")
 		if err != nil {
-			t.Errorf("restart ws-2: %v", err)
+			t.Fatal(err)
 		}
-		restarted = true
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err = c.PublishEvent(ctx, events.PubSub, events.TopicSubmitted, []byte(`{}`))
+		cancel()
+		c.Close()
+		if code := grpcstatus.Code(errorsCause(err)); code != codes.Unauthenticated && code != codes.Unimplemented {
+			t.Errorf("%s sidecar gRPC publish without the token: %v, want refused", a.Name, err)
+		}
 	}
-	t.Cleanup(func() {
-		if !restarted {
-			restart()
+}
+
+// errorsCause unwraps the SDK's wrapping down to the gRPC status error.
+func errorsCause(err error) error {
+	for err != nil {
+		if _, ok := grpcstatus.FromError(err); ok {
+			return err
+		}
+		u, ok := err.(interface{ Unwrap() error })
+		if !ok {
+			return err
+		}
+		err = u.Unwrap()
+	}
+	return err
+}
+
+// TestEachSidecarServesOnlyWhatItsAppUses calls each sidecar's API with
+// its token: the APIs the app does not use are not served, and pub/sub
+// topics are open only to their publishers.
+func TestEachSidecarServesOnlyWhatItsAppUses(t *testing.T) {
+	s := stack(t, "local")
+	ctx := context.Background()
+	httpCall := func(a *launcher.App, method, path, body string) int {
+		st, _ := raw(t, "http://127.0.0.1:"+strconv.Itoa(a.DaprHTTP), method, path, map[string]string{"dapr-api-token": s.Tokens.Dapr}, body)
+		return st
+	}
+	gw, authApp := s.App("gateway"), s.App("auth")
+	t.Run("the gateway's sidecar serves service invocation only", func(t *testing.T) {
+		if st := httpCall(gw, "GET", "/v1.0/invoke/message/method/healthz", ""); st != http.StatusOK {
+			t.Errorf("invoke: %d, want 200", st)
+		}
+		for _, c := range []struct{ method, path, body string }{
+			{"GET", "/v1.0/metadata", ""},
+			{"POST", "/v1.0/publish/pubsub/messages.submitted", `{}`},
+			{"GET", "/v1.0/state/messagestore/k", ""},
+			{"POST", "/v1.0/bindings/push", `{"operation":"post"}`},
+			{"GET", "/v1.0/secrets/secretstore/auth-signing-keys", ""},
+			{"GET", "/v1.0-alpha1/subscribe", ""},
+		} {
+			if st := httpCall(gw, c.method, c.path, c.body); st != http.StatusNotFound {
+				t.Errorf("%s %s: %d, want 404 (not served)", c.method, c.path, st)
+			}
 		}
 	})
-	users := make([]*user, 10)
-	for i := range users {
-		users[i] = newUser(t, s, "dialer")
-	}
-	down := "ws replica is down; not sending it connections"
-	logs := tails["local"]
-
-	killed := time.Now()
-	ws2.Kill()
-	for _, u := range users {
-		ws := dialGateway(t, u)
-		if who := holder(t, s, serverSocket(t, s, ws.LocalAddr())); who != "ws-1" {
-			t.Fatalf("a socket dialed after ws-2 died is held by %q, want ws-1", who)
+	t.Run("auth's sidecar serves no HTTP API but health", func(t *testing.T) {
+		if st := httpCall(authApp, "GET", "/v1.0/invoke/message/method/healthz", ""); st != http.StatusNotFound {
+			t.Errorf("invoke: %d, want 404", st)
 		}
-		ws.Close()
-	}
-	// When: the time the gateway logged it.
-	var markedDown time.Time
-	eventually(t, 10*time.Second, "the gateway logs ws-2 down", func() bool {
-		for _, line := range strings.Split(logs.String(), "\n") {
-			_, js, ok := strings.Cut(line, "| ")
-			var l struct {
-				Time     time.Time
-				Msg      string
-				Upstream string
-			}
-			if ok && json.Unmarshal([]byte(js), &l) == nil && l.Msg == down && l.Upstream == ws2.URL() && l.Time.After(killed) {
-				markedDown = l.Time
-				return true
-			}
+		if st := httpCall(authApp, "GET", "/v1.0/metadata", ""); st != http.StatusNotFound {
+			t.Errorf("metadata: %d, want 404", st)
 		}
-		return false
 	})
-	if d := markedDown.Sub(killed); d > time.Second {
-		t.Fatalf("ws-2 marked down %s after the kill, want within a second", d)
+	grpcCases := []struct {
+		app     string
+		call    string
+		allowed bool
+	}{
+		{"gateway", "publish", false}, {"gateway", "state", false}, {"gateway", "metadata", false},
+		{"auth", "state", true}, {"auth", "bindings", false}, {"auth", "metadata", false},
+		{"message", "state", true}, {"message", "secrets", false}, {"message", "bindings", false},
+		{"notification", "secrets", false}, {"presence", "bindings", false}, {"ws", "state", false}, {"ws", "secrets", false},
 	}
-	t.Logf("ws-2 marked down %s after the kill", markedDown.Sub(killed).Round(time.Millisecond))
-
-	restart()
-	eventually(t, 20*time.Second, "a socket through the gateway lands on ws-2 again", func() bool {
-		ws := dialGateway(t, users[0])
-		defer ws.Close()
-		return holder(t, s, serverSocket(t, s, ws.LocalAddr())) == "ws-2"
+	for _, c := range grpcCases {
+		t.Run("gRPC "+c.call+" on "+c.app, func(t *testing.T) {
+			a := s.App(c.app)
+			if a == nil {
+				a = s.Apps(c.app)[0]
+			}
+			dc, err := sidecar.Client(strconv.Itoa(a.DaprGRPC), s.Tokens.Dapr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer dc.Close()
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			store := map[string]string{"auth": "authstore", "message": "messagestore"}[c.app]
+			switch c.call {
+			case "publish":
+				err = dc.PublishEvent(cctx, events.PubSub, events.TopicSubmitted, []byte(`{}`))
+			case "state":
+				if store == "" {
+					store = "messagestore"
+				}
+				_, err = dc.GetState(cctx, store, "papo.edge-test", nil)
+			case "metadata":
+				_, err = dc.GetMetadata(cctx)
+			case "bindings":
+				_, err = dc.InvokeBinding(cctx, &dapr.InvokeBindingRequest{Name: "push", Operation: "get"})
+			case "secrets":
+				_, err = dc.GetSecret(cctx, "secretstore", "auth-signing-keys", nil)
+			}
+			refused := grpcstatus.Code(errorsCause(err)) == codes.Unimplemented
+			if c.allowed && err != nil {
+				t.Fatalf("refused: %v", err)
+			}
+			if !c.allowed && !refused {
+				t.Fatalf("served (%v), want Unimplemented", err)
+			}
+		})
+	}
+	t.Run("topics are open only to their publishers", func(t *testing.T) {
+		for _, c := range []struct {
+			app, pubsub, topic string
+			allowed            bool
+		}{
+			{"ws-1", events.PubSub, events.TopicRoomEvents, false},
+			{"ws-1", events.PubSub, events.TopicSessions, false},
+			{"ws-1", events.Fanout, events.TopicRoomEvents, false},
+			{"presence", events.PubSub, events.TopicSubmitted, false},
+			{"notification", events.PubSub, events.TopicRoomEvents, false},
+			{"message", events.PubSub, events.TopicSessions, false},
+			{"message", events.PubSub, "not.a.topic", false},
+			{"auth", events.PubSub, events.TopicSessions, true},
+		} {
+			a := s.App(c.app)
+			dc, err := sidecar.Client(strconv.Itoa(a.DaprGRPC), s.Tokens.Dapr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// A notice for a session nobody has: harmless if it went out.
+			payload, _ := json.Marshal(events.SessionRevoked{SessionID: randomName("edge-"), UserID: "nobody", RevokedAt: time.Now(), Until: time.Now()})
+			err = dc.PublishEvent(cctx, c.pubsub, c.topic, payload)
+			cancel()
+			dc.Close()
+			if c.allowed && err != nil {
+				t.Errorf("%s may not publish %s/%s: %v", c.app, c.pubsub, c.topic, err)
+			}
+			if !c.allowed && grpcstatus.Code(errorsCause(err)) != codes.PermissionDenied {
+				t.Errorf("%s published %s/%s: %v, want PermissionDenied", c.app, c.pubsub, c.topic, err)
+			}
+		}
 	})
 }

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	dapr "github.com/dapr/go-sdk/client"
+
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/launcher"
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/sidecar"
 )
 
 // pushReceiver stands behind the `push` binding of a notification stack:
@@ -104,6 +106,11 @@ func notificationStack(t *testing.T) (*launcher.Stack, *pushReceiver) {
 				"GATEWAY_RATE_PER_USER":     "100000",
 				"NOTIFICATION_WINDOW":       notificationWindow.String(),
 				"NOTIFICATION_PUSH_BACKOFF": "100ms",
+				// A new deployment: every device is in the index, so a
+				// device registered through one replica reaches the other
+				// only by its devices.changed notice (the fallback would
+				// find it too, and hide a broken notice).
+				"NOTIFICATION_DEVICE_FALLBACK": "false",
 			},
 		})
 		if notifyErr == nil {
@@ -274,21 +281,23 @@ func TestNotificationsOverTheRealStack(t *testing.T) {
 }
 
 // publish puts a payload on room.events through the message service's
-// sidecar, as the message service itself does.
+// sidecar, over its gRPC API with its Dapr API token, as the message
+// service itself does.
 func publish(t *testing.T, s *launcher.Stack, b events.RoomEventBatch) {
 	t.Helper()
 	app := s.App("message")
 	if app == nil {
 		t.Fatal("no message app")
 	}
-	body, _ := json.Marshal(b)
-	url := "http://127.0.0.1:" + strconv.Itoa(app.DaprHTTP) + "/v1.0/publish/" + events.PubSub + "/" + events.TopicRoomEvents
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+	c, err := sidecar.Client(strconv.Itoa(app.DaprGRPC), s.Tokens.Dapr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("publish: %s", resp.Status)
+	defer c.Close()
+	body, _ := json.Marshal(b)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.PublishEvent(ctx, events.PubSub, events.TopicRoomEvents, body, dapr.PublishEventWithContentType("application/json")); err != nil {
+		t.Fatalf("publish: %v", err)
 	}
 }

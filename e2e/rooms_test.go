@@ -47,7 +47,9 @@ func roomOf(t *testing.T, u *user, roomID string) api.Room {
 // matches; a DM is one room from both sides and closed to a third user;
 // unread counts follow sends and the read marker, which never moves back;
 // a non-member can neither read nor write a private room, over REST or
-// the WebSocket, and nothing of theirs is stored.
+// the WebSocket, and nothing of theirs is stored; a member's add to a
+// private room is an invitation the invitee lists and accepts by joining
+// (or declines); the public list is paged.
 func TestRoomsHistoryAndMarkersThroughTheStack(t *testing.T) {
 	s := stack(t, "local")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -197,5 +199,45 @@ func TestRoomsHistoryAndMarkersThroughTheStack(t *testing.T) {
 	time.Sleep(500 * time.Millisecond) // a send that got through would be stored by now
 	if page, err := alice.EventsAfter(ctx, priv.ID, 0, 50); err != nil || page.LastSeq != 1 || len(page.Events) != 1 {
 		t.Fatalf("private room after carol's attempts: %+v, %v; want alice's join alone", page, err)
+	}
+
+	// Into a private room only by accepting: alice's add is an invitation
+	// carol sees and accepts by joining; bob declines his.
+	for _, u := range []*user{carol, bob} {
+		if err := alice.AddMember(ctx, priv.ID, u.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st, _ := apiStatus(t, func() error { _, err := carol.EventsAfter(ctx, priv.ID, 0, 50); return err }()); st != 403 {
+		t.Fatalf("an invitee reading before accepting: %d, want 403", st)
+	}
+	invs, err := carol.Invitations(ctx)
+	if err != nil || len(invs) != 1 || invs[0].Room.ID != priv.ID || invs[0].InvitedBy != alice.ID {
+		t.Fatalf("carol's invitations: %+v, %v; want alice's to the private room", invs, err)
+	}
+	if _, err := carol.JoinRoom(ctx, priv.ID); err != nil {
+		t.Fatalf("carol accepting: %v", err)
+	}
+	if page, err := carol.EventsAfter(ctx, priv.ID, 0, 50); err != nil || page.LastSeq != 2 || page.Events[1].UserID != carol.ID {
+		t.Fatalf("the private room after carol accepted: %+v, %v; want her member_joined at seq 2", page, err)
+	}
+	if err := bob.DeclineInvitation(ctx, priv.ID); err != nil {
+		t.Fatal(err)
+	}
+	if st, code := apiStatus(t, func() error { _, err := bob.JoinRoom(ctx, priv.ID); return err }()); st != 403 || code != "not_invited" {
+		t.Fatalf("bob joining after declining: %d %s, want 403 not_invited", st, code)
+	}
+
+	// The public list is paged through the gateway, newest first.
+	newest, err := bob.CreateRoom(ctx, randomName("newest "), api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rooms, next, err := carol.PublicRoomsPage(ctx, "", 1)
+	if err != nil || len(rooms) != 1 || rooms[0].ID != newest.ID || next == "" {
+		t.Fatalf("first public page of 1: %+v %q %v; want the newest room and a cursor", rooms, next, err)
+	}
+	if rooms, _, err = carol.PublicRoomsPage(ctx, next, 1); err != nil || len(rooms) != 1 || rooms[0].ID != room.ID {
+		t.Fatalf("second public page of 1: %+v %v; want the history room", rooms, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -88,6 +89,10 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 			// out of their way (their own tests set them low on purpose).
 			"GATEWAY_RATE_PER_IP":   "100000",
 			"GATEWAY_RATE_PER_USER": "100000",
+			// Tests act as several clients from one machine: the gateway
+			// takes their addresses from X-Forwarded-For, as it would
+			// behind a load balancer (edge_test.go).
+			"GATEWAY_TRUSTED_PROXIES": "127.0.0.1/32",
 			// Stacks of several test runs may share the machine's Redis:
 			// keep each one's presence replicas and leases apart.
 			"PRESENCE_KEY_PREFIX": randomName("e2e-"),
@@ -154,7 +159,8 @@ func newUser(t *testing.T, s *launcher.Stack, prefix string) *user {
 }
 
 // dialReplica opens a WebSocket straight to one ws replica, bypassing the
-// gateway, so a test can place users on replicas on purpose.
+// gateway, so a test can place users on replicas on purpose. It presents
+// the stack's app API token, as the gateway's proxy does.
 func dialReplica(t *testing.T, s *launcher.Stack, replica string, u *user) *client.WS {
 	t.Helper()
 	app := s.App(replica)
@@ -163,7 +169,8 @@ func dialReplica(t *testing.T, s *launcher.Stack, replica string, u *user) *clie
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	ws, err := client.DialWS(ctx, "ws"+strings.TrimPrefix(app.URL(), "http")+"/ws", u.Token, nil)
+	ws, err := client.DialWS(ctx, "ws"+strings.TrimPrefix(app.URL(), "http")+"/ws", u.Token,
+		&client.WSOptions{Header: http.Header{"Dapr-Api-Token": {s.Tokens.App}}})
 	if err != nil {
 		t.Fatalf("dial %s as %s: %v", replica, u.Username, err)
 	}

@@ -6,6 +6,8 @@ package launcher
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -64,6 +66,17 @@ type Options struct {
 	PushURL string
 	// RedisDB is the Redis database of profiles on Redis (0–15); default 0.
 	RedisDB int
+	// DaprdProfiling serves Go's pprof from every sidecar on a port of its
+	// own (App.DaprdProfilePort), for benchmarks that look for where a
+	// sidecar spends its CPU.
+	DaprdProfiling bool
+	// Pprof serves Go's pprof from every app on its metrics port
+	// (App.MetricsPort, /debug/pprof/).
+	Pprof bool
+	// TraceEndpoint, an OTLP/HTTP base URL (http://host:4318), turns
+	// tracing on: every app exports its spans there, and every sidecar
+	// its own (sampling everything), so one trace shows both.
+	TraceEndpoint string
 }
 
 // App is one running service replica with its sidecar.
@@ -73,10 +86,19 @@ type App struct {
 	Port     int
 	DaprHTTP int
 	DaprGRPC int
+	// DaprdProfilePort serves the sidecar's pprof (Options.DaprdProfiling),
+	// else 0.
+	DaprdProfilePort int
+	// MetricsPort serves the app's /metrics on 127.0.0.1 (METRICS_ADDR),
+	// and /debug/pprof/ with Options.Pprof.
+	MetricsPort int
 
 	spec    procs.Spec
 	sidecar daprd.Sidecar
 	stack   *Stack
+	// invokes says whether the sidecar's API serves service invocation
+	// (auth's does not: it calls no other app).
+	invokes bool
 
 	mu  sync.Mutex
 	app *procs.Proc
@@ -86,18 +108,50 @@ type App struct {
 // URL is the app's own base URL (not through the gateway).
 func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
 
+// MetricsURL is the app's /metrics.
+func (a *App) MetricsURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(a.MetricsPort) + "/metrics"
+}
+
+// DaprdMetricsURL is the sidecar's Prometheus metrics, or "" when the
+// sidecar serves none (a daprd other than papo's build; see
+// daprd.LoopbackMetrics).
+func (a *App) DaprdMetricsURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sidecar.Metrics {
+		return ""
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(a.sidecar.MetricsPort) + "/"
+}
+
+// Tokens are a stack's two API tokens (docs/ops.md, security model).
+type Tokens struct {
+	// App is APP_API_TOKEN: each sidecar sends it to its app, and every
+	// app refuses other callers (the gateway sends it to the ws replicas).
+	App string
+	// Dapr is DAPR_API_TOKEN: each sidecar refuses API calls without it.
+	Dapr string
+}
+
 // Stack is a running papo system.
 type Stack struct {
 	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080.
 	GatewayURL string
 	Profile    Profile
 	DataDir    string
+	// Tokens are made at random for each start and kept, readable by the
+	// owner only, in <DataDir>/api-tokens.env.
+	Tokens Tokens
 
 	opts Options
-	nats *natsjs.Server
-	sink *pushSink
-	apps []*App
-	lock *os.File
+	// tracing is the generated tracing Configuration, or "" when no trace
+	// endpoint is set.
+	tracing string
+	nats    *natsjs.Server
+	sink    *pushSink
+	apps    []*App
+	lock    *os.File
 
 	// handoffDir holds the ws replicas' hand-off sockets; removed at Stop
 	// when it is a temporary folder (handoffTemp).
@@ -263,15 +317,29 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := renderComponents(componentsSrc, resources, vars); err != nil {
 		return nil, err
 	}
-	configs, err := s.daprConfigs()
-	if err != nil {
+	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
+	if opts.TraceEndpoint != "" {
+		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
+			return nil, err
+		}
+	}
 
+	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
+		return nil, err
+	}
 	if err := s.makeHandoffDir(); err != nil {
 		return nil, err
 	}
-	if err := s.plan(binDir, resources, configs, vars); err != nil {
+	if err := s.plan(binDir, resources, vars); err != nil {
+		return nil, err
+	}
+	sidecarMetrics := daprd.LoopbackMetrics(ctx, daprdPath)
+	for _, a := range s.apps {
+		a.sidecar.Metrics = sidecarMetrics
+	}
+	if err := s.writePrometheusConfig(); err != nil {
 		return nil, err
 	}
 	for _, a := range s.apps {
@@ -297,7 +365,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	return s, nil
 }
 
-// waitInvocation waits until every sidecar can invoke every app-id. A
+// waitInvocation waits until every sidecar that serves service invocation
+// can invoke every app-id. A
 // sidecar reports ready before its name resolver has initialized, and an
 // app's registration may land a moment after its own readiness, so a
 // stack is ready only when service invocation works from everywhere.
@@ -308,15 +377,16 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 	}
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, from := range s.apps {
+		if !from.invokes {
+			continue
+		}
 		for id := range ids {
 			url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
-			var last, cause string
-			// The probes back off: the profiles' resiliency policies open a
-			// circuit breaker after 10 consecutive failures for 15 s, and
-			// quick probes of an app-id not resolvable yet would trip it.
-			wait := 100 * time.Millisecond
+			var last string
 			for {
-				resp, err := hc.Get(url)
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+				req.Header.Set("dapr-api-token", s.Tokens.Dapr)
+				resp, err := hc.Do(req)
 				if err == nil {
 					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 					resp.Body.Close()
@@ -327,18 +397,14 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 				} else {
 					last = err.Error()
 				}
-				if !strings.Contains(last, "circuit breaker is open") {
-					cause = last
-				}
+				// Service invocation has no circuit breaker (the profiles'
+				// resiliency.yaml says why), so quick probes of an app-id
+				// that does not resolve yet cost nothing but the calls.
 				select {
 				case <-ctx.Done():
-					if cause != "" && cause != last {
-						last += "; before that: " + cause
-					}
 					return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
-				case <-time.After(wait):
+				case <-time.After(100 * time.Millisecond):
 				}
-				wait = min(2*wait, 2*time.Second)
 			}
 		}
 	}
@@ -359,17 +425,26 @@ func (s *Stack) takeLock() error {
 	return nil
 }
 
-// daprConfigs returns the Configuration files for every sidecar: the
-// project's dapr/config.yaml, then a generated one that points name
-// resolution at this stack's own SQLite table, so app-ids of two stacks on
-// one machine never resolve to each other (mDNS would mix them).
-func (s *Stack) daprConfigs() ([]string, error) {
-	var configs []string
-	base := filepath.Join(s.opts.Root, "dapr", "config.yaml")
-	if _, err := os.Stat(base); err == nil {
-		configs = append(configs, base)
+// daprConfigs returns the Configuration files of appID's sidecar: the
+// project's dapr/<app-id>.yaml (tracing, metrics, the app's API
+// allow-list), then a generated one that points name resolution at this
+// stack's own SQLite table, so app-ids of two stacks on one machine never
+// resolve to each other (mDNS would mix them), and, with a trace
+// endpoint, the generated tracing.yaml.
+func (s *Stack) daprConfigs(appID string) ([]string, error) {
+	own := filepath.Join(s.opts.Root, "dapr", appID+".yaml")
+	if _, err := os.Stat(own); err != nil {
+		return nil, fmt.Errorf("the Dapr Configuration of %s: %w", appID, err)
 	}
-	nr := filepath.Join(s.DataDir, "nameresolution.yaml")
+	configs := []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}
+	if s.tracing != "" {
+		configs = append(configs, s.tracing)
+	}
+	return configs, nil
+}
+
+// writeNameResolution writes the stack's name resolution Configuration.
+func (s *Stack) writeNameResolution() error {
 	content := fmt.Sprintf(`apiVersion: dapr.io/v1alpha1
 kind: Configuration
 metadata:
@@ -386,14 +461,11 @@ spec:
       updateInterval: 15s
       timeout: 10s
 `, filepath.Join(s.DataDir, "nameresolution.db"))
-	if err := os.WriteFile(nr, []byte(content), 0o644); err != nil {
-		return nil, err
-	}
-	return append(configs, nr), nil
+	return os.WriteFile(filepath.Join(s.DataDir, "nameresolution.yaml"), []byte(content), 0o644)
 }
 
 // plan assigns every port of every app and sidecar.
-func (s *Stack) plan(binDir, resources string, configs []string, vars map[string]string) error {
+func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	type appName struct{ name, appID string }
 	var names []appName
 	for _, svc := range Services {
@@ -413,14 +485,25 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
 	}
-	all, err := FreePorts(6 * len(names))
+	per := 7
+	if s.opts.DaprdProfiling {
+		per = 8
+	}
+	all, err := FreePorts(per * len(names))
 	if err != nil {
 		return err
 	}
 	var wsURLs, wsSockets []string
 	for i, n := range names {
-		ports := all[6*i : 6*i+6]
-		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
+		ports := all[per*i : per*i+per]
+		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], MetricsPort: ports[6], stack: s}
+		configs, err := s.daprConfigs(n.appID)
+		if err != nil {
+			return err
+		}
+		if a.invokes, err = daprd.ServesHTTP(configs[0], "invoke"); err != nil {
+			return err
+		}
 		if n.appID == "gateway" && gwPort != "0" {
 			p, err := strconv.Atoi(gwPort)
 			if err != nil {
@@ -444,6 +527,12 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			ResourcesDir: resources,
 			Configs:      configs,
 			LogLevel:     s.opts.DaprdLogLevel,
+			APIToken:     s.Tokens.Dapr,
+			AppToken:     s.Tokens.App,
+		}
+		if s.opts.DaprdProfiling {
+			a.DaprdProfilePort = ports[7]
+			a.sidecar.ProfilePort = ports[7]
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())
@@ -463,6 +552,16 @@ func (s *Stack) plan(binDir, resources string, configs []string, vars map[string
 			"DAPR_GRPC_PORT=" + strconv.Itoa(a.DaprGRPC),
 			"APP_ID=" + a.AppID,
 			"APP_REPLICA=" + a.Name,
+			"APP_API_TOKEN=" + s.Tokens.App,
+			"DAPR_API_TOKEN=" + s.Tokens.Dapr,
+			// Metrics on loopback, never on the app's (or gateway's) port.
+			"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(a.MetricsPort),
+			"METRICS_PPROF=" + strconv.FormatBool(s.opts.Pprof),
+			"OTEL_SERVICE_NAME=" + a.AppID,
+			"OTEL_RESOURCE_ATTRIBUTES=service.instance.id=" + a.Name,
+		}
+		if s.opts.TraceEndpoint != "" {
+			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+s.opts.TraceEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 		}
 		switch a.AppID {
 		case "gateway":
@@ -665,6 +764,10 @@ func (s *Stack) waitReady(ctx context.Context, daprdPath string, width int) erro
 				errs = append(errs, err)
 				continue
 			}
+			if err := s.writePrometheusConfig(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			r.app.Stop()
 			if err := r.app.start(daprdPath, width); err != nil {
 				errs = append(errs, err)
@@ -782,6 +885,40 @@ func buildServices(ctx context.Context, root, binDir string, progress io.Writer)
 		return fmt.Errorf("build services: %w\n%s", err, out)
 	}
 	return nil
+}
+
+// newTokens makes a stack's API tokens, 32 random bytes each, and writes
+// them to path (mode 0600) as KEY=value lines, for an operator who wants
+// to call a sidecar or an app by hand.
+func newTokens(path string) (Tokens, error) {
+	random := func() (string, error) {
+		var b [32]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return "", fmt.Errorf("make an API token: %w", err)
+		}
+		return hex.EncodeToString(b[:]), nil
+	}
+	var t Tokens
+	var err error
+	if t.App, err = random(); err != nil {
+		return t, err
+	}
+	if t.Dapr, err = random(); err != nil {
+		return t, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return t, err
+	}
+	defer f.Close()
+	// A file left from before with looser permissions keeps them on open.
+	if err := f.Chmod(0o600); err != nil {
+		return t, err
+	}
+	if _, err := fmt.Fprintf(f, "APP_API_TOKEN=%s\nDAPR_API_TOKEN=%s\n", t.App, t.Dapr); err != nil {
+		return t, err
+	}
+	return t, f.Close()
 }
 
 func ensureFile(path, content string) error {

@@ -147,9 +147,23 @@ func (c *Client) LeaveRoom(ctx context.Context, roomID string) error {
 	return c.Do(ctx, http.MethodPost, "/api/v1/rooms/"+url.PathEscape(roomID)+"/leave", nil, nil)
 }
 
-// AddMember adds a user to a room the caller is in.
+// AddMember adds a user to a public room the caller is in, or invites
+// the user to a private one (the user joins by accepting).
 func (c *Client) AddMember(ctx context.Context, roomID, userID string) error {
 	return c.Do(ctx, http.MethodPost, "/api/v1/rooms/"+url.PathEscape(roomID)+"/members", api.AddMemberRequest{UserID: userID}, nil)
+}
+
+// Invitations lists the caller's pending invitations to private rooms,
+// newest first. JoinRoom accepts one; DeclineInvitation declines it.
+func (c *Client) Invitations(ctx context.Context) ([]api.Invitation, error) {
+	var out api.InvitationsResponse
+	err := c.Do(ctx, http.MethodGet, "/api/v1/rooms/invitations", nil, &out)
+	return out.Invitations, err
+}
+
+// DeclineInvitation declines the caller's invitation to a room.
+func (c *Client) DeclineInvitation(ctx context.Context, roomID string) error {
+	return c.Do(ctx, http.MethodPost, "/api/v1/rooms/"+url.PathEscape(roomID)+"/decline", nil, nil)
 }
 
 // OpenDM returns the DM room with userID.
@@ -166,11 +180,28 @@ func (c *Client) Rooms(ctx context.Context) ([]api.Room, error) {
 	return out.Rooms, err
 }
 
-// PublicRooms lists the public rooms.
+// PublicRooms lists the first page of public rooms, newest first;
+// PublicRoomsPage pages through them all.
 func (c *Client) PublicRooms(ctx context.Context) ([]api.Room, error) {
 	var out api.RoomsResponse
 	err := c.Do(ctx, http.MethodGet, "/api/v1/rooms/public", nil, &out)
 	return out.Rooms, err
+}
+
+// PublicRoomsPage lists up to limit public rooms (0: the server's
+// default) from cursor ("" for the newest); next is the cursor of the
+// following page, "" at the end.
+func (c *Client) PublicRoomsPage(ctx context.Context, cursor string, limit int) (rooms []api.Room, next string, err error) {
+	q := url.Values{}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var out api.RoomsResponse
+	err = c.Do(ctx, http.MethodGet, "/api/v1/rooms/public?"+q.Encode(), nil, &out)
+	return out.Rooms, out.NextCursor, err
 }
 
 // EventsAfter returns up to limit events with seq > after, ascending.

@@ -33,6 +33,9 @@ type WSOptions struct {
 	// NoResume sends nothing after hello: the server then holds live
 	// events until the client's first frame, or WS_LIVE_HOLD.
 	NoResume bool
+	// Header adds handshake headers: tests that dial a ws replica
+	// directly, past the gateway, send its app API token here.
+	Header http.Header
 }
 
 // WS is a WebSocket connection to papo's /ws. One goroutine reads the
@@ -72,7 +75,10 @@ func DialWS(ctx context.Context, url, token string, opts *WSOptions) (*WS, error
 	if opts == nil {
 		opts = &WSOptions{}
 	}
-	h := http.Header{}
+	h := opts.Header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
 	if opts.Origin != "" {
 		h.Set("Origin", opts.Origin)
 	}

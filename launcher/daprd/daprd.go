@@ -15,10 +15,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Version is the daprd version papo pins.
 const Version = "1.14.0"
+
+// buildMark names papo's own daprd build in its --build-info (its git
+// version): a build that serves Dapr's metrics on the loopback address in
+// PAPO_DAPRD_METRICS_ADDR (tools/daprd). The mark changes whenever the
+// build does, so every machine builds the new one once.
+const buildMark = "papo.metrics.1"
 
 // compatible reports whether a daprd version string is one papo runs on.
 func compatible(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "1.14.") }
@@ -64,7 +72,19 @@ func CachePath() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find a cache dir for daprd: %w", err)
 	}
-	return filepath.Join(dir, "papo", "bin", "daprd-"+Version), nil
+	return filepath.Join(dir, "papo", "bin", "daprd-"+Version+"-"+buildMark), nil
+}
+
+// LoopbackMetrics reports whether the daprd at path can serve its metrics
+// on loopback only: true for papo's own build (PAPO_DAPRD_METRICS_ADDR).
+// Upstream 1.14.0 cannot: it ignores --metrics-listen-address, and run
+// with --metrics-listen-address 127.0.0.1 and DAPR_HOST_IP=127.0.0.1 it
+// listened on *:port (verified), so its metrics stay off.
+func LoopbackMetrics(ctx context.Context, path string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--build-info").Output()
+	return err == nil && strings.Contains(string(out), buildMark)
 }
 
 func version(ctx context.Context, path string) (string, error) {
@@ -99,7 +119,8 @@ func build(ctx context.Context, root, dst string, progress io.Writer) (string, e
 		"papo: this downloads and compiles Dapr (a few minutes on a new machine); later runs reuse %s\n", Version, src, dst)
 	tmp := dst + ".tmp"
 	cmd := exec.CommandContext(ctx, "go", "build", "-v", "-tags", "stablecomponents",
-		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version,
+		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version+
+			" -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v"+Version+"-"+buildMark,
 		"-o", tmp, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off")
@@ -149,13 +170,25 @@ type Sidecar struct {
 	HTTPPort     int
 	GRPCPort     int
 	InternalPort int
-	MetricsPort  int
-	PublicPort   int
+	// MetricsPort serves Dapr's Prometheus metrics on 127.0.0.1 when
+	// Metrics is set, which only papo's build can (LoopbackMetrics).
+	MetricsPort int
+	Metrics     bool
+	PublicPort  int
 	// ResourcesDir holds the component files.
 	ResourcesDir string
 	// Configs are Configuration files, applied in order.
 	Configs  []string
 	LogLevel string
+	// ProfilePort, when set, serves Go's pprof on 127.0.0.1:ProfilePort
+	// (daprd's --enable-profiling), for finding where a sidecar spends
+	// its CPU under load.
+	ProfilePort int
+	// APIToken (DAPR_API_TOKEN) is what every caller of the sidecar's API
+	// must send; AppToken (APP_API_TOKEN) is what the sidecar sends to
+	// its app on every call. Empty leaves the check off (component tests).
+	APIToken string
+	AppToken string
 }
 
 // Args returns daprd's command line. Every port is explicit (daprd picks a
@@ -170,10 +203,8 @@ func (s Sidecar) Args() []string {
 		"--dapr-internal-grpc-port", fmt.Sprint(s.InternalPort),
 		"--dapr-internal-grpc-listen-address", "127.0.0.1",
 		"--dapr-listen-addresses", "127.0.0.1",
-		// daprd 1.14.0 ignores --metrics-listen-address (metrics.FlagOptions
-		// .ToOptions drops it) and would serve metrics on every interface,
-		// so local sidecars run without the metrics server. Kubernetes
-		// deployments keep Dapr's metrics (see k8s/).
+		// daprd's own metrics server would listen on every interface
+		// (LoopbackMetrics); papo's build serves them on loopback itself.
 		"--enable-metrics=false",
 		"--metrics-port", fmt.Sprint(s.MetricsPort),
 		"--dapr-public-port", fmt.Sprint(s.PublicPort),
@@ -188,13 +219,28 @@ func (s Sidecar) Args() []string {
 	for _, c := range s.Configs {
 		args = append(args, "--config", c)
 	}
+	if s.ProfilePort != 0 {
+		args = append(args, "--enable-profiling", "--profile-port", fmt.Sprint(s.ProfilePort))
+	}
 	return args
 }
 
 // Env returns the environment additions daprd needs: it announces
-// 127.0.0.1 to name resolution instead of the machine's address.
+// 127.0.0.1 to name resolution instead of the machine's address, the API
+// tokens (daprd reads them from the environment only), and where papo's
+// build serves its metrics (127.0.0.1:MetricsPort).
 func (s Sidecar) Env() []string {
-	return []string{"DAPR_HOST_IP=127.0.0.1"}
+	env := []string{"DAPR_HOST_IP=127.0.0.1"}
+	if s.APIToken != "" {
+		env = append(env, "DAPR_API_TOKEN="+s.APIToken)
+	}
+	if s.AppToken != "" {
+		env = append(env, "APP_API_TOKEN="+s.AppToken)
+	}
+	if s.Metrics {
+		env = append(env, fmt.Sprintf("PAPO_DAPRD_METRICS_ADDR=127.0.0.1:%d", s.MetricsPort))
+	}
+	return env
 }
 
 func cmpOr(a, b string) string {
@@ -207,3 +253,45 @@ func cmpOr(a, b string) string {
 // ErrNotInstalled is returned when no daprd is found and building is not
 // allowed.
 var ErrNotInstalled = errors.New("daprd not installed")
+
+// ServesHTTP reports whether a sidecar run with the Configuration file at
+// path serves the HTTP API named api ("invoke", "state", …) under
+// spec.api: daprd serves every HTTP API when the allow-list names none,
+// and otherwise only those it names (and health). A denied name wins.
+func ServesHTTP(path, api string) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	var c struct {
+		Spec struct {
+			API struct {
+				Allowed []apiRule `yaml:"allowed"`
+				Denied  []apiRule `yaml:"denied"`
+			} `yaml:"api"`
+		} `yaml:"spec"`
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
+	}
+	has := func(rules []apiRule) (named, any bool) {
+		for _, r := range rules {
+			if strings.EqualFold(r.Protocol, "http") {
+				any = true
+				named = named || r.Name == api
+			}
+		}
+		return named, any
+	}
+	if denied, _ := has(c.Spec.API.Denied); denied {
+		return false, nil
+	}
+	allowed, anyHTTP := has(c.Spec.API.Allowed)
+	return allowed || !anyHTTP, nil
+}
+
+type apiRule struct {
+	Name     string `yaml:"name"`
+	Version  string `yaml:"version"`
+	Protocol string `yaml:"protocol"`
+}

@@ -103,7 +103,7 @@ func Start(t testing.TB, opts Options) *Sidecar {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	client, err := sidecar.Client(fmt.Sprint(ports[1]))
+	client, err := sidecar.Client(fmt.Sprint(ports[1]), "")
 	if err != nil {
 		t.Fatal(err)
 	}

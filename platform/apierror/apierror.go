@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/papochat/papo/api/validate"
 )
 
 // Kind classifies an error; httpapi maps each Kind to one HTTP status.
@@ -48,11 +50,17 @@ func Invalidf(code, format string, args ...any) *Error {
 	return New(Invalid, code, format, args...)
 }
 
-// As returns the *Error in err's chain, if any.
+// As returns the *Error in err's chain, if any. A rule of the contract
+// broken (*validate.Error) is an Invalid error with the rule's code, so
+// whatever returns one answers 400 with that code.
 func As(err error) (*Error, bool) {
 	var e *Error
 	if errors.As(err, &e) {
 		return e, true
+	}
+	var v *validate.Error
+	if errors.As(err, &v) {
+		return &Error{Kind: Invalid, Code: v.Code, Message: v.Message}, true
 	}
 	return nil, false
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	lru "github.com/hashicorp/golang-lru/v2"
 
+	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
 )
 
@@ -112,6 +113,9 @@ func NewVerifier(cfg Config, keys KeySource, opts ...Option) *Verifier {
 // for a revoked session), except that keys which cannot be fetched are an
 // Unavailable error: an outage of the issuer must not look like a logout.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
+	if err := CheckTokenSize(token); err != nil {
+		return Claims{}, err
+	}
 	if ti, ok := v.trustedIssuerOf(token); ok {
 		return v.verifyExternal(ctx, ti, token)
 	}
@@ -194,6 +198,17 @@ func verifyError(err error) error {
 		return e
 	}
 	return apierror.New(apierror.Unauthenticated, "invalid_token", "access token is invalid: %v", err)
+}
+
+// CheckTokenSize refuses a token over api.MaxTokenBytes with 401
+// invalid_token. It runs before anything parses the token: a crafted
+// header of many dots or a huge segment must cost nothing
+// (CVE-2025-30204 made golang-jwt's splitting quadratic on one).
+func CheckTokenSize(token string) error {
+	if len(token) > api.MaxTokenBytes {
+		return apierror.New(apierror.Unauthenticated, "invalid_token", "access token is over %d bytes", api.MaxTokenBytes)
+	}
+	return nil
 }
 
 // BearerToken returns the token of an "Authorization: Bearer" header, or "".

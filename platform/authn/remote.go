@@ -156,7 +156,13 @@ func (k *RemoteKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, err
 		if ok {
 			return pub, nil // a stale set still verifies what it knows
 		}
-		return nil, apierror.New(apierror.Unavailable, "keys_unavailable", "signing keys are unavailable: %v", err)
+		// err may hold what a sidecar answered (addresses, URLs): the
+		// client reads only papo's own account of an outage.
+		reason := "retry shortly"
+		if e, ok := apierror.As(err); ok && e.Kind == apierror.Unavailable {
+			reason = e.Message
+		}
+		return nil, apierror.New(apierror.Unavailable, "keys_unavailable", "signing keys are unavailable: %s", reason)
 	}
 	k.mu.Lock()
 	k.keys, k.fetchedAt = keys, k.opts.Now()

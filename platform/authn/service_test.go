@@ -114,7 +114,7 @@ func TestServiceVerifierChecksTokensWithTheAuthAppsKeysAndRefusesRevokedSessions
 	sc := newServiceSidecar(t, iss, "auth-b")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	v, revoked, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), &countingSubscriber{}, quiet,
+	v, revoked, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port, ""), &countingSubscriber{}, quiet,
 		authn.ServiceOptions{AuthApp: "auth-b"})
 	if err != nil {
 		t.Fatal(err)
@@ -140,7 +140,7 @@ func TestServiceVerifierFollowsRevocationsOnlyOnceTheSidecarIsReadyUntilStopped(
 	sub := &countingSubscriber{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	_, _, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), sub, quiet, authn.ServiceOptions{})
+	_, _, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port, ""), sub, quiet, authn.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestServiceVerifierFollowerStopsWithItsContext(t *testing.T) {
 	sc.ready.Store(true)
 	sub := &countingSubscriber{}
 	ctx, cancel := context.WithCancel(context.Background())
-	_, _, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), sub, quiet, authn.ServiceOptions{})
+	_, _, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port, ""), sub, quiet, authn.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestServiceVerifierLearnsRevocationsMadeBeforeItStarted(t *testing.T) {
 	sc.ready.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	v, revoked, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	v, revoked, stop, err := authn.StartServiceVerifier(ctx, baseFor(iss, sc.port), invoke.New(sc.port, ""), &countingSubscriber{}, quiet, authn.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +202,7 @@ func TestServiceVerifierRefusesMalformedTrustedIssuers(t *testing.T) {
 	iss := authntest.New()
 	b := baseFor(iss, "1")
 	b.TrustedIssuers = `[{"issuer":"x"}]`
-	_, _, stop, err := authn.StartServiceVerifier(context.Background(), b, invoke.New("1"), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	_, _, stop, err := authn.StartServiceVerifier(context.Background(), b, invoke.New("1", ""), &countingSubscriber{}, quiet, authn.ServiceOptions{})
 	if err == nil || !strings.Contains(err.Error(), "AUTH_TRUSTED_ISSUERS") {
 		t.Fatalf("got %v, want an AUTH_TRUSTED_ISSUERS error", err)
 	}
@@ -226,7 +226,7 @@ func TestServiceVerifierAcceptsTrustedIssuersTokens(t *testing.T) {
 	b.TrustedIssuers = `[{"issuer":"https://sso.example","jwks_url":"` + jwks.URL + `","audience":"papo"}]`
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	v, _, stop, err := authn.StartServiceVerifier(ctx, b, invoke.New(sc.port), &countingSubscriber{}, quiet, authn.ServiceOptions{})
+	v, _, stop, err := authn.StartServiceVerifier(ctx, b, invoke.New(sc.port, ""), &countingSubscriber{}, quiet, authn.ServiceOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

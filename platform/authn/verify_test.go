@@ -389,7 +389,7 @@ func sidecar(t *testing.T, appID string, handler http.Handler) *invoke.Client {
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	_, port, _ := net.SplitHostPort(u.Host)
-	return invoke.New(port)
+	return invoke.New(port, "")
 }
 
 func TestRemoteKeysFetchTheJWKSThroughInvocation(t *testing.T) {
@@ -405,6 +405,23 @@ func TestRemoteKeysFetchTheJWKSThroughInvocation(t *testing.T) {
 	v := authn.NewVerifier(cfg, authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{}))
 	if _, err := v.Verify(context.Background(), ed.sign(t, jwt.SigningMethodEdDSA, baseClaims(), nil)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemoteKeysDoNotPassOnWhatTheSidecarSaid: a sidecar's own error
+// names internal addresses; a client reading keys_unavailable must not
+// see them.
+func TestRemoteKeysDoNotPassOnWhatTheSidecarSaid(t *testing.T) {
+	inv := sidecar(t, "auth", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusInternalServerError)
+		_, _ = w.Write([]byte(`{"errorCode":"ERR_DIRECT_INVOKE","message":"fail to invoke, id: auth, err: dial tcp 10.1.2.3:50002: connection refused"}`))
+	}))
+	ed := newEd(t, "k1")
+	v := authn.NewVerifier(cfg, authn.NewRemoteKeys(inv, "auth", authn.RemoteKeysOptions{}))
+	_, err := v.Verify(context.Background(), ed.sign(t, jwt.SigningMethodEdDSA, baseClaims(), nil))
+	expectCode(t, err, "keys_unavailable")
+	if strings.Contains(err.Error(), "10.1.2.3") || strings.Contains(err.Error(), "ERR_DIRECT_INVOKE") {
+		t.Fatalf("the error %q passes on the sidecar's answer", err)
 	}
 }
 
@@ -433,7 +450,7 @@ func TestRemoteSessionsCheck(t *testing.T) {
 	if err := s.Check(ctx, authn.ExternalSessionPrefix+"abc"); err != nil {
 		t.Fatalf("external session: %v", err)
 	}
-	down := authn.NewRemoteSessions(invoke.New("1"), "auth")
+	down := authn.NewRemoteSessions(invoke.New("1", ""), "auth")
 	if err := down.Check(ctx, "live"); apierror.KindOf(err) != apierror.Unavailable {
 		t.Fatalf("auth unreachable: got %v, want Unavailable (not a revocation)", err)
 	}
@@ -591,4 +608,62 @@ func TestAVerifiedTokenIsRememberedButStillExpiresAndRevokes(t *testing.T) {
 	time.Sleep(time.Until(time.Unix(claims["exp"].(int64), 0)) + 50*time.Millisecond)
 	_, err = v.Verify(ctx, tok)
 	expectCode(t, err, "invalid_token")
+}
+
+// countingKeys counts the key lookups a Verifier makes.
+type countingKeys struct {
+	authn.StaticKeys
+	calls atomic.Int64
+}
+
+func (k *countingKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
+	k.calls.Add(1)
+	return k.StaticKeys.Key(ctx, kid)
+}
+
+func TestTokensOverTheSizeCapAreRefusedBeforeParsing(t *testing.T) {
+	s := newEd(t, "k1")
+	// A correctly signed token that only its size makes unacceptable:
+	// padding in a claim of its own.
+	token := func(size int) string {
+		t.Helper()
+		c := baseClaims()
+		c["pad"] = ""
+		base := len(s.sign(t, jwt.SigningMethodEdDSA, c, nil))
+		c["pad"] = strings.Repeat("a", (size-base)*3/4)
+		tok := s.sign(t, jwt.SigningMethodEdDSA, c, nil)
+		for len(tok) < size {
+			c["pad"] = c["pad"].(string) + "a"
+			tok = s.sign(t, jwt.SigningMethodEdDSA, c, nil)
+		}
+		return tok
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		code  string
+	}{
+		{"a signed token at the cap verifies", token(api.MaxTokenBytes - 3), ""},
+		{"a signed token over the cap is invalid", token(api.MaxTokenBytes + 1), "invalid_token"},
+		{"a header of dots over the cap is invalid", strings.Repeat(".", 1<<20), "invalid_token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.code != "" && len(tc.token) <= api.MaxTokenBytes {
+				t.Fatalf("test token is %d bytes, not over the cap", len(tc.token))
+			}
+			keys := &countingKeys{StaticKeys: s.keys()}
+			v := authn.NewVerifier(cfg, keys)
+			_, err := v.Verify(context.Background(), tc.token)
+			if tc.code == "" {
+				if err != nil {
+					t.Fatalf("got %v, want the token accepted", err)
+				}
+				return
+			}
+			expectCode(t, err, tc.code)
+			if n := keys.calls.Load(); n != 0 {
+				t.Fatalf("the verifier looked up %d keys for an oversized token; want it refused before parsing", n)
+			}
+		})
+	}
 }

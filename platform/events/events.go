@@ -40,11 +40,16 @@ const (
 	// notification service failed on after every retry, and pushes it
 	// could not deliver.
 	TopicNotificationsDeadLetter = "notifications.deadletter"
+	// TopicDevicesChanged carries DevicesChanged notices between the
+	// notification service's replicas (each through Fanout), so every
+	// replica learns at once that a user gained a first device or lost
+	// the last one.
+	TopicDevicesChanged = "devices.changed"
 )
 
 // AllTopics lists every topic, for brokers whose streams must exist before
 // the sidecars start (NATS JetStream).
-var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions, TopicNotificationsDeadLetter}
+var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDeadLetter, TopicSessions, TopicNotificationsDeadLetter, TopicDevicesChanged}
 
 // Submission is one client request to change a room's log.
 type Submission struct {
@@ -58,9 +63,30 @@ type Submission struct {
 }
 
 // SubmissionBatch is the payload of TopicSubmitted: several submissions,
-// possibly for several rooms, published as one pub/sub message.
+// possibly for several rooms, published as one pub/sub message. It is
+// also the body of the message service's POST /internal/v1/submissions,
+// the direct way ws hands submissions over (SubmitRoute).
 type SubmissionBatch struct {
 	Submissions []Submission `json:"submissions"`
+}
+
+// SubmitRoute is the message service's route that appends a
+// SubmissionBatch and answers a SubmitResult once every submission of it
+// is stored or refused (service invocation, app-id "message").
+const SubmitRoute = "/internal/v1/submissions"
+
+// Outcome is what became of one submission: stored at Seq (by this
+// request, or earlier under the same client_id), or refused with Code and
+// Message (the codes of docs/protocol.md's error frames).
+type Outcome struct {
+	Seq     int64  `json:"seq,omitempty"`
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+// SubmitResult answers SubmitRoute: one Outcome per submission, in order.
+type SubmitResult struct {
+	Outcomes []Outcome `json:"outcomes"`
 }
 
 // Ack re-announces the seq of a submission that was already persisted (a
@@ -81,17 +107,26 @@ type Rejection struct {
 	Message  string `json:"message"`
 }
 
-// RoomEventBatch is the payload of TopicRoomEvents: persisted events of
-// one room in seq order, plus acks and rejections for senders. Events are
-// the batch's new ones, preceded by events announced before whose first
-// announcement may have been lost (the stored events of submissions that
-// arrived again, and the room's previous change when it was a membership
-// change), so a consumer must skip seqs it already has.
+// RoomEventBatch is the payload of TopicRoomEvents: persisted events,
+// plus acks and rejections for senders, of one room or of several (one
+// batch per commit round of the message service). Every event, ack and
+// rejection carries its own room id, and a consumer groups by it; RoomID
+// is set only when the whole batch is one room's, and may be empty. Within
+// a room, events are in seq order: the batch's new ones, preceded by
+// events announced before whose first announcement may have been lost
+// (the stored events of submissions that arrived again, and the room's
+// previous change when it was a membership change), so a consumer must
+// skip seqs it already has.
 type RoomEventBatch struct {
 	RoomID     string      `json:"room_id"`
 	Events     []api.Event `json:"events,omitempty"`
 	Acks       []Ack       `json:"acks,omitempty"`
 	Rejections []Rejection `json:"rejections,omitempty"`
+	// TraceParent is the W3C trace context of the round that stored the
+	// batch, so each ws replica's delivery joins the sender's trace. It
+	// travels in the payload because the SDK's streaming subscriptions
+	// drop the CloudEvent's own traceparent (go-sdk 1.11 Receive).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Signal kinds.
@@ -128,4 +163,13 @@ type SessionRevoked struct {
 	// Until is when the session's last access token expires; after it the
 	// notice no longer matters.
 	Until time.Time `json:"until"`
+}
+
+// DevicesChanged is the payload of TopicDevicesChanged: the notification
+// service's index of users with devices changed in one shard, now at
+// Version; UserID is the user whose entry changed.
+type DevicesChanged struct {
+	UserID  string `json:"user_id"`
+	Shard   int    `json:"shard"`
+	Version int64  `json:"version"`
 }

@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 )
 
@@ -48,24 +50,41 @@ func Encode(w http.ResponseWriter, status int, v any) {
 // Decode reads one JSON object of at most maxBytes from r's body into v.
 // Unknown fields are allowed (clients may be newer than the server); a body
 // over the limit is a TooLarge error, malformed JSON an Invalid one.
+//
+// Decoding is strict where encoding/json is lenient: a string holding
+// invalid UTF-8 or an escaped lone surrogate is refused (validate.JSON)
+// with its field's code (invalid_text, invalid_client_id, invalid_name,
+// …; invalid_json elsewhere), never rewritten to U+FFFD, so two different
+// client_ids cannot decode to one idempotency key.
 func Decode(w http.ResponseWriter, r *http.Request, maxBytes int64, v any) error {
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxBody
 	}
-	body := http.MaxBytesReader(w, r.Body, maxBytes)
-	dec := json.NewDecoder(body)
-	if err := dec.Decode(v); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBytes))
+	if err != nil {
 		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
+		if errors.As(err, &tooLarge) {
 			return apierror.New(apierror.TooLarge, "body_too_large", "request body is over %d bytes", maxBytes)
-		case errors.Is(err, io.EOF):
-			return apierror.Invalidf("invalid_json", "request body is empty")
-		default:
-			return apierror.Invalidf("invalid_json", "request body is not valid JSON: %v", err)
 		}
+		return apierror.Invalidf("invalid_json", "request body could not be read: %v", err)
 	}
-	if dec.More() {
+	return DecodeBytes(body, v)
+}
+
+// DecodeBytes is Decode of a body already read: exactly one JSON value,
+// with the strict string rules of Decode.
+func DecodeBytes(body []byte, v any) error {
+	if err := validate.JSON(body); err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return apierror.Invalidf("invalid_json", "request body is empty")
+		}
+		return apierror.Invalidf("invalid_json", "request body is not valid JSON: %v", err)
+	}
+	if len(bytes.TrimLeft(body[dec.InputOffset():], " \t\r\n")) > 0 {
 		return apierror.Invalidf("invalid_json", "request body holds more than one JSON value")
 	}
 	return nil

@@ -10,6 +10,12 @@ import (
 	"time"
 )
 
+// MaxHeaderBytes bounds a request's line and headers on every papo
+// server (net/http's default is 1 MiB). 32 KiB holds an 8 KiB access
+// token twice over (Authorization and a WebSocket subprotocol) with room
+// for the rest; a larger request is answered 431 before any handler runs.
+const MaxHeaderBytes = 32 << 10
+
 // Server is an http.Server bound to an explicit listener, so tests can
 // listen on port 0 and read the address back with URL.
 type Server struct {
@@ -17,6 +23,11 @@ type Server struct {
 	ln    net.Listener
 	extra []net.Listener
 	log   *slog.Logger
+
+	// probes, when ListenProbes was called, serves the health routes on
+	// a listener of their own.
+	probes   *http.Server
+	probesLn net.Listener
 }
 
 // Listen binds addr and returns a Server that serves h once Serve is called.
@@ -30,11 +41,67 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 			Handler:           h,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    MaxHeaderBytes,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		},
 		ln:  ln,
 		log: log,
 	}, nil
+}
+
+// ListenApp is Listen for an app that its sidecar calls: every route but
+// the probes needs the app API token (RequireAppToken), and when
+// probeAddr is not empty the probes are served there too (ListenProbes).
+// Every papo service but the gateway, whose listener is public, listens
+// this way.
+func ListenApp(addr, probeAddr, appToken string, h http.Handler, log *slog.Logger) (*Server, error) {
+	s, err := Listen(addr, RequireAppToken(appToken, log, h), log)
+	if err != nil {
+		return nil, err
+	}
+	if probeAddr != "" {
+		if err := s.ListenProbes(probeAddr); err != nil {
+			s.ln.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// ListenProbes binds a second address, on which the server answers GET
+// and HEAD of /healthz and /readyz (from its handler) and 404 to anything
+// else. It is for probes from outside the pod — the kubelet's — while the
+// app itself listens on loopback for its sidecar alone. Serve serves it
+// and shuts it down with the main listener.
+func (s *Server) ListenProbes(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen for probes on %s: %w", addr, err)
+	}
+	next := s.srv.Handler
+	s.probes = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !isProbe(r) {
+				NotFound(w, r)
+				return
+			}
+			next.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          s.srv.ErrorLog,
+	}
+	s.probesLn = ln
+	return nil
+}
+
+// ProbesAddr is the address ListenProbes bound, or nil.
+func (s *Server) ProbesAddr() net.Addr {
+	if s.probesLn == nil {
+		return nil
+	}
+	return s.probesLn.Addr()
 }
 
 // URL is the base URL the server listens on.
@@ -65,12 +132,18 @@ func (s *Server) ServeTLS(ctx context.Context, certFile, keyFile string, grace t
 }
 
 func (s *Server) serve(ctx context.Context, grace time.Duration, serve func() error) error {
-	errc := make(chan error, 1+len(s.extra))
+	errc := make(chan error, 2+len(s.extra))
 	go func() { errc <- serve() }()
 	for _, ln := range s.extra {
 		go func() { errc <- s.srv.Serve(ln) }()
 	}
 	pending := 1 + len(s.extra)
+	servers := []*http.Server{s.srv}
+	if s.probes != nil {
+		go func() { errc <- s.probes.Serve(s.probesLn) }()
+		servers = append(servers, s.probes)
+		pending++
+	}
 	var failed error
 	select {
 	case err := <-errc:
@@ -81,8 +154,12 @@ func (s *Server) serve(ctx context.Context, grace time.Duration, serve func() er
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	if err := s.srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) && failed == nil {
-		failed = fmt.Errorf("shutdown: %w", err)
+	// The main listener (and those it serves too) drains first, the
+	// probes after it.
+	for _, srv := range servers {
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) && failed == nil {
+			failed = fmt.Errorf("shutdown: %w", err)
+		}
 	}
 	for ; pending > 0; pending-- {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && failed == nil {

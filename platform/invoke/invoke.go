@@ -15,19 +15,24 @@ import (
 
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Client invokes methods on other app-ids through the local sidecar.
 type Client struct {
-	base string
-	hc   *http.Client
+	base  string
+	token string
+	hc    *http.Client
 }
 
 // New returns a Client for the sidecar whose HTTP API listens on
-// 127.0.0.1:daprHTTPPort.
-func New(daprHTTPPort string) *Client {
+// 127.0.0.1:daprHTTPPort; every call carries apiToken, the sidecar's
+// Dapr API token.
+func New(daprHTTPPort, apiToken string) *Client {
 	return &Client{
-		base: "http://127.0.0.1:" + daprHTTPPort,
+		base:  "http://127.0.0.1:" + daprHTTPPort,
+		token: apiToken,
 		hc: &http.Client{
 			Timeout: 15 * time.Second,
 			Transport: &http.Transport{
@@ -42,6 +47,14 @@ func New(daprHTTPPort string) *Client {
 // URL returns the sidecar URL that invokes path on appID.
 func (c *Client) URL(appID, path string) string {
 	return c.base + "/v1.0/invoke/" + appID + "/method/" + strings.TrimPrefix(path, "/")
+}
+
+// AddToken sets the sidecar's API token on h, for requests to a URL made
+// with URL that do not go through Do (the gateway's proxy).
+func (c *Client) AddToken(h http.Header) {
+	if c.token != "" {
+		h.Set(sidecar.APITokenHeader, c.token)
+	}
 }
 
 // Do sends a JSON request to appID and decodes a JSON answer into out
@@ -66,12 +79,16 @@ func (c *Client) Do(ctx context.Context, appID, method, path string, header http
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	c.AddToken(req.Header)
 	if id := httpapi.RequestID(ctx); id != "" && req.Header.Get(httpapi.RequestIDHeader) == "" {
 		req.Header.Set(httpapi.RequestIDHeader, id)
 	}
+	// The callee (and daprd between) continue the caller's trace.
+	telemetry.Inject(ctx, req.Header)
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return apierror.New(apierror.Unavailable, "unavailable", "%s is unreachable: %v", appID, err)
+		// err names the sidecar's URL; this message may reach a client.
+		return apierror.New(apierror.Unavailable, "unavailable", "the %s service is %s", appID, sidecar.Reason(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -100,7 +117,7 @@ func decodeError(appID string, resp *http.Response) error {
 	}
 	if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusBadGateway ||
 		resp.StatusCode == http.StatusGatewayTimeout {
-		return apierror.New(apierror.Unavailable, "unavailable", "%s is unavailable (%d)", appID, resp.StatusCode)
+		return apierror.New(apierror.Unavailable, "unavailable", "the %s service is unavailable (%d)", appID, resp.StatusCode)
 	}
 	return fmt.Errorf("%s answered %d: %s", appID, resp.StatusCode, strings.TrimSpace(string(b)))
 }

@@ -6,6 +6,7 @@ package servicetest
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -14,13 +15,31 @@ import (
 	"time"
 )
 
+// AppToken and DaprToken are the API tokens Start gives the service
+// (APP_API_TOKEN, DAPR_API_TOKEN); a test sends AppToken in the
+// dapr-api-token header to reach routes other than the probes, as the
+// service's sidecar would.
+const (
+	AppToken  = "servicetest-app-token-0123456789abcdef"
+	DaprToken = "servicetest-dapr-token-0123456789abcdef"
+)
+
+// SetTokens sets APP_API_TOKEN and DAPR_API_TOKEN with t.Setenv, for tests
+// that load a service's configuration without starting it.
+func SetTokens(t *testing.T) {
+	t.Helper()
+	t.Setenv("APP_API_TOKEN", AppToken)
+	t.Setenv("DAPR_API_TOKEN", DaprToken)
+}
+
 // Run is a service's run function.
 type Run func(ctx context.Context, stdout io.Writer) error
 
-// Start sets APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT and
-// LOG_LEVEL (then env, which may override them) with t.Setenv — so the
-// test cannot be parallel — starts run and waits until /healthz answers
-// 200. It returns the service's base URL and a stop function that cancels
+// Start sets APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT,
+// LOG_LEVEL, the API tokens and METRICS_ADDR (empty: off), then env,
+// which may override them, with t.Setenv — so the test cannot be
+// parallel — starts run and waits until /healthz answers 200. It returns
+// the service's base URL and a stop function that cancels
 // run and fails the test unless run returns nil within 15 s.
 func Start(t *testing.T, run Run, env map[string]string) (base string, stop func()) {
 	t.Helper()
@@ -29,7 +48,11 @@ func Start(t *testing.T, run Run, env map[string]string) (base string, stop func
 		"APP_HOST": "127.0.0.1", "APP_PORT": port,
 		// No sidecar answers on these: readiness must say so.
 		"DAPR_HTTP_PORT": FreePort(t), "DAPR_GRPC_PORT": FreePort(t),
-		"LOG_LEVEL": "error",
+		"LOG_LEVEL":     "error",
+		"APP_API_TOKEN": AppToken, "DAPR_API_TOKEN": DaprToken,
+		// No metrics listener unless env asks for one: the default port
+		// would be shared by tests running in parallel.
+		"METRICS_ADDR": "",
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -88,9 +111,18 @@ func Start(t *testing.T, run Run, env map[string]string) (base string, stop func
 // Status sends a bodiless request and returns the answer's status code.
 func Status(t *testing.T, method, url string) int {
 	t.Helper()
+	return StatusWith(t, method, url, nil)
+}
+
+// StatusWith is Status with extra request headers.
+func StatusWith(t *testing.T, method, url string, header http.Header) int {
+	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for k, vs := range header {
+		req.Header[k] = vs
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -109,4 +141,37 @@ func FreePort(t *testing.T) string {
 	}
 	defer ln.Close()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// WithAppToken is the header the service's sidecar sends: AppToken in
+// dapr-api-token.
+func WithAppToken() http.Header {
+	return http.Header{"Dapr-Api-Token": {AppToken}}
+}
+
+// RequireAppToken checks that method path on base is refused with 401
+// without the app API token and reaches the service's own handler with
+// it (any status but that 401).
+func RequireAppToken(t *testing.T, base, method, path string) {
+	t.Helper()
+	if got := Status(t, method, base+path); got != http.StatusUnauthorized {
+		t.Errorf("%s %s without the app token: %d, want 401", method, path, got)
+	}
+	req, err := http.NewRequest(method, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("dapr-api-token", AppToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&body)
+	if body.Error.Code == "app_token_required" {
+		t.Errorf("%s %s with the app token: refused", method, path)
+	}
 }

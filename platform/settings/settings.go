@@ -5,7 +5,7 @@
 // and what access tokens must say) and adds its own fields with
 // `envconfig` tags, then calls Load once in run and passes the result
 // down. Only main packages depend on this one, plus authn, which builds
-// the verifier from Base. Nothing else reads the environment.
+// the verifier from Base, and telemetry, which starts from Telemetry. Nothing else reads the environment.
 package settings
 
 import (
@@ -18,14 +18,24 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/papochat/papo/platform/telemetry/tracelog"
 )
 
 // Base holds the variables every service reads. APP_PORT has no default
 // because each service listens on its own: set Port before Load, and the
-// environment overrides it.
+// environment overrides it. The two API tokens have no default: Load
+// refuses to start without them.
 type Base struct {
-	Host         string     `envconfig:"APP_HOST" default:"0.0.0.0"`
-	Port         string     `envconfig:"APP_PORT"`
+	// Host is the address the app listens on: loopback unless set, since
+	// only its own sidecar calls it (the gateway's public listener and the
+	// ws replicas the gateway proxies to set 0.0.0.0 where they need to).
+	Host string `envconfig:"APP_HOST" default:"127.0.0.1"`
+	Port string `envconfig:"APP_PORT"`
+	// ProbePort, when set, also serves /healthz and /readyz (and nothing
+	// else) on every interface, for the kubelet's probes while Host is
+	// loopback.
+	ProbePort    string     `envconfig:"APP_PROBE_PORT"`
 	DaprHTTPPort string     `envconfig:"DAPR_HTTP_PORT" default:"3500"`
 	DaprGRPCPort string     `envconfig:"DAPR_GRPC_PORT" default:"50001"`
 	LogLevel     slog.Level `envconfig:"LOG_LEVEL" default:"info"`
@@ -38,7 +48,113 @@ type Base struct {
 	// tokens are accepted too (docs/auth.md); authn.ParseTrustedIssuers
 	// reads it.
 	TrustedIssuers string `envconfig:"AUTH_TRUSTED_ISSUERS"`
+	// AppAPIToken is the secret the sidecar sends in the dapr-api-token
+	// header on every call it makes to the app (daprd reads the same
+	// APP_API_TOKEN): the app refuses any other caller
+	// (httpapi.RequireAppToken). The gateway also presents it to the ws
+	// replicas it proxies WebSockets to.
+	AppAPIToken string `envconfig:"APP_API_TOKEN"`
+	// DaprAPIToken is the secret the sidecar wants in the dapr-api-token
+	// header of every call to its API (daprd reads the same
+	// DAPR_API_TOKEN); the SDK client and the invoke client send it.
+	DaprAPIToken string `envconfig:"DAPR_API_TOKEN"`
+	// Telemetry says where metrics are served and where traces go
+	// (package telemetry).
+	Telemetry
 }
+
+// Telemetry is the observability part of Base: the metrics listener and
+// OpenTelemetry tracing, read from the standard OTEL_* variables.
+// Tracing is off unless an OTLP endpoint is set (or
+// OTEL_TRACES_EXPORTER=otlp); docs/ops.md lists every variable.
+type Telemetry struct {
+	// MetricsAddr is where /metrics is served, on a listener of its own:
+	// never the service's public port. Empty turns it off. The launcher
+	// binds it to loopback.
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
+	// Pprof adds Go's /debug/pprof/ handlers to the metrics listener.
+	Pprof bool `envconfig:"METRICS_PPROF"`
+
+	// ServiceName overrides the service.name of spans (the app's name).
+	ServiceName string `envconfig:"OTEL_SERVICE_NAME"`
+	// TracesExporter is "otlp", "none", or empty: OTLP when an endpoint
+	// is set.
+	TracesExporter     string `envconfig:"OTEL_TRACES_EXPORTER"`
+	OTLPEndpoint       string `envconfig:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTLPTracesEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	// OTLPProtocol is "http/protobuf" (the default) or "grpc".
+	OTLPProtocol       string `envconfig:"OTEL_EXPORTER_OTLP_PROTOCOL" default:"http/protobuf"`
+	OTLPTracesProtocol string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
+	// Sampler is one of the OpenTelemetry sampler names; SamplerArg is
+	// the ratio of the *traceidratio samplers (default 1).
+	Sampler    string `envconfig:"OTEL_TRACES_SAMPLER" default:"parentbased_always_on"`
+	SamplerArg string `envconfig:"OTEL_TRACES_SAMPLER_ARG"`
+	// SDKDisabled turns tracing off whatever else is set.
+	SDKDisabled bool `envconfig:"OTEL_SDK_DISABLED"`
+}
+
+// TracesOn reports whether spans are exported.
+func (t Telemetry) TracesOn() bool {
+	if t.SDKDisabled || t.TracesExporter == "none" {
+		return false
+	}
+	return t.TracesExporter == "otlp" || t.OTLPEndpoint != "" || t.OTLPTracesEndpoint != ""
+}
+
+// TracesProtocol is the OTLP protocol spans are sent with.
+func (t Telemetry) TracesProtocol() string {
+	if t.OTLPTracesProtocol != "" {
+		return t.OTLPTracesProtocol
+	}
+	return t.OTLPProtocol
+}
+
+// SamplerRatio is OTEL_TRACES_SAMPLER_ARG as a ratio (1 when unset).
+func (t Telemetry) SamplerRatio() (float64, error) {
+	if t.SamplerArg == "" {
+		return 1, nil
+	}
+	r, err := strconv.ParseFloat(t.SamplerArg, 64)
+	if err != nil || r < 0 || r > 1 {
+		return 0, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG %q is not a ratio from 0 to 1", t.SamplerArg)
+	}
+	return r, nil
+}
+
+func (t Telemetry) check() error {
+	var errs []error
+	if t.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(t.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is not host:port", t.MetricsAddr))
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q has no valid port", t.MetricsAddr))
+		}
+	}
+	switch t.TracesExporter {
+	case "", "otlp", "none":
+	default:
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_EXPORTER %q is not otlp or none", t.TracesExporter))
+	}
+	switch p := t.TracesProtocol(); p {
+	case "http/protobuf", "grpc":
+	default:
+		errs = append(errs, fmt.Errorf("OTLP protocol %q is not http/protobuf or grpc", p))
+	}
+	switch t.Sampler {
+	case "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio":
+	default:
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_SAMPLER %q is not a known sampler", t.Sampler))
+	}
+	if _, err := t.SamplerRatio(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// MinTokenLength is the shortest APP_API_TOKEN and DAPR_API_TOKEN Load
+// accepts: 32 characters, e.g. 16 random bytes in hex (the launcher makes
+// 32 random bytes, `openssl rand -hex 32` does the same).
+const MinTokenLength = 32
 
 // Validator is a configuration that checks itself; Load calls Validate
 // after the environment is read, so a service validates in one place.
@@ -73,9 +189,13 @@ func Load(spec any) error {
 
 func (b Base) check() error {
 	var errs []error
-	for _, p := range []struct{ key, value string }{
+	ports := []struct{ key, value string }{
 		{"APP_PORT", b.Port}, {"DAPR_HTTP_PORT", b.DaprHTTPPort}, {"DAPR_GRPC_PORT", b.DaprGRPCPort},
-	} {
+	}
+	if b.ProbePort != "" {
+		ports = append(ports, struct{ key, value string }{"APP_PROBE_PORT", b.ProbePort})
+	}
+	for _, p := range ports {
 		if n, err := strconv.Atoi(p.value); err != nil || n < 0 || n > 65535 {
 			errs = append(errs, fmt.Errorf("%s %q is not a port", p.key, p.value))
 		}
@@ -83,14 +203,39 @@ func (b Base) check() error {
 	if b.Leeway < 0 {
 		errs = append(errs, fmt.Errorf("AUTH_LEEWAY %s is negative", b.Leeway))
 	}
+	errs = append(errs, b.Telemetry.check())
+	if b.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(b.MetricsAddr); err == nil && port != "" && port != "0" && (port == b.Port || port == b.ProbePort) {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is one of the service's own ports: metrics need a listener of their own", b.MetricsAddr))
+		}
+	}
+	// Without these every internal hop would be open to whoever reaches
+	// a port, so a service does not start without them (docs/ops.md).
+	for _, tok := range []struct{ key, value string }{
+		{"APP_API_TOKEN", b.AppAPIToken}, {"DAPR_API_TOKEN", b.DaprAPIToken},
+	} {
+		if len(tok.value) < MinTokenLength {
+			errs = append(errs, fmt.Errorf("%s must be set to a secret of at least %d characters (docs/ops.md, security model)", tok.key, MinTokenLength))
+		}
+	}
 	return errors.Join(errs...)
 }
 
 // Addr is the address the service listens on.
 func (b Base) Addr() string { return net.JoinHostPort(b.Host, b.Port) }
 
+// ProbeAddr is the address of the probe listener, or "" when APP_PROBE_PORT
+// is unset.
+func (b Base) ProbeAddr() string {
+	if b.ProbePort == "" {
+		return ""
+	}
+	return net.JoinHostPort("", b.ProbePort)
+}
+
 // Logger returns the service's JSON logger at LOG_LEVEL, every record
-// naming the app.
+// naming the app, and the trace_id and span_id of the span in the
+// record's context when there is one (tracelog).
 func (b Base) Logger(w io.Writer, app string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: b.LogLevel})).With("app", app)
+	return slog.New(tracelog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: b.LogLevel}))).With("app", app)
 }

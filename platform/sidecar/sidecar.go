@@ -4,24 +4,56 @@ package sidecar
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
+	"syscall"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/papochat/papo/platform/telemetry"
 )
 
+// APITokenHeader carries the Dapr API token on every call to a sidecar's
+// HTTP or gRPC API (daprd checks it when it runs with DAPR_API_TOKEN).
+const APITokenHeader = "dapr-api-token"
+
 // Client returns a Dapr SDK client for the sidecar's gRPC API on
-// 127.0.0.1:grpcPort. It does not block: the connection is made on first
-// use, so a service can start serving /healthz before its sidecar is up
-// (daprd waits for the app's port, so blocking here would deadlock).
-func Client(grpcPort string) (dapr.Client, error) {
+// 127.0.0.1:grpcPort that sends apiToken with every call, streams
+// included. It does not block: the connection is made on first use, so a
+// service can start serving /healthz before its sidecar is up (daprd
+// waits for the app's port, so blocking here would deadlock).
+//
+// The SDK attaches DAPR_API_TOKEN only to connections it dials itself;
+// this connection is papo's, so the token goes in through interceptors.
+// Every call also carries the trace context of its ctx as traceparent
+// metadata, which daprd continues (its spans, and the CloudEvent of a
+// publish, join the caller's trace).
+func Client(grpcPort, apiToken string) (dapr.Client, error) {
+	outgoing := func(ctx context.Context) context.Context {
+		if apiToken != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, APITokenHeader, apiToken)
+		}
+		if tp := telemetry.TraceParent(ctx); tp != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, telemetry.TraceParentHeader, tp)
+		}
+		return ctx
+	}
 	conn, err := grpc.NewClient("127.0.0.1:"+grpcPort,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)),
+		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(outgoing(ctx), method, req, reply, cc, opts...)
+		}),
+		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
+			return streamer(outgoing(ctx), desc, cc, method, opts...)
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("dial dapr sidecar on port %s: %w", grpcPort, err)
@@ -53,7 +85,9 @@ func (p *Probe) Check(ctx context.Context) error {
 	}
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("dapr sidecar: %w", err)
+		// The error names the sidecar's URL; /readyz shows this text, so
+		// only the kind of failure goes into it.
+		return fmt.Errorf("dapr sidecar %s", Reason(err))
 	}
 	resp.Body.Close()
 	if resp.StatusCode >= 300 {
@@ -92,4 +126,25 @@ func RetryLevel(n int) slog.Level {
 		return slog.LevelDebug
 	}
 	return slog.LevelWarn
+}
+
+// Reason names what kind of failure err is — "unreachable (connection
+// refused)", "timed out", … — without the URL or address it holds, for
+// answers a client may read.
+func Reason(err error) string {
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.As(err, &timeout) && timeout.Timeout():
+		return "timed out"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):
+		return "timed out"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "unreachable (connection refused)"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "unreachable (connection reset)"
+	default:
+		return "unreachable"
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -39,26 +40,21 @@ func handleRegister(accounts *account.Accounts) httpapi.HandlerFunc {
 	}
 }
 
-// loginThrottles slow down password guessing per username and per client
-// address.
+// loginThrottles slow down password guessing without letting anyone lock
+// a user out (throttle.Logins; the rule is in docs/auth.md).
 type loginThrottles struct {
-	user, ip *throttle.Limiter
-	hops     int
+	logins *throttle.Logins
+	hops   int
+	log    *slog.Logger
 }
 
-func (t loginThrottles) check(user, ip string) error {
-	wait := max(t.user.Blocked(user), t.ip.Blocked(ip))
-	if wait > 0 {
+func (t loginThrottles) check(ctx context.Context, user, ip string) error {
+	if wait := t.logins.Check(ctx, user, ip); wait > 0 {
 		e := apierror.New(apierror.RateLimited, "too_many_attempts", "too many failed logins; retry after the time in Retry-After")
 		e.RetryAfter = wait
 		return e
 	}
 	return nil
-}
-
-func (t loginThrottles) fail(user, ip string) {
-	t.user.Fail(user)
-	t.ip.Fail(ip)
 }
 
 func handleLogin(accounts *account.Accounts, sessions *session.Manager, issuer *signing.Issuer, limits loginThrottles) httpapi.HandlerFunc {
@@ -71,21 +67,25 @@ func handleLogin(accounts *account.Accounts, sessions *session.Manager, issuer *
 			// Say so before any password work or session is made.
 			return apierror.New(apierror.Unavailable, "keys_unavailable", "signing keys are not loaded yet; retry shortly")
 		}
-		if len(req.Username) > 64 {
-			req.Username = req.Username[:64] // bounds the throttle's keys
+		userKey := req.Username
+		if len(userKey) > 64 {
+			userKey = userKey[:64] // bounds the throttle's keys; no valid username is longer
 		}
-		userKey, ipKey := "u:"+req.Username, "ip:"+clientAddr(r, limits.hops)
-		if err := limits.check(userKey, ipKey); err != nil {
+		ip := clientAddr(r, limits.hops)
+		if err := limits.check(r.Context(), userKey, ip); err != nil {
 			return err
 		}
 		u, err := accounts.Authenticate(r.Context(), req.Username, req.Password)
 		if apierror.CodeOf(err) == "invalid_credentials" {
-			limits.fail(userKey, ipKey)
+			limits.logins.Failed(userKey, ip)
 		}
 		if err != nil {
 			return err
 		}
-		limits.user.Reset(userKey)
+		if err := limits.logins.Succeeded(r.Context(), userKey, ip); err != nil {
+			// Only a later slow-down at this address depends on it.
+			limits.log.WarnContext(r.Context(), "login address not remembered", "user_id", u.ID, "err", err)
+		}
 		s, refresh, err := sessions.Create(r.Context(), u.ID)
 		if err != nil {
 			return err
@@ -102,6 +102,11 @@ func handleRefresh(accounts *account.Accounts, sessions *session.Manager, issuer
 		}
 		if req.RefreshToken == "" {
 			return apierror.Invalidf("missing_refresh_token", "refresh_token is required")
+		}
+		if len(req.RefreshToken) > api.MaxTokenBytes {
+			// Refused before any hashing or lookup, like an access token
+			// over the cap (platform/authn.CheckTokenSize).
+			return apierror.New(apierror.Unauthenticated, "invalid_refresh_token", "refresh_token is over %d bytes", api.MaxTokenBytes)
 		}
 		s, refresh, err := sessions.Refresh(r.Context(), req.RefreshToken)
 		if err != nil {

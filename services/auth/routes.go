@@ -25,16 +25,33 @@ type Deps struct {
 	Keys     *signing.Keyring
 	// Ready are the checks /readyz runs.
 	Ready map[string]httpapi.Check
+	// KnownAddresses remembers where each username logged in from (the
+	// login throttle spares those addresses its username-wide slow-down).
+	KnownAddresses throttle.Known
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Metrics, when set, count logins, refreshes and registrations.
+	Metrics *Metrics
 }
 
-// Limits tune the login throttles (read from the environment with Config).
+// Limits tune the login throttles (read from the environment with Config;
+// docs/auth.md, "Abuse limits", explains them).
 type Limits struct {
-	UserFreeFailures int           `envconfig:"AUTH_LOGIN_FREE_FAILURES_USER" default:"5"`
+	// PairFreeFailures are the free failures of one username at one
+	// client address; IPFreeFailures of one address, any username. Past
+	// them each failure blocks the pair (or address) twice as long, from
+	// BackoffBase up to BackoffMax.
+	PairFreeFailures int           `envconfig:"AUTH_LOGIN_FREE_FAILURES_PAIR" default:"5"`
 	IPFreeFailures   int           `envconfig:"AUTH_LOGIN_FREE_FAILURES_IP" default:"20"`
 	BackoffBase      time.Duration `envconfig:"AUTH_LOGIN_BACKOFF_BASE" default:"1s"`
 	BackoffMax       time.Duration `envconfig:"AUTH_LOGIN_BACKOFF_MAX" default:"15m"`
+	// UserFreeFailures are the free failures of one username from all
+	// addresses together; past them logins of that username from an
+	// address it has not logged in from (within KnownFor) wait from
+	// BackoffBase up to UserBackoffMax: a slow-down, never a lock-out.
+	UserFreeFailures int           `envconfig:"AUTH_LOGIN_FREE_FAILURES_USER" default:"100"`
+	UserBackoffMax   time.Duration `envconfig:"AUTH_LOGIN_USER_BACKOFF_MAX" default:"1m"`
+	KnownFor         time.Duration `envconfig:"AUTH_LOGIN_KNOWN_FOR" default:"720h"`
 }
 
 // NewServer returns the auth service's handler. This file lists its whole
@@ -58,10 +75,15 @@ func NewServer(d Deps) http.Handler {
 	requireToken := authn.Middleware(tokens, writeErr)
 	h := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(d.Log, f) }
 	forget := 30 * time.Minute
+	lim := cfg.Limits
 	throttles := loginThrottles{
-		user: throttle.New(throttle.Policy{Free: cfg.Limits.UserFreeFailures, Base: cfg.Limits.BackoffBase, Max: cfg.Limits.BackoffMax, Forget: forget}, d.Now),
-		ip:   throttle.New(throttle.Policy{Free: cfg.Limits.IPFreeFailures, Base: cfg.Limits.BackoffBase, Max: cfg.Limits.BackoffMax, Forget: forget}, d.Now),
+		logins: throttle.NewLogins(throttle.LoginPolicy{
+			Pair:    throttle.Policy{Free: lim.PairFreeFailures, Base: lim.BackoffBase, Max: lim.BackoffMax, Forget: forget},
+			Address: throttle.Policy{Free: lim.IPFreeFailures, Base: lim.BackoffBase, Max: lim.BackoffMax, Forget: forget},
+			User:    throttle.Policy{Free: lim.UserFreeFailures, Base: lim.BackoffBase, Max: lim.UserBackoffMax, Forget: forget},
+		}, d.KnownAddresses, d.Now),
 		hops: cfg.ForwardedHops,
+		log:  d.Log,
 	}
 	trusted := map[string]bool{}
 	for _, ti := range cfg.Trusted {
@@ -74,9 +96,13 @@ func NewServer(d Deps) http.Handler {
 	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(d.Ready))
 
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/auth/register", h(handleRegister(d.Accounts)))
-		r.Method(http.MethodPost, "/auth/login", h(handleLogin(d.Accounts, d.Sessions, issuer, throttles)))
-		r.Method(http.MethodPost, "/auth/refresh", h(handleRefresh(d.Accounts, d.Sessions, issuer)))
+		m := d.Metrics
+		if m == nil {
+			m = &Metrics{}
+		}
+		r.Method(http.MethodPost, "/auth/register", h(counted(m.registrations, handleRegister(d.Accounts))))
+		r.Method(http.MethodPost, "/auth/login", h(counted(m.logins, handleLogin(d.Accounts, d.Sessions, issuer, throttles))))
+		r.Method(http.MethodPost, "/auth/refresh", h(counted(m.refreshes, handleRefresh(d.Accounts, d.Sessions, issuer))))
 		r.Method(http.MethodGet, "/auth/jwks", handleJWKS(d.Keys))
 		r.Group(func(r chi.Router) {
 			r.Use(requireToken)

@@ -16,11 +16,13 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/auth/internal/account"
 	"github.com/papochat/papo/services/auth/internal/password"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
+	"github.com/papochat/papo/services/auth/internal/throttle"
 )
 
 // Config is the auth service's configuration, read from the environment
@@ -71,11 +73,14 @@ func loadConfig() (Config, error) {
 // Validate implements settings.Validator.
 func (c Config) Validate() error {
 	var errs []error
-	if c.ForwardedHops < 0 || c.HashConcurrency < 0 || c.UserFreeFailures < 0 || c.IPFreeFailures < 0 {
+	if c.ForwardedHops < 0 || c.HashConcurrency < 0 || c.UserFreeFailures < 0 || c.IPFreeFailures < 0 || c.PairFreeFailures < 0 {
 		errs = append(errs, errors.New("AUTH_FORWARDED_HOPS, AUTH_HASH_CONCURRENCY and AUTH_LOGIN_FREE_FAILURES_* must not be negative"))
 	}
-	if c.BackoffBase < 0 || c.BackoffMax < 0 {
-		errs = append(errs, errors.New("AUTH_LOGIN_BACKOFF_BASE and AUTH_LOGIN_BACKOFF_MAX must not be negative"))
+	if c.BackoffBase < 0 || c.BackoffMax < 0 || c.UserBackoffMax < 0 {
+		errs = append(errs, errors.New("AUTH_LOGIN_BACKOFF_BASE, AUTH_LOGIN_BACKOFF_MAX and AUTH_LOGIN_USER_BACKOFF_MAX must not be negative"))
+	}
+	if c.KnownFor < time.Minute {
+		errs = append(errs, errors.New("AUTH_LOGIN_KNOWN_FOR must be at least 1m"))
 	}
 	if c.DevGenerateKeys && c.DevKeyFile == "" {
 		errs = append(errs, errors.New("AUTH_DEV_GENERATE_KEYS needs AUTH_DEV_KEY_FILE"))
@@ -101,13 +106,18 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "auth")
+	tel, err := telemetry.Start(cfg.Telemetry, "auth", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore)
+	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
 	hasher, err := password.NewHasher(password.Default, cfg.HashConcurrency)
@@ -122,9 +132,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Sessions: session.New(store, daprPublisher{client}, log, cfg.SessionTTL, cfg.AccessTTL),
 		Keys:     ring,
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
+
+		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
+		Metrics:        NewMetrics(tel.Registry),
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

@@ -16,8 +16,16 @@ func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
 		t.Fatalf("/readyz = %d, want 503", got)
 	}
 	// A wrong method is 405, not a 404.
-	if got := servicetest.Status(t, http.MethodPost, base+"/api/v1/auth/jwks"); got != http.StatusMethodNotAllowed {
+	if got := servicetest.StatusWith(t, http.MethodPost, base+"/api/v1/auth/jwks", servicetest.WithAppToken()); got != http.StatusMethodNotAllowed {
 		t.Fatalf("POST jwks = %d, want 405", got)
+	}
+	// Only its sidecar reaches auth: every route but the probes needs the
+	// app API token.
+	for _, route := range []struct{ method, path string }{
+		{"GET", "/internal/v1/sessions/s1"}, {"GET", "/internal/v1/users/u1"}, {"GET", "/internal/v1/revocations"},
+		{"POST", "/api/v1/auth/login"}, {"GET", "/api/v1/auth/jwks"},
+	} {
+		servicetest.RequireAppToken(t, base, route.method, route.path)
 	}
 	stop()
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/statestore/memstore"
 
@@ -28,6 +29,7 @@ import (
 	"github.com/papochat/papo/services/auth/internal/password"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
+	"github.com/papochat/papo/services/auth/internal/throttle"
 )
 
 // recorder is an in-memory session.Publisher that remembers what it was
@@ -78,6 +80,7 @@ type testEnv struct {
 // so the tests of this package cannot run in parallel.
 func setenv(t *testing.T, env map[string]string) {
 	t.Helper()
+	servicetest.SetTokens(t)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -113,6 +116,8 @@ func newEnv(t *testing.T, env map[string]string) *testEnv {
 		Sessions: session.New(store, pub, log, cfg.SessionTTL, cfg.AccessTTL),
 		Keys:     ring,
 		Ready:    map[string]httpapi.Check{},
+
+		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
 	})
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
@@ -227,6 +232,16 @@ func TestRegisterValidatesInput(t *testing.T) {
 		{"password over 256 bytes", api.RegisterRequest{Username: "bob", Password: strings.Repeat("p", 257)}, 400, "invalid_password"},
 		{"display name with a control character", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "a\x00b"}, 400, "invalid_display_name"},
 		{"display name too long", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: strings.Repeat("é", 65)}, 400, "invalid_display_name"},
+		{"username with a zero-width space", api.RegisterRequest{Username: "ali\u200bce", Password: "password1"}, 400, "invalid_username"},
+		{"username with a right-to-left override", api.RegisterRequest{Username: "ali\u202ece", Password: "password1"}, 400, "invalid_username"},
+		{"display name with a right-to-left override", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "bob\u202Enimda"}, 400, "invalid_display_name"},
+		{"display name with an unclosed bidi isolate", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "\u2067bob"}, 400, "invalid_display_name"},
+		{"display name with a zero-width space", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "b\u200bob"}, 400, "invalid_display_name"},
+		{"display name of invisible characters only", api.RegisterRequest{Username: "bob", Password: "password1", DisplayName: "\u200b\u2060"}, 400, "invalid_display_name"},
+		{"display name with invalid UTF-8", "{\"username\":\"bob\",\"password\":\"password1\",\"display_name\":\"B\xffb\"}", 400, "invalid_display_name"},
+		{"display name with a lone surrogate", `{"username":"bob","password":"password1","display_name":"B\ud800b"}`, 400, "invalid_display_name"},
+		{"password with invalid UTF-8", "{\"username\":\"bob\",\"password\":\"password\xff\"}", 400, "invalid_password"},
+		{"password with a lone surrogate", `{"username":"bob","password":"password\udfff"}`, 400, "invalid_password"},
 		{"malformed JSON", `{"username":`, 400, "invalid_json"},
 		{"empty body", ``, 400, "invalid_json"},
 		{"body over the limit", `{"username":"bob","password":"` + strings.Repeat("p", maxBody) + `"}`, 413, "body_too_large"},
@@ -242,6 +257,10 @@ func TestRegisterValidatesInput(t *testing.T) {
 	e.register(t, "abc", "12345678")
 	e.register(t, strings.Repeat("z", 32), strings.Repeat("p", 256))
 	e.register(t, "a_b.c-d", "12345678")
+	r := e.do(t, "POST", "/api/v1/auth/register", "", api.RegisterRequest{Username: "emoji", Password: "password1", DisplayName: "Ana \U0001F469\u200D\U0001F4BB"})
+	if r.Status != http.StatusCreated {
+		t.Fatalf("a display name with an emoji joined by ZWJ: %d %s", r.Status, r.Body)
+	}
 }
 
 func TestSimultaneousRegistrationsOfOneNameGiveOne201AndThe409s(t *testing.T) {
@@ -611,20 +630,24 @@ func TestInternalSessionStatus(t *testing.T) {
 	}
 }
 
-func TestFailedLoginsAreThrottledPerUsernameWithGrowingBackoff(t *testing.T) {
-	e := newEnv(t, map[string]string{"AUTH_LOGIN_FREE_FAILURES_USER": "2", "AUTH_LOGIN_FREE_FAILURES_IP": "100",
+// from is the X-Forwarded-For header the gateway and its sidecar send for
+// a client at ip (AUTH_FORWARDED_HOPS 2).
+func from(ip string) []string { return []string{"X-Forwarded-For", ip + ", 10.0.0.9"} }
+
+func TestFailedLoginsAreThrottledPerUsernameAndAddressWithGrowingBackoff(t *testing.T) {
+	e := newEnv(t, map[string]string{"AUTH_LOGIN_FREE_FAILURES_PAIR": "2", "AUTH_LOGIN_FREE_FAILURES_IP": "100",
 		"AUTH_LOGIN_BACKOFF_BASE": "10s"})
 	e.register(t, "alice", "password1")
 	bad := api.LoginRequest{Username: "alice", Password: "wrongpass"}
 	for i := range 2 {
-		if r := e.do(t, "POST", "/api/v1/auth/login", "", bad); r.Status != http.StatusUnauthorized {
+		if r := e.do(t, "POST", "/api/v1/auth/login", "", bad, from("203.0.113.7")...); r.Status != http.StatusUnauthorized {
 			t.Fatalf("free failure %d: %d %s", i+1, r.Status, r.Body)
 		}
 	}
-	// The third failure starts a block; the next attempt is refused even
-	// with the right password.
-	e.do(t, "POST", "/api/v1/auth/login", "", bad)
-	r := e.do(t, "POST", "/api/v1/auth/login", "", api.LoginRequest{Username: "alice", Password: "password1"})
+	// The third failure starts a block of this username at this address;
+	// the next attempt from there is refused even with the right password.
+	e.do(t, "POST", "/api/v1/auth/login", "", bad, from("203.0.113.7")...)
+	r := e.do(t, "POST", "/api/v1/auth/login", "", api.LoginRequest{Username: "alice", Password: "password1"}, from("203.0.113.7")...)
 	if r.Status != http.StatusTooManyRequests || r.code() != "too_many_attempts" {
 		t.Fatalf("blocked login: %d %s, want 429", r.Status, r.Body)
 	}
@@ -633,15 +656,66 @@ func TestFailedLoginsAreThrottledPerUsernameWithGrowingBackoff(t *testing.T) {
 	}
 	// Another username from the same address is not blocked.
 	e.register(t, "bob", "password1")
-	e.login(t, "bob", "password1")
+	if r := e.do(t, "POST", "/api/v1/auth/login", "", api.LoginRequest{Username: "bob", Password: "password1"}, from("203.0.113.7")...); r.Status != http.StatusOK {
+		t.Fatalf("another username from the address: %d %s", r.Status, r.Body)
+	}
+}
+
+// The lockout scenario of issue 13: an attacker who fails logins in a
+// victim's name from one address must not keep the victim, logging in
+// from another address, out.
+func TestAnAttackerElsewhereCannotLockAUserOut(t *testing.T) {
+	e := newEnv(t, nil) // the documented defaults
+	e.register(t, "victim", "password1")
+	bad := api.LoginRequest{Username: "victim", Password: "wrongpass"}
+	refused := 0
+	for range 50 {
+		r := e.do(t, "POST", "/api/v1/auth/login", "", bad, from("198.51.100.66")...)
+		if r.Status == http.StatusTooManyRequests {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Fatal("50 failed logins from one address were never throttled")
+	}
+	r := e.do(t, "POST", "/api/v1/auth/login", "", api.LoginRequest{Username: "victim", Password: "password1"}, from("203.0.113.20")...)
+	if r.Status != http.StatusOK {
+		t.Fatalf("the victim from another address: %d %s, want 200 at once", r.Status, r.Body)
+	}
+}
+
+// A guesser spread over many addresses past the username-wide ceiling
+// slows logins of that username from new addresses only: the owner at an
+// address it logged in from before gets in at once.
+func TestASpreadGuesserSlowsNewAddressesButNotKnownOnes(t *testing.T) {
+	e := newEnv(t, map[string]string{"AUTH_LOGIN_FREE_FAILURES_USER": "6", "AUTH_LOGIN_FREE_FAILURES_PAIR": "2",
+		"AUTH_LOGIN_USER_BACKOFF_MAX": "15s", "AUTH_LOGIN_BACKOFF_BASE": "20s"})
+	e.register(t, "victim", "password1")
+	good := api.LoginRequest{Username: "victim", Password: "password1"}
+	if r := e.do(t, "POST", "/api/v1/auth/login", "", good, from("203.0.113.20")...); r.Status != http.StatusOK {
+		t.Fatalf("first login: %d %s", r.Status, r.Body)
+	}
+	bad := api.LoginRequest{Username: "victim", Password: "wrongpass"}
+	for i := range 8 { // two attempts from each of four addresses
+		e.do(t, "POST", "/api/v1/auth/login", "", bad, from(fmt.Sprintf("198.51.100.%d", 10+i/2))...)
+	}
+	r := e.do(t, "POST", "/api/v1/auth/login", "", good, from("192.0.2.77")...)
+	if r.Status != http.StatusTooManyRequests || r.code() != "too_many_attempts" {
+		t.Fatalf("from a new address past the username's ceiling: %d %s, want 429", r.Status, r.Body)
+	}
+	if ra := r.Header.Get("Retry-After"); ra != "15" {
+		t.Fatalf("Retry-After %q, want the username slow-down's cap of 15", ra)
+	}
+	if r := e.do(t, "POST", "/api/v1/auth/login", "", good, from("203.0.113.20")...); r.Status != http.StatusOK {
+		t.Fatalf("the owner from a known address: %d %s, want 200", r.Status, r.Body)
+	}
 }
 
 func TestFailedLoginsAreThrottledPerClientAddress(t *testing.T) {
-	e := newEnv(t, map[string]string{"AUTH_LOGIN_FREE_FAILURES_USER": "100", "AUTH_LOGIN_FREE_FAILURES_IP": "3",
+	e := newEnv(t, map[string]string{"AUTH_LOGIN_FREE_FAILURES_IP": "3",
 		"AUTH_FORWARDED_HOPS": "2"})
 	e.register(t, "alice", "password1")
 	// Spraying many usernames from one client address.
-	from := func(ip string) []string { return []string{"X-Forwarded-For", ip + ", 10.0.0.9"} }
 	for i := range 4 {
 		e.do(t, "POST", "/api/v1/auth/login", "", api.LoginRequest{Username: fmt.Sprintf("user%d", i), Password: "wrongpass"}, from("203.0.113.7")...)
 	}
@@ -679,6 +753,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 }
 
 func TestConfigDefaultsAreTheDocumentedOnes(t *testing.T) {
+	servicetest.SetTokens(t)
 	cfg, err := loadConfig()
 	if err != nil {
 		t.Fatal(err)
@@ -688,7 +763,8 @@ func TestConfigDefaultsAreTheDocumentedOnes(t *testing.T) {
 		AccessTTL: 15 * time.Minute, SessionTTL: 720 * time.Hour,
 		StateStore: "authstore", SecretStore: "secretstore", SigningSecret: "auth-signing-keys", KeyReload: time.Minute,
 		ForwardedHops: 2, HashConcurrency: 4,
-		Limits: Limits{UserFreeFailures: 5, IPFreeFailures: 20, BackoffBase: time.Second, BackoffMax: 15 * time.Minute},
+		Limits: Limits{PairFreeFailures: 5, IPFreeFailures: 20, BackoffBase: time.Second, BackoffMax: 15 * time.Minute,
+			UserFreeFailures: 100, UserBackoffMax: time.Minute, KnownFor: 720 * time.Hour},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Fatalf("got  %+v\nwant %+v", cfg, want)

@@ -72,7 +72,7 @@ func TestRelayedConnectionCost(t *testing.T) {
 		return ""
 	}
 	upstream, sock, _ := strings.Cut(expect("upstream"), " ")
-	p, err := newWSProxy(t.Context(), []string{upstream}, []string{sock}, sock != "", time.Second, iss.Verifier(), slog.New(slog.DiscardHandler))
+	p, err := newWSProxy(t.Context(), []string{upstream}, []string{sock}, sock != "", time.Second, testAppToken, iss.Verifier(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -15,24 +19,73 @@ import (
 	"github.com/papochat/papo/platform/invoke"
 )
 
-// daprProxy forwards a request, path and query unchanged, to appID through
-// the local sidecar's service invocation API. Headers (the bearer token,
-// the request id) travel with it; the callee's status and body come back
-// as they are. Bodies over maxBody are refused with 413.
+// restHeaders are the only request headers a REST call carries upstream:
+// what the services read. Everything else a client sends stays at the
+// edge — dapr-app-id (which would make the sidecar route the call to
+// another app), dapr-api-token and any other dapr-* header, hop-by-hop
+// headers, forwarding headers (the gateway sets X-Forwarded-For itself),
+// cookies and trace headers.
+var restHeaders = canonical("Authorization", "Content-Type", "Accept", httpapi.RequestIDHeader)
+
+// wsHeaders are the request headers a WebSocket handshake carries to a ws
+// replica: restHeaders' kind plus what the upgrade needs. Connection and
+// Upgrade are the gateway's own by then (upstreamRequest sets them).
+var wsHeaders = canonical("Authorization", "Origin", "User-Agent", httpapi.RequestIDHeader,
+	"Connection", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions")
+
+func canonical(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[http.CanonicalHeaderKey(n)] = true
+	}
+	return m
+}
+
+// keepOnly deletes every header of h not in allowed.
+func keepOnly(h http.Header, allowed map[string]bool) {
+	for k := range h {
+		if !allowed[http.CanonicalHeaderKey(k)] {
+			delete(h, k)
+		}
+	}
+}
+
+type upstreamPathKey struct{}
+
+// daprProxy forwards a request to appID through the local sidecar's
+// service invocation API. The path upstream is rebuilt from the route the
+// request matched (upstreamPath), the query travels unchanged, and of the
+// headers only restHeaders, plus the client address in X-Forwarded-For and
+// the sidecar's API token. The callee's status and body come back as they
+// are when they are papo's; an error the sidecar made itself (its app is
+// down, a breaker, a refusal) is answered 503 without its text, which
+// names internal addresses. Bodies over maxBody are refused with 413.
 func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger) http.Handler {
 	base, err := url.Parse(inv.URL(appID, ""))
 	if err != nil {
 		panic(err) // inv.URL always builds a valid URL from a fixed pattern
 	}
 	prefix := strings.TrimSuffix(base.Path, "/")
+	unavailable := func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Error(w, r, log, apierror.New(apierror.Unavailable, "unavailable", "the %s service is unavailable", appID))
+	}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			keepOnly(pr.Out.Header, restHeaders)
+			up, _ := pr.In.Context().Value(upstreamPathKey{}).(string)
+			decoded, _ := url.PathUnescape(up) // up is built escaped by upstreamPath
 			pr.Out.URL.Scheme = base.Scheme
 			pr.Out.URL.Host = base.Host
-			pr.Out.URL.Path = prefix + pr.In.URL.Path
-			pr.Out.URL.RawPath = prefix + pr.In.URL.EscapedPath()
+			pr.Out.URL.Path = prefix + decoded
+			pr.Out.URL.RawPath = prefix + up
 			pr.Out.Host = base.Host
-			pr.SetXForwarded()
+			if a := clientAddrOf(pr.In.Context()); a.IsValid() {
+				pr.Out.Header.Set("X-Forwarded-For", a.String())
+			}
+			inv.AddToken(pr.Out.Header)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			return keepPapoErrors(resp, appID, log)
 		},
 		Transport:  sharedTransport,
 		BufferPool: &copyBuffers,
@@ -42,9 +95,11 @@ func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger
 				httpapi.Error(w, r, log, apierror.New(apierror.TooLarge, "body_too_large", "request body is over %d bytes", maxBody))
 				return
 			}
-			log.WarnContext(r.Context(), "upstream failed", "app_id", appID, "path", r.URL.Path, "err", err,
-				"request_id", httpapi.RequestID(r.Context()))
-			httpapi.Error(w, r, log, apierror.New(apierror.Unavailable, "unavailable", "the %s service is unavailable", appID))
+			if !errors.Is(err, errSidecarAnswer) {
+				log.WarnContext(r.Context(), "upstream failed", "app_id", appID, "path", r.URL.Path, "err", err,
+					"request_id", httpapi.RequestID(r.Context()))
+			}
+			unavailable(w, r)
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,9 +107,47 @@ func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger
 			httpapi.Error(w, r, log, apierror.New(apierror.TooLarge, "body_too_large", "request body is over %d bytes", maxBody))
 			return
 		}
+		up, err := upstreamPath(r)
+		if err != nil {
+			httpapi.Error(w, r, log, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), upstreamPathKey{}, up))
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		rp.ServeHTTP(w, r)
 	})
+}
+
+// errSidecarAnswer marks an error answer that came from the sidecar, not
+// from the service; keepPapoErrors has logged it.
+var errSidecarAnswer = errors.New("the sidecar answered an error of its own")
+
+// maxErrorBody bounds the error answers keepPapoErrors reads: papo's are
+// a few hundred bytes.
+const maxErrorBody = 16 << 10
+
+// keepPapoErrors passes an answer on unless it is an error that is not in
+// papo's error shape: such an answer was made by a sidecar (daprd's
+// {"errorCode","message"}, whose message names addresses and URLs, or a
+// circuit breaker's), and is logged and replaced by 503 unavailable.
+func keepPapoErrors(resp *http.Response, appID string, log *slog.Logger) error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody+1))
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	var eb httpapi.ErrorBody
+	if len(body) <= maxErrorBody && json.Unmarshal(body, &eb) == nil && eb.Error.Code != "" {
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		return nil
+	}
+	log.WarnContext(resp.Request.Context(), "the sidecar answered an error of its own", "app_id", appID,
+		"status", resp.StatusCode, "body", string(body[:min(len(body), 512)]),
+		"request_id", httpapi.RequestID(resp.Request.Context()))
+	return errSidecarAnswer
 }
 
 // copyBuffers lends the proxies their 32 KiB copy buffers, which

@@ -21,7 +21,11 @@ import (
 // Background work (the ws replicas' health checks, relayed sockets) stops
 // when ctx ends.
 func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, verifier, log)
+	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
+	if err != nil {
+		return nil, err
+	}
+	trust, err := parseProxyTrust(cfg.TrustedProxies, cfg.ForwardedHeader)
 	if err != nil {
 		return nil, err
 	}
@@ -30,7 +34,8 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 		writeErr(w, r, apierror.New(apierror.RateLimited, "rate_limited", "too many requests; retry after the time in Retry-After"))
 	}
 	perIP := httprate.Limit(cfg.RatePerIP, time.Minute,
-		httprate.WithKeyFuncs(httprate.KeyByIP), httprate.WithLimitHandler(limited))
+		httprate.WithKeyFuncs(func(r *http.Request) (string, error) { return rateKey(clientAddrOf(r.Context())), nil }),
+		httprate.WithLimitHandler(limited))
 	perUser := httprate.Limit(cfg.RatePerUser, time.Minute,
 		httprate.WithKeyFuncs(func(r *http.Request) (string, error) {
 			c, _ := authn.FromContext(r.Context())
@@ -40,7 +45,10 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 	to := func(appID string) http.Handler { return daprProxy(inv, appID, cfg.MaxBody, log) }
 
 	r := chi.NewRouter()
-	r.Use(httpapi.RequestIDs, httpapi.AccessLog(log), httpapi.Recover(log), securityHeaders)
+	// The path check comes before routing: no route, and so no upstream,
+	// sees a path that any hop behind the gateway would read otherwise.
+	r.Use(httpapi.RequestIDs, httpapi.AccessLog(log), httpapi.Recover(log), securityHeaders,
+		cleanPaths(writeErr), withClientAddrs(trust))
 	if len(cfg.CORSOrigins) > 0 {
 		r.Use(cors.Handler(cors.Options{
 			AllowedOrigins:   cfg.CORSOrigins,

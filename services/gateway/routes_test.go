@@ -24,6 +24,8 @@ type fakeSidecar struct {
 	mu   sync.Mutex
 	seen []*http.Request
 	body []string
+	// answer, when set, answers instead of the default 418.
+	answer http.HandlerFunc
 }
 
 func (f *fakeSidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -32,9 +34,19 @@ func (f *fakeSidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.seen = append(f.seen, r.Clone(r.Context()))
 	f.body = append(f.body, string(b))
 	f.mu.Unlock()
+	if f.answer != nil {
+		f.answer(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusTeapot) // a status only the callee could choose
-	_, _ = w.Write([]byte(`{"ok":true}`))
+	_, _ = w.Write([]byte(`{"error":{"code":"teapot","message":"answered by the callee"}}`))
+}
+
+func (f *fakeSidecar) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.seen)
 }
 
 func (f *fakeSidecar) last(t *testing.T) *http.Request {
@@ -47,21 +59,42 @@ func (f *fakeSidecar) last(t *testing.T) *http.Request {
 	return f.seen[len(f.seen)-1]
 }
 
+// The tokens the test gateway holds: the ws replicas' app API token and
+// its sidecar's Dapr API token.
+const (
+	testAppToken  = "test-app-token-0123456789abcdef0123"
+	testDaprToken = "test-dapr-token-0123456789abcdef012"
+)
+
 type fixture struct {
 	gw      *httptest.Server
 	sidecar *fakeSidecar
 	iss     *authntest.Issuer
 	ws      []*httptest.Server
+
+	mu     sync.Mutex
+	wsSeen []*http.Request // what reached the ws replicas, health checks apart
 }
 
 func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	t.Helper()
-	f := &fixture{sidecar: &fakeSidecar{}, iss: authntest.New()}
+	return newFixtureWith(t, &fakeSidecar{}, mutate)
+}
+
+func newFixtureWith(t *testing.T, sidecar *fakeSidecar, mutate func(*Config)) *fixture {
+	t.Helper()
+	f := &fixture{sidecar: sidecar, iss: authntest.New()}
 	sc := httptest.NewServer(f.sidecar)
 	t.Cleanup(sc.Close)
 	for i := range 2 {
 		name := []string{"ws-a", "ws-b"}[i]
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/readyz" {
+				return // the gateway's health checks
+			}
+			f.mu.Lock()
+			f.wsSeen = append(f.wsSeen, r.Clone(context.Background()))
+			f.mu.Unlock()
 			w.Header().Set("X-Upstream", name)
 			w.WriteHeader(http.StatusOK)
 		}))
@@ -70,14 +103,14 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	}
 	u, _ := url.Parse(sc.URL)
 	cfg := Config{
-		Base:        settings.Base{Issuer: "papo-test", Audience: "papo"},
+		Base:        settings.Base{Issuer: "papo-test", Audience: "papo", AppAPIToken: testAppToken},
 		WSUpstreams: []string{f.ws[0].URL, f.ws[1].URL},
 		RatePerIP:   1000, RatePerUser: 1000, MaxBody: 1024, WSHealthInterval: time.Second,
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := NewServer(t.Context(), slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, invoke.New(u.Port()), f.iss.Verifier(),
+	h, err := NewServer(t.Context(), slog.New(slog.NewTextHandler(io.Discard, nil)), cfg, invoke.New(u.Port(), testDaprToken), f.iss.Verifier(),
 		func(context.Context) error { return nil })
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +118,13 @@ func newFixture(t *testing.T, mutate func(*Config)) *fixture {
 	f.gw = httptest.NewServer(h)
 	t.Cleanup(f.gw.Close)
 	return f
+}
+
+// wsCount is how many requests reached the ws replicas.
+func (f *fixture) wsCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.wsSeen)
 }
 
 func (f *fixture) do(t *testing.T, method, path, token, body string) *http.Response {
@@ -152,6 +192,9 @@ func TestRoutesGoToTheOwningServiceThroughDapr(t *testing.T) {
 			}
 			if got.Header.Get("X-Request-Id") == "" {
 				t.Errorf("no request id forwarded")
+			}
+			if got.Header.Get("Dapr-Api-Token") != testDaprToken {
+				t.Errorf("the sidecar's API token was not sent")
 			}
 		})
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Config is the gateway's configuration, read from the environment
@@ -34,8 +35,14 @@ type Config struct {
 	// MaxBody bounds request bodies on /api/v1.
 	MaxBody     int64    `envconfig:"GATEWAY_MAX_BODY" default:"65536"`
 	CORSOrigins []string `envconfig:"GATEWAY_CORS_ORIGINS"`
-	TLSCert     string   `envconfig:"GATEWAY_TLS_CERT"`
-	TLSKey      string   `envconfig:"GATEWAY_TLS_KEY"`
+	// TrustedProxies are the addresses (CIDRs) of the proxies in front of
+	// the gateway — a load balancer, an ingress — whose ForwardedHeader is
+	// believed about the client's address. Empty: the connection's peer is
+	// the client, whatever the headers say.
+	TrustedProxies  []string `envconfig:"GATEWAY_TRUSTED_PROXIES"`
+	ForwardedHeader string   `envconfig:"GATEWAY_FORWARDED_HEADER" default:"X-Forwarded-For"`
+	TLSCert         string   `envconfig:"GATEWAY_TLS_CERT"`
+	TLSKey          string   `envconfig:"GATEWAY_TLS_KEY"`
 }
 
 // Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
@@ -61,6 +68,9 @@ func (c Config) Validate() error {
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")
 	}
+	if _, err := parseProxyTrust(c.TrustedProxies, c.ForwardedHeader); err != nil {
+		return err
+	}
 	return nil
 }
 
@@ -70,9 +80,14 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "gateway")
+	tel, err := telemetry.Start(cfg.Telemetry, "gateway", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
-	inv := invoke.New(cfg.DaprHTTPPort)
-	dc, err := sidecar.Client(cfg.DaprGRPCPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
+	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
@@ -90,7 +105,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), observe(tel.Registry, tel.Traces, handler), log)
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/papochat/papo/platform/servicetest"
 )
 
 // selfSigned writes a certificate for 127.0.0.1 and its key into dir.
@@ -80,6 +82,7 @@ func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 	t.Setenv("GATEWAY_TLS_CERT", certFile)
 	t.Setenv("GATEWAY_TLS_KEY", keyFile)
 	t.Setenv("LOG_LEVEL", "error")
+	servicetest.SetTokens(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

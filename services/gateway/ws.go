@@ -43,12 +43,16 @@ import (
 // Replicas are health-checked (/readyz every GATEWAY_WS_HEALTH_INTERVAL,
 // and at once when a hand-off socket closes), so a dead one stops getting
 // connections within a second. On Kubernetes the single upstream is the
-// ws Service, which balances by itself; an ingress can route /ws to it
-// directly (docs/deploy.md).
+// ws Service, which balances by itself (docs/deploy.md).
+//
+// Either way the replica gets the request as upstreamRequest rebuilds it:
+// the allow-listed handshake headers and the app API token, which the
+// replicas require on /ws as on every route but their probes.
 type wsProxy struct {
 	upstreams []*wsUpstream
 	next      atomic.Uint64
 	verifier  authn.TokenVerifier
+	appToken  string // the app API token the replicas require on /ws
 	log       *slog.Logger
 	health    *http.Client
 	interval  time.Duration
@@ -75,11 +79,14 @@ const upstreamDialTimeout = 2 * time.Second
 // newWSProxy returns the /ws handler. Its health checks and relays run
 // until ctx ends; then relayed sockets are closed. Hand-off is used only
 // where handoffs names a socket for the replica and the gateway serves
-// plain HTTP (useHandoff).
+// plain HTTP (useHandoff). Every request a replica gets, handed off or
+// relayed, presents appToken (the app API token the ws replicas require
+// on every route but their probes).
 func newWSProxy(ctx context.Context, upstreams, handoffs []string, useHandoff bool, interval time.Duration,
-	verifier authn.TokenVerifier, log *slog.Logger) (*wsProxy, error) {
+	appToken string, verifier authn.TokenVerifier, log *slog.Logger) (*wsProxy, error) {
 	p := &wsProxy{
 		verifier: verifier,
+		appToken: appToken,
 		log:      log,
 		interval: interval,
 		relays:   map[*relay]struct{}{},
@@ -180,7 +187,7 @@ func (p *wsProxy) handOff(u *wsUpstream, conn net.Conn, r *http.Request, early [
 	if u.sender == nil || !ok {
 		return false
 	}
-	payload := append(upstreamRequest(r, nil), early...)
+	payload := append(upstreamRequest(r, p.appToken), early...)
 	if len(payload) > handoff.MaxPayload {
 		return false
 	}
@@ -210,7 +217,7 @@ func (p *wsProxy) relay(u *wsUpstream, conn net.Conn, r *http.Request, early []b
 	}
 	if err == nil {
 		_ = up.SetWriteDeadline(time.Now().Add(upstreamDialTimeout))
-		_, err = up.Write(append(upstreamRequest(r, forwarded(r)), early...))
+		_, err = up.Write(append(upstreamRequest(r, p.appToken), early...))
 		_ = up.SetWriteDeadline(time.Time{})
 		if err != nil {
 			up.Close()
@@ -225,52 +232,27 @@ func (p *wsProxy) relay(u *wsUpstream, conn net.Conn, r *http.Request, early []b
 	return true
 }
 
-// hopHeaders are the headers of one hop only (RFC 9110 7.6.1), never
-// forwarded as the client sent them. X-Forwarded-* are the gateway's to
-// set: a client's own are dropped.
-var hopHeaders = []string{
-	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization",
-	"Te", "Trailer", "Transfer-Encoding", "Upgrade",
-	"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded",
-}
-
-// upstreamRequest is the upgrade request as a replica receives it: the
-// client's request line and end-to-end headers, Upgrade: websocket, and
+// upstreamRequest is the upgrade request as a replica receives it, handed
+// off or relayed: GET /ws with the client's query, only the allow-listed
+// handshake headers (wsHeaders: never a client's dapr-* or forwarding
+// headers, nor one its Connection header names), Upgrade: websocket and
 // Connection: close as well, so a refused upgrade ends the connection
-// (the replica serves nothing else on it). fwd, when not nil, are
-// X-Forwarded-* headers to add.
-func upstreamRequest(r *http.Request, fwd http.Header) []byte {
+// (the replica serves nothing else on it). The gateway adds who the
+// client is (X-Forwarded-For from the trusted client address, -Host,
+// -Proto) and appToken in the app token header: the replica's /ws, like
+// its every route but the probes, answers only requests that carry it.
+func upstreamRequest(r *http.Request, appToken string) []byte {
 	h := r.Header.Clone()
 	for _, name := range r.Header.Values("Connection") {
 		for _, n := range strings.Split(name, ",") {
 			h.Del(strings.TrimSpace(n))
 		}
 	}
-	for _, name := range hopHeaders {
-		h.Del(name)
-	}
+	keepOnly(h, wsHeaders)
 	h.Set("Connection", "Upgrade, close")
 	h.Set("Upgrade", "websocket")
-	for k, v := range fwd {
-		h[k] = v
-	}
-	var b bytes.Buffer
-	b.WriteString("GET ")
-	b.WriteString(r.URL.RequestURI())
-	b.WriteString(" HTTP/1.1\r\nHost: ")
-	b.WriteString(r.Host)
-	b.WriteString("\r\n")
-	_ = h.Write(&b)
-	b.WriteString("\r\n")
-	return b.Bytes()
-}
-
-// forwarded says who the client is, for a replica that sees only the
-// gateway's address on a relayed connection.
-func forwarded(r *http.Request) http.Header {
-	h := http.Header{}
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		h.Set("X-Forwarded-For", host)
+	if a := clientAddrOf(r.Context()); a.IsValid() {
+		h.Set("X-Forwarded-For", a.String())
 	}
 	h.Set("X-Forwarded-Host", r.Host)
 	proto := "http"
@@ -278,7 +260,19 @@ func forwarded(r *http.Request) http.Header {
 		proto = "https"
 	}
 	h.Set("X-Forwarded-Proto", proto)
-	return h
+	h.Set(httpapi.AppTokenHeader, appToken)
+	var b bytes.Buffer
+	b.WriteString("GET /ws")
+	if r.URL.RawQuery != "" {
+		b.WriteString("?")
+		b.WriteString(r.URL.RawQuery)
+	}
+	b.WriteString(" HTTP/1.1\r\nHost: ")
+	b.WriteString(r.Host)
+	b.WriteString("\r\n")
+	_ = h.Write(&b)
+	b.WriteString("\r\n")
+	return b.Bytes()
 }
 
 // writeUnavailable answers a hijacked connection with papo's 503 and

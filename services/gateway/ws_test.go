@@ -20,6 +20,7 @@ import (
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/handoff"
+	"github.com/papochat/papo/platform/httpapi"
 )
 
 // replica plays a ws replica: it upgrades GET /ws (papo.v1), sends
@@ -120,11 +121,13 @@ func newHandoffReplica(t *testing.T, name string) (rp *replica, sock string, ln 
 // newProxy serves a wsProxy over upstreams (and hand-off sockets).
 func newProxy(t *testing.T, iss *authntest.Issuer, upstreams, sockets []string, interval time.Duration) (*wsProxy, *httptest.Server) {
 	t.Helper()
-	p, err := newWSProxy(t.Context(), upstreams, sockets, true, interval, iss.Verifier(), slog.New(slog.DiscardHandler))
+	p, err := newWSProxy(t.Context(), upstreams, sockets, true, interval, testAppToken, iss.Verifier(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(p)
+	// The client's address as the gateway's router finds it (no trusted
+	// proxy).
+	srv := httptest.NewServer(withClientAddrs(proxyTrust{})(p))
 	t.Cleanup(srv.Close)
 	return p, srv
 }
@@ -358,8 +361,10 @@ func TestWSHandoffGivesTheClientsSocketToTheReplica(t *testing.T) {
 	if got, want := rp.last(t).RemoteAddr, c.LocalAddr().String(); got != want {
 		t.Fatalf("the replica saw the client at %s, want %s: the connection was not handed off", got, want)
 	}
-	if got := rp.last(t).Header.Get("X-Forwarded-For"); got != "" {
-		t.Errorf("X-Forwarded-For %q on a handed-off connection", got)
+	// The replica requires the app token on /ws: a handed-off request
+	// carries it as a relayed one does.
+	if got := rp.last(t).Header.Get(httpapi.AppTokenHeader); got != testAppToken {
+		t.Errorf("app token %q on a handed-off connection, want the gateway's", got)
 	}
 	if p.relayed() != 0 {
 		t.Fatalf("%d relays for a handed-off connection", p.relayed())
@@ -403,7 +408,7 @@ func TestWSHandoffSocketClosingMarksTheReplicaDownAtOnce(t *testing.T) {
 func TestWSIsRelayedWhenTheGatewaySpeaksTLS(t *testing.T) {
 	iss := authntest.New()
 	rp, sock, _ := newHandoffReplica(t, "a")
-	p, err := newWSProxy(t.Context(), []string{rp.url}, []string{sock}, true, time.Minute, iss.Verifier(), slog.New(slog.DiscardHandler))
+	p, err := newWSProxy(t.Context(), []string{rp.url}, []string{sock}, true, time.Minute, testAppToken, iss.Verifier(), slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,20 +425,29 @@ func TestWSIsRelayedWhenTheGatewaySpeaksTLS(t *testing.T) {
 	if got := rp.last(t).Header.Get("X-Forwarded-Proto"); got != "https" {
 		t.Errorf("X-Forwarded-Proto %q, want https", got)
 	}
+	if got := rp.last(t).Header.Get(httpapi.AppTokenHeader); got != testAppToken {
+		t.Errorf("app token %q on a relayed connection, want the gateway's", got)
+	}
 }
 
+// TestWSUpstreamRequestKeepsTheHandshakeAndDropsHopHeaders: what a
+// replica gets, handed off or relayed, is the handshake, the allow-listed
+// headers and the gateway's app token; never a client's own dapr-*,
+// forwarding or other headers.
 func TestWSUpstreamRequestKeepsTheHandshakeAndDropsHopHeaders(t *testing.T) {
 	r := httptestRequest(t, "GET /ws?x=1 HTTP/1.1\r\nHost: papo.example\r\nConnection: keep-alive, Upgrade, X-Secret\r\n"+
 		"Upgrade: websocket\r\nX-Secret: s\r\nX-Forwarded-For: 6.6.6.6\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Protocol: papo.v1, bearer.t\r\n"+
+		"Dapr-Api-Token: client-chosen\r\nDapr-App-Id: message\r\nCookie: c=1\r\nX-Other: o\r\n"+
 		"Origin: http://papo.example\r\n\r\n")
-	got := string(upstreamRequest(r, nil))
+	got := string(upstreamRequest(r, testAppToken))
 	for _, want := range []string{"GET /ws?x=1 HTTP/1.1\r\n", "Host: papo.example\r\n", "Connection: Upgrade, close\r\n",
-		"Upgrade: websocket\r\n", "Sec-Websocket-Key: k\r\n", "Sec-Websocket-Protocol: papo.v1, bearer.t\r\n", "Origin: http://papo.example\r\n"} {
+		"Upgrade: websocket\r\n", "Sec-Websocket-Key: k\r\n", "Sec-Websocket-Protocol: papo.v1, bearer.t\r\n", "Origin: http://papo.example\r\n",
+		"Dapr-Api-Token: " + testAppToken + "\r\n"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("request lacks %q:\n%s", want, got)
 		}
 	}
-	for _, gone := range []string{"X-Secret", "6.6.6.6", "keep-alive"} {
+	for _, gone := range []string{"X-Secret", "6.6.6.6", "keep-alive", "client-chosen", "Dapr-App-Id", "Cookie", "X-Other"} {
 		if strings.Contains(got, gone) {
 			t.Errorf("request still holds %q:\n%s", gone, got)
 		}

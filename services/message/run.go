@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	daprhttp "github.com/dapr/go-sdk/service/http"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/message/internal/publish"
 	"github.com/papochat/papo/services/message/internal/room"
@@ -31,6 +33,17 @@ type Config struct {
 	// AuthAppID is the auth service's app-id: its JWKS, and whether a user
 	// named in a DM or an added member exists.
 	AuthAppID string `envconfig:"MESSAGE_AUTH_APP_ID" default:"auth"`
+	// MaxRoomsPerUser caps the rooms (DMs apart) a user may create or
+	// join: 409 too_many_rooms past it.
+	MaxRoomsPerUser int `envconfig:"MESSAGE_MAX_ROOMS_PER_USER" default:"1000"`
+}
+
+// Validate implements settings.Validator.
+func (c Config) Validate() error {
+	if c.MaxRoomsPerUser < 1 {
+		return errors.New("MESSAGE_MAX_ROOMS_PER_USER must be at least 1")
+	}
+	return nil
 }
 
 // loadConfig reads and validates Config; the service listens on 8083
@@ -48,20 +61,29 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "message")
+	tel, err := telemetry.Start(cfg.Telemetry, "message", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore)
-	rooms := room.New(store, publish.NewDapr(client, events.PubSub), log)
+	store := daprstore.New(client, cfg.StateStore,
+		daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
+	pub := publish.NewDapr(client, events.PubSub).WithMetrics(telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	rooms := room.New(store, pub, log)
+	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
+	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
 
 	// Tokens are verified against the auth app's JWKS, fetched through
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The
 	// revocation follower stops with ctx, and run waits for it before
 	// closing the client.
-	inv := invoke.New(cfg.DaprHTTPPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -71,31 +93,41 @@ func run(ctx context.Context, stdout io.Writer) error {
 
 	mux := server.Routes(server.Deps{
 		Rooms: rooms, Verifier: verifier, Log: log,
-		Users: server.AuthUsers{Invoke: inv, AppID: cfg.AuthAppID},
-		Ready: map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
+		Users:  server.AuthUsers{Invoke: inv, AppID: cfg.AuthAppID},
+		Ready:  map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
+		Traces: tel.Traces,
 	})
-	addr := cfg.Addr()
-	// One router serves the API and Dapr's callbacks: the SDK's service
-	// adds /dapr/subscribe and the subscription's route to it.
-	svc := daprhttp.NewServiceWithMux(addr, mux)
-	if err := server.Subscribe(svc, rooms, log); err != nil {
+	// The SDK's service adds the delivery route of messages.submitted to
+	// the router (it turns a delivery into a TopicEvent); papo's own
+	// server serves the router, with its header limit and the app token
+	// check, so the SDK's server is never started and /dapr/subscribe is
+	// listed here.
+	if err := server.Subscribe(daprhttp.NewServiceWithMux(cfg.Addr(), mux), rooms, log); err != nil {
 		return fmt.Errorf("subscribe to %s: %w", events.TopicSubmitted, err)
 	}
+	mux.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.Encode(w, http.StatusOK, []subscription{{PubsubName: events.PubSub, Topic: events.TopicSubmitted, Route: server.SubmittedRoute}})
+	})
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, mux, log)
+	if err != nil {
+		return err
+	}
+	log.Info("message listening", "url", srv.URL())
+	// Shutdown lets in-flight requests (and deliveries) finish; then the
+	// append pipeline announces and materializes what they committed.
+	err = srv.Serve(ctx, 10*time.Second)
+	qctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if qerr := rooms.Quiesce(qctx); qerr != nil {
+		log.Warn("stopping with appends not yet announced or materialized (the next writer finishes them)", "err", qerr)
+	}
+	return err
+}
 
-	errc := make(chan error, 1)
-	go func() { errc <- svc.Start() }()
-	log.Info("message listening", "addr", addr)
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve on %s: %w", addr, err)
-	case <-ctx.Done():
-	}
-	// GracefulStop lets in-flight requests (and deliveries) finish.
-	if err := svc.GracefulStop(); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	return nil
+// subscription is one entry of /dapr/subscribe, Dapr's programmatic
+// subscription list.
+type subscription struct {
+	PubsubName string `json:"pubsubname"`
+	Topic      string `json:"topic"`
+	Route      string `json:"route"`
 }

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/papochat/papo/platform/events"
@@ -16,7 +15,9 @@ import (
 // not ready, and stop cleanly when its context ends.
 func TestRunServesHealthAndTheSubscriptionAndStops(t *testing.T) {
 	base, stop := servicetest.Start(t, run, nil)
-	resp, err := http.Get(base + "/dapr/subscribe")
+	req, _ := http.NewRequest(http.MethodGet, base+"/dapr/subscribe", nil)
+	req.Header = servicetest.WithAppToken()
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,13 +32,22 @@ func TestRunServesHealthAndTheSubscriptionAndStops(t *testing.T) {
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("readyz without a sidecar: %d, want 503", got)
 	}
-	if got := servicetest.Status(t, http.MethodGet, base+"/api/v1/rooms"); got != http.StatusUnauthorized {
-		t.Fatalf("rooms without a token: %d, want 401", got)
+	if got := servicetest.StatusWith(t, http.MethodGet, base+"/api/v1/rooms", servicetest.WithAppToken()); got != http.StatusUnauthorized {
+		t.Fatalf("rooms without a bearer token: %d, want 401", got)
+	}
+	// Only its sidecar reaches message: the internal routes, the delivery
+	// of messages.submitted and the subscription list need the app token.
+	for _, route := range []struct{ method, path string }{
+		{"GET", "/internal/v1/rooms/r1/members"}, {"GET", "/internal/v1/users/u1/rooms"},
+		{"POST", "/events/submitted"}, {"GET", "/dapr/subscribe"}, {"GET", "/api/v1/rooms"},
+	} {
+		servicetest.RequireAppToken(t, base, route.method, route.path)
 	}
 	stop()
 }
 
 func TestConfigRefusesBadValues(t *testing.T) {
+	servicetest.SetTokens(t)
 	for _, env := range []map[string]string{
 		{"APP_PORT": "eighty"},
 		{"DAPR_GRPC_PORT": "70000"},
@@ -54,7 +64,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		})
 	}
 	cfg, err := loadConfig()
-	if err != nil || cfg.Port != "8083" || cfg.StateStore != "messagestore" || !strings.Contains(cfg.Host, "0.0.0.0") {
+	if err != nil || cfg.Port != "8083" || cfg.StateStore != "messagestore" || cfg.Host != "127.0.0.1" {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}
 }

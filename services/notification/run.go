@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/notification/internal/device"
 	"github.com/papochat/papo/services/notification/internal/mode"
 	"github.com/papochat/papo/services/notification/internal/notify"
@@ -43,6 +44,18 @@ type Config struct {
 	// provider refused with 429 or 5xx.
 	PushAttempts int           `envconfig:"NOTIFICATION_PUSH_ATTEMPTS" default:"5"`
 	PushBackoff  time.Duration `envconfig:"NOTIFICATION_PUSH_BACKOFF" default:"1s"`
+
+	// DeviceRefresh is how often each replica re-reads the whole device
+	// index, which bounds how long a lost devices.changed notice leaves it
+	// behind.
+	DeviceRefresh time.Duration `envconfig:"NOTIFICATION_DEVICE_REFRESH" default:"1m"`
+	// DeviceFallback reads, once per replica, the device record of a user
+	// missing from the index, for devices registered before the index
+	// existed.
+	DeviceFallback bool `envconfig:"NOTIFICATION_DEVICE_FALLBACK" default:"true"`
+	// RoomTTL and RoomCache bound the rooms (members, name, kind) cached.
+	RoomTTL   time.Duration `envconfig:"NOTIFICATION_ROOM_TTL" default:"30s"`
+	RoomCache int           `envconfig:"NOTIFICATION_ROOM_CACHE" default:"10000"`
 
 	FCMProject      string `envconfig:"NOTIFICATION_FCM_PROJECT" default:"papo"`
 	VAPIDPublicKey  string `envconfig:"NOTIFICATION_VAPID_PUBLIC_KEY"`
@@ -74,6 +87,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("NOTIFICATION_DEDUPE_TTL must be at least NOTIFICATION_WINDOW")
 	case c.PushAttempts < 1 || c.PushAttempts > 20:
 		return fmt.Errorf("NOTIFICATION_PUSH_ATTEMPTS must be between 1 and 20")
+	case c.DeviceRefresh < time.Second || c.DeviceRefresh > time.Hour:
+		return fmt.Errorf("NOTIFICATION_DEVICE_REFRESH must be between 1s and 1h")
+	case c.RoomTTL < time.Second || c.RoomTTL > 10*time.Minute:
+		return fmt.Errorf("NOTIFICATION_ROOM_TTL must be between 1s and 10m")
+	case c.RoomCache < 1 || c.RoomCache > 1_000_000:
+		return fmt.Errorf("NOTIFICATION_ROOM_CACHE must be between 1 and 1000000")
 	case (c.VAPIDPublicKey == "") != (c.VAPIDPrivateKey == ""):
 		return fmt.Errorf("NOTIFICATION_VAPID_PUBLIC_KEY and NOTIFICATION_VAPID_PRIVATE_KEY must be set together")
 	}
@@ -86,17 +105,22 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "notification")
+	tel, err := telemetry.Start(cfg.Telemetry, "notification", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	// The SDK client connects lazily: the HTTP server must listen before
 	// the sidecar, which waits for the app's port, is up.
-	client, err := sidecar.Client(cfg.DaprGRPCPort)
+	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	store := daprstore.New(client, storeName)
+	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	// Sessions revoked on sessions.revoked are refused at once; the
 	// follower stops with ctx, and run waits for it before closing client.
 	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
@@ -105,7 +129,12 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer stopFollowing()
 
-	devices := device.NewRegistry(store)
+	index := device.NewIndex(store, device.IndexOptions{
+		Announcer: announcer{client: client},
+		Fallback:  cfg.DeviceFallback,
+		Log:       log,
+	})
+	devices := device.NewRegistry(store, index)
 	modes := mode.NewStore(store)
 	sender := push.NewSender(push.NewDaprBinding(client, bindingName), push.Options{
 		FCMProject:      cfg.FCMProject,
@@ -123,39 +152,54 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Pusher:      sender,
 		DeadLetters: deadLetters{client: client},
 		Log:         log,
+		Metrics:     notify.NewMetrics(tel.Registry),
 	}, notify.Options{
-		Window:    cfg.Window,
-		DedupeTTL: cfg.DedupeTTL,
-		Attempts:  cfg.PushAttempts,
-		Backoff:   cfg.PushBackoff,
+		Window:        cfg.Window,
+		DedupeTTL:     cfg.DedupeTTL,
+		Attempts:      cfg.PushAttempts,
+		Backoff:       cfg.PushBackoff,
+		RoomTTL:       cfg.RoomTTL,
+		RoomCacheSize: cfg.RoomCache,
 	})
 
 	handler := server.New(server.Deps{
-		Log:        log,
-		Verifier:   verifier,
-		Devices:    devices,
-		Modes:      modes,
-		WebPushKey: cfg.VAPIDPublicKey,
-		Events:     engine.Handle,
-		Checks:     map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
+		Log:            log,
+		Verifier:       verifier,
+		Devices:        devices,
+		Modes:          modes,
+		WebPushKey:     cfg.VAPIDPublicKey,
+		Events:         engine.Handle,
+		DevicesChanged: index.Changed,
+		Checks:         map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
 	})
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}
 	log.Info("notification listening", "url", srv.URL(), "window", cfg.Window.String())
 
 	// Ordered shutdown: stop taking events (the server), then let the
-	// flushes in flight finish.
+	// flushes in flight finish and stop refreshing the device index.
 	runCtx, stopEngine := context.WithCancel(context.WithoutCancel(ctx))
-	engineDone := make(chan error, 1)
+	engineDone, indexDone := make(chan error, 1), make(chan struct{})
 	go func() { engineDone <- engine.Run(runCtx) }()
+	go func() { defer close(indexDone); index.Run(runCtx, cfg.DeviceRefresh) }()
 	serveErr := srv.Serve(ctx, 10*time.Second)
 	stopEngine()
 	if err := <-engineDone; err != nil && serveErr == nil {
 		serveErr = err
 	}
+	<-indexDone
 	return serveErr
+}
+
+// announcer tells every notification replica that the device index
+// changed, on the devices.changed topic (each replica subscribes through
+// the fan-out component).
+type announcer struct{ client dapr.Client }
+
+func (a announcer) DevicesChanged(ctx context.Context, n events.DevicesChanged) error {
+	return a.client.PublishEvent(ctx, events.PubSub, events.TopicDevicesChanged, n)
 }
 
 // deadLetters publishes pushes that failed every retry to the

@@ -13,6 +13,13 @@ func TestRunServesHealthAndStops(t *testing.T) {
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz without a sidecar = %d, want 503", got)
 	}
+	// Only its sidecar reaches notification: deliveries and the
+	// subscription list need the app API token like the API does.
+	for _, route := range []struct{ method, path string }{
+		{"GET", "/dapr/subscribe"}, {"POST", "/events/room-events"}, {"GET", "/api/v1/devices"},
+	} {
+		servicetest.RequireAppToken(t, base, route.method, route.path)
+	}
 	stop()
 }
 
@@ -30,8 +37,14 @@ func TestConfigIsValidated(t *testing.T) {
 		{"one VAPID key", map[string]string{"NOTIFICATION_VAPID_PUBLIC_KEY": "x"}, false},
 		{"attempts", map[string]string{"NOTIFICATION_PUSH_ATTEMPTS": "0"}, false},
 		{"log level", map[string]string{"LOG_LEVEL": "loud"}, false},
+		{"device refresh", map[string]string{"NOTIFICATION_DEVICE_REFRESH": "10s"}, true},
+		{"device refresh too often", map[string]string{"NOTIFICATION_DEVICE_REFRESH": "10ms"}, false},
+		{"no device fallback", map[string]string{"NOTIFICATION_DEVICE_FALLBACK": "false"}, true},
+		{"room ttl too long", map[string]string{"NOTIFICATION_ROOM_TTL": "1h"}, false},
+		{"no room cache", map[string]string{"NOTIFICATION_ROOM_CACHE": "0"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			servicetest.SetTokens(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}

@@ -13,10 +13,16 @@ func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d, want 503", got)
 	}
+	for _, route := range []struct{ method, path string }{
+		{"POST", "/internal/v1/presence/connect"}, {"GET", "/internal/v1/presence"}, {"GET", "/api/v1/presence"},
+	} {
+		servicetest.RequireAppToken(t, base, route.method, route.path)
+	}
 	stop()
 }
 
 func TestConfigRefusesBadValues(t *testing.T) {
+	servicetest.SetTokens(t)
 	for key, value := range map[string]string{
 		"APP_PORT":                "http",
 		"PRESENCE_GRACE":          "-1s",

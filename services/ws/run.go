@@ -19,6 +19,7 @@ import (
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
 	"github.com/papochat/papo/services/ws/internal/presence"
@@ -64,10 +65,10 @@ type Config struct {
 	LiveHold        time.Duration `envconfig:"WS_LIVE_HOLD"`
 	BatchWindow     time.Duration `envconfig:"WS_BATCH_WINDOW"`
 	MaxBatch        int           `envconfig:"WS_MAX_BATCH"`
-	// SettleWait: how long a submission batch may stay in flight before the
-	// next is published anyway; 0 publishes without waiting.
-	SettleWait  time.Duration `envconfig:"WS_SETTLE_WAIT"`
-	TypingEvery time.Duration `envconfig:"WS_TYPING_EVERY"`
+	// SubmitInflight bounds the calls handing submissions to the message
+	// service that may be in flight at once.
+	SubmitInflight int           `envconfig:"WS_SUBMIT_INFLIGHT"`
+	TypingEvery    time.Duration `envconfig:"WS_TYPING_EVERY"`
 
 	// Hub is the hub's configuration made from the limits above.
 	Hub hub.Config `ignored:"true"`
@@ -84,7 +85,7 @@ func loadConfig() (Config, error) {
 		Base: settings.Base{Port: "8081"}, Replica: hostname(),
 		MaxConnsPerUser: d.MaxConnsPerUser, QueueBytes: d.QueueBytes, WriteTimeout: d.WriteTimeout,
 		PingInterval: d.PingInterval, PongWait: d.PongWait, Rate: d.Rate, Burst: d.Burst,
-		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SettleWait: d.SettleWait,
+		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SubmitInflight: d.SubmitInflight,
 	}
 	if err := settings.Load(&cfg); err != nil {
 		return cfg, err
@@ -100,10 +101,8 @@ func loadConfig() (Config, error) {
 	h.PongWait = max(cfg.PongWait, cfg.PingInterval+5*time.Second)
 	h.Rate, h.Burst = cfg.Rate, cfg.Burst
 	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = cfg.LiveHold, cfg.BatchWindow, cfg.MaxBatch, cfg.TypingEvery
-	h.SettleWait = cfg.SettleWait
-	if cfg.SettleWait == 0 {
-		h.SettleWait = -1 // the hub's "off"
-	}
+	h.SubmitInflight = cfg.SubmitInflight
+	h.Replica = cfg.Replica
 	cfg.Hub = h
 	return cfg, nil
 }
@@ -116,7 +115,7 @@ func (c Config) Validate() error {
 		n   int
 	}{
 		{"WS_MAX_CONNS_PER_USER", c.MaxConnsPerUser}, {"WS_QUEUE_BYTES", c.QueueBytes},
-		{"WS_BURST", c.Burst}, {"WS_MAX_BATCH", c.MaxBatch},
+		{"WS_BURST", c.Burst}, {"WS_MAX_BATCH", c.MaxBatch}, {"WS_SUBMIT_INFLIGHT", c.SubmitInflight},
 	} {
 		if f.n <= 0 {
 			errs = append(errs, fmt.Errorf("%s %d is not a positive integer", f.key, f.n))
@@ -128,7 +127,7 @@ func (c Config) Validate() error {
 	}{
 		{"WS_SHUTDOWN_GRACE", c.ShutdownGrace}, {"WS_WRITE_TIMEOUT", c.WriteTimeout},
 		{"WS_PING_INTERVAL", c.PingInterval}, {"WS_PONG_WAIT", c.PongWait}, {"WS_LIVE_HOLD", c.LiveHold},
-		{"WS_BATCH_WINDOW", c.BatchWindow}, {"WS_TYPING_EVERY", c.TypingEvery}, {"WS_SETTLE_WAIT", c.SettleWait},
+		{"WS_BATCH_WINDOW", c.BatchWindow}, {"WS_TYPING_EVERY", c.TypingEvery},
 	} {
 		if f.d < 0 {
 			errs = append(errs, fmt.Errorf("%s %s is negative", f.key, f.d))
@@ -161,14 +160,19 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "ws")
+	tel, err := telemetry.Start(cfg.Telemetry, "ws", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 	debug.SetGCPercent(cfg.GCPercent)
 
-	dc, err := sidecar.Client(cfg.DaprGRPCPort)
+	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer dc.Close()
-	inv := invoke.New(cfg.DaprHTTPPort)
+	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 
 	// The revocation follower closes a revoked session's sockets. It runs
 	// until after the drain, like the subscriptions; the hub is built with
@@ -189,9 +193,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: bus.Publisher{Client: dc},
+		Publisher: bus.Publisher{Client: dc, Metrics: telemetry.NewPublishes(tel.Registry, events.AllTopics)},
 		Log:       log,
 		Presence:  reporter,
+		Metrics:   hub.NewMetrics(tel.Registry),
+		Traces:    tel.Traces,
 	})
 	close(hubBuilt)
 	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log}
@@ -220,7 +226,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 	handler.Handle("/", httpapi.RequestIDs(httpapi.AccessLog(log)(httpapi.Recover(log)(mux))))
 
 	// Listen before touching the sidecar: daprd waits for the app port.
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	// Every route but the probes needs the app token: /ws is reached only
+	// through the gateway's proxy, which presents it.
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
 	}

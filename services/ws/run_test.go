@@ -26,6 +26,7 @@ import (
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/services/ws/internal/hub"
 )
 
@@ -80,6 +81,7 @@ func startRun(t *testing.T, iss *authntest.Issuer, env map[string]string) (base 
 	} {
 		t.Setenv(k, v)
 	}
+	servicetest.SetTokens(t)
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -139,12 +141,17 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	if resp, err := http.Get(base + "/readyz"); err != nil || resp.StatusCode != 503 {
 		t.Fatalf("readyz without a sidecar: %v %v, want 503", resp, err)
 	}
-	if resp, err := http.Get(base + "/ws"); err != nil || resp.StatusCode != 400 {
-		t.Fatalf("plain GET /ws: %v %v, want 400", resp, err)
+	if got := servicetest.StatusWith(t, "GET", base+"/ws", servicetest.WithAppToken()); got != 400 {
+		t.Fatalf("plain GET /ws: %d, want 400", got)
 	}
-
+	// Only the gateway's proxy reaches a replica: without the app API
+	// token the handshake is refused before the hub sees it.
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws"
-	w, err := client.DialWS(ctx, wsURL, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"})
+	tok := iss.Token("alice", "s1", time.Hour)
+	if _, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("dial without the app token: %v, want 401", err)
+	}
+	w, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080", Header: servicetest.WithAppToken()})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -160,10 +167,10 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 }
 
 // TestRunServesConnectionsHandedOffByTheGateway: a connection handed over
-// the WS_HANDOFF_SOCKET is served like one accepted directly — the
-// handshake's checks answer before any upgrade, the hello follows an
-// upgrade, shutdown closes it with 1001 — and the socket file goes away
-// with the service.
+// the WS_HANDOFF_SOCKET is served like one accepted directly — the app
+// API token and the handshake's checks answer before any upgrade, the
+// hello follows an upgrade, shutdown closes it with 1001 — and the socket
+// file goes away with the service.
 func TestRunServesConnectionsHandedOffByTheGateway(t *testing.T) {
 	iss := authntest.New()
 	dir, err := os.MkdirTemp("", "ws-run-")
@@ -177,12 +184,17 @@ func TestRunServesConnectionsHandedOffByTheGateway(t *testing.T) {
 	url := "ws://" + gw + "/ws"
 	ctx := context.Background()
 
-	_, err = client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "https://evil.example"})
+	// The gateway adds the app token to what it hands off (this one
+	// passes the client's request as it is): without it, 401.
+	if _, err := client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("hand-off without the app token: %v, want 401", err)
+	}
+	_, err = client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "https://evil.example", Header: servicetest.WithAppToken()})
 	var refused *client.Error
 	if !errors.As(err, &refused) || refused.Status != http.StatusForbidden || refused.Code != "origin_not_allowed" {
 		t.Fatalf("foreign origin through the hand-off: %v, want 403 origin_not_allowed", err)
 	}
-	w, err := client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"})
+	w, err := client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080", Header: servicetest.WithAppToken()})
 	if err != nil {
 		t.Fatalf("dial through the hand-off: %v", err)
 	}
@@ -236,6 +248,7 @@ func handingGateway(t *testing.T, sock string) string {
 }
 
 func TestLoadConfigRefusesBadValues(t *testing.T) {
+	servicetest.SetTokens(t)
 	for _, env := range []map[string]string{
 		{"APP_PORT": "http"},
 		{"WS_QUEUE_BYTES": "-1"},
@@ -244,8 +257,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"LOG_LEVEL": "loud"},
 		{"WS_PRESENCE_HEARTBEAT": "0s"},
 		{"WS_GC_PERCENT": "-5"},
-		{"WS_SETTLE_WAIT": "-1s"},
 		{"WS_HANDOFF_SOCKET": "/tmp/" + strings.Repeat("x", 100) + ".sock"},
+		{"WS_SUBMIT_INFLIGHT": "-1"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
 			for k, v := range env {
@@ -262,8 +275,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GCPercent != 50 || cfg.Hub.SettleWait != 2*time.Second {
-		t.Fatalf("GC percent %d, settle wait %v; want the defaults 50 and 2s", cfg.GCPercent, cfg.Hub.SettleWait)
+	if cfg.GCPercent != 50 || cfg.Hub.SubmitInflight != 4 {
+		t.Fatalf("GC percent %d, submit inflight %d; want the defaults 50 and 4", cfg.GCPercent, cfg.Hub.SubmitInflight)
 	}
 	if len(cfg.Hub.AllowedOrigins) != 2 || cfg.Hub.MaxConnsPerUser != 3 || cfg.Hub.QueueBytes != 1<<20 {
 		t.Fatalf("got %+v", cfg.Hub)
@@ -274,7 +287,14 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	}
 	want := hub.DefaultConfig()
 	want.AllowedOrigins, want.MaxConnsPerUser = cfg.Hub.AllowedOrigins, 3
+	want.Replica = cfg.Replica // the host name
 	if !reflect.DeepEqual(cfg.Hub, want) {
 		t.Fatalf("hub config\n got %+v\nwant %+v", cfg.Hub, want)
 	}
+}
+
+// isStatus reports whether err is a papo error answer with status.
+func isStatus(err error, status int) bool {
+	var e *client.Error
+	return errors.As(err, &e) && e.Status == status
 }

@@ -16,13 +16,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/statestore"
@@ -30,14 +28,14 @@ import (
 	"github.com/papochat/papo/services/auth/internal/password"
 )
 
-// Limits on account fields.
+// Limits on account fields (the rules are the contract's, api/validate).
 const (
-	MinPassword    = 8
-	MaxPassword    = 256 // bytes; argon2 hashes any length, but bodies stay small
-	MaxDisplayName = 64  // characters
+	MinPassword    = validate.MinPassword
+	MaxPassword    = validate.MaxPassword // bytes; argon2 hashes any length, but bodies stay small
+	MaxDisplayName = validate.MaxDisplayName
 )
 
-var validUsername = regexp.MustCompile(`^[a-z0-9_.-]{3,32}$`)
+func validUsername(name string) bool { return validate.Username(name) == nil }
 
 // record is a user as stored.
 type record struct {
@@ -79,14 +77,11 @@ func identityKey(iss, sub string) string {
 
 // Register creates a user. A taken username is a Conflict (username_taken).
 func (a *Accounts) Register(ctx context.Context, username, pw, displayName string) (api.User, error) {
-	if !validUsername.MatchString(username) {
-		return api.User{}, apierror.Invalidf("invalid_username", "username must match ^[a-z0-9_.-]{3,32}$")
+	if err := validate.Username(username); err != nil {
+		return api.User{}, err
 	}
-	if utf8.RuneCountInString(pw) < MinPassword {
-		return api.User{}, apierror.Invalidf("invalid_password", "password must be at least %d characters", MinPassword)
-	}
-	if len(pw) > MaxPassword {
-		return api.User{}, apierror.Invalidf("invalid_password", "password must be at most %d bytes", MaxPassword)
+	if err := validate.Password(pw); err != nil {
+		return api.User{}, err
 	}
 	displayName, err := cleanDisplayName(displayName, username)
 	if err != nil {
@@ -138,7 +133,7 @@ func (a *Accounts) Authenticate(ctx context.Context, username, pw string) (api.U
 	}
 	var rec record
 	found := false
-	if validUsername.MatchString(username) {
+	if validUsername(username) {
 		r, err := a.byUsername(ctx, username)
 		switch {
 		case err == nil:
@@ -202,7 +197,7 @@ func (a *Accounts) Get(ctx context.Context, id string) (api.User, error) {
 
 // ByUsername returns the users with exactly this username: none or one.
 func (a *Accounts) ByUsername(ctx context.Context, username string) ([]api.User, error) {
-	if !validUsername.MatchString(username) {
+	if !validUsername(username) {
 		return []api.User{}, nil
 	}
 	rec, err := a.byUsername(ctx, username)
@@ -289,26 +284,21 @@ func usernameFromHint(hint string) string {
 			break
 		}
 	}
-	if s := b.String(); validUsername.MatchString(s) {
+	if s := b.String(); validUsername(s) {
 		return s
 	}
 	return ""
 }
 
-// cleanDisplayName trims name, defaults it to username and refuses
-// control characters and over-long names.
+// cleanDisplayName trims name and defaults it to username; a name that
+// breaks the display-name rules (validate.DisplayName) is refused.
 func cleanDisplayName(name, username string) (string, error) {
-	name = strings.TrimSpace(name)
+	name, err := validate.DisplayName(name)
+	if err != nil {
+		return username, err
+	}
 	if name == "" {
 		return username, nil
-	}
-	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxDisplayName {
-		return username, apierror.Invalidf("invalid_display_name", "display_name must be valid UTF-8 of at most %d characters", MaxDisplayName)
-	}
-	for _, r := range name {
-		if unicode.IsControl(r) {
-			return username, apierror.Invalidf("invalid_display_name", "display_name must not contain control characters")
-		}
 	}
 	return name, nil
 }

@@ -1,9 +1,13 @@
 package throttle
 
 import (
+	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/papochat/papo/platform/statestore/memstore"
 )
 
 type clock struct {
@@ -64,5 +68,31 @@ func TestSweepDropsForgottenKeys(t *testing.T) {
 	l.Fail("d")
 	if n := l.Len(); n != 1 {
 		t.Fatalf("got %d keys after a sweep, want 1", n)
+	}
+}
+
+func TestStoreKnownRemembersPairsWithoutStoringAddresses(t *testing.T) {
+	ctx := context.Background()
+	store := memstore.New()
+	k := StoreKnown{Store: store, TTL: time.Hour}
+	if err := k.Remember(ctx, "alice", "203.0.113.7"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		user, addr string
+		want       bool
+	}{
+		{"alice", "203.0.113.7", true},
+		{"alice", "203.0.113.8", false},
+		{"bob", "203.0.113.7", false},
+	} {
+		got, err := k.Known(ctx, tc.user, tc.addr)
+		if err != nil || got != tc.want {
+			t.Errorf("Known(%s, %s) = %v, %v; want %v", tc.user, tc.addr, got, err, tc.want)
+		}
+	}
+	it, err := store.Get(ctx, knownKey("alice", "203.0.113.7"))
+	if err != nil || strings.Contains(it.Key+string(it.Value), "203.0.113.7") {
+		t.Fatalf("stored %q = %q (%v): the address is in the store", it.Key, it.Value, err)
 	}
 }

@@ -194,8 +194,16 @@ export class Api {
   rooms() {
     return this.call("GET", "/api/v1/rooms");
   }
-  publicRooms() {
-    return this.call("GET", "/api/v1/rooms/public");
+  publicRooms(cursor) {
+    const q = new URLSearchParams({ limit: "100" });
+    if (cursor) q.set("cursor", cursor);
+    return this.call("GET", `/api/v1/rooms/public?${q}`);
+  }
+  invitations() {
+    return this.call("GET", "/api/v1/rooms/invitations");
+  }
+  declineInvitation(id) {
+    return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/decline`, {});
   }
   createRoom(name, kind, clientID) {
     return this.call("POST", "/api/v1/rooms", { name, kind, client_id: clientID });

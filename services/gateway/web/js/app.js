@@ -197,6 +197,13 @@ async function enterApp() {
   const id = m ? decodeURIComponent(m[1]) : "";
   if (id && state.rooms.has(id)) openRoom(id, { push: false });
   else showEmpty();
+  api
+    .invitations()
+    .then((res) => {
+      const n = (res.invitations || []).length;
+      if (n) toast(`You have ${n} invitation${n === 1 ? "" : "s"} to private rooms: see Browse rooms.`);
+    })
+    .catch(() => {});
 }
 
 function wireApp() {
@@ -229,6 +236,7 @@ function wireApp() {
   $("room-form").addEventListener("submit", createRoom);
   $("user-form").addEventListener("submit", submitUserDialog);
   $("browse-filter").addEventListener("input", renderBrowse);
+  $("browse-more").addEventListener("click", morePublic);
 
   const composer = $("composer");
   composer.addEventListener("keydown", onComposerKey);
@@ -1340,6 +1348,8 @@ function addRoom(room) {
 }
 
 let publicRooms = [];
+// nextPublic is the cursor of the next page of public rooms ("" at the end).
+let nextPublic = "";
 
 async function openBrowse() {
   openDialog("dlg-browse");
@@ -1348,14 +1358,90 @@ async function openBrowse() {
   li.className = "muted";
   li.textContent = "Loading…";
   list.replaceChildren(li);
+  publicRooms = [];
+  nextPublic = "";
+  loadInvitations();
+  await morePublic();
+}
+
+// morePublic fetches the next page of public rooms (the server pages them,
+// newest first) and adds it to the list.
+async function morePublic() {
   try {
-    const res = await api.publicRooms();
-    publicRooms = res.rooms || [];
+    const res = await api.publicRooms(nextPublic);
+    publicRooms = publicRooms.concat(res.rooms || []);
+    nextPublic = res.next_cursor || "";
+    $("browse-more").hidden = !nextPublic;
     renderBrowse();
   } catch (ex) {
     $("dlg-browse").querySelector(".form-error").textContent = ex.message;
-    list.replaceChildren();
+    if (!publicRooms.length) $("browse-list").replaceChildren();
   }
+}
+
+// loadInvitations shows the invitations to private rooms waiting for an
+// answer, each with Accept (join the room) and Decline.
+async function loadInvitations() {
+  let invs = [];
+  try {
+    invs = (await api.invitations()).invitations || [];
+  } catch (ex) {
+    $("dlg-browse").querySelector(".form-error").textContent = ex.message;
+  }
+  // Name who invited: fetch the users not known yet before drawing.
+  await Promise.all(
+    invs
+      .filter((inv) => !state.users.has(inv.invited_by))
+      .map((inv) =>
+        api
+          .user(inv.invited_by)
+          .then((res) => state.users.set(res.user.id, res.user))
+          .catch(() => {}),
+      ),
+  );
+  $("invite-section").hidden = invs.length === 0;
+  $("invite-list").replaceChildren(
+    ...invs.map((inv) => {
+      const li = document.createElement("li");
+      const name = document.createElement("span");
+      name.className = "browse-name";
+      name.textContent = inv.room.name;
+      const from = document.createElement("span");
+      from.className = "muted";
+      from.textContent = "from " + userName(inv.invited_by);
+      const accept = document.createElement("button");
+      accept.type = "button";
+      accept.className = "primary small";
+      accept.textContent = "Accept";
+      accept.setAttribute("aria-label", "Accept " + inv.room.name);
+      accept.addEventListener("click", async () => {
+        try {
+          const res = await api.joinRoom(inv.room.id);
+          addRoom(res.room);
+          $("dlg-browse").close();
+          openRoom(inv.room.id);
+        } catch (ex) {
+          $("dlg-browse").querySelector(".form-error").textContent = ex.message;
+        }
+      });
+      const decline = document.createElement("button");
+      decline.type = "button";
+      decline.className = "ghost small";
+      decline.textContent = "Decline";
+      decline.setAttribute("aria-label", "Decline " + inv.room.name);
+      decline.addEventListener("click", async () => {
+        try {
+          await api.declineInvitation(inv.room.id);
+          loadInvitations();
+        } catch (ex) {
+          $("dlg-browse").querySelector(".form-error").textContent = ex.message;
+        }
+      });
+      li.append(name, from, accept, decline);
+      return li;
+    }),
+  );
+  return invs.length;
 }
 
 function renderBrowse() {
@@ -1404,8 +1490,10 @@ let userMode = "dm";
 function openUserDialog(mode) {
   userMode = mode;
   const r = state.rooms.get(state.current);
-  $("dlg-user-title").textContent = mode === "dm" ? "New direct message" : `Add someone to #${r ? roomTitle(r) : ""}`;
-  $("user-submit").textContent = mode === "dm" ? "Start chat" : "Add to room";
+  const invite = mode !== "dm" && r && r.kind === "private";
+  $("dlg-user-title").textContent =
+    mode === "dm" ? "New direct message" : `${invite ? "Invite" : "Add"} someone to #${r ? roomTitle(r) : ""}`;
+  $("user-submit").textContent = mode === "dm" ? "Start chat" : invite ? "Invite" : "Add to room";
   openDialog("dlg-user");
 }
 
@@ -1439,9 +1527,10 @@ async function submitUserDialog(e) {
     } else {
       const r = state.rooms.get(state.current);
       if (!r) return;
-      await api.addMember(r.id, u.id);
+      const res = await api.addMember(r.id, u.id);
       d.close();
-      toast(`${u.display_name || u.username} was added.`);
+      // Into a private room an add is an invitation the person accepts.
+      toast(`${u.display_name || u.username} was ${res.invitation ? "invited" : "added"}.`);
       loadMembers(r);
     }
   } catch (ex) {

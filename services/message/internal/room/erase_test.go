@@ -146,6 +146,7 @@ func staleWriteAfterDelete(t *testing.T, base statestore.Store, b *room.Service)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	quiesce(t, a)
 	if got := storedWith(t, base, r.ID, "secret"); len(got) != 1 {
 		t.Fatalf("the stalled write did not put the text back (stored in %v): the race was not played", got)
 	}

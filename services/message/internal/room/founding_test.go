@@ -295,7 +295,7 @@ func TestAFoundingTailIsServedAndMaterializedLater(t *testing.T) {
 	if seq, n := markers(t, f.svc, "alice", id); seq != 2 || n != 0 {
 		t.Fatalf("alice: read_seq %d unread %d, want 2 and 0", seq, n)
 	}
-	if public, err := f.svc.Public(ctx); err != nil || len(public) != 1 || public[0].ID != id {
+	if public, err := f.svc.Public(ctx, "", room.DefaultPublicLimit); err != nil || len(public.Rooms) != 1 || public.Rooms[0].ID != id {
 		t.Fatalf("public rooms = %+v, %v; want the room", public, err)
 	}
 }
@@ -414,7 +414,7 @@ func TestARetriedCreationFinishesTheSameRoom(t *testing.T) {
 	if err != nil || len(mine) != 1 || mine[0].ID != id {
 		t.Fatalf("alice's rooms = %+v, %v; want the one room, materialized", mine, err)
 	}
-	if public, err := f.svc.Public(ctx); err != nil || len(public) != 1 || public[0].ID != id {
+	if public, err := f.svc.Public(ctx, "", room.DefaultPublicLimit); err != nil || len(public.Rooms) != 1 || public.Rooms[0].ID != id {
 		t.Fatalf("public rooms = %+v, %v; want the room", public, err)
 	}
 

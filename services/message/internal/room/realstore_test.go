@@ -48,6 +48,7 @@ func TestTwoReplicasOnRealStores(t *testing.T) {
 			})
 			store := daprstore.New(sc.Client, "messagestore")
 			twoReplicas(t, store)
+			twoReplicasManyRooms(t, store)
 			concurrentDMOpens(t, store)
 			deleteErases(t, store)
 		})

@@ -36,7 +36,8 @@ func idemKey(roomID, senderID, clientID string) string {
 
 func userRoomsKey(userID string) string { return "userrooms|" + url.QueryEscape(userID) }
 
-// publicRoomsKey holds the index of public rooms.
+// publicRoomsKey holds the first page of the index of public rooms
+// (public.go).
 const publicRoomsKey = "rooms|public"
 
 // roomRecord is a room's head: its metadata, the end of its log, and the
@@ -67,6 +68,10 @@ type roomRecord struct {
 	// they stay (their edits may not be in the edits index).
 	Deleted []int64 `json:"deleted,omitempty"`
 	Tail    tail    `json:"tail"`
+	// Commit names the write that committed this head (a random token per
+	// commit round), so a writer whose multi-head transaction failed can
+	// tell which of its heads landed anyway.
+	Commit string `json:"commit,omitempty"`
 }
 
 // tail is what one committed change adds; until it is materialized it is
@@ -110,6 +115,47 @@ func (r roomRecord) api() api.Room {
 		ID: r.ID, Name: r.Name, Kind: r.Kind, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt,
 		LastSeq: r.LastSeq, Members: r.Members,
 	}
+}
+
+// after returns what of the tail comes after seq: its events, idempotency
+// entries and marks of later seqs (a tail's membership ops and public flag
+// are materialized before any later commit, so they are not carried).
+func (t tail) after(seq int64) tail {
+	var out tail
+	for _, e := range t.Events {
+		if e.Seq > seq {
+			out.Events = append(out.Events, e)
+		}
+	}
+	for _, e := range t.Idem {
+		if e.Seq > seq {
+			out.Idem = append(out.Idem, e)
+		}
+	}
+	for _, mk := range t.Marks {
+		if mk.Seq > seq {
+			out.Marks = append(out.Marks, mk)
+		}
+	}
+	return out
+}
+
+// clone returns a copy of the tail that shares no slice with it.
+func (t tail) clone() tail {
+	return tail{
+		Events: slices.Clone(t.Events), Idem: slices.Clone(t.Idem), Marks: slices.Clone(t.Marks),
+		Members: slices.Clone(t.Members), Public: t.Public,
+	}
+}
+
+// tailIdem returns the seq the tail assigned to senderID's clientID.
+func (r roomRecord) tailIdem(senderID, clientID string) (int64, bool) {
+	for _, e := range r.Tail.Idem {
+		if e.SenderID == senderID && e.ClientID == clientID {
+			return e.Seq, true
+		}
+	}
+	return 0, false
 }
 
 // tailEvent returns the event at seq if the tail holds it.
@@ -198,7 +244,7 @@ func (s memberSet) ids() []string {
 	return out
 }
 
-// idList is the public-room index: ids are only ever added.
+// idList is a page of the public-room index: ids are only ever added.
 type idList struct {
 	IDs []string `json:"ids"`
 }
@@ -327,18 +373,8 @@ func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 	// Edits are indexed under their target and deletes erase the target's
 	// text, outside the check above: a tail whose events were written by a
 	// materializer that failed after them is finished here.
-	for _, e := range t.Events {
-		switch e.Type {
-		case api.EventEdit:
-			if err := s.indexEdit(ctx, head.ID, e); err != nil {
-				return fmt.Errorf("materialize edit %d of room %s: %w", e.Seq, head.ID, err)
-			}
-		case api.EventDelete:
-			if err := s.erase(ctx, head.ID, e.TargetSeq); err != nil {
-				return fmt.Errorf("materialize delete %d of room %s: %w", e.Seq, head.ID, err)
-			}
-			s.eraseLater(head.ID, e.TargetSeq, s.eraseAgain)
-		}
+	if err := s.materializeEdits(ctx, head); err != nil {
+		return err
 	}
 	for _, op := range t.Members {
 		err := update(ctx, s, memberKey(head.ID, op.UserID), func(m *memberRecord, found bool) bool {
@@ -371,15 +407,27 @@ func (s *Service) materialize(ctx context.Context, head roomRecord) error {
 		}
 	}
 	if t.Public {
-		err := update(ctx, s, publicRoomsKey, func(l *idList, _ bool) bool {
-			if slices.Contains(l.IDs, head.ID) {
-				return false
-			}
-			l.IDs = append(l.IDs, head.ID)
-			return true
-		})
-		if err != nil {
+		if err := s.indexPublic(ctx, head.ID); err != nil {
 			return fmt.Errorf("add room %s to the public index: %w", head.ID, err)
+		}
+	}
+	return nil
+}
+
+// materializeEdits indexes the edits of head's tail under their targets
+// and erases the text of the messages its deletes delete.
+func (s *Service) materializeEdits(ctx context.Context, head roomRecord) error {
+	for _, e := range head.Tail.Events {
+		switch e.Type {
+		case api.EventEdit:
+			if err := s.indexEdit(ctx, head.ID, e); err != nil {
+				return fmt.Errorf("materialize edit %d of room %s: %w", e.Seq, head.ID, err)
+			}
+		case api.EventDelete:
+			if err := s.erase(ctx, head.ID, e.TargetSeq); err != nil {
+				return fmt.Errorf("materialize delete %d of room %s: %w", e.Seq, head.ID, err)
+			}
+			s.eraseLater(head.ID, e.TargetSeq, s.eraseAgain)
 		}
 	}
 	return nil

@@ -66,6 +66,17 @@ func consume(t *testing.T, svc *room.Service, subs ...events.Submission) {
 	if err := svc.Consume(ctx, events.SubmissionBatch{Submissions: subs}); err != nil {
 		t.Fatalf("consume: %v", err)
 	}
+	quiesce(t, svc)
+}
+
+// quiesce waits until svc's append pipeline has materialized everything.
+func quiesce(t *testing.T, svc *room.Service) {
+	t.Helper()
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := svc.Quiesce(qctx); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func history(t *testing.T, svc *room.Service, user, roomID string, p room.Page) api.EventsResponse {
@@ -394,12 +405,12 @@ func TestMembership(t *testing.T) {
 	if _, err := f.svc.Join(ctx, "mallory", private.ID); apierror.CodeOf(err) != "not_invited" {
 		t.Fatalf("join private uninvited: got %v, want not_invited", err)
 	}
-	if _, err := f.svc.AddMember(ctx, "mallory", private.ID, "eve"); apierror.CodeOf(err) != "not_a_member" {
+	if _, _, err := f.svc.AddMember(ctx, "mallory", private.ID, "eve"); apierror.CodeOf(err) != "not_a_member" {
 		t.Fatalf("non-member adding: got %v, want not_a_member", err)
 	}
 	// Naming someone already in changes nothing, and must not answer with
 	// the room either.
-	if got, err := f.svc.AddMember(ctx, "mallory", private.ID, "alice"); apierror.CodeOf(err) != "not_a_member" || got.ID != "" {
+	if got, _, err := f.svc.AddMember(ctx, "mallory", private.ID, "alice"); apierror.CodeOf(err) != "not_a_member" || got.ID != "" {
 		t.Fatalf("non-member adding a member: got %+v, %v; want not_a_member and no room", got, err)
 	}
 	for _, tt := range []struct{ name, user string }{{"read", "mallory"}} {
@@ -417,19 +428,30 @@ func TestMembership(t *testing.T) {
 		t.Fatalf("members by non-member: got %v, want Forbidden", err)
 	}
 
-	got, err := f.svc.AddMember(ctx, "alice", private.ID, "bob")
+	// A member's add is an invitation: bob is not in the room until he
+	// accepts it by joining.
+	got, inv, err := f.svc.AddMember(ctx, "alice", private.ID, "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.LastSeq != 2 {
-		t.Fatalf("after adding bob last_seq = %d, want 2 (alice's join, then bob's)", got.LastSeq)
+	if got.LastSeq != 1 || inv == nil || inv.UserID != "bob" || inv.InvitedBy != "alice" || inv.Room.ID != private.ID {
+		t.Fatalf("after inviting bob: room %+v invitation %+v; want last_seq 1 and an invitation", got, inv)
 	}
-	// Adding again, and bob joining what he is in, change nothing.
-	if _, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil {
+	if _, err := f.svc.History(ctx, "bob", private.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
+		t.Fatalf("read by the invitee before accepting: got %v, want Forbidden", err)
+	}
+	// Inviting again changes nothing; bob accepts by joining.
+	if _, _, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 2 {
+		t.Fatalf("bob accepting: %+v, %v", r, err)
+	}
+	if r, err := f.svc.Join(ctx, "bob", private.ID); err != nil || r.LastSeq != 2 {
 		t.Fatalf("join as member: %+v, %v", r, err)
+	}
+	if _, inv, err := f.svc.AddMember(ctx, "alice", private.ID, "bob"); err != nil || inv != nil {
+		t.Fatalf("inviting a member: invitation %+v, %v; want none", inv, err)
 	}
 	members, err := f.svc.Members(ctx, "bob", private.ID)
 	if err != nil || fmt.Sprint(members) != "[alice bob]" {
@@ -437,8 +459,8 @@ func TestMembership(t *testing.T) {
 	}
 	ev := history(t, f.svc, "bob", private.ID, room.Page{}).Events
 	if len(ev) != 2 || ev[0].Type != api.EventMemberJoined || ev[0].UserID != "alice" || ev[0].SenderID != "alice" ||
-		ev[1].Type != api.EventMemberJoined || ev[1].UserID != "bob" || ev[1].SenderID != "alice" {
-		t.Fatalf("got %+v, want member_joined of alice by alice, then of bob by alice", ev)
+		ev[1].Type != api.EventMemberJoined || ev[1].UserID != "bob" || ev[1].SenderID != "bob" {
+		t.Fatalf("got %+v, want member_joined of alice by alice, then of bob by bob", ev)
 	}
 	if err := f.svc.Leave(ctx, "bob", private.ID); err != nil {
 		t.Fatal(err)
@@ -486,8 +508,9 @@ func TestListsOfRooms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	public, err := f.svc.Public(ctx)
-	if err != nil || len(public) != 1 || public[0].ID != pub.ID || public[0].Name != "general" {
+	page, err := f.svc.Public(ctx, "", room.DefaultPublicLimit)
+	public := page.Rooms
+	if err != nil || len(public) != 1 || public[0].ID != pub.ID || public[0].Name != "general" || page.Next != "" {
 		t.Fatalf("public rooms = %+v, %v; want only %s", public, err, pub.ID)
 	}
 	mine, err := f.svc.Mine(ctx, "alice")
@@ -523,7 +546,7 @@ func TestDMIsOneRoomPerPair(t *testing.T) {
 	if _, err := f.svc.Join(ctx, "carol", a.ID); apierror.CodeOf(err) != "dm_closed" {
 		t.Fatalf("third user joining a DM: got %v, want dm_closed", err)
 	}
-	if _, err := f.svc.AddMember(ctx, "alice", a.ID, "carol"); apierror.CodeOf(err) != "dm_closed" {
+	if _, _, err := f.svc.AddMember(ctx, "alice", a.ID, "carol"); apierror.CodeOf(err) != "dm_closed" {
 		t.Fatalf("adding to a DM: got %v, want dm_closed", err)
 	}
 	if _, err := f.svc.History(ctx, "carol", a.ID, room.Page{Limit: 10}); apierror.KindOf(err) != apierror.Forbidden {
@@ -761,8 +784,110 @@ func (n nonAtomic) Transact(ctx context.Context, ops []statestore.Op) error {
 // on an atomic store and on one whose transactions are not atomic.
 func TestTwoReplicasAppendGapFree(t *testing.T) {
 	for name, store := range map[string]statestore.Store{"atomic": memstore.New(), "non-atomic": nonAtomic{memstore.New()}} {
-		t.Run(name, func(t *testing.T) { twoReplicas(t, store) })
+		t.Run(name, func(t *testing.T) {
+			twoReplicas(t, store)
+			twoReplicasManyRooms(t, store)
+		})
 	}
+}
+
+// twoReplicasManyRooms is twoReplicas with many rooms: each call hands
+// over submissions to several rooms at once (as ws does), so commit rounds
+// hold several heads and both replicas race on most of them; through the
+// direct path (Append) and the broker's (Consume), with every third call
+// repeated on the other replica. Every room must end gap-free, with every
+// message once, and every outcome must name the seq its message got.
+func twoReplicasManyRooms(t *testing.T, store statestore.Store) {
+	t.Helper()
+	pubA, pubB := &publish.Memory{}, &publish.Memory{}
+	replicas := []*room.Service{room.New(store, pubA, quiet()), room.New(store, pubB, quiet())}
+	const rooms, senders, each = 8, 3, 12
+	ids := make([]string, rooms)
+	for i := range ids {
+		r, err := replicas[i%2].Create(ctx, "u0", fmt.Sprint("many ", i), api.RoomPublic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = r.ID
+		for s := 1; s < senders; s++ {
+			if _, err := replicas[(i+s)%2].Join(ctx, fmt.Sprint("u", s), r.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var mu sync.Mutex
+	seqOf := map[string]int64{} // room/sender/client → seq answered
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				// One call: message i of sender s to every room.
+				var subs []events.Submission
+				for _, id := range ids {
+					subs = append(subs, msg(id, fmt.Sprint("u", s), fmt.Sprint("m", i), fmt.Sprintf("u%d #%d", s, i)))
+				}
+				for attempt := range 1 + boolInt(i%3 == 0) {
+					r := replicas[(s+i+attempt)%2]
+					if (s+i)%2 == 0 {
+						if err := r.Consume(ctx, events.SubmissionBatch{Submissions: subs}); err != nil {
+							t.Error(err)
+						}
+						continue
+					}
+					outs, err := r.Append(ctx, subs)
+					if err != nil {
+						t.Error(err)
+						continue
+					}
+					mu.Lock()
+					for j, o := range outs {
+						k := subs[j].RoomID + "/" + subs[j].SenderID + "/" + subs[j].ClientID
+						if o.Seq < 1 || (seqOf[k] != 0 && seqOf[k] != o.Seq) {
+							t.Errorf("%s answered %+v, and %d before", k, o, seqOf[k])
+						}
+						seqOf[k] = o.Seq
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		var all []api.Event
+		for after := int64(0); ; {
+			page := history(t, replicas[0], "u0", id, room.Page{HasAfter: true, After: after, Limit: api.MaxPageLimit})
+			all = append(all, page.Events...)
+			if len(page.Events) == 0 || page.Events[len(page.Events)-1].Seq >= page.LastSeq {
+				break
+			}
+			after = page.Events[len(page.Events)-1].Seq
+		}
+		checkGapFree(t, all, 1)
+		if got, want := int64(len(all)), int64(senders+senders*each); got != want {
+			t.Fatalf("room %s has %d events, want %d (joins and messages)", id, got, want)
+		}
+		seen := map[string]bool{}
+		for _, e := range messagesOnly(all) {
+			k := e.RoomID + "/" + e.SenderID + "/" + e.ClientID
+			if seen[k] {
+				t.Fatalf("%s stored twice", k)
+			}
+			seen[k] = true
+			if want, ok := seqOf[k]; ok && want != e.Seq {
+				t.Fatalf("%s stored at %d, answered %d", k, e.Seq, want)
+			}
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func twoReplicas(t *testing.T, store statestore.Store) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -25,14 +26,14 @@ func (s *Service) Create(ctx context.Context, userID, name, kind string) (api.Ro
 // finishes it) instead of making a second one. Reusing a clientID for
 // another name or kind is a conflict.
 func (s *Service) CreateOnce(ctx context.Context, userID, name, kind, clientID string) (api.Room, error) {
-	name, err := checkName(name)
+	name, err := validate.RoomName(name)
 	if err != nil {
 		return api.Room{}, err
 	}
 	if kind != api.RoomPublic && kind != api.RoomPrivate {
 		return api.Room{}, apierror.Invalidf("invalid_kind", "kind must be %q or %q", api.RoomPublic, api.RoomPrivate)
 	}
-	if err := checkClientID(clientID); err != nil {
+	if err := validate.ClientID(clientID, false); err != nil {
 		return api.Room{}, err
 	}
 	id := newRoomID()
@@ -41,6 +42,16 @@ func (s *Service) CreateOnce(ctx context.Context, userID, name, kind, clientID s
 	}
 	rec := roomRecord{ID: id, Name: name, Kind: kind, CreatedBy: userID, CreatedAt: s.now().UTC()}
 	rec.Tail.Public = kind == api.RoomPublic
+	if err := s.checkRoomCap(ctx, userID); err != nil {
+		// A retry of a creation that brought the user to the cap answers
+		// the room it made, as any retry does.
+		if clientID != "" && apierror.CodeOf(err) == "too_many_rooms" {
+			if _, _, found, rerr := s.readHead(ctx, id); rerr == nil && found {
+				return s.createdBefore(ctx, rec)
+			}
+		}
+		return api.Room{}, err
+	}
 	first := rec.founded(userID)
 	err = s.store.Write(ctx, statestore.Op{Key: roomKey(rec.ID), Value: encode(rec), IfAbsent: true})
 	if errors.Is(err, statestore.ErrConflict) && clientID != "" {
@@ -102,7 +113,7 @@ func (r *roomRecord) founded(userIDs ...string) []api.Event {
 // OpenDM returns the DM room of userID and otherID, creating it on first
 // use. Its id is derived from the pair, so both users get the same room.
 func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room, error) {
-	if err := checkUserID(otherID); err != nil {
+	if err := validate.UserID(otherID); err != nil {
 		return api.Room{}, err
 	}
 	if otherID == userID {
@@ -159,20 +170,6 @@ func (s *Service) openDM(ctx context.Context, userID, otherID, id string) (api.R
 		return api.Room{}, fmt.Errorf("open dm: %w", err)
 	}
 	return out.api(), nil
-}
-
-// Join adds userID to a public room. Joining a room one is in already is a
-// no-op; a private room or a DM can only be entered by being added.
-func (s *Service) Join(ctx context.Context, userID, roomID string) (api.Room, error) {
-	return s.addMember(ctx, userID, roomID, userID)
-}
-
-// AddMember lets a member of a public or private room add another user.
-func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
-	if err := checkUserID(userID); err != nil {
-		return api.Room{}, err
-	}
-	return s.addMember(ctx, actorID, roomID, userID)
 }
 
 // membership returns userID's membership of the room whose head is head,
@@ -256,8 +253,9 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 	return out, nil
 }
 
-// addMember appends member_joined for userID, sent by actorID.
-func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string) (api.Room, error) {
+// addMember appends member_joined for userID, sent by actorID; invited
+// lets userID join a private room.
+func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string, invited bool) (api.Room, error) {
 	out, err := s.changeMembers(ctx, roomID, func(head roomRecord, items []statestore.Item) (*api.Event, *memberOp, error) {
 		_, actorIn, err := membership(head, items[0], actorID)
 		if err != nil {
@@ -276,8 +274,9 @@ func (s *Service) addMember(ctx context.Context, actorID, roomID, userID string)
 			return nil, nil, nil // already a member
 		case head.Kind == api.RoomDM:
 			return nil, nil, apierror.New(apierror.Forbidden, "dm_closed", "nobody else can join a DM")
-		case actorID == userID && head.Kind == api.RoomPrivate:
-			return nil, nil, apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by being added by a member")
+		case head.Kind == api.RoomPrivate && !(actorID == userID && invited):
+			// Only the invitee enters a private room, by accepting.
+			return nil, nil, apierror.New(apierror.Forbidden, "not_invited", "a private room is entered by accepting a member's invitation")
 		}
 		// A newcomer's read marker starts at its own join (op.Seq): the
 		// history before it is not unread.
@@ -368,40 +367,6 @@ func (s *Service) Cursors(ctx context.Context, userID string) ([]api.RoomCursor,
 	out := make([]api.RoomCursor, len(rooms))
 	for i, r := range rooms {
 		out[i] = api.RoomCursor{RoomID: r.ID, LastSeq: r.LastSeq}
-	}
-	return out, nil
-}
-
-// Public lists the public rooms.
-func (s *Service) Public(ctx context.Context) ([]api.Room, error) {
-	it, err := s.getItem(ctx, publicRoomsKey)
-	if err != nil {
-		return nil, fmt.Errorf("public rooms: %w", err)
-	}
-	var ids idList
-	if it.Found() {
-		if err := decode(it, &ids); err != nil {
-			return nil, err
-		}
-	}
-	keys := make([]string, len(ids.IDs))
-	for i, id := range ids.IDs {
-		keys[i] = roomKey(id)
-	}
-	items, err := s.bulkGet(ctx, keys...)
-	if err != nil {
-		return nil, fmt.Errorf("public rooms: %w", err)
-	}
-	out := make([]api.Room, 0, len(items))
-	for _, it := range items {
-		if !it.Found() {
-			continue
-		}
-		var r roomRecord
-		if err := decode(it, &r); err != nil {
-			return nil, err
-		}
-		out = append(out, r.api())
 	}
 	return out, nil
 }
@@ -510,10 +475,10 @@ func (s *Service) MarkRead(ctx context.Context, userID, roomID string, seq int64
 // Submit checks a send from the REST API and publishes it to
 // messages.submitted, the same path a WebSocket send takes.
 func (s *Service) Submit(ctx context.Context, sub events.Submission) error {
-	if sub.ClientID == "" {
-		// As over the WebSocket: without one a send cannot be retried
-		// safely, nor matched to its event.
-		return apierror.Invalidf("invalid_client_id", "client_id is required: 1-%d characters", api.MaxClientIDLen)
+	// As over the WebSocket, a client_id is required: without one a send
+	// cannot be retried safely, nor matched to its event.
+	if err := validate.ClientID(sub.ClientID, true); err != nil {
+		return err
 	}
 	if err := checkSubmission(sub); err != nil {
 		return err

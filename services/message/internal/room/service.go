@@ -14,17 +14,16 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -40,11 +39,11 @@ type Publisher interface {
 // replica) may share one store: every change is an ETag-guarded
 // transaction, re-read and retried on conflict.
 type Service struct {
-	store statestore.Store
-	pub   Publisher
-	log   *slog.Logger
-	now   func() time.Time
-	queue *combiner
+	store  statestore.Store
+	pub    Publisher
+	log    *slog.Logger
+	now    func() time.Time
+	writer *writer
 	// events caches materialized event records by key. An event key is
 	// written once with the only value it can have (a delete erases the
 	// text, but pages hide it at read time from the head), so a cached
@@ -66,6 +65,11 @@ type Service struct {
 	eraseMu    sync.Mutex
 	erasures   map[string]bool
 	eraseAgain time.Duration
+	// maxRooms caps the rooms (DMs apart) one user may be in.
+	maxRooms int
+	// metrics and tracer observe the writer's rounds (SetTelemetry).
+	metrics *Metrics
+	tracer  trace.Tracer
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -82,8 +86,9 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events,
 		scrollback:  expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL),
 		compactions: map[string]*time.Timer{},
-		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter}
-	s.queue = newCombiner(s.appendPending)
+		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter, maxRooms: DefaultMaxRoomsPerUser,
+		metrics: discardMetrics(), tracer: noTracer()}
+	s.writer = newWriter(s)
 	return s
 }
 
@@ -127,73 +132,27 @@ var (
 
 var validRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 
-// maxUserID bounds user ids taken from requests (they come from tokens or
-// from a client naming another user).
-const maxUserID = 128
-
-func checkUserID(id string) error {
-	if id == "" || len(id) > maxUserID || !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl) {
-		return apierror.Invalidf("invalid_user_id", "user_id must be 1-%d bytes of printable text", maxUserID)
-	}
-	return nil
-}
-
-// checkText enforces the rules for message text: valid UTF-8, 1 to
-// api.MaxTextRunes characters, not blank, no control character but newline
-// and tab.
-func checkText(text string) error {
-	n := utf8.RuneCountInString(text)
-	if !utf8.ValidString(text) || n < 1 || n > api.MaxTextRunes {
-		return apierror.Invalidf("invalid_text", "text must be 1-%d characters of valid UTF-8", api.MaxTextRunes)
-	}
-	if strings.TrimSpace(text) == "" {
-		return apierror.Invalidf("invalid_text", "text must not be blank")
-	}
-	if strings.ContainsFunc(text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }) {
-		return apierror.Invalidf("invalid_text", "text must not hold control characters other than newline and tab")
-	}
-	return nil
-}
-
-// checkClientID enforces the client_id rules: optional, at most
-// api.MaxClientIDLen characters, printable.
-func checkClientID(id string) error {
-	if !utf8.ValidString(id) || utf8.RuneCountInString(id) > api.MaxClientIDLen || strings.ContainsFunc(id, unicode.IsControl) {
-		return apierror.Invalidf("invalid_client_id", "client_id must be at most %d printable characters", api.MaxClientIDLen)
-	}
-	return nil
-}
-
-// checkName enforces room names: 1 to api.MaxRoomName characters after
-// trimming, no control characters.
-func checkName(name string) (string, error) {
-	name = strings.TrimSpace(name)
-	n := utf8.RuneCountInString(name)
-	if !utf8.ValidString(name) || n < 1 || n > api.MaxRoomName || strings.ContainsFunc(name, unicode.IsControl) {
-		return "", apierror.Invalidf("invalid_name", "name must be 1-%d printable characters", api.MaxRoomName)
-	}
-	return name, nil
-}
-
-// checkSubmission applies the rules that need no stored state.
+// checkSubmission applies the rules that need no stored state; the rules
+// for text and ids are the contract's (api/validate), the same the ws
+// service applies to frames and REST bodies get.
 func checkSubmission(sub events.Submission) error {
 	if !validRoomID.MatchString(sub.RoomID) {
 		return errRoomNotFound
 	}
-	if err := checkUserID(sub.SenderID); err != nil {
+	if err := validate.UserID(sub.SenderID); err != nil {
 		return apierror.Invalidf("invalid_sender", "submission has no valid sender")
 	}
-	if err := checkClientID(sub.ClientID); err != nil {
+	if err := validate.ClientID(sub.ClientID, false); err != nil {
 		return err
 	}
 	switch sub.Type {
 	case api.EventMessage:
-		return checkText(sub.Text)
+		return validate.Text(sub.Text)
 	case api.EventEdit:
 		if sub.TargetSeq < 1 {
 			return apierror.Invalidf("invalid_target", "an edit needs target_seq")
 		}
-		return checkText(sub.Text)
+		return validate.Text(sub.Text)
 	case api.EventDelete:
 		if sub.TargetSeq < 1 {
 			return apierror.Invalidf("invalid_target", "a delete needs target_seq")

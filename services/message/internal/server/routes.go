@@ -13,16 +13,19 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/dapr/go-sdk/service/common"
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/message/internal/room"
 )
@@ -40,6 +43,8 @@ type Deps struct {
 	Log   *slog.Logger
 	// Ready are the checks behind /readyz.
 	Ready map[string]httpapi.Check
+	// Traces, when set, continues callers' traces in a span per request.
+	Traces trace.TracerProvider
 }
 
 // Routes returns the service's router. The Dapr SDK's service adds its own
@@ -50,6 +55,9 @@ func Routes(d Deps) *chi.Mux {
 
 	r := chi.NewRouter()
 	r.Use(httpapi.Recover(d.Log), httpapi.RequestIDs, httpapi.AccessLog(d.Log))
+	if d.Traces != nil {
+		r.Use(telemetry.HTTP(d.Traces, func(r *http.Request) string { return chi.RouteContext(r.Context()).RoutePattern() }))
+	}
 	r.NotFound(httpapi.NotFound)
 	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
@@ -62,7 +70,9 @@ func Routes(d Deps) *chi.Mux {
 		r.Method(http.MethodPost, "/rooms", handle(h.createRoom))
 		r.Method(http.MethodGet, "/rooms", handle(h.myRooms))
 		r.Method(http.MethodGet, "/rooms/public", handle(h.publicRooms))
+		r.Method(http.MethodGet, "/rooms/invitations", handle(h.invitations))
 		r.Method(http.MethodPost, "/rooms/{id}/join", handle(h.join))
+		r.Method(http.MethodPost, "/rooms/{id}/decline", handle(h.decline))
 		r.Method(http.MethodPost, "/rooms/{id}/leave", handle(h.leave))
 		r.Method(http.MethodPost, "/rooms/{id}/members", handle(h.addMember))
 		r.Method(http.MethodGet, "/rooms/{id}/members", handle(h.members))
@@ -80,6 +90,7 @@ func Routes(d Deps) *chi.Mux {
 		r.Method(http.MethodGet, "/rooms/{id}/events", handle(h.internalHistory))
 		r.Method(http.MethodGet, "/rooms/{id}/members", handle(h.internalMembers))
 		r.Method(http.MethodPost, "/rooms/{id}/read", handle(h.internalRead))
+		r.Method(http.MethodPost, strings.TrimPrefix(events.SubmitRoute, "/internal/v1"), handle(h.internalSubmit))
 	})
 	return r
 }
@@ -173,11 +184,37 @@ func (h handlers) myRooms(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) publicRooms(w http.ResponseWriter, r *http.Request) error {
-	rooms, err := h.rooms.Public(r.Context())
+	q := r.URL.Query()
+	limit := room.DefaultPublicLimit
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > room.MaxPublicLimit {
+			return apierror.Invalidf("invalid_limit", "limit must be an integer from 1 to %d", room.MaxPublicLimit)
+		}
+		limit = n
+	}
+	page, err := h.rooms.Public(r.Context(), q.Get("cursor"), limit)
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusOK, api.RoomsResponse{Rooms: rooms})
+	httpapi.Encode(w, http.StatusOK, api.RoomsResponse{Rooms: page.Rooms, NextCursor: page.Next})
+	return nil
+}
+
+func (h handlers) invitations(w http.ResponseWriter, r *http.Request) error {
+	invs, err := h.rooms.Invitations(r.Context(), user(r))
+	if err != nil {
+		return err
+	}
+	httpapi.Encode(w, http.StatusOK, api.InvitationsResponse{Invitations: invs})
+	return nil
+}
+
+func (h handlers) decline(w http.ResponseWriter, r *http.Request) error {
+	if err := h.rooms.Decline(r.Context(), user(r), chi.URLParam(r, "id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
@@ -206,11 +243,11 @@ func (h handlers) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err := h.checkUser(r.Context(), req.UserID); err != nil {
 		return err
 	}
-	room, err := h.rooms.AddMember(r.Context(), user(r), chi.URLParam(r, "id"), req.UserID)
+	room, inv, err := h.rooms.AddMember(r.Context(), user(r), chi.URLParam(r, "id"), req.UserID)
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusOK, api.RoomResponse{Room: room})
+	httpapi.Encode(w, http.StatusOK, api.AddMemberResponse{Room: room, Invitation: inv})
 	return nil
 }
 
@@ -358,6 +395,41 @@ func (h handlers) internalMembers(w http.ResponseWriter, r *http.Request) error 
 	}
 	room.Members = nil
 	httpapi.Encode(w, http.StatusOK, InternalMembersResponse{Members: ids, Room: &room})
+	return nil
+}
+
+// Limits of one POST events.SubmitRoute: submissions per call, and the
+// body (each submission's text is at most api.MaxTextRunes characters, up
+// to 4 bytes each).
+const (
+	maxSubmitBatch = 1024
+	maxSubmitBody  = 16 << 20
+)
+
+// internalSubmit stores a batch ws hands over and answers each
+// submission's outcome (see room.Service.Append). A transient failure is
+// 503: the caller repeats the call, and what was stored is answered with
+// its seq.
+func (h handlers) internalSubmit(w http.ResponseWriter, r *http.Request) error {
+	var batch events.SubmissionBatch
+	if err := httpapi.Decode(w, r, maxSubmitBody, &batch); err != nil {
+		return err
+	}
+	if len(batch.Submissions) > maxSubmitBatch {
+		return apierror.Invalidf("batch_too_large", "at most %d submissions per call", maxSubmitBatch)
+	}
+	outcomes, err := h.rooms.Append(r.Context(), batch.Submissions)
+	if err != nil {
+		if _, ok := apierror.As(err); !ok {
+			h.log.WarnContext(r.Context(), "submissions not stored", "count", len(batch.Submissions), "err", err)
+			err = apierror.New(apierror.Unavailable, "unavailable", "the submissions could not be stored; retry")
+		}
+		return err
+	}
+	if outcomes == nil {
+		outcomes = []events.Outcome{}
+	}
+	httpapi.Encode(w, http.StatusOK, events.SubmitResult{Outcomes: outcomes})
 	return nil
 }
 

@@ -28,6 +28,70 @@ import (
 	"github.com/papochat/papo/services/message/internal/server"
 )
 
+// TestSubmitRouteAnswersEachSubmission: ws hands submissions over with
+// POST events.SubmitRoute and learns, in order, the seq each was stored
+// at, the seq of a repeat, or the refusal; stored events are announced,
+// refusals only answered. Malformed and oversized calls are 400s.
+func TestSubmitRouteAnswersEachSubmission(t *testing.T) {
+	e := newEnv(t)
+	r := e.createRoom("alice", "general", api.RoomPublic)
+	send := func(client, text string) events.Submission {
+		return events.Submission{Type: api.EventMessage, RoomID: r.ID, SenderID: "alice", ClientID: client, Text: text}
+	}
+	batch := events.SubmissionBatch{Submissions: []events.Submission{
+		send("c1", "hello"),
+		{Type: api.EventMessage, RoomID: r.ID, SenderID: "mallory", ClientID: "m1", Text: "let me in"},
+		send("c2", "again"),
+		send("c1", "hello"), // a repeat within the call
+		{Type: api.EventMessage, RoomID: "r_nosuchroom", SenderID: "alice", ClientID: "c3", Text: "x"},
+		send("c4", ""),
+	}}
+	var res events.SubmitResult
+	if st := e.do("", http.MethodPost, events.SubmitRoute, batch, &res); st != http.StatusOK {
+		t.Fatalf("submit: %d", st)
+	}
+	want := []events.Outcome{{Seq: 2}, {Code: "not_a_member"}, {Seq: 3}, {Seq: 2}, {Code: "room_not_found"}, {Code: "invalid_text"}}
+	if len(res.Outcomes) != len(want) {
+		t.Fatalf("got %d outcomes, want %d: %+v", len(res.Outcomes), len(want), res.Outcomes)
+	}
+	for i, w := range want {
+		if got := res.Outcomes[i]; got.Seq != w.Seq || got.Code != w.Code {
+			t.Errorf("outcome %d: got %+v, want %+v", i, got, w)
+		}
+	}
+	// The call again: everything stored is answered with its seq.
+	if st := e.do("", http.MethodPost, events.SubmitRoute, batch, &res); st != http.StatusOK || res.Outcomes[0].Seq != 2 || res.Outcomes[2].Seq != 3 {
+		t.Fatalf("repeated call: %d %+v", st, res.Outcomes)
+	}
+	var page api.EventsResponse
+	if st := e.do("alice", http.MethodGet, "/api/v1/rooms/"+r.ID+"/events?after=0&limit=10", nil, &page); st != http.StatusOK || page.LastSeq != 3 {
+		t.Fatalf("history: %d %+v, want last_seq 3", st, page)
+	}
+	var rejections int
+	for _, b := range e.pub.Messages(events.TopicRoomEvents) {
+		var batch events.RoomEventBatch
+		if err := json.Unmarshal(b, &batch); err != nil {
+			t.Fatal(err)
+		}
+		rejections += len(batch.Rejections)
+	}
+	if rejections != 0 {
+		t.Fatalf("%d rejections announced; a call's refusals are only answered", rejections)
+	}
+	for name, body := range map[string]any{
+		"not json":  "{",
+		"too large": events.SubmissionBatch{Submissions: make([]events.Submission, 1025)},
+	} {
+		raw, _ := json.Marshal(body)
+		if s, ok := body.(string); ok {
+			raw = []byte(s)
+		}
+		if st, _ := e.errorCode("", http.MethodPost, events.SubmitRoute, json.RawMessage(raw)); st != http.StatusBadRequest {
+			t.Errorf("%s: got %d, want 400", name, st)
+		}
+	}
+}
+
 type env struct {
 	t     *testing.T
 	url   string
@@ -162,6 +226,18 @@ func TestRoomRoutes(t *testing.T) {
 		t.Fatalf("leave: %d", st)
 	}
 
+	// The public list comes in pages, newest first.
+	second := e.createRoom("alice", "second", api.RoomPublic)
+	var page1, page2 api.RoomsResponse
+	if st := e.do("carol", http.MethodGet, "/api/v1/rooms/public?limit=1", nil, &page1); st != http.StatusOK ||
+		len(page1.Rooms) != 1 || page1.Rooms[0].ID != second.ID || page1.NextCursor == "" {
+		t.Fatalf("public page 1: %d %+v", st, page1)
+	}
+	if st := e.do("carol", http.MethodGet, "/api/v1/rooms/public?limit=1&cursor="+page1.NextCursor, nil, &page2); st != http.StatusOK ||
+		len(page2.Rooms) != 1 || page2.Rooms[0].ID != r.ID || page2.NextCursor != "" {
+		t.Fatalf("public page 2: %d %+v", st, page2)
+	}
+
 	private := e.createRoom("alice", "secret", api.RoomPrivate)
 	if st, code := e.errorCode("mallory", http.MethodPost, "/api/v1/rooms/"+private.ID+"/join", nil); st != http.StatusForbidden || code != "not_invited" {
 		t.Fatalf("join private: %d %s", st, code)
@@ -178,11 +254,38 @@ func TestRoomRoutes(t *testing.T) {
 			t.Errorf("%s %s by a non-member: %d %s, want 403 not_a_member", tt.method, tt.path, st, code)
 		}
 	}
-	if st := e.do("alice", http.MethodPost, "/api/v1/rooms/"+private.ID+"/members", api.AddMemberRequest{UserID: "bob"}, nil); st != http.StatusOK {
-		t.Fatalf("add member: %d", st)
+	// An add to a private room is an invitation, which bob sees, and
+	// accepts by joining (or declines).
+	var added api.AddMemberResponse
+	if st := e.do("alice", http.MethodPost, "/api/v1/rooms/"+private.ID+"/members", api.AddMemberRequest{UserID: "bob"}, &added); st != http.StatusOK ||
+		added.Room.ID != private.ID || added.Invitation == nil || added.Invitation.UserID != "bob" || added.Invitation.InvitedBy != "alice" {
+		t.Fatalf("add member: %d %+v", st, added)
+	}
+	if st, code := e.errorCode("bob", http.MethodGet, "/api/v1/rooms/"+private.ID+"/events", nil); st != http.StatusForbidden || code != "not_a_member" {
+		t.Fatalf("the invitee reading before accepting: %d %s", st, code)
+	}
+	var invs api.InvitationsResponse
+	if st := e.do("bob", http.MethodGet, "/api/v1/rooms/invitations", nil, &invs); st != http.StatusOK || len(invs.Invitations) != 1 ||
+		invs.Invitations[0].Room.ID != private.ID || invs.Invitations[0].InvitedBy != "alice" {
+		t.Fatalf("bob's invitations: %d %+v", st, invs)
+	}
+	if st := e.do("carol", http.MethodGet, "/api/v1/rooms/invitations", nil, &invs); st != http.StatusOK || len(invs.Invitations) != 0 {
+		t.Fatalf("carol's invitations: %d %+v", st, invs)
+	}
+	if st := e.do("bob", http.MethodPost, "/api/v1/rooms/"+private.ID+"/join", nil, &joined); st != http.StatusOK || joined.Room.ID != private.ID {
+		t.Fatalf("bob accepting: %d %+v", st, joined)
 	}
 	if st := e.do("bob", http.MethodGet, "/api/v1/rooms/"+private.ID+"/events", nil, nil); st != http.StatusOK {
-		t.Fatalf("added member reading: %d", st)
+		t.Fatalf("the member reading after accepting: %d", st)
+	}
+	if st := e.do("alice", http.MethodPost, "/api/v1/rooms/"+private.ID+"/members", api.AddMemberRequest{UserID: "dave"}, nil); st != http.StatusOK {
+		t.Fatalf("invite dave: %d", st)
+	}
+	if st := e.do("dave", http.MethodPost, "/api/v1/rooms/"+private.ID+"/decline", nil, nil); st != http.StatusNoContent {
+		t.Fatalf("dave declining: %d", st)
+	}
+	if st, code := e.errorCode("dave", http.MethodPost, "/api/v1/rooms/"+private.ID+"/join", nil); st != http.StatusForbidden || code != "not_invited" {
+		t.Fatalf("joining after declining: %d %s", st, code)
 	}
 	if st, code := e.errorCode("alice", http.MethodGet, "/api/v1/rooms/r_nosuch/events", nil); st != http.StatusNotFound || code != "room_not_found" {
 		t.Fatalf("unknown room: %d %s", st, code)
@@ -242,6 +345,24 @@ func TestInputLimits(t *testing.T) {
 		{"client id too long", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "hi", ClientID: strings.Repeat("c", 65)}, 400, "invalid_client_id"},
 		{"client id missing", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "hi"}, 400, "invalid_client_id"},
 		{"blank text", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: " \n\t ", ClientID: "c"}, 400, "invalid_text"},
+		{"text of invalid UTF-8", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", "{\"text\":\"\xff\xfe\",\"client_id\":\"c\"}", 400, "invalid_text"},
+		{"text of a lone surrogate", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", `{"text":"\ud800","client_id":"c"}`, 400, "invalid_text"},
+		{"client id of invalid UTF-8", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", "{\"text\":\"hi\",\"client_id\":\"a\xffb\"}", 400, "invalid_client_id"},
+		{"client id with a lone surrogate", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", `{"text":"hi","client_id":"a\udc00b"}`, 400, "invalid_client_id"},
+		{"client id with a zero-width space", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "hi", ClientID: "c\u200b"}, 400, "invalid_client_id"},
+		{"text with a right-to-left override", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "see invoice\u202Efdp.exe", ClientID: "c"}, 400, "invalid_text"},
+		{"text with an unclosed bidi isolate", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "\u2068abc", ClientID: "c"}, 400, "invalid_text"},
+		{"text of invisible characters only", http.MethodPost, "/api/v1/rooms/" + r.ID + "/messages", api.SendRequest{Text: "\u200b\ufeff", ClientID: "c"}, 400, "invalid_text"},
+		{"room name of invalid UTF-8", http.MethodPost, "/api/v1/rooms", "{\"name\":\"gen\xffral\",\"kind\":\"public\"}", 400, "invalid_name"},
+		{"room name with a lone surrogate", http.MethodPost, "/api/v1/rooms", `{"name":"\udbff","kind":"public"}`, 400, "invalid_name"},
+		{"room name with a right-to-left override", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "lareneg\u202E", Kind: "public"}, 400, "invalid_name"},
+		{"room name with a zero-width space", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "gen\u200beral", Kind: "public"}, 400, "invalid_name"},
+		{"room name with a line break", http.MethodPost, "/api/v1/rooms", api.CreateRoomRequest{Name: "gen\neral", Kind: "public"}, 400, "invalid_name"},
+		{"dm with a user id of invalid UTF-8", http.MethodPost, "/api/v1/dms", "{\"user_id\":\"b\xffb\"}", 400, "invalid_user_id"},
+		{"public list limit 101", http.MethodGet, "/api/v1/rooms/public?limit=101", nil, 400, "invalid_limit"},
+		{"public list limit 0", http.MethodGet, "/api/v1/rooms/public?limit=0", nil, 400, "invalid_limit"},
+		{"public list bad cursor", http.MethodGet, "/api/v1/rooms/public?cursor=zz", nil, 400, "invalid_cursor"},
+		{"decline of a bad room id", http.MethodPost, "/api/v1/rooms/bad%20id/decline", nil, 404, "room_not_found"},
 		{"limit 201", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?limit=201", nil, 400, "invalid_limit"},
 		{"limit 0", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?limit=0", nil, 400, "invalid_limit"},
 		{"after not a number", http.MethodGet, "/api/v1/rooms/" + r.ID + "/events?after=x", nil, 400, "invalid_seq"},

@@ -171,15 +171,17 @@ func DecodeKey(s string) ([]byte, error) {
 // ErrNotFound is returned for a device the user does not have.
 var ErrNotFound = apierror.New(apierror.NotFound, "device_not_found", "no such device")
 
-// Registry stores devices, one record per user, guarded by its ETag.
+// Registry stores devices, one record per user, guarded by its ETag, and
+// keeps index listing exactly the users who have a device.
 type Registry struct {
 	store statestore.Store
+	index *Index
 	now   func() time.Time
 }
 
-// NewRegistry returns a Registry over store.
-func NewRegistry(store statestore.Store) *Registry {
-	return &Registry{store: store, now: time.Now}
+// NewRegistry returns a Registry over store that keeps index.
+func NewRegistry(store statestore.Store, index *Index) *Registry {
+	return &Registry{store: store, index: index, now: time.Now}
 }
 
 type record struct {
@@ -235,7 +237,9 @@ func (g *Registry) update(ctx context.Context, userID string, change func(*recor
 
 // Add registers a device for userID. Registering the same target again
 // (same URL, token or endpoint) returns the existing device with its keys
-// refreshed, so a client may register on every start.
+// refreshed, so a client may register on every start. The user is in the
+// index before Add returns; if the index cannot be written, Add fails
+// with the device stored, and registering it again repairs the index.
 func (g *Registry) Add(ctx context.Context, userID string, d Device) (Device, error) {
 	var out Device
 	err := g.update(ctx, userID, func(rec *record) error {
@@ -254,22 +258,34 @@ func (g *Registry) Add(ctx context.Context, userID string, d Device) (Device, er
 		rec.Devices = append(rec.Devices, out)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return Device{}, err
+	}
+	return out, g.Sync(ctx, userID)
 }
 
-// List returns userID's devices, oldest first.
+// List returns userID's devices, oldest first. A user with devices whom
+// the index lacks (registered before it existed) is indexed on the way.
 func (g *Registry) List(ctx context.Context, userID string) ([]Device, error) {
 	rec, _, err := g.read(ctx, userID)
-	if rec.Devices == nil {
-		rec.Devices = []Device{}
+	if err != nil {
+		return nil, err
 	}
-	return rec.Devices, err
+	if len(rec.Devices) == 0 {
+		return []Device{}, nil
+	}
+	if !g.index.Has(userID) {
+		if err := g.Sync(ctx, userID); err != nil {
+			return nil, err
+		}
+	}
+	return rec.Devices, nil
 }
 
 // Remove deletes one of userID's devices; ErrNotFound when there is none
-// with that id.
+// with that id. Removing the last one takes the user out of the index.
 func (g *Registry) Remove(ctx context.Context, userID, id string) error {
-	return g.update(ctx, userID, func(rec *record) error {
+	err := g.update(ctx, userID, func(rec *record) error {
 		for i, d := range rec.Devices {
 			if d.ID == id {
 				rec.Devices = append(rec.Devices[:i], rec.Devices[i+1:]...)
@@ -278,6 +294,40 @@ func (g *Registry) Remove(ctx context.Context, userID, id string) error {
 		}
 		return ErrNotFound
 	})
+	if err != nil {
+		return err
+	}
+	return g.Sync(ctx, userID)
+}
+
+// Sync brings userID's entry in the index in line with their device
+// record. A user whose record has devices is listed. One without is
+// taken out, and the record is read again after that: a registration
+// that raced the removal either wrote its device before that second read
+// (which lists the user again) or runs its own Sync after it (which
+// does), so the index never ends without a user who has a device.
+func (g *Registry) Sync(ctx context.Context, userID string) error {
+	for i := 0; ; i++ {
+		rec, _, err := g.read(ctx, userID)
+		if err != nil {
+			return err
+		}
+		if len(rec.Devices) > 0 {
+			return g.index.add(ctx, userID)
+		}
+		if i > 0 {
+			return nil
+		}
+		if err := g.index.remove(ctx, userID); err != nil {
+			return err
+		}
+	}
+}
+
+// WithDevices returns which of userIDs have a device, from the index in
+// memory (see Index.WithDevices).
+func (g *Registry) WithDevices(ctx context.Context, userIDs []string) (map[string]bool, error) {
+	return g.index.WithDevices(ctx, userIDs)
 }
 
 // ForUsers returns the devices of each of userIDs that has any, in one

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/statestore"
 	"github.com/papochat/papo/platform/statestore/memstore"
 	"github.com/papochat/papo/services/notification/internal/device"
 )
@@ -70,6 +71,10 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+func newRegistry(store statestore.Store) *device.Registry {
+	return device.NewRegistry(store, device.NewIndex(store, device.IndexOptions{}))
+}
+
 func add(t *testing.T, g *device.Registry, user, url string) device.Device {
 	t.Helper()
 	d, err := device.Registration{Platform: "webhook", URL: url}.Validate()
@@ -85,7 +90,7 @@ func add(t *testing.T, g *device.Registry, user, url string) device.Device {
 
 func TestRegistry(t *testing.T) {
 	ctx := context.Background()
-	g := device.NewRegistry(memstore.New())
+	g := newRegistry(memstore.New())
 	a := add(t, g, "bob", "https://x.example/1")
 	b := add(t, g, "bob", "https://x.example/2")
 	again := add(t, g, "bob", "https://x.example/1")
@@ -122,7 +127,7 @@ func TestRegistry(t *testing.T) {
 }
 
 func TestAUserHasAtMostMaxPerUserDevices(t *testing.T) {
-	g := device.NewRegistry(memstore.New())
+	g := newRegistry(memstore.New())
 	for i := range device.MaxPerUser {
 		add(t, g, "bob", fmt.Sprintf("https://x.example/%d", i))
 	}
@@ -134,7 +139,7 @@ func TestAUserHasAtMostMaxPerUserDevices(t *testing.T) {
 }
 
 func TestConcurrentAddsKeepEveryDevice(t *testing.T) {
-	g := device.NewRegistry(memstore.New())
+	g := newRegistry(memstore.New())
 	errs := make(chan error, 8)
 	for i := range 8 {
 		go func() {

@@ -61,22 +61,43 @@ func (s *Store) Get(ctx context.Context, userID, roomID string) (string, error) 
 
 // ForUsers returns the mode of each of userIDs in roomID, in one read.
 func (s *Store) ForUsers(ctx context.Context, roomID string, userIDs []string) (map[string]string, error) {
+	pairs := make([]Pair, len(userIDs))
+	for i, u := range userIDs {
+		pairs[i] = Pair{Room: roomID, User: u}
+	}
+	modes, err := s.ForPairs(ctx, pairs)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]string, len(userIDs))
-	if len(userIDs) == 0 {
+	for _, p := range pairs {
+		out[p.User] = modes[p]
+	}
+	return out, nil
+}
+
+// Pair is one user in one room.
+type Pair struct{ Room, User string }
+
+// ForPairs returns the mode of each pair, whatever their rooms, in one
+// read.
+func (s *Store) ForPairs(ctx context.Context, pairs []Pair) (map[Pair]string, error) {
+	out := make(map[Pair]string, len(pairs))
+	if len(pairs) == 0 {
 		return out, nil
 	}
-	keys := make([]string, len(userIDs))
-	for i, u := range userIDs {
-		keys[i] = key(roomID, u)
+	keys := make([]string, len(pairs))
+	for i, p := range pairs {
+		keys[i] = key(p.Room, p.User)
 	}
 	items, err := s.store.BulkGet(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("get modes in %s: %w", roomID, err)
+		return nil, fmt.Errorf("get modes of %d members: %w", len(pairs), err)
 	}
 	for i, it := range items {
-		out[userIDs[i]] = All
+		out[pairs[i]] = All
 		if it.Found() {
-			out[userIDs[i]] = decode(it.Value)
+			out[pairs[i]] = decode(it.Value)
 		}
 	}
 	return out, nil

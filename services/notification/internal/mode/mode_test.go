@@ -41,3 +41,24 @@ func TestModes(t *testing.T) {
 		t.Fatalf("err = %v, want invalid_mode", err)
 	}
 }
+
+func TestForPairsReadsModesOfSeveralRooms(t *testing.T) {
+	ctx := context.Background()
+	s := mode.NewStore(memstore.New())
+	if err := s.Set(ctx, "bob", "r1", mode.None); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Set(ctx, "bob", "r2", mode.Mentions); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ForPairs(ctx, []mode.Pair{{Room: "r1", User: "bob"}, {Room: "r2", User: "bob"}, {Room: "r3", User: "bob"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[mode.Pair]string{{Room: "r1", User: "bob"}: mode.None, {Room: "r2", User: "bob"}: mode.Mentions, {Room: "r3", User: "bob"}: mode.All}
+	for p, m := range want {
+		if got[p] != m {
+			t.Errorf("mode of %v = %q, want %q", p, got[p], m)
+		}
+	}
+}

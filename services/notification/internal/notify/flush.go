@@ -149,6 +149,15 @@ func (e *Engine) flush(ctx context.Context, s slot) error {
 	if err != nil {
 		return err
 	}
+	if len(devs[s.user]) == 0 {
+		// The index listed a user without a device (the last one went
+		// while the window was open, or an index write raced a removal):
+		// mend it, so their next messages cost nothing.
+		if err := e.Devices.Sync(ctx, s.user); err != nil {
+			e.Log.WarnContext(ctx, "mend the device index", "user_id", s.user, "err", err)
+		}
+		return nil
+	}
 	var sender string
 	if w.LastSender != "" {
 		if names, err := e.Users.Usernames(ctx, []string{w.LastSender}); err == nil {
@@ -179,10 +188,12 @@ func (e *Engine) deliver(ctx context.Context, d device.Device, n push.Notificati
 		Key: pushedKey(n.RoomID, n.FirstSeq, d.ID), Value: []byte(`1`), IfAbsent: true, TTL: e.opts.DedupeTTL,
 	})
 	if errors.Is(err, statestore.ErrConflict) {
+		e.Metrics.pushes[pushDuplicate].Inc()
 		log.InfoContext(ctx, "push already sent")
 		return
 	}
 	if err != nil {
+		e.Metrics.pushes[pushUnrecorded].Inc()
 		log.ErrorContext(ctx, "record push; not sending", "err", err)
 		return
 	}
@@ -191,15 +202,18 @@ func (e *Engine) deliver(ctx context.Context, d device.Device, n push.Notificati
 		err = e.Pusher.Send(ctx, d, n)
 		switch {
 		case err == nil:
+			e.Metrics.pushes[pushSent].Inc()
 			log.InfoContext(ctx, "pushed", "count", n.Count, "attempt", attempt)
 			return
 		case errors.Is(err, push.ErrGone):
+			e.Metrics.pushes[pushGone].Inc()
 			log.InfoContext(ctx, "device gone; removing it", "err", err)
 			if err := e.Devices.Remove(ctx, n.UserID, d.ID); err != nil && !errors.Is(err, device.ErrNotFound) {
 				log.ErrorContext(ctx, "remove gone device", "err", err)
 			}
 			return
 		case !push.Retryable(err) || attempt >= e.opts.Attempts:
+			e.Metrics.pushes[pushFailed].Inc()
 			log.WarnContext(ctx, "push failed; dead-lettering it", "attempts", attempt, "err", err)
 			if err := e.DeadLetters.DeadLetter(ctx, d, n, err); err != nil {
 				log.ErrorContext(ctx, "dead-letter push", "err", err)

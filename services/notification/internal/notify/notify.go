@@ -3,7 +3,11 @@
 // online (unless mentioned), minus muted ones; each user's messages in one
 // room are coalesced into at most one push per window; every write that
 // could repeat a push is guarded, so a redelivered event or a second
-// replica never pushes twice.
+// replica never pushes twice. A batch may hold several rooms; the rooms
+// (members, name, kind) are cached and follow the membership events that
+// pass through, and which members have a device is known in memory, so a
+// message for members who are online or have no device costs next to
+// nothing.
 package notify
 
 import (
@@ -15,6 +19,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/events"
@@ -30,9 +36,13 @@ type Room struct {
 	Name    string
 	Kind    string
 	Members []string
+	// LastSeq is the room's last seq when it was looked up: membership
+	// events up to it are in Members.
+	LastSeq int64
 }
 
-// Rooms looks rooms up (the message service).
+// Rooms looks rooms up (the message service). An Engine caches what it
+// returns (rooms.go).
 type Rooms interface {
 	Room(ctx context.Context, roomID string) (Room, error)
 }
@@ -49,13 +59,21 @@ type Users interface {
 
 // Devices are the users' registered devices.
 type Devices interface {
+	// WithDevices returns which of userIDs have a device; it is asked for
+	// every member of every room with a message, so it must answer from
+	// memory (device.Index).
+	WithDevices(ctx context.Context, userIDs []string) (map[string]bool, error)
 	ForUsers(ctx context.Context, userIDs []string) (map[string][]device.Device, error)
 	Remove(ctx context.Context, userID, deviceID string) error
+	// Sync mends the user's entry in WithDevices' index after a flush
+	// found the user listed there without a device.
+	Sync(ctx context.Context, userID string) error
 }
 
 // Modes are the users' per-room notification modes.
 type Modes interface {
 	ForUsers(ctx context.Context, roomID string, userIDs []string) (map[string]string, error)
+	ForPairs(ctx context.Context, pairs []mode.Pair) (map[mode.Pair]string, error)
 }
 
 // Pusher delivers one notification to one device.
@@ -83,6 +101,11 @@ type Options struct {
 	MaxBackoff time.Duration
 	// Workers bounds concurrent flushes. Default 4.
 	Workers int
+	// RoomTTL bounds how long a looked-up room (members, name, kind) is
+	// used before it is looked up again; RoomCacheSize bounds how many
+	// rooms are kept. Defaults 30 s and 10,000.
+	RoomTTL       time.Duration
+	RoomCacheSize int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -106,6 +129,12 @@ func (o *Options) defaults() {
 	if o.Workers <= 0 {
 		o.Workers = 4
 	}
+	if o.RoomTTL <= 0 {
+		o.RoomTTL = 30 * time.Second
+	}
+	if o.RoomCacheSize <= 0 {
+		o.RoomCacheSize = 10_000
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -122,6 +151,8 @@ type Deps struct {
 	Pusher      Pusher
 	DeadLetters DeadLetters
 	Log         *slog.Logger
+	// Metrics, when set, count batches, counted messages and pushes.
+	Metrics *Metrics
 }
 
 // Engine makes push decisions from room events and flushes coalesced
@@ -129,6 +160,7 @@ type Deps struct {
 type Engine struct {
 	Deps
 	opts  Options
+	rooms *roomCache
 	sched *scheduler
 	// inflight tracks running flushes, so Run returns after them.
 	inflight sync.WaitGroup
@@ -137,7 +169,10 @@ type Engine struct {
 // New returns an Engine.
 func New(deps Deps, opts Options) *Engine {
 	opts.defaults()
-	return &Engine{Deps: deps, opts: opts, sched: newScheduler()}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	return &Engine{Deps: deps, opts: opts, rooms: newRoomCache(deps.Rooms, opts.RoomCacheSize, opts.RoomTTL, opts.Now), sched: newScheduler()}
 }
 
 // window is the state of one user's open coalescing window in one room.
@@ -162,86 +197,180 @@ func pushedKey(roomID string, firstSeq int64, deviceID string) string {
 	return "pushed|" + roomID + "|" + strconv.FormatInt(firstSeq, 10) + "|" + deviceID
 }
 
-// Handle makes the decisions for one batch of room events. An error means
-// nothing is lost by trying the whole batch again: every recipient's
-// count is guarded by a per-event key, so a retry counts nobody twice.
+// Handle makes the decisions for one batch of room events, of one room
+// or several (each event names its room). An error means nothing is lost
+// by trying the whole batch again: every recipient's count is guarded by
+// a per-event key, so a retry counts nobody twice.
+//
+// What it costs: membership events update the cached rooms; a room with
+// messages is looked up only when it is not cached; which members have a
+// device is known in memory. Only for members with a device, one read of
+// the modes and one presence call serve every room of the batch, and
+// each recipient's messages in a room are counted in one transaction.
 func (e *Engine) Handle(ctx context.Context, batch events.RoomEventBatch) error {
-	var msgs []api.Event
+	e.Metrics.batches.Inc()
+	var roomIDs []string
+	msgs := map[string][]api.Event{}
 	for _, ev := range batch.Events {
-		if ev.Type == api.EventMessage && ev.SenderID != "" {
-			msgs = append(msgs, ev)
+		if ev.RoomID == "" {
+			ev.RoomID = batch.RoomID // a batch of one room from an older message service
+		}
+		if ev.RoomID == "" {
+			e.Log.WarnContext(ctx, "room event without a room id; skipped", "seq", ev.Seq, "type", ev.Type)
+			continue
+		}
+		switch ev.Type {
+		case api.EventMemberJoined, api.EventMemberLeft:
+			e.rooms.observe(ev)
+		case api.EventMessage:
+			if ev.SenderID == "" {
+				continue
+			}
+			if _, ok := msgs[ev.RoomID]; !ok {
+				roomIDs = append(roomIDs, ev.RoomID)
+			}
+			msgs[ev.RoomID] = append(msgs[ev.RoomID], ev)
 		}
 	}
-	if len(msgs) == 0 {
+	if len(roomIDs) == 0 {
 		return nil
 	}
-	room, err := e.Rooms.Room(ctx, batch.RoomID)
-	if err != nil {
-		return fmt.Errorf("room %s: %w", batch.RoomID, err)
+	// A room that cannot be looked up fails the batch (a retry), but the
+	// other rooms are decided first: a retry does not count them twice.
+	var failed []error
+	rooms := make([]Room, 0, len(roomIDs))
+	var members []string
+	for _, id := range roomIDs {
+		room, err := e.rooms.get(ctx, id)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("room %s: %w", id, err))
+			continue
+		}
+		rooms = append(rooms, room)
+		members = append(members, room.Members...)
+	}
+	if err := e.decide(ctx, rooms, msgs, members); err != nil {
+		failed = append(failed, err)
+	}
+	return errors.Join(failed...)
+}
+
+// decide counts the messages of rooms for their members who should hear
+// of them.
+func (e *Engine) decide(ctx context.Context, rooms []Room, msgs map[string][]api.Event, members []string) error {
+	if len(rooms) == 0 {
+		return nil
 	}
 	// Only users with a device can be pushed; everything else is read
 	// for them alone.
-	devs, err := e.Devices.ForUsers(ctx, room.Members)
+	has, err := e.Devices.WithDevices(ctx, members)
 	if err != nil {
 		return err
 	}
-	users := make([]string, 0, len(devs))
-	for _, u := range room.Members {
-		if len(devs[u]) > 0 {
-			users = append(users, u)
+	var pairs []mode.Pair
+	for _, room := range rooms {
+		for _, u := range room.Members {
+			if has[u] {
+				pairs = append(pairs, mode.Pair{Room: room.ID, User: u})
+			}
 		}
 	}
-	if len(users) == 0 {
+	if len(pairs) == 0 {
 		return nil
 	}
-	modes, err := e.Modes.ForUsers(ctx, room.ID, users)
+	modes, err := e.Modes.ForPairs(ctx, pairs)
 	if err != nil {
 		return err
 	}
-	online, err := e.Presence.Online(ctx, users)
-	if err != nil {
-		return fmt.Errorf("presence: %w", err)
+	// Presence matters for members who hear of every message (mode all)
+	// outside DMs, usernames for members who could be mentioned.
+	byRoom := map[string]Room{}
+	for _, r := range rooms {
+		byRoom[r.ID] = r
 	}
-	var names map[string]string
-	if room.Kind != api.RoomDM && anyMention(msgs) {
-		if names, err = e.Users.Usernames(ctx, users); err != nil {
+	var askPresence, askNames []string
+	presenceAsked, namesAsked := map[string]bool{}, map[string]bool{}
+	for _, p := range pairs {
+		room, m := byRoom[p.Room], modes[p]
+		if m == mode.None || room.Kind == api.RoomDM {
+			continue
+		}
+		if m == mode.All && !presenceAsked[p.User] {
+			presenceAsked[p.User] = true
+			askPresence = append(askPresence, p.User)
+		}
+		if anyMention(msgs[p.Room]) && !namesAsked[p.User] {
+			namesAsked[p.User] = true
+			askNames = append(askNames, p.User)
+		}
+	}
+	online := map[string]bool{}
+	if len(askPresence) > 0 {
+		if online, err = e.Presence.Online(ctx, askPresence); err != nil {
+			return fmt.Errorf("presence: %w", err)
+		}
+	}
+	names := map[string]string{}
+	if len(askNames) > 0 {
+		if names, err = e.Users.Usernames(ctx, askNames); err != nil {
 			return fmt.Errorf("usernames: %w", err)
 		}
 	}
-	for _, ev := range msgs {
-		for _, u := range users {
-			if u == ev.SenderID {
+	for _, p := range pairs {
+		room, m := byRoom[p.Room], modes[p]
+		if m == mode.None {
+			continue
+		}
+		var counted []countedEvent
+		for _, ev := range msgs[p.Room] {
+			if p.User == ev.SenderID {
 				continue
 			}
-			mentioned := room.Kind == api.RoomDM || Mentions(ev.Text, names[u])
-			switch {
-			case modes[u] == mode.None:
-				continue
-			case modes[u] == mode.Mentions && !mentioned:
-				continue
-			case online[u] && !mentioned:
+			mentioned := room.Kind == api.RoomDM || Mentions(ev.Text, names[p.User])
+			if (m == mode.Mentions || online[p.User]) && !mentioned {
 				continue
 			}
-			if err := e.count(ctx, room, u, ev, mentioned); err != nil {
-				return err
-			}
+			counted = append(counted, countedEvent{ev, mentioned})
+		}
+		if err := e.count(ctx, room, p.User, counted); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// count adds one event to userID's window in the room, opening the window
-// if there is none, in one transaction with the event's seen-key: the
-// event is counted once however often it is delivered.
-func (e *Engine) count(ctx context.Context, room Room, userID string, ev api.Event, mentioned bool) error {
-	wk, sk := windowKey(room.ID, userID), seenKey(room.ID, ev.Seq, userID)
+// countedEvent is a message to count into a window, and whether it
+// mentions the window's user.
+type countedEvent struct {
+	api.Event
+	mentioned bool
+}
+
+// countChunk bounds the events counted in one transaction.
+const countChunk = 50
+
+// count adds events to userID's window in the room, opening the window if
+// there is none, in one transaction with the events' seen-keys: each event
+// is counted once however often it is delivered.
+func (e *Engine) count(ctx context.Context, room Room, userID string, evs []countedEvent) error {
+	for len(evs) > countChunk {
+		if err := e.count(ctx, room, userID, evs[:countChunk]); err != nil {
+			return err
+		}
+		evs = evs[countChunk:]
+	}
+	if len(evs) == 0 {
+		return nil
+	}
+	wk := windowKey(room.ID, userID)
+	keys := []string{wk}
+	for _, ev := range evs {
+		keys = append(keys, seenKey(room.ID, ev.Seq, userID))
+	}
 	for attempt := 0; ; attempt++ {
-		items, err := e.Store.BulkGet(ctx, []string{wk, sk})
+		items, err := e.Store.BulkGet(ctx, keys)
 		if err != nil {
 			return fmt.Errorf("read window of %s in %s: %w", userID, room.ID, err)
-		}
-		if items[1].Found() {
-			return nil // counted already: a redelivery
 		}
 		now := e.opts.Now()
 		var w window
@@ -249,33 +378,43 @@ func (e *Engine) count(ctx context.Context, room Room, userID string, ev api.Eve
 			if err := json.Unmarshal(items[0].Value, &w); err != nil {
 				return fmt.Errorf("decode window of %s in %s: %w", userID, room.ID, err)
 			}
-		} else {
-			w = window{Due: now.Add(e.opts.Window), FirstSeq: ev.Seq, LastSeq: ev.Seq}
 		}
-		w.Count++
-		if mentioned {
-			w.Mentions++
+		var ops []statestore.Op
+		for i, ev := range evs {
+			if items[i+1].Found() {
+				continue // counted already: a redelivery
+			}
+			if !items[0].Found() && len(ops) == 0 {
+				w = window{Due: now.Add(e.opts.Window), FirstSeq: ev.Seq, LastSeq: ev.Seq}
+			}
+			w.Count++
+			if ev.mentioned {
+				w.Mentions++
+			}
+			w.FirstSeq, w.LastSeq = min(w.FirstSeq, ev.Seq), max(w.LastSeq, ev.Seq)
+			if ev.Seq >= w.LastSeq {
+				w.LastSender = ev.SenderID
+			}
+			ops = append(ops, statestore.Op{Key: keys[i+1], Value: []byte(`1`), IfAbsent: true, TTL: e.opts.DedupeTTL})
 		}
-		w.FirstSeq, w.LastSeq = min(w.FirstSeq, ev.Seq), max(w.LastSeq, ev.Seq)
-		if ev.Seq >= w.LastSeq {
-			w.LastSender = ev.SenderID
+		if len(ops) == 0 {
+			return nil
 		}
 		w.RoomName, w.RoomKind = room.Name, room.Kind
 		val, _ := json.Marshal(w)
-		err = e.Store.Transact(ctx, []statestore.Op{
-			{Key: sk, Value: []byte(`1`), IfAbsent: true, TTL: e.opts.DedupeTTL},
-			{Key: wk, Value: val, ETag: items[0].ETag, IfAbsent: !items[0].Found(), TTL: e.opts.Window + e.opts.DedupeTTL},
-		})
+		ops = append(ops, statestore.Op{Key: wk, Value: val, ETag: items[0].ETag, IfAbsent: !items[0].Found(), TTL: e.opts.Window + e.opts.DedupeTTL})
+		err = e.Store.Transact(ctx, ops)
 		if errors.Is(err, statestore.ErrConflict) && attempt < 50 {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("count event %d for %s in %s: %w", ev.Seq, userID, room.ID, err)
+			return fmt.Errorf("count %d events for %s in %s: %w", len(ops)-1, userID, room.ID, err)
 		}
+		e.Metrics.counted.Add(float64(len(evs)))
 		// The replica that opens a window flushes it when it closes. A
 		// window found past its due time lost its flush (its replica
-		// stopped): this replica takes it over and flushes it now, this
-		// event included.
+		// stopped): this replica takes it over and flushes it now, these
+		// events included.
 		if !items[0].Found() || !now.Before(w.Due) {
 			e.sched.add(slot{room.ID, userID}, w.Due)
 		}

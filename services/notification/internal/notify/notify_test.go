@@ -208,7 +208,7 @@ func newFixture(t *testing.T) *fixture {
 		bobURL:   "https://hooks.example/bob",
 		carolURL: "https://hooks.example/carol",
 	}
-	f.devices = device.NewRegistry(f.store)
+	f.devices = device.NewRegistry(f.store, device.NewIndex(f.store, device.IndexOptions{}))
 	f.modes = mode.NewStore(f.store)
 	f.bobDev = f.addDevice("bob", f.bobURL)
 	f.addDevice("carol", f.carolURL)
@@ -701,6 +701,79 @@ func TestASweepFarBehindCatchesUp(t *testing.T) {
 		}
 		if n := f.recv.total(); n != want {
 			t.Fatalf("after sweep %d: %d pushes, want %d", i+1, n, want)
+		}
+	}
+}
+
+// TestABatchOfSeveralRoomsIsGroupedByEachEventsRoom: a batch of several
+// rooms carries no room id of its own; each event's room decides. A batch
+// of one room whose events lack room ids (an older message service) still
+// counts, and an event with no room at all is skipped.
+func TestABatchOfSeveralRoomsIsGroupedByEachEventsRoom(t *testing.T) {
+	f := newFixture(t)
+	e := f.replica()
+	several := events.RoomEventBatch{Events: []api.Event{
+		{RoomID: "general", Seq: 1, Type: api.EventMessage, SenderID: "alice", Text: "a"},
+		{RoomID: "dm_ab", Seq: 1, Type: api.EventMessage, SenderID: "alice", Text: "psst"},
+		{RoomID: "general", Seq: 2, Type: api.EventMessage, SenderID: "alice", Text: "b"},
+		{Seq: 9, Type: api.EventMessage, SenderID: "alice", Text: "nowhere"},
+	}}
+	f.handle(e, several)
+	f.handle(e, events.RoomEventBatch{RoomID: "general", Events: []api.Event{{Seq: 3, Type: api.EventMessage, SenderID: "alice", Text: "c"}}})
+	f.closeWindow(e)
+	var general, dm int
+	for _, p := range f.recv.to(f.bobURL) {
+		switch p.Body["room_id"] {
+		case "general":
+			general++
+			if p.Body["count"] != 3.0 {
+				t.Errorf("bob's push for general counts %v, want 3", p.Body["count"])
+			}
+		case "dm_ab":
+			dm++
+			if p.Body["body"] != "1 new message from alice" {
+				t.Errorf("bob's DM push says %q", p.Body["body"])
+			}
+		default:
+			t.Errorf("a push for room %v", p.Body["room_id"])
+		}
+	}
+	if general != 1 || dm != 1 {
+		t.Fatalf("bob got %d pushes for general and %d for the DM, want 1 and 1", general, dm)
+	}
+	if got := f.recv.to(f.carolURL); len(got) != 1 || got[0].Body["count"] != 3.0 {
+		t.Fatalf("carol's pushes = %+v, want one counting 3", got)
+	}
+}
+
+// TestARoomThatCannotBeLookedUpDoesNotHoldBackTheOthers: the batch asks
+// for a retry, but the other rooms of it are counted meanwhile, and the
+// retry counts them only once.
+func TestARoomThatCannotBeLookedUpDoesNotHoldBackTheOthers(t *testing.T) {
+	f := newFixture(t)
+	e := f.replica()
+	b := events.RoomEventBatch{Events: []api.Event{
+		{RoomID: "gone", Seq: 1, Type: api.EventMessage, SenderID: "alice", Text: "a"},
+		{RoomID: "general", Seq: 1, Type: api.EventMessage, SenderID: "alice", Text: "b"},
+	}}
+	if err := e.Handle(context.Background(), b); err == nil {
+		t.Fatal("Handle succeeded for a room that cannot be looked up")
+	}
+	f.rooms["gone"] = notify.Room{ID: "gone", Name: "gone", Members: []string{"alice", "bob"}}
+	f.handle(e, b)
+	f.closeWindow(e)
+	for _, room := range []string{"general", "gone"} {
+		n := 0
+		for _, p := range f.recv.to(f.bobURL) {
+			if p.Body["room_id"] == room {
+				n++
+				if p.Body["count"] != 1.0 {
+					t.Errorf("bob's push for %s counts %v, want 1", room, p.Body["count"])
+				}
+			}
+		}
+		if n != 1 {
+			t.Errorf("bob got %d pushes for %s, want 1", n, room)
 		}
 	}
 }

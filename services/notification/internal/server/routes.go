@@ -1,6 +1,7 @@
 // Package server is the notification service's HTTP surface: the public
 // devices and room-mode routes (behind the gateway, each verifying the
-// bearer token again), the Dapr subscription to room.events, and health.
+// bearer token again), the Dapr subscriptions to room.events and to the
+// replicas' devices.changed notices, and health.
 package server
 
 import (
@@ -28,8 +29,15 @@ const RoomEventsRoute = "/events/room-events"
 // and pushes that could not be delivered.
 const DeadLetterTopic = events.TopicNotificationsDeadLetter
 
+// DevicesChangedRoute is where the sidecar delivers devices.changed.
+const DevicesChangedRoute = "/events/devices-changed"
+
 // Handler consumes one room event batch; an error asks for a redelivery.
 type Handler func(ctx context.Context, b events.RoomEventBatch) error
+
+// DevicesChangedHandler applies another replica's notice that the device
+// index changed; an error asks for a redelivery.
+type DevicesChangedHandler func(ctx context.Context, n events.DevicesChanged) error
 
 // Deps are what the server needs.
 type Deps struct {
@@ -38,9 +46,10 @@ type Deps struct {
 	Devices  *device.Registry
 	Modes    *mode.Store
 	// WebPushKey is the VAPID public key; empty disables webpush devices.
-	WebPushKey string
-	Events     Handler
-	Checks     map[string]httpapi.Check
+	WebPushKey     string
+	Events         Handler
+	DevicesChanged DevicesChangedHandler
+	Checks         map[string]httpapi.Check
 }
 
 // New returns the service's whole HTTP API.
@@ -65,15 +74,20 @@ func New(d Deps) http.Handler {
 		r.Method(http.MethodPut, "/rooms/{id}/notifications", handle(h.setMode))
 	})
 
-	// Dapr's programmatic subscription: competing consumers on the
-	// pubsub component, so the replicas share the events.
+	// Dapr's programmatic subscriptions: room events on the
+	// competing-consumer component pubsub, so the replicas share them;
+	// device index notices on the fan-out component, so every replica
+	// gets each.
 	r.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.Encode(w, http.StatusOK, []subscription{{
 			PubsubName: events.PubSub, Topic: events.TopicRoomEvents, Route: RoomEventsRoute,
 			DeadLetterTopic: DeadLetterTopic,
+		}, {
+			PubsubName: events.Fanout, Topic: events.TopicDevicesChanged, Route: DevicesChangedRoute,
 		}})
 	})
 	r.Post(RoomEventsRoute, h.roomEvents)
+	r.Post(DevicesChangedRoute, h.devicesChanged)
 	return r
 }
 
@@ -193,25 +207,23 @@ const (
 	statusDrop    = "DROP"
 )
 
-// roomEvents consumes one room.events delivery. A malformed payload is
-// dropped (redelivering cannot fix it); a failed decision is retried by
-// the sidecar with backoff and dead-lettered after the last retry, while
-// the stream goes on with other events.
-func (h handlers) roomEvents(w http.ResponseWriter, r *http.Request) {
-	answer := func(status string) { httpapi.Encode(w, http.StatusOK, map[string]string{"status": status}) }
+// deliveryData returns the payload of a Dapr delivery, or false when it
+// is malformed (and answers DROP: redelivering cannot fix it).
+func (h handlers) deliveryData(w http.ResponseWriter, r *http.Request, answer func(string)) ([]byte, string, bool) {
 	var ce cloudEvent
 	if err := httpapi.Decode(w, r, 4<<20, &ce); err != nil {
 		h.Log.WarnContext(r.Context(), "malformed delivery", "err", err)
 		answer(statusDrop)
-		return
+		return nil, "", false
 	}
 	data := []byte(ce.Data)
 	switch {
 	case ce.DataBase64 != "":
 		b, err := base64.StdEncoding.DecodeString(ce.DataBase64)
 		if err != nil {
+			h.Log.WarnContext(r.Context(), "malformed delivery", "event_id", ce.ID, "err", err)
 			answer(statusDrop)
-			return
+			return nil, "", false
 		}
 		data = b
 	case len(data) > 0 && data[0] == '"':
@@ -220,14 +232,53 @@ func (h handlers) roomEvents(w http.ResponseWriter, r *http.Request) {
 			data = []byte(s)
 		}
 	}
+	return data, ce.ID, true
+}
+
+func answerer(w http.ResponseWriter) func(string) {
+	return func(status string) { httpapi.Encode(w, http.StatusOK, map[string]string{"status": status}) }
+}
+
+// roomEvents consumes one room.events delivery: a batch of one room or
+// several. A malformed payload is dropped (redelivering cannot fix it); a
+// failed decision is retried by the sidecar with backoff and
+// dead-lettered after the last retry, while the stream goes on with other
+// events.
+func (h handlers) roomEvents(w http.ResponseWriter, r *http.Request) {
+	answer := answerer(w)
+	data, id, ok := h.deliveryData(w, r, answer)
+	if !ok {
+		return
+	}
 	var batch events.RoomEventBatch
-	if err := json.Unmarshal(data, &batch); err != nil || batch.RoomID == "" {
-		h.Log.WarnContext(r.Context(), "malformed room event batch", "event_id", ce.ID, "err", err)
+	if err := json.Unmarshal(data, &batch); err != nil {
+		h.Log.WarnContext(r.Context(), "malformed room event batch", "event_id", id, "err", err)
 		answer(statusDrop)
 		return
 	}
 	if err := h.Events(r.Context(), batch); err != nil {
-		h.Log.WarnContext(r.Context(), "room events: will retry", "event_id", ce.ID, "room_id", batch.RoomID, "err", err)
+		h.Log.WarnContext(r.Context(), "room events: will retry", "event_id", id, "room_id", batch.RoomID, "err", err)
+		answer(statusRetry)
+		return
+	}
+	answer(statusSuccess)
+}
+
+// devicesChanged consumes one devices.changed notice.
+func (h handlers) devicesChanged(w http.ResponseWriter, r *http.Request) {
+	answer := answerer(w)
+	data, id, ok := h.deliveryData(w, r, answer)
+	if !ok {
+		return
+	}
+	var n events.DevicesChanged
+	if err := json.Unmarshal(data, &n); err != nil || n.UserID == "" || n.Shard < 0 || n.Shard >= device.IndexShards {
+		h.Log.WarnContext(r.Context(), "malformed devices.changed notice", "event_id", id, "err", err)
+		answer(statusDrop)
+		return
+	}
+	if err := h.DevicesChanged(r.Context(), n); err != nil {
+		h.Log.WarnContext(r.Context(), "devices.changed: will retry", "event_id", id, "user_id", n.UserID, "err", err)
 		answer(statusRetry)
 		return
 	}

@@ -32,6 +32,7 @@ type fixture struct {
 	modes   *mode.Store
 	mu      sync.Mutex
 	batches []events.RoomEventBatch
+	notices []events.DevicesChanged
 	fail    error
 }
 
@@ -43,7 +44,7 @@ func newFixture(t *testing.T, webPushKey string) *fixture {
 	f.srv = httptest.NewServer(server.New(server.Deps{
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Verifier:   f.iss.Verifier(),
-		Devices:    device.NewRegistry(store),
+		Devices:    device.NewRegistry(store, device.NewIndex(store, device.IndexOptions{})),
 		Modes:      f.modes,
 		WebPushKey: webPushKey,
 		Events: func(_ context.Context, b events.RoomEventBatch) error {
@@ -53,6 +54,15 @@ func newFixture(t *testing.T, webPushKey string) *fixture {
 				return f.fail
 			}
 			f.batches = append(f.batches, b)
+			return nil
+		},
+		DevicesChanged: func(_ context.Context, n events.DevicesChanged) error {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.fail != nil {
+				return f.fail
+			}
+			f.notices = append(f.notices, n)
 			return nil
 		},
 		Checks: map[string]httpapi.Check{},
@@ -173,7 +183,7 @@ func TestRoomModes(t *testing.T) {
 	}
 }
 
-func TestTheSubscriptionAndItsDeliveries(t *testing.T) {
+func TestTheSubscriptionsAndTheirDeliveries(t *testing.T) {
 	f := newFixture(t, "")
 	resp, err := http.Get(f.srv.URL + "/dapr/subscribe")
 	if err != nil {
@@ -182,12 +192,13 @@ func TestTheSubscriptionAndItsDeliveries(t *testing.T) {
 	var subs []map[string]string
 	_ = json.NewDecoder(resp.Body).Decode(&subs)
 	resp.Body.Close()
-	if len(subs) != 1 || subs[0]["pubsubname"] != events.PubSub || subs[0]["topic"] != events.TopicRoomEvents ||
-		subs[0]["route"] != server.RoomEventsRoute || subs[0]["deadLetterTopic"] != events.TopicNotificationsDeadLetter {
+	if len(subs) != 2 || subs[0]["pubsubname"] != events.PubSub || subs[0]["topic"] != events.TopicRoomEvents ||
+		subs[0]["route"] != server.RoomEventsRoute || subs[0]["deadLetterTopic"] != events.TopicNotificationsDeadLetter ||
+		subs[1]["pubsubname"] != events.Fanout || subs[1]["topic"] != events.TopicDevicesChanged || subs[1]["route"] != server.DevicesChangedRoute {
 		t.Fatalf("subscriptions = %v", subs)
 	}
-	deliver := func(body string) string {
-		resp, err := http.Post(f.srv.URL+server.RoomEventsRoute, "application/cloudevents+json", strings.NewReader(body))
+	deliver := func(route, body string) string {
+		resp, err := http.Post(f.srv.URL+route, "application/cloudevents+json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -196,28 +207,37 @@ func TestTheSubscriptionAndItsDeliveries(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&out)
 		return out["status"]
 	}
-	if s := deliver(`{"id":"1","data":{"room_id":"r1","events":[{"room_id":"r1","seq":1,"type":"message","sender_id":"a","text":"hi"}]}}`); s != "SUCCESS" {
-		t.Fatalf("status %q", s)
-	}
-	data := base64.StdEncoding.EncodeToString([]byte(`{"room_id":"r2"}`))
-	if s := deliver(`{"id":"2","data_base64":"` + data + `"}`); s != "SUCCESS" {
-		t.Fatalf("base64 delivery status %q", s)
-	}
-	if s := deliver(`{"id":"3","data":{"events":[]}}`); s != "DROP" {
-		t.Fatalf("a batch without room: status %q, want DROP", s)
-	}
-	if s := deliver(`not json`); s != "DROP" {
-		t.Fatalf("malformed: status %q, want DROP", s)
+	for _, tc := range []struct {
+		name, route, body, want string
+	}{
+		{"a batch of one room", server.RoomEventsRoute, `{"id":"1","data":{"room_id":"r1","events":[{"room_id":"r1","seq":1,"type":"message","sender_id":"a","text":"hi"}]}}`, "SUCCESS"},
+		{"base64", server.RoomEventsRoute, `{"id":"2","data_base64":"` + base64.StdEncoding.EncodeToString([]byte(`{"room_id":"r2"}`)) + `"}`, "SUCCESS"},
+		{"a batch of several rooms", server.RoomEventsRoute, `{"id":"3","data":{"events":[{"room_id":"r3","seq":1,"type":"message"},{"room_id":"r4","seq":9,"type":"message"}]}}`, "SUCCESS"},
+		{"a batch that is no object", server.RoomEventsRoute, `{"id":"4","data":[1,2]}`, "DROP"},
+		{"not json", server.RoomEventsRoute, `not json`, "DROP"},
+		{"a notice", server.DevicesChangedRoute, `{"id":"5","data":{"user_id":"bob","shard":3,"version":2}}`, "SUCCESS"},
+		{"a notice without user", server.DevicesChangedRoute, `{"id":"6","data":{"shard":3,"version":2}}`, "DROP"},
+		{"a notice for no shard", server.DevicesChangedRoute, `{"id":"7","data":{"user_id":"bob","shard":64,"version":2}}`, "DROP"},
+	} {
+		if got := deliver(tc.route, tc.body); got != tc.want {
+			t.Errorf("%s: status %q, want %q", tc.name, got, tc.want)
+		}
 	}
 	f.mu.Lock()
-	f.fail = errors.New("message service down")
+	f.fail = errors.New("store down")
 	f.mu.Unlock()
-	if s := deliver(`{"id":"4","data":{"room_id":"r1"}}`); s != "RETRY" {
+	if s := deliver(server.RoomEventsRoute, `{"id":"8","data":{"room_id":"r1"}}`); s != "RETRY" {
 		t.Fatalf("failing handler: status %q, want RETRY", s)
+	}
+	if s := deliver(server.DevicesChangedRoute, `{"id":"9","data":{"user_id":"bob","shard":3,"version":2}}`); s != "RETRY" {
+		t.Fatalf("failing notice handler: status %q, want RETRY", s)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if len(f.batches) != 2 || f.batches[0].Events[0].Text != "hi" || f.batches[1].RoomID != "r2" {
+	if len(f.batches) != 3 || f.batches[0].Events[0].Text != "hi" || f.batches[1].RoomID != "r2" || f.batches[2].Events[1].RoomID != "r4" {
 		t.Fatalf("batches = %+v", f.batches)
+	}
+	if len(f.notices) != 1 || f.notices[0] != (events.DevicesChanged{UserID: "bob", Shard: 3, Version: 2}) {
+		t.Fatalf("notices = %+v", f.notices)
 	}
 }

@@ -48,7 +48,7 @@ func (r Rooms) Room(ctx context.Context, roomID string) (notify.Room, error) {
 	}
 	room := notify.Room{ID: roomID, Members: out.Members}
 	if out.Room != nil {
-		room.Name, room.Kind = out.Room.Name, out.Room.Kind
+		room.Name, room.Kind, room.LastSeq = out.Room.Name, out.Room.Kind, out.Room.LastSeq
 	}
 	if room.Kind == "" && strings.HasPrefix(roomID, dmPrefix) {
 		room.Kind = api.RoomDM

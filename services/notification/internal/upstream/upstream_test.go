@@ -20,7 +20,7 @@ func sidecar(t *testing.T, h http.Handler) *invoke.Client {
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
-	return invoke.New(port)
+	return invoke.New(port, "")
 }
 
 func TestRooms(t *testing.T) {
@@ -28,14 +28,14 @@ func TestRooms(t *testing.T) {
 	mux.HandleFunc("GET /v1.0/invoke/message/method/internal/v1/rooms/{id}/members", func(w http.ResponseWriter, r *http.Request) {
 		switch r.PathValue("id") {
 		case "r1":
-			w.Write([]byte(`{"members":["a","b"],"room":{"id":"r1","name":"general","kind":"public"}}`))
+			w.Write([]byte(`{"members":["a","b"],"room":{"id":"r1","name":"general","kind":"public","last_seq":7}}`))
 		default:
 			w.Write([]byte(`{"members":["a","b"]}`))
 		}
 	})
 	rooms := upstream.Rooms{Invoke: sidecar(t, mux), AppID: "message"}
 	r, err := rooms.Room(context.Background(), "r1")
-	if err != nil || r.Name != "general" || r.Kind != "public" || len(r.Members) != 2 {
+	if err != nil || r.Name != "general" || r.Kind != "public" || len(r.Members) != 2 || r.LastSeq != 7 {
 		t.Fatalf("r1 = %+v, %v", r, err)
 	}
 	r, err = rooms.Room(context.Background(), "dm_0123")

@@ -2,8 +2,9 @@ package hub
 
 import (
 	"context"
-	"sync"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/papochat/papo/platform/events"
 )
@@ -13,48 +14,32 @@ type outgoing struct {
 	sub  events.Submission
 	sig  events.Signal
 	from *conn
+	span trace.Span // a send's, when tracing (tracing.go)
 }
 
 // batcher publishes queued items in batches: one goroutine takes whatever
 // has queued up (up to max, optionally lingering window for more) and
 // publishes it as one pub/sub message. At low load a batch is a single
 // item and adds no delay; under load the batches grow while the previous
-// publish is in flight, so the broker sees fewer, larger messages.
-//
-// With settleWait set (submissions), the batcher also keeps one batch in
-// flight: after a publish it waits until every submission of the batch is
-// settled — its persisted event, ack or rejection came back on
-// room.events — or settleWait passes, and what queued meanwhile goes out
-// as the next batch. The message service appends one pub/sub message at a
-// time, so this is what turns a backlog into larger batches instead of a
-// queue of single submissions, and it keeps a replica's submissions in
-// order (batch n+1 is published only once batch n is persisted).
+// publish is in flight, so the broker sees fewer, larger messages. It
+// carries typing signals; submissions go through the submitter.
 type batcher struct {
-	in         chan outgoing
-	max        int
-	window     time.Duration
-	settleWait time.Duration
-	publish    func(ctx context.Context, items []outgoing) error
-	quit       chan struct{}
-	done       chan struct{}
-
-	mu       sync.Mutex
-	inflight map[settleKey]struct{}
-	settled  chan struct{} // closed when inflight empties
+	in      chan outgoing
+	max     int
+	window  time.Duration
+	publish func(ctx context.Context, items []outgoing) error
+	quit    chan struct{}
+	done    chan struct{}
 }
 
-// settleKey names one submission: its room, sender and client id.
-type settleKey struct{ room, sender, client string }
-
-func newBatcher(h *Hub, size, max int, window, settleWait time.Duration, publish func(context.Context, []outgoing) error) *batcher {
+func newBatcher(h *Hub, size, max int, window time.Duration, publish func(context.Context, []outgoing) error) *batcher {
 	b := &batcher{
-		in:         make(chan outgoing, size),
-		max:        max,
-		window:     window,
-		settleWait: settleWait,
-		publish:    publish,
-		quit:       make(chan struct{}),
-		done:       make(chan struct{}),
+		in:      make(chan outgoing, size),
+		max:     max,
+		window:  window,
+		publish: publish,
+		quit:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	h.workers.Add(1)
 	go func() {
@@ -100,63 +85,9 @@ func (b *batcher) run() {
 			return
 		}
 		batch := b.collect(first)
-		settled := b.track(batch)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := b.publish(ctx, batch)
+		_ = b.publish(ctx, batch) // a failure was reported to the senders
 		cancel()
-		if settled == nil {
-			continue
-		}
-		if err != nil {
-			b.untrack()
-			continue
-		}
-		t := time.NewTimer(b.settleWait)
-		select {
-		case <-settled:
-		case <-t.C:
-		case <-b.quit:
-		}
-		t.Stop()
-		b.untrack()
-	}
-}
-
-// track records the batch's submissions as in flight; it returns nil when
-// the batcher does not wait for settlement.
-func (b *batcher) track(batch []outgoing) <-chan struct{} {
-	if b.settleWait <= 0 {
-		return nil
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.inflight = make(map[settleKey]struct{}, len(batch))
-	for _, o := range batch {
-		b.inflight[settleKey{o.sub.RoomID, o.sub.SenderID, o.sub.ClientID}] = struct{}{}
-	}
-	b.settled = make(chan struct{})
-	return b.settled
-}
-
-func (b *batcher) untrack() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.inflight, b.settled = nil, nil
-}
-
-// settle marks a submission as persisted or refused; the last one of the
-// batch in flight releases the next batch.
-func (b *batcher) settle(room, sender, client string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	k := settleKey{room, sender, client}
-	if _, ok := b.inflight[k]; !ok {
-		return
-	}
-	delete(b.inflight, k)
-	if len(b.inflight) == 0 {
-		close(b.settled)
-		b.inflight = nil
 	}
 }
 
@@ -221,7 +152,6 @@ func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) error {
 		return err
 	}
 	h.stats.Published.Add(1)
-	h.stats.Submitted.Add(int64(len(items)))
 	return nil
 }
 

@@ -81,15 +81,16 @@ func (h *Hub) newConn(userID, sessionID string) *conn {
 
 // send queues one encoded frame. A full queue disconnects the client: the
 // producer never waits for it.
-func (c *conn) send(b []byte) {
-	if c.out.push(b) == overflow {
+func (c *conn) send(f frame) {
+	if c.out.push(f) == overflow {
 		c.h.stats.SlowConsumers.Add(1)
 		c.close(api.CloseSlowConsumer, "outgoing queue overflowed")
 	}
 }
 
 func (c *conn) sendError(code, message, ref string) {
-	c.send(encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, Ref: ref}))
+	c.h.metrics.refused(code)
+	c.send(frame{b: encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, Ref: ref}), kind: outError})
 }
 
 // close starts closing the connection with a close code. It never blocks
@@ -99,6 +100,7 @@ func (c *conn) sendError(code, message, ref string) {
 func (c *conn) close(code int, text string) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeText = code, text
+		c.h.metrics.closed(code)
 		if code == api.ClosePolicy {
 			c.h.stats.PolicyCloses.Add(1)
 		}
@@ -131,10 +133,11 @@ func (c *conn) writeLoop() {
 			return
 		}
 		for _, f := range frames {
-			if err := c.write(f); err != nil {
+			if err := c.write(f.b); err != nil {
 				c.writerEnded()
 				return
 			}
+			c.h.metrics.wrote(f)
 		}
 	}
 }
@@ -347,11 +350,11 @@ func (c *conn) member(roomID string) bool {
 	return ok
 }
 
-// offer delivers a live event of a room (encoded in b) if it is the next
+// offer delivers a live event of a room (encoded in f) if it is the next
 // one this connection needs. Older seqs are duplicates and are skipped; a
 // newer one means the connection missed something, and it catches up from
 // the message service instead.
-func (c *conn) offer(roomID string, seq int64, b []byte) {
+func (c *conn) offer(roomID string, seq int64, f frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cr := c.rooms[roomID]
@@ -362,7 +365,7 @@ func (c *conn) offer(roomID string, seq int64, b []byte) {
 	case seq <= cr.seq:
 	case seq == cr.seq+1:
 		cr.seq = seq
-		c.send(b)
+		c.send(f)
 	default:
 		c.startSync(roomID, cr)
 	}
@@ -371,7 +374,7 @@ func (c *conn) offer(roomID string, seq int64, b []byte) {
 // offerSignal delivers an ephemeral frame (typing, presence) at once. The
 // live hold is for room events, whose order a resume decides; a signal
 // has none, and one held back would be lost.
-func (c *conn) offerSignal(b []byte) { c.send(b) }
+func (c *conn) offerSignal(f frame) { c.send(f) }
 
 // goLive starts live delivery: every room whose head moved past the
 // connection's cursor catches up first.
@@ -448,7 +451,7 @@ func (c *conn) sync(roomID string, cr *cursor) {
 				continue
 			}
 			cr.seq = e.Seq
-			c.send(encode(api.EventFrame{Type: api.FrameEvent, Event: e}))
+			c.send(frame{b: encode(api.EventFrame{Type: api.FrameEvent, Event: e}), kind: outEvent})
 			if e.Type == api.EventMemberLeft && e.UserID == c.userID {
 				left = true
 				break

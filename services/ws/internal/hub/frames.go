@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
+	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
 )
 
@@ -18,17 +17,13 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // handle answers one client frame. Every refusal is an error frame; the
 // connection stays open (unless refusals turn into abuse, see refuse).
 func (c *conn) handle(data []byte) {
-	var f api.ClientFrame
-	// encoding/json would replace invalid UTF-8 with U+FFFD, and the text
-	// would be stored altered: a text frame must be UTF-8 (RFC 6455).
-	if !utf8.Valid(data) {
-		c.refuse("", "invalid_text", "a frame must be valid UTF-8")
+	f, err := decodeFrame(data)
+	if err != nil {
+		c.h.metrics.framesIn[inInvalid].Inc()
+		c.refuseErr("", err)
 		return
 	}
-	if err := json.Unmarshal(data, &f); err != nil {
-		c.refuse("", "invalid_json", "a frame is one JSON object: "+err.Error())
-		return
-	}
+	c.h.metrics.framesIn[inKindOf(f.Type)].Inc()
 	if !c.limiter.Allow() {
 		c.refuse(f.ClientID, "rate_limited", "too many frames; slow down")
 		return
@@ -58,10 +53,26 @@ func (c *conn) handle(data []byte) {
 	case api.FrameAuth:
 		c.reauth(f)
 	case api.FramePing:
-		c.send(encode(api.ServerFrame{Type: api.FramePong}))
+		c.send(frame{b: encode(api.ServerFrame{Type: api.FramePong}), kind: outPong})
 	default:
 		c.refuse(f.ClientID, "unknown_type", "unknown frame type "+strconv.Quote(truncate(f.Type, 32)))
 	}
+}
+
+// decodeFrame decodes a client frame. encoding/json would turn invalid
+// UTF-8 and escaped lone surrogates into U+FFFD, and the text would be
+// stored altered (or two client_ids would become one): such a frame is
+// refused with the code of the field it was in (validate.JSON), as a REST
+// body is. A text frame must be UTF-8 anyway (RFC 6455).
+func decodeFrame(data []byte) (api.ClientFrame, error) {
+	var f api.ClientFrame
+	if err := validate.JSON(data); err != nil {
+		return f, err
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return f, apierror.Invalidf("invalid_json", "a frame is one JSON object: %v", err)
+	}
+	return f, nil
 }
 
 func truncate(s string, n int) string {
@@ -84,11 +95,9 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 	case f.ClientID == "":
 		c.refuse(ref, "missing_field", "client_id is required")
 		return
-	case utf8.RuneCountInString(f.ClientID) > api.MaxClientIDLen:
-		c.refuse(ref, "invalid_client_id", "client_id is longer than "+itoa(api.MaxClientIDLen)+" characters")
-		return
-	case strings.ContainsFunc(f.ClientID, unicode.IsControl):
-		c.refuse(ref, "invalid_client_id", "client_id must be printable")
+	}
+	if err := validate.ClientID(f.ClientID, true); err != nil {
+		c.refuseErr(ref, err)
 		return
 	}
 	if kind != api.EventMessage && f.TargetSeq <= 0 {
@@ -96,16 +105,8 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		return
 	}
 	if kind != api.EventDelete {
-		n := utf8.RuneCountInString(f.Text)
-		switch {
-		case strings.TrimSpace(f.Text) == "":
-			c.refuse(ref, "invalid_text", "text must not be empty")
-			return
-		case n > api.MaxTextRunes:
-			c.refuse(ref, "text_too_long", "text is limited to "+itoa(api.MaxTextRunes)+" characters")
-			return
-		case strings.ContainsFunc(f.Text, func(r rune) bool { return unicode.IsControl(r) && r != '\n' && r != '\t' }):
-			c.refuse(ref, "invalid_text", "text must not hold control characters other than newline and tab")
+		if err := validate.Text(f.Text); err != nil {
+			c.refuseErr(ref, err)
 			return
 		}
 	}
@@ -121,7 +122,11 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		Type: kind, RoomID: f.RoomID, SenderID: c.userID, ClientID: f.ClientID,
 		Text: f.Text, TargetSeq: f.TargetSeq, SentAt: time.Now().UTC(),
 	}
-	if !c.h.submits.add(outgoing{sub: sub, from: c}) {
+	span := c.h.startSend(sub)
+	if !c.h.submits.add(outgoing{sub: sub, from: c, span: span}) {
+		if span != nil {
+			span.End()
+		}
 		c.takePending(f.RoomID, f.ClientID)
 		c.refuse(ref, "server_busy", "the server is overloaded; retry with the same client_id")
 	}

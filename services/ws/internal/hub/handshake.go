@@ -23,6 +23,11 @@ import (
 // status of a refused handshake.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.handshake(w, r); err != nil {
+		code := "internal"
+		if e, ok := apierror.As(err); ok {
+			code = e.Code
+		}
+		h.metrics.handshakeRefused(code)
 		httpapi.Error(w, r, h.log, err)
 	}
 }
@@ -74,6 +79,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
+	h.metrics.opened.Inc()
 	c.seen()
 	c.startPings()
 
@@ -85,7 +91,7 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	if hello.Rooms == nil {
 		hello.Rooms = []api.RoomCursor{}
 	}
-	c.send(encode(hello))
+	c.send(frame{b: encode(hello), kind: outHello})
 	for _, rc := range rooms {
 		h.rooms.attach(rc.RoomID, c, rc.LastSeq)
 	}
@@ -175,7 +181,7 @@ func handshakeToken(r *http.Request) (string, error) {
 		return "", apierror.New(apierror.Unauthenticated, "missing_token",
 			"send the access token in Sec-WebSocket-Protocol (bearer.<token>) or Authorization")
 	}
-	return token, nil
+	return token, authn.CheckTokenSize(token)
 }
 
 // originAllowed accepts requests without Origin (non-browser clients) and

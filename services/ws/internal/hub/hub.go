@@ -18,9 +18,13 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 )
 
@@ -38,6 +42,9 @@ type Messages interface {
 	EventsAfter(ctx context.Context, roomID string, after int64, limit int) ([]api.Event, error)
 	// MarkRead moves userID's read marker in roomID to seq.
 	MarkRead(ctx context.Context, roomID, userID string, seq int64) error
+	// Submit hands submissions to the message service and returns what
+	// became of each, in order, once each is stored or refused.
+	Submit(ctx context.Context, batch events.SubmissionBatch) (events.SubmitResult, error)
 }
 
 // Sessions is what the hub asks of the auth service.
@@ -89,21 +96,21 @@ type Config struct {
 	LiveHold time.Duration
 	// TypingEvery throttles typing signals per user per room.
 	TypingEvery time.Duration
-	// SubmitQueue bounds submissions waiting to be published; MaxBatch
-	// bounds submissions per pub/sub message; BatchWindow optionally waits
-	// that long for more before publishing.
-	SubmitQueue int
-	MaxBatch    int
-	BatchWindow time.Duration
-	// SettleWait, when positive, keeps one submission batch in flight: the
-	// next is published once the previous one's events (or refusals) came
-	// back, or after SettleWait (default 2 s; negative publishes without
-	// waiting).
-	SettleWait time.Duration
+	// SubmitQueue bounds submissions waiting to be handed to the message
+	// service; MaxBatch bounds submissions per call (and typing signals
+	// per pub/sub message); SubmitInflight bounds the calls in flight.
+	// BatchWindow optionally waits that long for more signals before
+	// publishing them.
+	SubmitQueue    int
+	MaxBatch       int
+	SubmitInflight int
+	BatchWindow    time.Duration
 	// HistoryPage is the page size of gap and resume fetches.
 	HistoryPage int
 	// PendingAcks caps sends awaiting their ack per connection.
 	PendingAcks int
+	// Replica names this replica in its spans.
+	Replica string
 }
 
 // DefaultConfig returns the production defaults.
@@ -123,8 +130,8 @@ func DefaultConfig() Config {
 		LiveHold:        500 * time.Millisecond,
 		TypingEvery:     2 * time.Second,
 		SubmitQueue:     8192,
-		MaxBatch:        100,
-		SettleWait:      2 * time.Second,
+		MaxBatch:        256,
+		SubmitInflight:  4,
 		HistoryPage:     api.MaxPageLimit,
 		PendingAcks:     512,
 	}
@@ -167,11 +174,7 @@ func (c Config) withDefaults() Config {
 	setD(&c.TypingEvery, d.TypingEvery)
 	set(&c.SubmitQueue, d.SubmitQueue)
 	set(&c.MaxBatch, d.MaxBatch)
-	if c.SettleWait < 0 {
-		c.SettleWait = 0
-	} else if c.SettleWait == 0 {
-		c.SettleWait = d.SettleWait
-	}
+	set(&c.SubmitInflight, d.SubmitInflight)
 	set(&c.HistoryPage, d.HistoryPage)
 	set(&c.PendingAcks, d.PendingAcks)
 	return c
@@ -186,6 +189,10 @@ type Deps struct {
 	Log       *slog.Logger
 	// Presence, when set, is told of every socket opened and closed.
 	Presence PresenceReporter
+	// Metrics, when set, are where the hub counts (NewMetrics); Traces,
+	// when set, traces sends and deliveries.
+	Metrics *Metrics
+	Traces  trace.TracerProvider
 }
 
 // PresenceReporter reports sockets to the presence service
@@ -208,7 +215,7 @@ type Hub struct {
 	rooms roomTable
 	users userTable
 
-	submits *batcher
+	submits *submitter
 	signals *batcher
 
 	ctx     context.Context
@@ -219,7 +226,10 @@ type Hub struct {
 	spawnMu sync.Mutex     // orders spawn against Shutdown's wait
 	stopped bool           // guarded by spawnMu
 
-	stats Stats
+	stats   Stats
+	metrics *Metrics
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // Stats counts what happened to connections, for tests and metrics.
@@ -228,12 +238,12 @@ type Stats struct {
 	SlowConsumers atomic.Int64
 	PolicyCloses  atomic.Int64
 	GapFills      atomic.Int64
-	Published     atomic.Int64 // pub/sub messages on TopicSubmitted
+	Published     atomic.Int64 // calls that handed submissions over (or publishes of them)
 	Submitted     atomic.Int64 // submissions inside them
 	queued        func() int
 }
 
-// Queued returns how many submissions wait to be published.
+// Queued returns how many submissions wait to be handed over.
 func (s *Stats) Queued() int { return s.queued() }
 
 // New returns a Hub. Its background work (publish batchers, gap fills)
@@ -243,6 +253,13 @@ func New(cfg Config, deps Deps) *Hub {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if deps.Traces == nil {
+		deps.Traces = noop.NewTracerProvider()
+	}
+	_, tracesOff := deps.Traces.(noop.TracerProvider)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		cfg:     cfg,
@@ -251,6 +268,9 @@ func New(cfg Config, deps Deps) *Hub {
 		origins: map[string]bool{},
 		ctx:     ctx,
 		cancel:  cancel,
+		metrics: deps.Metrics,
+		tracer:  deps.Traces.Tracer("papo/ws"),
+		tracing: !tracesOff,
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o = normalizeOrigin(o); o != "" {
@@ -270,9 +290,10 @@ func New(cfg Config, deps Deps) *Hub {
 	}
 	h.rooms.init()
 	h.users.init()
-	h.submits = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, cfg.SettleWait, h.publishSubmissions)
-	h.stats.queued = func() int { return len(h.submits.in) }
-	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, 0, h.publishSignals)
+	h.submits = newSubmitter(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.SubmitInflight)
+	h.stats.queued = func() int { return int(h.submits.waiting.Load()) }
+	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSignals)
+	h.metrics.bind(h)
 	return h
 }
 

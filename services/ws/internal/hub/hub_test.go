@@ -262,7 +262,8 @@ func TestSlowConsumerIsCutOffWhileTheRoomFlows(t *testing.T) {
 }
 
 func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
-	s := newStack(t, 1, hub.Config{MaxFrameBytes: 32 << 10})
+	// Rate and strikes raised: the table sends more frames than a burst.
+	s := newStack(t, 1, hub.Config{MaxFrameBytes: 32 << 10, Rate: 1000, Burst: 1000, StrikeRate: 100, StrikeBurst: 1000})
 	s.world.room("r1", "alice")
 	w := s.live(0, "alice")
 
@@ -279,12 +280,19 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 		{"missing room", `{"type":"send","client_id":"m1","text":"a"}`, "missing_field", "m1"},
 		{"missing client_id", `{"type":"send","room_id":"r1","text":"a"}`, "missing_field", ""},
 		{"empty text", `{"type":"send","room_id":"r1","client_id":"e1","text":" "}`, "invalid_text", "e1"},
-		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "text_too_long", "l1"},
+		{"text over 4000 characters", `{"type":"send","room_id":"r1","client_id":"l1","text":"` + strings.Repeat("é", 4001) + `"}`, "invalid_text", "l1"},
 		{"client_id over 64", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("c", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("c", 64)},
 		{"client_id over 64 characters", `{"type":"send","room_id":"r1","client_id":"` + strings.Repeat("é", 65) + `","text":"a"}`, "invalid_client_id", strings.Repeat("é", 64)},
 		{"client_id with a control character", `{"type":"send","room_id":"r1","client_id":"c\u0007","text":"a"}`, "invalid_client_id", "c\a"},
 		{"text with a control character", `{"type":"send","room_id":"r1","client_id":"k1","text":"a\u0000b"}`, "invalid_text", "k1"},
 		{"not UTF-8", "{\"type\":\"send\",\"room_id\":\"r1\",\"client_id\":\"u8\",\"text\":\"a\xffb\"}", "invalid_text", ""},
+		{"lone surrogate escape in text", `{"type":"send","room_id":"r1","client_id":"s1","text":"a\ud800b"}`, "invalid_text", ""},
+		{"lone surrogate escape in client_id", `{"type":"send","room_id":"r1","client_id":"s\udc00","text":"a"}`, "invalid_client_id", ""},
+		{"invalid UTF-8 in client_id", "{\"type\":\"send\",\"room_id\":\"r1\",\"client_id\":\"a\xffb\",\"text\":\"a\"}", "invalid_client_id", ""},
+		{"bidi override in text", `{"type":"send","room_id":"r1","client_id":"b1","text":"abc\u202Edef"}`, "invalid_text", "b1"},
+		{"unbalanced bidi isolate in text", `{"type":"send","room_id":"r1","client_id":"b2","text":"abc\u2067def"}`, "invalid_text", "b2"},
+		{"only invisible characters", `{"type":"send","room_id":"r1","client_id":"b3","text":"\u200b\u2060"}`, "invalid_text", "b3"},
+		{"zero-width space in client_id", `{"type":"send","room_id":"r1","client_id":"z\u200b1","text":"a"}`, "invalid_client_id", "z\u200b1"},
 		{"not a member", `{"type":"send","room_id":"r2","client_id":"n1","text":"a"}`, "not_a_member", "n1"},
 		{"edit without target", `{"type":"edit","room_id":"r1","client_id":"t1","text":"a"}`, "missing_field", "t1"},
 		{"resume without rooms", `{"type":"resume"}`, "missing_field", ""},
@@ -305,6 +313,14 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 	t.Run("64 characters of client_id are accepted", func(t *testing.T) {
 		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: strings.Repeat("é", 64), Text: "hi"})
 		expectType(t, w, api.FrameEvent)
+		expectType(t, w, api.FrameAck)
+	})
+	t.Run("emoji joined by ZWJ and a balanced isolate are accepted", func(t *testing.T) {
+		text := "\U0001F468\u200D\U0001F469\u200D\U0001F467 \u2067\u05e9\u05dc\u05d5\u05dd\u2069"
+		send(t, w, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "zwj", Text: text})
+		if ev := expectType(t, w, api.FrameEvent); ev.Event.Text != text {
+			t.Fatalf("got text %q, want %q", ev.Event.Text, text)
+		}
 		expectType(t, w, api.FrameAck)
 	})
 	t.Run("4000 characters are accepted", func(t *testing.T) {
@@ -575,14 +591,31 @@ func TestRevokedSessionIsClosed(t *testing.T) {
 	}
 }
 
-func TestPublishFailureAndRejectionAnswerTheSender(t *testing.T) {
+// TestSubmitFailureFallsBackToPublishThenAnswersTheSender: a message
+// service that does not answer is tried a few times, then the batch is
+// published to messages.submitted (acked from room.events as usual); only
+// when that fails too is the sender told unavailable. A refusal answered
+// by the message service reaches the sender as an error frame.
+func TestSubmitFailureFallsBackToPublishThenAnswersTheSender(t *testing.T) {
 	s := newStack(t, 1, hub.Config{})
 	s.world.room("r1", "alice")
 	a := s.live(0, "alice")
+	s.world.failSubmit.Store(true)
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "p1", Text: "x"})
+	if f := expectType(t, a, api.FrameEvent); f.Event.ClientID != "p1" {
+		t.Fatalf("got %+v, want the event of p1", f)
+	}
+	if f := expectType(t, a, api.FrameAck); f.ClientID != "p1" || f.Seq != 1 {
+		t.Fatalf("got %+v, want the ack of p1 at seq 1", f)
+	}
+	if got := s.world.count(events.TopicSubmitted); got != 1 {
+		t.Fatalf("got %d publishes to %s, want the fallback's 1", got, events.TopicSubmitted)
+	}
 	s.world.failPublish.Store(true)
 	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "f1", Text: "x"})
 	expectError(t, a, "unavailable", "f1")
 	s.world.failPublish.Store(false)
+	s.world.failSubmit.Store(false)
 	// The message service refuses (alice was removed without an event).
 	s.world.mu.Lock()
 	s.world.rooms["r1"].members["alice"] = false
@@ -628,11 +661,51 @@ func TestSubmissionsAreBatchedUnderLoad(t *testing.T) {
 	for range 10 {
 		nextSkipping(t, a, api.FrameAck)
 	}
-	if got, want := s.world.count(events.TopicSubmitted), 2; got != want {
-		t.Fatalf("got %d pub/sub messages for 10 sends, want %d", got, want)
+	if got, want := s.world.count("submit"), 2; got != want {
+		t.Fatalf("got %d calls for 10 sends, want %d", got, want)
 	}
-	if got := s.hubs[0].Stats().Submitted.Load(); got != 10 {
-		t.Fatalf("got %d submissions published, want 10", got)
+	// The count moves after the call returns, which may be after the acks.
+	eventually(t, "10 submissions handed over", func() bool { return s.hubs[0].Stats().Submitted.Load() == 10 })
+}
+
+// TestSubmissionsOfOtherRoomsDoNotWaitForABusyRoom: while a call for one
+// room is in flight, another room's send goes out in a call of its own at
+// once, but the busy room's next send waits for its first call (so a
+// room's sends are stored in order).
+func TestSubmissionsOfOtherRoomsDoNotWaitForABusyRoom(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	s.world.room("r2", "alice")
+	s.world.gate, s.world.entered = make(chan struct{}), make(chan struct{}, 10)
+	a := s.live(0, "alice")
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "a", Text: "x"})
+	<-s.world.entered // r1's call is in flight
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r2", ClientID: "b", Text: "x"})
+	select {
+	case <-s.world.entered: // r2's call too
+	case <-time.After(5 * time.Second):
+		t.Fatal("a send to another room waited for the busy room")
+	}
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c", Text: "x"})
+	select {
+	case <-s.world.entered:
+		t.Fatal("a second call for r1 while its first was in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	s.world.gate <- struct{}{}
+	s.world.gate <- struct{}{}
+	<-s.world.entered // now r1's second send goes
+	s.world.gate <- struct{}{}
+	acks := map[string]int64{}
+	for len(acks) < 3 {
+		f := nextSkipping(t, a, api.FrameEvent)
+		if f.Type != api.FrameAck {
+			t.Fatalf("got %+v, want acks", f)
+		}
+		acks[f.ClientID] = f.Seq
+	}
+	if acks["a"] != 1 || acks["c"] != 2 || acks["b"] != 1 {
+		t.Fatalf("got acks %v, want a and c at seqs 1 and 2 of r1, b at 1 of r2", acks)
 	}
 }
 

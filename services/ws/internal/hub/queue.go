@@ -2,6 +2,15 @@ package hub
 
 import "sync"
 
+// frame is one encoded server frame waiting for the writer: its type, and
+// for a live event its commit time (unix nanoseconds, else 0), so the
+// writer can count it and measure its delivery latency.
+type frame struct {
+	b         []byte
+	kind      outKind
+	committed int64
+}
+
 // queue holds a connection's outgoing frames until its writer sends them.
 // It is bounded in bytes, not frames, so a few large frames and many small
 // ones cost the same memory; a push never blocks.
@@ -11,7 +20,7 @@ import "sync"
 // connection holds no writer goroutine (nor its stack).
 type queue struct {
 	mu      sync.Mutex
-	frames  [][]byte
+	frames  []frame // nil when empty: an idle queue holds no array
 	size    int
 	limit   int
 	closed  bool
@@ -45,20 +54,20 @@ const (
 	queueClosed
 )
 
-// push appends b unless the queue is closed or b would take it over its
+// push appends f unless the queue is closed or f would take it over its
 // limit, and starts a writer unless one runs.
-func (q *queue) push(b []byte) pushResult {
+func (q *queue) push(f frame) pushResult {
 	q.mu.Lock()
 	if q.closed {
 		q.mu.Unlock()
 		return queueClosed
 	}
-	if q.size+len(b) > q.limit {
+	if q.size+len(f.b) > q.limit {
 		q.mu.Unlock()
 		return overflow
 	}
-	q.frames = append(q.frames, b)
-	q.size += len(b)
+	q.frames = append(q.frames, f)
+	q.size += len(f.b)
 	start := q.claimLocked()
 	q.mu.Unlock()
 	if start {
@@ -79,8 +88,9 @@ func (q *queue) claimLocked() bool {
 
 // take removes and returns every queued frame and whether the queue was
 // closed. more is false when there was nothing to do: the writer must
-// end, and the next push starts another.
-func (q *queue) take() (frames [][]byte, closed, more bool) {
+// end, and the next push starts another. The queue keeps no array once
+// drained, so an idle connection pays nothing for its frames' metadata.
+func (q *queue) take() (frames []frame, closed, more bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.frames) == 0 && !q.closed {
@@ -90,6 +100,13 @@ func (q *queue) take() (frames [][]byte, closed, more bool) {
 	f := q.frames
 	q.frames, q.size = nil, 0
 	return f, q.closed, true
+}
+
+// bytes is how many bytes wait in the queue.
+func (q *queue) bytes() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.size
 }
 
 // close makes further pushes fail, drops what is queued and has a writer

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/api/client"
 	"github.com/papochat/papo/platform/authn/authntest"
@@ -35,22 +38,35 @@ type stack struct {
 	world *world
 	hubs  []*hub.Hub
 	urls  []string
+	regs  []*prometheus.Registry // each hub's metrics
 }
 
 func newStack(t *testing.T, replicas int, cfg hub.Config) *stack {
+	t.Helper()
+	return newTracedStack(t, replicas, cfg, nil)
+}
+
+// newTracedStack is newStack whose hubs trace with tp (nil: not at all).
+func newTracedStack(t *testing.T, replicas int, cfg hub.Config, tp trace.TracerProvider) *stack {
 	t.Helper()
 	s := &stack{t: t, iss: authntest.New(), world: newWorld()}
 	side := httptest.NewServer(s.world.sidecar())
 	t.Cleanup(side.Close)
 	u, _ := url.Parse(side.URL)
-	inv := invoke.New(u.Port())
+	inv := invoke.New(u.Port(), "")
 	for i := 0; i < replicas; i++ {
+		reg := prometheus.NewRegistry()
+		cfg := cfg
+		cfg.Replica = fmt.Sprintf("ws-%d", i+1)
 		h := hub.New(cfg, hub.Deps{
 			Verifier:  s.iss.Verifier(),
 			Sessions:  upstream.Sessions{Invoke: inv, AppID: "auth"},
 			Messages:  upstream.Messages{Invoke: inv, AppID: "message"},
 			Publisher: s.world,
+			Metrics:   hub.NewMetrics(reg),
+			Traces:    tp,
 		})
+		s.regs = append(s.regs, reg)
 		s.world.addReplica(h)
 		mux := http.NewServeMux()
 		mux.Handle("/ws", h)
@@ -198,13 +214,16 @@ type world struct {
 	replicas []*replica
 
 	failPublish atomic.Bool
-	// gate, when set, holds each publish until it receives; entered is
-	// told when a publish is waiting there.
+	// failSubmit makes the message service's submit route answer 503.
+	failSubmit atomic.Bool
+	// gate, when set, holds each submission (call or publish) until it
+	// receives; entered is told when one is waiting there.
 	gate    chan struct{}
 	entered chan struct{}
 	// dropFor makes replica i miss the next n room event batches.
 	dropFor     map[int]int
 	publishes   map[string]int // topic → pub/sub messages
+	callTrace   string         // the traceparent of the submit call being stored
 	submissions atomic.Int64
 	history     atomic.Int64 // history fetches
 }
@@ -328,24 +347,7 @@ func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) er
 		if err := json.Unmarshal(data, &b); err != nil {
 			return err
 		}
-		w.submissions.Add(int64(len(b.Submissions)))
-		for _, s := range b.Submissions {
-			out := events.RoomEventBatch{RoomID: s.RoomID}
-			r := w.rooms[s.RoomID]
-			key := s.SenderID + "/" + s.ClientID
-			switch {
-			case r == nil || !r.members[s.SenderID]:
-				out.Rejections = append(out.Rejections, events.Rejection{RoomID: s.RoomID, SenderID: s.SenderID,
-					ClientID: s.ClientID, Code: "not_a_member", Message: "not a member"})
-			case r.byClient[key] > 0:
-				out.Acks = append(out.Acks, events.Ack{RoomID: s.RoomID, SenderID: s.SenderID, ClientID: s.ClientID, Seq: r.byClient[key]})
-			default:
-				e := w.appendLocked(s.RoomID, api.Event{Type: s.Type, SenderID: s.SenderID, ClientID: s.ClientID, Text: s.Text, TargetSeq: s.TargetSeq})
-				r.byClient[key] = e.Seq
-				out.Events = append(out.Events, e)
-			}
-			w.fanoutLocked(out)
-		}
+		w.storeLocked(b, true)
 	case pubsub == events.Fanout && topic == events.TopicSignals:
 		var b events.SignalBatch
 		if err := json.Unmarshal(data, &b); err != nil {
@@ -358,6 +360,38 @@ func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) er
 		return fmt.Errorf("unexpected publish to %s/%s", pubsub, topic)
 	}
 	return nil
+}
+
+// storeLocked persists a batch like the message service: each stored
+// event is fanned out; a repeat is acknowledged; a refusal is announced
+// when announce is set (a pub/sub delivery) and otherwise only answered
+// (a call). It returns each submission's outcome; w.mu is held.
+func (w *world) storeLocked(b events.SubmissionBatch, announce bool) []events.Outcome {
+	w.submissions.Add(int64(len(b.Submissions)))
+	outcomes := make([]events.Outcome, len(b.Submissions))
+	for i, s := range b.Submissions {
+		out := events.RoomEventBatch{RoomID: s.RoomID, TraceParent: w.callTrace}
+		r := w.rooms[s.RoomID]
+		key := s.SenderID + "/" + s.ClientID
+		switch {
+		case r == nil || !r.members[s.SenderID]:
+			outcomes[i] = events.Outcome{Code: "not_a_member", Message: "not a member"}
+			if announce {
+				out.Rejections = append(out.Rejections, events.Rejection{RoomID: s.RoomID, SenderID: s.SenderID,
+					ClientID: s.ClientID, Code: "not_a_member", Message: "not a member"})
+			}
+		case r.byClient[key] > 0:
+			outcomes[i] = events.Outcome{Seq: r.byClient[key]}
+			out.Acks = append(out.Acks, events.Ack{RoomID: s.RoomID, SenderID: s.SenderID, ClientID: s.ClientID, Seq: r.byClient[key]})
+		default:
+			e := w.appendLocked(s.RoomID, api.Event{Type: s.Type, SenderID: s.SenderID, ClientID: s.ClientID, Text: s.Text, TargetSeq: s.TargetSeq})
+			r.byClient[key] = e.Seq
+			outcomes[i] = events.Outcome{Seq: e.Seq}
+			out.Events = append(out.Events, e)
+		}
+		w.fanoutLocked(out)
+	}
+	return outcomes
 }
 
 // sidecar serves the routes the ws service invokes through Dapr.
@@ -402,6 +436,29 @@ func (w *world) sidecar() http.Handler {
 			}
 		}
 		httpapi.Encode(rw, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /v1.0/invoke/message/method"+events.SubmitRoute, func(rw http.ResponseWriter, r *http.Request) {
+		if w.failSubmit.Load() {
+			fail(rw, http.StatusServiceUnavailable, "unavailable")
+			return
+		}
+		var b events.SubmissionBatch
+		if err := json.NewDecoder(r.Body).Decode(&b); err != nil {
+			fail(rw, http.StatusBadRequest, "invalid_json")
+			return
+		}
+		if w.gate != nil {
+			w.entered <- struct{}{}
+			<-w.gate
+		}
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.publishes["submit"]++
+		// Like the message service, the announcement continues the
+		// call's trace.
+		w.callTrace = r.Header.Get("traceparent")
+		defer func() { w.callTrace = "" }()
+		httpapi.Encode(rw, http.StatusOK, events.SubmitResult{Outcomes: w.storeLocked(b, false)})
 	})
 	mux.HandleFunc("POST "+msg+"/rooms/{id}/read", func(rw http.ResponseWriter, r *http.Request) {
 		var body struct {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/invoke"
 )
 
@@ -48,6 +49,14 @@ type readRequest struct {
 func (m Messages) MarkRead(ctx context.Context, roomID, userID string, seq int64) error {
 	return m.Invoke.Do(ctx, m.AppID, http.MethodPost, "/internal/v1/rooms/"+url.PathEscape(roomID)+"/read", nil,
 		readRequest{UserID: userID, Seq: seq}, nil)
+}
+
+// Submit is POST events.SubmitRoute: the message service stores the
+// batch in its next round and answers each submission's outcome.
+func (m Messages) Submit(ctx context.Context, batch events.SubmissionBatch) (events.SubmitResult, error) {
+	var out events.SubmitResult
+	err := m.Invoke.Do(ctx, m.AppID, http.MethodPost, events.SubmitRoute, nil, batch, &out)
+	return out, err
 }
 
 // Sessions calls the auth service's session check.
