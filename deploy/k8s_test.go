@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -368,4 +369,54 @@ func envValue(c corev1.Container, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestKubernetesIngressSendsEverythingToTheGateway: every overlay's
+// ingress sends /ws, with proxy timeouts longer than a live socket stays
+// silent, and the rest to the gateway — never /ws straight to the ws
+// Service, whose port answers only the gateway (the app API token and
+// the NetworkPolicy papo-ws-from-gateway).
+func TestKubernetesIngressSendsEverythingToTheGateway(t *testing.T) {
+	for _, overlay := range overlays(t) {
+		t.Run(overlay, func(t *testing.T) {
+			m := build(t, filepath.Join("k8s", "overlays", overlay))
+			routes := map[string]string{} // path -> service:port
+			for _, r := range m.Resources() {
+				if r.GetKind() != "Ingress" {
+					continue
+				}
+				var in networkingv1.Ingress
+				decode(t, r, &in)
+				for _, rule := range in.Spec.Rules {
+					for _, p := range rule.HTTP.Paths {
+						routes[p.Path] = p.Backend.Service.Name + ":" + p.Backend.Service.Port.Name
+						if p.Path != "/ws" {
+							continue
+						}
+						if p.PathType == nil || *p.PathType != networkingv1.PathTypeExact {
+							t.Errorf("/ws path type %v, want Exact", p.PathType)
+						}
+						// Longer than the server waits for a pong (60 s):
+						// a proxy timeout must never end a live socket.
+						for _, a := range []string{"proxy-read-timeout", "proxy-send-timeout"} {
+							secs, err := strconv.Atoi(in.Annotations["nginx.ingress.kubernetes.io/"+a])
+							if err != nil || secs <= 60 {
+								t.Errorf("/ws %s = %q, want more than 60 s", a, in.Annotations["nginx.ingress.kubernetes.io/"+a])
+							}
+						}
+					}
+				}
+			}
+			for path, got := range routes {
+				if strings.HasPrefix(got, "ws:") {
+					t.Errorf("ingress sends %s straight to the ws Service", path)
+				}
+			}
+			for path, want := range map[string]string{"/ws": "gateway:http", "/": "gateway:http"} {
+				if got := routes[path]; got != want {
+					t.Errorf("ingress sends %s to %q, want %q", path, got, want)
+				}
+			}
+		})
+	}
 }

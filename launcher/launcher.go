@@ -152,6 +152,11 @@ type Stack struct {
 	sink    *pushSink
 	apps    []*App
 	lock    *os.File
+
+	// handoffDir holds the ws replicas' hand-off sockets; removed at Stop
+	// when it is a temporary folder (handoffTemp).
+	handoffDir  string
+	handoffTemp bool
 }
 
 // Apps returns the replicas of appID, or every app when appID is "".
@@ -324,6 +329,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
 		return nil, err
 	}
+	if err := s.makeHandoffDir(); err != nil {
+		return nil, err
+	}
 	if err := s.plan(binDir, resources, vars); err != nil {
 		return nil, err
 	}
@@ -485,7 +493,7 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	if err != nil {
 		return err
 	}
-	var wsURLs []string
+	var wsURLs, wsSockets []string
 	for i, n := range names {
 		ports := all[per*i : per*i+per]
 		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], MetricsPort: ports[6], stack: s}
@@ -528,6 +536,7 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())
+			wsSockets = append(wsSockets, s.handoffSocket(a.Name))
 		}
 		s.apps = append(s.apps, a)
 	}
@@ -556,12 +565,13 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		}
 		switch a.AppID {
 		case "gateway":
-			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","))
+			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","), "GATEWAY_WS_HANDOFF="+strings.Join(wsSockets, ","))
 		case "auth":
 			env = append(env, "AUTH_DEV_GENERATE_KEYS=true", "AUTH_DEV_KEY_FILE="+vars["PAPO_SECRETS_FILE"])
 		case "ws":
 			gw := "127.0.0.1:" + strconv.Itoa(s.gatewayPort())
-			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()))
+			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()),
+				"WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}
 		for k, v := range s.opts.Env {
 			env = append(env, k+"="+v)
@@ -577,6 +587,28 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	}
 	return nil
 }
+
+// makeHandoffDir makes the private folder (0700) where the gateway hands
+// clients' sockets to the ws replicas: <DataDir>/handoff, or a temporary
+// folder when that path is too long for a Unix socket.
+func (s *Stack) makeHandoffDir() error {
+	dir := filepath.Join(s.DataDir, "handoff")
+	if len(dir) > 80 {
+		tmp, err := os.MkdirTemp("", "papo-handoff-")
+		if err != nil {
+			return err
+		}
+		s.handoffDir, s.handoffTemp = tmp, true
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	s.handoffDir = dir
+	return os.Chmod(dir, 0o700)
+}
+
+func (s *Stack) handoffSocket(app string) string { return filepath.Join(s.handoffDir, app+".sock") }
 
 func (s *Stack) gatewayPort() int {
 	if gw := s.App("gateway"); gw != nil {
@@ -819,6 +851,10 @@ func (s *Stack) Stop() {
 	if s.sink != nil {
 		s.sink.stop()
 		s.sink = nil
+	}
+	if s.handoffTemp {
+		_ = os.RemoveAll(s.handoffDir)
+		s.handoffTemp = false
 	}
 	if s.lock != nil {
 		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)

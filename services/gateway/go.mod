@@ -6,6 +6,7 @@ require (
 	github.com/go-chi/chi/v5 v5.2.3
 	github.com/go-chi/cors v1.2.2
 	github.com/go-chi/httprate v0.15.0
+	github.com/gorilla/websocket v1.5.3
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/platform v0.0.0
 	github.com/prometheus/client_golang v1.25.0

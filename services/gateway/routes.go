@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 	"time"
@@ -17,8 +18,10 @@ import (
 
 // NewServer returns the gateway's handler. This file lists the whole
 // public surface: which prefix goes to which service, and what guards it.
-func NewServer(log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(cfg.WSUpstreams, cfg.AppAPIToken, verifier, log)
+// Background work (the ws replicas' health checks, relayed sockets) stops
+// when ctx ends.
+func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
+	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
 	if err != nil {
 		return nil, err
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
@@ -37,6 +38,11 @@ type Config struct {
 	Replica          string        `envconfig:"APP_REPLICA"`
 	PresenceAppID    string        `envconfig:"WS_PRESENCE_APP_ID" default:"presence"`
 	PresenceInterval time.Duration `envconfig:"WS_PRESENCE_HEARTBEAT" default:"8s"`
+	// HandoffSocket, when set, is the Unix socket on which the gateway
+	// hands this replica its clients' connections (package handoff): the
+	// client then talks to the replica directly. Its directory must be
+	// private to the user both run as (0700); it is created if missing.
+	HandoffSocket string `envconfig:"WS_HANDOFF_SOCKET"`
 	// ShutdownGrace bounds the drain after SIGTERM.
 	ShutdownGrace time.Duration `envconfig:"WS_SHUTDOWN_GRACE" default:"10s"`
 	// GCPercent is the garbage collector's target (Go's GOGC), set by run.
@@ -67,6 +73,9 @@ type Config struct {
 	// Hub is the hub's configuration made from the limits above.
 	Hub hub.Config `ignored:"true"`
 }
+
+// maxSocketPath is the longest Unix socket path every Unix accepts.
+const maxSocketPath = 103
 
 // loadConfig reads and validates Config; the service listens on 8081
 // unless APP_PORT says otherwise.
@@ -135,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.Replica == "" {
 		errs = append(errs, fmt.Errorf("APP_REPLICA is empty"))
+	}
+	if len(c.HandoffSocket) > maxSocketPath {
+		errs = append(errs, fmt.Errorf("WS_HANDOFF_SOCKET %q is longer than a Unix socket path may be (%d bytes)", c.HandoffSocket, maxSocketPath))
 	}
 	return errors.Join(errs...)
 }
@@ -219,6 +231,17 @@ func run(ctx context.Context, stdout io.Writer) error {
 	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
+	}
+	if cfg.HandoffSocket != "" {
+		// Connections the gateway hands off are served by the same
+		// server, so they meet the same checks, limits and shutdown.
+		hl, err := handoff.Listen(cfg.HandoffSocket, log)
+		if err != nil {
+			return err
+		}
+		defer hl.Close()
+		srv.ServeAlso(hl)
+		log.Info("accepting connections handed off by the gateway", "socket", cfg.HandoffSocket)
 	}
 	log.Info("ws listening", "url", srv.URL())
 

@@ -69,8 +69,9 @@ type Config struct {
 	// WriteTimeout is the deadline of one frame write; missing it
 	// disconnects the client with api.CloseSlowConsumer.
 	WriteTimeout time.Duration
-	// PingInterval is how often the server pings; a client that answers
-	// nothing (no pong, no frame) for PongWait is disconnected.
+	// PingInterval is how often the server pings; a client that answered
+	// nothing (no pong, no frame) for PongWait is disconnected at the next
+	// ping.
 	PingInterval time.Duration
 	PongWait     time.Duration
 	// MaxFrameBytes is the protocol's frame limit: a larger frame is
@@ -87,9 +88,11 @@ type Config struct {
 	// with api.ClosePolicy.
 	StrikeRate  float64
 	StrikeBurst int
-	// LiveHold is how long after hello live events wait for the client's
-	// first frame, so a resume sent at once is applied before any live
-	// event and nothing is delivered twice.
+	// LiveHold is how long after hello live room events wait for the
+	// client's first frame, so a resume sent at once is applied before any
+	// live event and nothing is delivered twice. A client that resumes
+	// nothing sends {"type":"resume","rooms":{}} and waits for nothing;
+	// signals (typing, presence) are never held.
 	LiveHold time.Duration
 	// TypingEvery throttles typing signals per user per room.
 	TypingEvery time.Duration
@@ -218,7 +221,7 @@ type Hub struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	closing atomic.Bool
-	conns   sync.WaitGroup // one per connection, done when both its goroutines ended
+	conns   sync.WaitGroup // one per connection, done when its reader and last writer ended
 	workers sync.WaitGroup // gap fills, catch-ups and batchers
 	spawnMu sync.Mutex     // orders spawn against Shutdown's wait
 	stopped bool           // guarded by spawnMu
@@ -275,7 +278,7 @@ func New(cfg Config, deps Deps) *Hub {
 		}
 	}
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:    1024,
+		ReadBufferSize:    512, // client frames are small; a larger one is read straight into its own buffer
 		WriteBufferPool:   &sync.Pool{},
 		EnableCompression: false,
 		// The origin is checked before the upgrade, with a 403 body.

@@ -86,12 +86,19 @@ func newTracedStack(t *testing.T, replicas int, cfg hub.Config, tp trace.TracerP
 
 func (s *stack) token(user string) string { return s.iss.Token(user, "sess-"+user, time.Hour) }
 
-// dial connects user to replica i and waits for hello.
+// dial connects user to replica i, waits for hello and resumes nothing,
+// as clients do.
 func (s *stack) dial(i int, user string) *client.WS {
+	s.t.Helper()
+	return s.dialWith(i, user, nil)
+}
+
+// dialWith is dial with options (a resume, or none).
+func (s *stack) dialWith(i int, user string, opts *client.WSOptions) *client.WS {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	w, err := client.DialWS(ctx, s.urls[i], s.token(user), nil)
+	w, err := client.DialWS(ctx, s.urls[i], s.token(user), opts)
 	if err != nil {
 		s.t.Fatalf("dial replica %d as %s: %v", i, user, err)
 	}
