@@ -4,6 +4,7 @@ go 1.26.0
 
 require (
 	github.com/dapr/go-sdk v1.11.0
+	github.com/goccy/go-json v0.10.2
 	github.com/gorilla/websocket v1.5.3
 	github.com/papochat/papo/api v0.0.0
 	github.com/papochat/papo/platform v0.0.0

@@ -5,7 +5,6 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -13,6 +12,7 @@ import (
 
 	dapr "github.com/dapr/go-sdk/client"
 
+	json "github.com/goccy/go-json"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/telemetry"
 )

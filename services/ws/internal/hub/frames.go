@@ -2,10 +2,10 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"strconv"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
