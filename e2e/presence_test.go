@@ -11,10 +11,11 @@ import (
 	"github.com/papochat/papo/launcher"
 )
 
-// forEachProfile runs a presence test on the local profile (SQLite TTLs)
-// and on Redis (skipped when Redis does not answer).
+// forEachProfile runs a presence test on the local profile (SQLite TTLs),
+// on Redis (skipped when Redis does not answer) and on kafka-postgres
+// (PostgreSQL TTLs, presence announced over Kafka).
 func forEachProfile(t *testing.T, test func(*testing.T, *launcher.Stack)) {
-	for _, profile := range []string{"local", "redis"} {
+	for _, profile := range []string{"local", "redis", "kafka-postgres"} {
 		t.Run(profile, func(t *testing.T) { test(t, stack(t, profile)) })
 	}
 }
