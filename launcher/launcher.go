@@ -841,6 +841,15 @@ func (s *Stack) Stop() {
 	}
 }
 
+// KafkaPid is the process id of the Kafka stand-in (kafka-postgres), or
+// 0 when the stack runs none; benchmarks count its CPU.
+func (s *Stack) KafkaPid() int {
+	if s.kafka == nil {
+		return 0
+	}
+	return s.kafka.Pid()
+}
+
 // startKafka builds and starts the Kafka stand-in with its data in the
 // data dir. Each topic keeps its messages as long as its JetStream stream
 // in the local profile does (natsjs): announcements of what is durable
