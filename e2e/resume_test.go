@@ -197,6 +197,7 @@ func TestKilledWSReplicaLosesNothing(t *testing.T) {
 	t.Cleanup(func() {
 		if !restarted {
 			restart()
+			waitLive(t, s, "ws-2")
 		}
 	})
 	for i := range 10 {
@@ -212,34 +213,7 @@ func TestKilledWSReplicaLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	b2.until(t, 30*time.Second, "the ten sent while ws-2 was down", func() bool { return len(b2.messages(room.ID)) >= 10 })
-	// The restarted sidecar's consumer group joins the broker a moment
-	// after ws-2 reports ready, and starts at the newest offset: an event
-	// published before that reaches ws-2 only with the room's next event
-	// (the gap fill) or a resume (docs/deploy.md). Probe in a room of its
-	// own until live delivery through ws-2 works.
-	probe, err := alice.CreateRoom(ctx, "probe "+randomName(""), api.RoomPublic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := bob.JoinRoom(ctx, probe.ID); err != nil {
-		t.Fatal(err)
-	}
-	stop := make(chan struct{})
-	probing := make(chan struct{})
-	go func() {
-		defer close(probing)
-		for i := 0; ; i++ {
-			_ = alice.Send(ctx, probe.ID, fmt.Sprintf("probe-%d", i), "probe")
-			select {
-			case <-stop:
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	b2.until(t, 30*time.Second, "live delivery through the restarted ws-2", func() bool { return len(b2.messages(probe.ID)) > 0 })
-	close(stop)
-	<-probing
+	waitLive(t, s, "ws-2")
 	t.Logf("ws-2 delivered live events %s after its restart began", time.Since(started).Round(100*time.Millisecond))
 	for i := range 3 {
 		send(fmt.Sprintf("live-%d", i))
@@ -263,4 +237,40 @@ func TestKilledWSReplicaLosesNothing(t *testing.T) {
 		t.Fatalf("resume started at seq %d, want %d", got[0].Seq, lastSeen+1)
 	}
 	checkOrdered(t, "bob after resume", b2.events[room.ID])
+}
+
+// waitLive waits until a ws replica that was just (re)started delivers
+// live events. On Kafka its sidecar's consumer group joins the broker a
+// moment after the replica reports ready, and starts at the newest
+// offset: an event published before then reaches the replica's
+// connections only with the room's next event (the gap fill) or a resume
+// (docs/deploy.md). A user on the replica is sent messages in a room of
+// their own until one arrives.
+func waitLive(t *testing.T, s *launcher.Stack, replica string) {
+	t.Helper()
+	ctx := context.Background()
+	sender, watcher := newUser(t, s, "live"), newUser(t, s, "live")
+	room, err := sender.CreateRoom(ctx, "live "+randomName(""), api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := watcher.JoinRoom(ctx, room.ID); err != nil {
+		t.Fatal(err)
+	}
+	w := newCollector(dialReplica(t, s, replica, watcher))
+	stop := make(chan struct{})
+	sending := make(chan struct{})
+	go func() {
+		defer close(sending)
+		for i := 0; ; i++ {
+			_ = sender.Send(ctx, room.ID, fmt.Sprintf("live-%d", i), "are you there")
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stop); <-sending }()
+	w.until(t, 30*time.Second, "live delivery through "+replica, func() bool { return len(w.messages(room.ID)) > 0 })
 }
