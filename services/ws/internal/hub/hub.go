@@ -28,9 +28,11 @@ import (
 	"github.com/papochat/papo/platform/httpapi"
 )
 
-// Publisher publishes one JSON payload to a pub/sub topic.
+// Publisher publishes one JSON payload to a pub/sub topic. key, when not
+// empty, is its partition key (events.PartitionKeyMetadata): payloads of
+// one key keep their order on a broker that partitions the topic.
 type Publisher interface {
-	Publish(ctx context.Context, pubsub, topic string, data []byte) error
+	Publish(ctx context.Context, pubsub, topic, key string, data []byte) error
 }
 
 // Messages is what the hub asks of the message service.
