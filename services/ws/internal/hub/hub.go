@@ -100,7 +100,10 @@ type Config struct {
 	TypingEvery time.Duration
 	// SubmitQueue bounds submissions waiting to be handed to the message
 	// service; MaxBatch bounds submissions per call (and typing signals
-	// per pub/sub message); SubmitInflight bounds the calls in flight.
+	// per pub/sub message); SubmitInflight bounds the calls in flight
+	// (two: one being stored while the next gathers what arrives; the
+	// message service commits whatever reached it together anyway, so more
+	// calls only cost sidecar work).
 	// BatchWindow optionally waits that long for more signals before
 	// publishing them.
 	SubmitQueue    int
@@ -133,7 +136,7 @@ func DefaultConfig() Config {
 		TypingEvery:     2 * time.Second,
 		SubmitQueue:     8192,
 		MaxBatch:        256,
-		SubmitInflight:  4,
+		SubmitInflight:  2,
 		HistoryPage:     api.MaxPageLimit,
 		PendingAcks:     512,
 	}
