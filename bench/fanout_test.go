@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -28,6 +29,7 @@ var (
 	fanoutProfiles = flag.String("fanout-profiles", "local", "comma list of profiles scenario A runs on")
 	fanoutOnly     = flag.String("fanout-only", "", "comma list of fan-out scenarios to run (A, B, Peak, Idle); default all")
 	fanoutCustom   = flag.String("fanout-custom", "", "an extra scenario clients,rooms,msgs/s,duration (e.g. 200,20,100,20s) run on -fanout-profiles")
+	stackExtraEnv  = flag.String("stack-env", "", "extra environment for the stacks under benchmark: KEY=VALUE,KEY=VALUE (e.g. MESSAGE_ROUND_INTERVAL=10ms)")
 	daprdPprof     = flag.String("pprof", "", "folder to write a CPU profile of every app and sidecar over each measured window to")
 )
 
@@ -140,7 +142,12 @@ func parseScenario(b *testing.B, spec string) scenario {
 func startFanoutStack(b *testing.B, profile string) *launcher.Stack {
 	b.Helper()
 	saved := stackEnv
-	stackEnv = fanoutEnv
+	stackEnv = maps.Clone(fanoutEnv)
+	for _, kv := range strings.Split(*stackExtraEnv, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			stackEnv[k] = v
+		}
+	}
 	defer func() { stackEnv = saved }()
 	return startStackWith(b, profile, 1, *daprdPprof != "")
 }
