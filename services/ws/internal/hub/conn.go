@@ -41,9 +41,12 @@ type conn struct {
 	limiter *rate.Limiter // client frames
 	strikes *rate.Limiter // refused frames
 
-	closeOnce  sync.Once
-	closeCode  int
-	closeText  string
+	closeOnce sync.Once
+	closeCode int
+	closeText string
+	// linger: the client may still be writing when the socket closes
+	// (a frame over the hard limit); see lingerClose.
+	linger     bool
 	writerDone chan struct{}
 	firstFrame bool // touched by the reader only
 
@@ -91,9 +94,11 @@ func (c *conn) sendError(code, message, ref string) {
 // and may be called from any goroutine, any number of times: the writer
 // sends the close frame, and if the writer is stuck on a slow client the
 // socket is closed under it after a second.
-func (c *conn) close(code int, text string) {
+func (c *conn) close(code int, text string) { c.shut(code, text, false) }
+
+func (c *conn) shut(code int, text string, linger bool) {
 	c.closeOnce.Do(func() {
-		c.closeCode, c.closeText = code, text
+		c.closeCode, c.closeText, c.linger = code, text, linger
 		if code == api.ClosePolicy {
 			c.h.stats.PolicyCloses.Add(1)
 		}
@@ -106,10 +111,18 @@ func (c *conn) close(code int, text string) {
 			case <-c.writerDone:
 			case <-t.C:
 			}
+			if c.linger {
+				lingerClose(c.ws.NetConn())
+			}
 			_ = c.ws.Close()
 		}()
 	})
 }
+
+// closeLingering is close for a client that is still writing: the socket
+// is closed without a TCP reset (lingerClose), so the close frame reaches
+// the client through any proxy.
+func (c *conn) closeLingering(code int, text string) { c.shut(code, text, true) }
 
 // writeLoop sends queued frames and heartbeat pings until the queue is
 // closed or a write fails.
@@ -200,7 +213,7 @@ func (c *conn) closeAfterReadError(err error) {
 	var ce *websocket.CloseError
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
-		c.close(websocket.CloseMessageTooBig, "frame over the hard limit")
+		c.closeLingering(websocket.CloseMessageTooBig, "frame over the hard limit")
 	case errors.As(err, &ce):
 		// Echo the client's close.
 		c.close(websocket.CloseNormalClosure, "")

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -657,4 +660,36 @@ func TestPresenceReachesUsersSharingARoomOnce(t *testing.T) {
 	}
 	quiet(t, b, 100*time.Millisecond) // once, though two rooms are shared
 	quiet(t, c, 10*time.Millisecond)  // carol shares no room with alice
+}
+
+// TestAFrameOverTheHardLimitAlwaysClosesWith1009: behind a proxy (here
+// net/http/httputil's, as a relay or load balancer would be), a client
+// that sends a frame over the hard limit must read the 1009 close every
+// time. A replica that closed its socket with the rest of the frame
+// unread would send a TCP reset, and the proxy would drop the close frame
+// it had not forwarded yet (3 to 7 in 30 here before the replica lingered).
+func TestAFrameOverTheHardLimitAlwaysClosesWith1009(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	target, _ := url.Parse("http" + strings.TrimSuffix(strings.TrimPrefix(s.urls[0], "ws"), "/ws"))
+	proxy := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
+	t.Cleanup(proxy.Close)
+	via := "ws" + strings.TrimPrefix(proxy.URL, "http") + "/ws"
+	codes := map[int]int{}
+	for _, size := range []int{1<<20 + 1, 2 << 20, 4 << 20} {
+		for range 10 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			w, err := client.DialWS(ctx, via, s.token("alice"), nil)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = w.WriteRaw([]byte(strings.Repeat(" ", size)))
+			codes[closed(t, w)]++
+			w.Close()
+		}
+	}
+	if codes[websocket.CloseMessageTooBig] != 30 {
+		t.Fatalf("got close codes %v (0: a reset), want 1009 each time", codes)
+	}
 }
