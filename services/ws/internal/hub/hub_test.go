@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -691,5 +692,84 @@ func TestAFrameOverTheHardLimitAlwaysClosesWith1009(t *testing.T) {
 	}
 	if codes[websocket.CloseMessageTooBig] != 30 {
 		t.Fatalf("got close codes %v (0: a reset), want 1009 each time", codes)
+	}
+}
+
+func TestResumeRefusesSeqsTheRoomHasNotReachedAndKeepsTheRoomLive(t *testing.T) {
+	cases := []struct {
+		name string
+		seq  int64
+	}{
+		{"a seq past the room's head", 4611686018427387904},
+		{"the head plus one", 4},
+		{"a negative seq", -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
+			s.world.room("r1", "alice", "bob")
+			for i := range 3 {
+				s.world.post("r1", "alice", fmt.Sprint("before ", i))
+			}
+			b := s.dial(0, "bob")
+			send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{"r1": tc.seq}})
+			f := expectType(t, b, api.FrameError)
+			if f.Code != "invalid_seq" || !slices.Equal(f.RoomIDs, []string{"r1"}) {
+				t.Fatalf("got %+v, want invalid_seq for r1", f)
+			}
+			// The room goes on from hello's last_seq: no replay from 1, and
+			// the next message arrives (a cursor past the head would mute
+			// the room on this socket).
+			quiet(t, b, 100*time.Millisecond)
+			s.world.post("r1", "alice", "after")
+			if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 4 {
+				t.Fatalf("got seq %d, want 4", f.Event.Seq)
+			}
+		})
+	}
+}
+
+func TestResumeAtTheTrueHeadIsAcceptedWhenThisReplicaLagsBehindIt(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
+	s.world.room("r1", "alice", "bob")
+	b := s.dial(0, "bob")
+	// The replica misses seq 1 for now (in flight to it); bob saw it
+	// through another replica.
+	s.world.mu.Lock()
+	s.world.dropFor[0] = 1
+	s.world.mu.Unlock()
+	s.world.post("r1", "alice", "seen elsewhere")
+	send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{"r1": 1}})
+	s.world.post("r1", "alice", "next")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 2 {
+		t.Fatalf("got %+v, want seq 2 (seq 1 resumed past, no error)", f)
+	}
+}
+
+func TestResumeOfManyRoomsTheUserLeftIsOneRefusal(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
+	s.world.room("r1", "alice", "bob")
+	b := s.dial(0, "bob")
+	rooms := map[string]int64{"r1": 0}
+	var left []string
+	for i := range 100 {
+		id := fmt.Sprintf("left-%03d", i)
+		rooms[id] = 7
+		left = append(left, id)
+	}
+	// Every reconnect sends it again: ten of them stay within the strikes
+	// (40), where one strike per room closed the socket in the first.
+	for range 10 {
+		send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: rooms})
+		f := expectType(t, b, api.FrameError)
+		if f.Code != "not_a_member" || !slices.Equal(f.RoomIDs, left) {
+			t.Fatalf("got %s for %d rooms, want not_a_member for the 100 left rooms", f.Code, len(f.RoomIDs))
+		}
+	}
+	send(t, b, api.ClientFrame{Type: api.FramePing})
+	expectType(t, b, api.FramePong)
+	s.world.post("r1", "alice", "still live")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 1 {
+		t.Fatalf("got %+v", f)
 	}
 }
