@@ -34,7 +34,10 @@ type Config struct {
 	TrustedProxies  []string `envconfig:"GATEWAY_TRUSTED_PROXIES"`
 	ForwardedHeader string   `envconfig:"GATEWAY_FORWARDED_HEADER" default:"X-Forwarded-For"`
 	TLSCert         string   `envconfig:"GATEWAY_TLS_CERT"`
-	TLSKey          string   `envconfig:"GATEWAY_TLS_KEY"`
+	// StatusInterval is how often the gateway asks every service's
+	// /readyz (GET /api/v1/status, the gateway's /readyz).
+	StatusInterval time.Duration `envconfig:"GATEWAY_STATUS_INTERVAL" default:"1s"`
+	TLSKey         string        `envconfig:"GATEWAY_TLS_KEY"`
 }
 
 // Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
@@ -50,6 +53,9 @@ func (c Config) Validate() error {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return fmt.Errorf("GATEWAY_WS_UPSTREAMS: %q is not an http(s) URL", u)
 		}
+	}
+	if c.StatusInterval <= 0 {
+		return fmt.Errorf("GATEWAY_STATUS_INTERVAL must be positive")
 	}
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")
@@ -82,7 +88,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer stopFollowing()
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
-	handler, err := NewServer(log, cfg, inv, verifier, probe.Check)
+	handler, err := NewServer(ctx, log, cfg, inv, verifier, probe.Check)
 	if err != nil {
 		return err
 	}
