@@ -98,8 +98,10 @@ func notificationStack(t *testing.T) (*launcher.Stack, *pushReceiver) {
 			GatewayAddr: "127.0.0.1:0",
 			Log:         log,
 			Progress:    testLog{t},
-			Replicas:    map[string]int{"notification": 2},
-			PushURL:     notifyRecv.srv.URL,
+			// The supervisor's alerts outlive this test: the log tail.
+			Alerts:   log,
+			Replicas: map[string]int{"notification": 2},
+			PushURL:  notifyRecv.srv.URL,
 			Env: map[string]string{
 				"LOG_LEVEL":                 "warn",
 				"GATEWAY_RATE_PER_IP":       "100000",

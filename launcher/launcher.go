@@ -63,6 +63,13 @@ type Options struct {
 	// own (App.DaprdProfilePort), for benchmarks that look for where a
 	// sidecar spends its CPU.
 	DaprdProfiling bool
+	// RestartDelay is the supervisor's first wait before it restarts a
+	// process that exited unexpectedly; each restart in a row doubles it,
+	// up to 10 s. Default 200 ms.
+	RestartDelay time.Duration
+	// Alerts receives the supervisor's messages (a process exited, was
+	// restarted, is ready again); default Progress. They outlive Start.
+	Alerts io.Writer
 }
 
 // Tokens are a stack's two API tokens (docs/ops.md, security model).
@@ -89,6 +96,11 @@ type Stack struct {
 	sink *pushSink
 	apps []*App
 	lock *os.File
+	// width aligns the processes' output prefixes.
+	width int
+	// stopSupervising ends the supervisors; supervising waits for them.
+	stopSupervising context.CancelFunc
+	supervising     sync.WaitGroup
 }
 
 // Apps returns the replicas of appID, or every app when appID is "".
@@ -158,6 +170,12 @@ func (o *Options) defaults() error {
 	}
 	if o.ReadyTimeout <= 0 {
 		o.ReadyTimeout = 90 * time.Second
+	}
+	if o.RestartDelay <= 0 {
+		o.RestartDelay = 200 * time.Millisecond
+	}
+	if o.Alerts == nil {
+		o.Alerts = o.Progress
 	}
 	return nil
 }
@@ -261,24 +279,23 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	for _, a := range s.apps {
 		a.sidecar.ResourcesDir = resources
-	}
-	width := 0
-	for _, a := range s.apps {
-		width = max(width, len(a.Name)+5)
+		a.daprdPath = daprdPath
+		s.width = max(s.width, len(a.Name)+5)
 	}
 	for _, a := range s.apps {
-		if err := a.start(daprdPath, width); err != nil {
+		if err := a.start(); err != nil {
 			return nil, err
 		}
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
 	defer cancel()
-	if err := s.waitReady(readyCtx, daprdPath, width); err != nil {
+	if err := s.waitReady(readyCtx); err != nil {
 		return nil, err
 	}
 	if err := s.waitInvocation(readyCtx); err != nil {
 		return nil, err
 	}
+	s.supervise()
 	return s, nil
 }
 
@@ -300,6 +317,10 @@ func (s *Stack) takeLock() error {
 // ws (clients are told to go away), then the other services, their
 // sidecars, and the broker.
 func (s *Stack) Stop() {
+	if s.stopSupervising != nil {
+		s.stopSupervising()
+		s.supervising.Wait()
+	}
 	stopAll := func(appIDs ...string) {
 		var wg sync.WaitGroup
 		for _, a := range s.apps {

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -33,96 +34,186 @@ type App struct {
 	mu  sync.Mutex
 	app *procs.Proc
 	dpr *procs.Proc
+	// gen counts the deliberate replacements of the processes (Restart,
+	// Stop); the supervisor leaves alone an exit of an earlier generation.
+	// changed is closed and replaced at each one. stopped: Stop was
+	// called and no Restart since.
+	gen     int
+	changed chan struct{}
+	stopped bool
+
+	// daprdPath is the daprd binary the sidecar runs.
+	daprdPath string
+
+	// ops serializes what starts or stops the processes: the
+	// supervisor's restarts, Restart and Stop.
+	ops sync.Mutex
+	// restarts counts the supervisor's restarts.
+	restarts atomic.Int64
 }
 
 // URL is the app's own base URL (not through the gateway).
 func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
 
-// start starts the app, then its sidecar (daprd waits for the app's port).
-func (a *App) start(daprdPath string, width int) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	app, err := procs.Start(a.spec, a.stack.opts.Log, width)
+// start starts the app, then its sidecar (daprd waits for the app's
+// port); a.ops is held or nothing else runs yet.
+func (a *App) start() error {
+	app, err := a.startApp()
 	if err != nil {
 		return err
 	}
-	dpr, err := procs.Start(procs.Spec{
-		Name: a.Name + ".dapr",
-		Path: daprdPath,
-		Args: a.sidecar.Args(),
-		Dir:  a.stack.DataDir,
-		Env:  a.sidecar.Env(),
-	}, a.stack.opts.Log, width)
+	dpr, err := a.startSidecar()
 	if err != nil {
 		app.Stop(time.Second)
 		return err
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	a.app, a.dpr = app, dpr
 	return nil
 }
 
-// Restart starts a stopped or killed app and its sidecar again on the same
-// ports and waits until it is ready.
+func (a *App) startApp() (*procs.Proc, error) {
+	a.mu.Lock()
+	spec := a.spec
+	a.mu.Unlock()
+	return procs.Start(spec, a.stack.opts.Log, a.stack.width)
+}
+
+func (a *App) startSidecar() (*procs.Proc, error) {
+	a.mu.Lock()
+	sc, path := a.sidecar, a.daprdPath
+	a.mu.Unlock()
+	return procs.Start(procs.Spec{
+		Name: a.Name + ".dapr",
+		Path: path,
+		Args: sc.Args(),
+		Dir:  a.stack.DataDir,
+		Env:  sc.Env(),
+	}, a.stack.opts.Log, a.stack.width)
+}
+
+// deliberate records that the processes are replaced or stopped on
+// purpose, so the supervisor does not take it for a crash; a.ops is held.
+func (a *App) deliberate(stopped bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.gen++
+	a.stopped = stopped
+	if a.changed != nil {
+		close(a.changed)
+	}
+	a.changed = make(chan struct{})
+}
+
+// Restart stops the app and its sidecar (gracefully, if they run) and
+// starts them again on the same ports, then waits until the app is ready.
+// daprdPath is the daprd to run from now on.
 func (a *App) Restart(ctx context.Context, daprdPath string) error {
-	a.Stop()
-	if err := a.start(daprdPath, len(a.Name)+5); err != nil {
+	a.mu.Lock()
+	a.daprdPath = daprdPath
+	a.mu.Unlock()
+	if err := a.replace(); err != nil {
 		return err
 	}
 	return a.waitReady(ctx)
 }
 
-// Kill kills the app and its sidecar with SIGKILL, as a crash would.
+// replace stops the app and its sidecar, if they run, and starts them
+// again, on purpose.
+func (a *App) replace() error {
+	a.ops.Lock()
+	defer a.ops.Unlock()
+	a.deliberate(false)
+	a.stopProcs()
+	return a.start()
+}
+
+// Kill kills the app and its sidecar with SIGKILL, as a crash would; the
+// supervisor restarts them.
 func (a *App) Kill() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for _, p := range []*procs.Proc{a.app, a.dpr} {
-		if p != nil {
-			_ = p.Signal(syscall.SIGKILL)
-			<-p.Done()
-		}
+	a.KillApp()
+	a.KillSidecar()
+}
+
+// KillApp kills the app process alone with SIGKILL and waits until it is
+// gone; the supervisor restarts it.
+func (a *App) KillApp() { a.kill(a.proc(false)) }
+
+// KillSidecar kills the app's daprd alone with SIGKILL and waits until it
+// is gone; the supervisor restarts it.
+func (a *App) KillSidecar() { a.kill(a.proc(true)) }
+
+func (a *App) kill(p *procs.Proc) {
+	if p != nil {
+		_ = p.Signal(syscall.SIGKILL)
+		<-p.Done()
 	}
 }
 
-// Stop stops the app gracefully (SIGTERM, up to 12 s for ws to drain), then
-// its sidecar.
-func (a *App) Stop() {
+func (a *App) proc(sidecar bool) *procs.Proc {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.app != nil {
-		a.app.Stop(12 * time.Second)
+	if sidecar {
+		return a.dpr
 	}
-	if a.dpr != nil {
-		a.dpr.Stop(8 * time.Second)
+	return a.app
+}
+
+// Stop stops the app gracefully (SIGTERM, up to 12 s for ws to drain), then
+// its sidecar. The supervisor does not restart them.
+func (a *App) Stop() {
+	a.ops.Lock()
+	defer a.ops.Unlock()
+	a.deliberate(true)
+	a.stopProcs()
+}
+
+// stopProcs stops the app, then its sidecar; a.ops is held.
+func (a *App) stopProcs() {
+	if p := a.proc(false); p != nil {
+		p.Stop(12 * time.Second)
+	}
+	if p := a.proc(true); p != nil {
+		p.Stop(8 * time.Second)
 	}
 }
 
 // Signal sends sig to the app process only (not its sidecar).
 func (a *App) Signal(sig syscall.Signal) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.app == nil {
+	p := a.proc(false)
+	if p == nil {
 		return nil
 	}
-	return a.app.Signal(sig)
+	return p.Signal(sig)
 }
 
 // Pid is the app process's id (not its sidecar's), or 0 before it starts;
 // benchmarks read its memory from /proc/<pid>/status.
 func (a *App) Pid() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.app == nil {
-		return 0
+	if p := a.proc(false); p != nil {
+		return p.Pid()
 	}
-	return a.app.Pid()
+	return 0
 }
 
-// Exited is closed when the app process exits.
-func (a *App) Exited() <-chan struct{} {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.app.Done()
+// SidecarPid is the app's daprd's process id, or 0 before it starts.
+func (a *App) SidecarPid() int {
+	if p := a.proc(true); p != nil {
+		return p.Pid()
+	}
+	return 0
 }
+
+// Restarts is how many times the supervisor restarted the app or its
+// sidecar.
+func (a *App) Restarts() int { return int(a.restarts.Load()) }
+
+// Exited is closed when the current app process exits.
+func (a *App) Exited() <-chan struct{} { return a.proc(false).Done() }
+
+// Ready waits until the app answers /readyz, or ctx ends.
+func (a *App) Ready(ctx context.Context) error { return a.waitReady(ctx) }
 
 // bindFailed reports whether the app or its sidecar exited because a port
 // was taken.

@@ -50,7 +50,7 @@ func (a *App) waitReady(ctx context.Context) error {
 // releases them before daprd binds them, so another process (a parallel
 // test's stack) can take one in between; a sidecar that dies with "address
 // already in use" is started again on new ports, up to three times.
-func (s *Stack) waitReady(ctx context.Context, daprdPath string, width int) error {
+func (s *Stack) waitReady(ctx context.Context) error {
 	type result struct {
 		app *App
 		err error
@@ -73,8 +73,7 @@ func (s *Stack) waitReady(ctx context.Context, daprdPath string, width int) erro
 				errs = append(errs, err)
 				continue
 			}
-			r.app.Stop()
-			if err := r.app.start(daprdPath, width); err != nil {
+			if err := r.app.replace(); err != nil {
 				errs = append(errs, err)
 				continue
 			}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/papochat/papo/api"
 )
 
 // TestEveryAPIAnswerIsPapoJSON: whatever goes wrong under /api, the client
@@ -98,10 +100,10 @@ func TestEveryAPIAnswerIsPapoJSON(t *testing.T) {
 func TestStatusAndReadinessSayWhichServicesAreUp(t *testing.T) {
 	sc := &fakeSidecar{}
 	f := newFixtureWith(t, sc, nil)
-	status := func() StatusResponse {
+	status := func() api.ServiceStatus {
 		t.Helper()
 		resp := f.do(t, "GET", "/api/v1/status", "", "")
-		var s StatusResponse
+		var s api.ServiceStatus
 		if err := json.NewDecoder(resp.Body).Decode(&s); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("status: %d %v", resp.StatusCode, err)
 		}

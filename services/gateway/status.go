@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
 )
@@ -18,8 +19,8 @@ var backends = []string{"auth", "message", "presence", "notification", "ws"}
 
 // Service states in GET /api/v1/status and /readyz.
 const (
-	stateUp   = "up"
-	stateDown = "down"
+	stateUp   = api.ServiceUp
+	stateDown = api.ServiceDown
 )
 
 // statusBoard knows which services are up: it asks each one's /readyz
@@ -136,17 +137,10 @@ func (e statusError) Error() string { return string(e) }
 
 const errServiceDown = statusError("unavailable")
 
-// StatusResponse is GET /api/v1/status: which services are up. Status is
-// "ok" when all are, "degraded" otherwise.
-type StatusResponse struct {
-	Status   string            `json:"status"`
-	Services map[string]string `json:"services"`
-}
-
 // handleStatus answers GET /api/v1/status.
 func handleStatus(b *statusBoard) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		resp := StatusResponse{Status: "ok", Services: b.snapshot()}
+		resp := api.ServiceStatus{Status: "ok", Services: b.snapshot()}
 		for _, s := range resp.Services {
 			if s != stateUp {
 				resp.Status = "degraded"
