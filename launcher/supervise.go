@@ -91,7 +91,7 @@ func (a *App) supervise(ctx context.Context) {
 		case <-dpr.Done():
 			dead = dpr
 		}
-		if ctx.Err() != nil || !a.sameGen(gen) {
+		if ctx.Err() != nil || !a.crashed(gen, dead) {
 			continue
 		}
 		if time.Since(dead.Started()) > steadyFor {
@@ -121,6 +121,18 @@ func (a *App) supervise(ctx context.Context) {
 		}
 		s.alert("%s is ready again, %s after the exit (restarted: %s)", a.Name, time.Since(down).Round(time.Millisecond), restarted)
 	}
+}
+
+// crashed reports whether dead exited on its own: it is still the app's
+// process, and nothing replaced or stopped the app on purpose since gen.
+// It waits for a replacement under way (Restart holds a.ops from the
+// moment it records itself until the new processes run).
+func (a *App) crashed(gen int, dead *procs.Proc) bool {
+	a.ops.Lock()
+	defer a.ops.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.gen == gen && !a.stopped && (a.app == dead || a.dpr == dead)
 }
 
 // sameGen reports whether no deliberate replacement happened since gen.
