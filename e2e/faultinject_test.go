@@ -124,9 +124,14 @@ var restartRabbitMQ = fault{name: "restart RabbitMQ", do: func(ctx context.Conte
 }}
 
 // faultsFor are the faults of a profile, in the order the suite causes
-// them.
-func faultsFor(profile string) []fault {
+// them. A killed ws replica's clients reconnect to the other one, so the
+// long form alternates the replicas it kills: each kill then meets the
+// clients the one before moved.
+func faultsFor(profile string, long bool) []fault {
 	fs := []fault{killApp("message"), killApp("ws-1"), killSidecar("message"), killApp("notification"), killSidecar("ws-2")}
+	if long {
+		fs = append(fs, killApp("message"), killApp("ws-2"), killSidecar("message"), killApp("notification"), killSidecar("ws-1"))
+	}
 	switch profile {
 	case "redis":
 		fs = append(fs, restartRedis)

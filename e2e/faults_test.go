@@ -143,7 +143,7 @@ func runFaultSuite(t *testing.T, s *launcher.Stack, profile string, cfg suiteCon
 
 	began := time.Now()
 	time.Sleep(cfg.warmUp) // traffic before the first fault, for the report
-	faults := faultsFor(profile)
+	faults := faultsFor(profile, cfg.faultEvery > 0)
 	var runs []faultRun
 	cause := func(f fault) (back func(context.Context) error) {
 		t.Logf("fault: %s", f.name)
