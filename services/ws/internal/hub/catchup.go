@@ -81,11 +81,7 @@ func (h *Hub) catchUp(r *room) {
 		}
 		h.drain(r)
 		r.mu.Unlock()
-		for _, e := range evs {
-			if e.ClientID != "" && e.SenderID != "" {
-				h.ack(e.SenderID, r.id, e.ClientID, e.Seq)
-			}
-		}
+		h.ackAll(r.id, evs)
 		if len(evs) < h.cfg.HistoryPage {
 			return
 		}

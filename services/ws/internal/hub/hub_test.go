@@ -217,6 +217,35 @@ func TestGapIsFilledFromHistoryBeforeDelivering(t *testing.T) {
 	quiet(t, b, 100*time.Millisecond)
 }
 
+// TestASenderWhoseEventCameByAGapFillGetsItsAck: the replica missed the
+// batch that carried the sender's event (and so its ack); the gap fill
+// that brings the event brings the ack too, instead of the sender
+// waiting for its retry.
+func TestASenderWhoseEventCameByAGapFillGetsItsAck(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	a := s.live(0, "alice")
+	s.world.mu.Lock()
+	s.world.dropFor[0] = 1 // the batch of alice's send
+	s.world.mu.Unlock()
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c1", Text: "missed"})
+	eventually(t, "the send stored", func() bool { return s.world.submissions.Load() == 1 })
+	s.world.post("r1", "bob", "next") // seq 2: the jump starts the fill
+	var ack api.ServerFrame
+	var seqs []int64
+	for len(seqs) < 2 || ack.Type == "" {
+		switch f := next(t, a); f.Type {
+		case api.FrameEvent:
+			seqs = append(seqs, f.Event.Seq)
+		case api.FrameAck:
+			ack = f
+		}
+	}
+	if !slices.Equal(seqs, []int64{1, 2}) || ack.ClientID != "c1" || ack.Seq != 1 {
+		t.Fatalf("alice got seqs %v and ack %+v, want 1,2 and the ack of seq 1", seqs, ack)
+	}
+}
+
 func TestDuplicateDeliveryIsDropped(t *testing.T) {
 	s := newStack(t, 1, hub.Config{})
 	s.world.room("r1", "alice", "bob")
