@@ -163,10 +163,14 @@ type SendRequest struct {
 	ClientID string `json:"client_id"`
 }
 
-// SendResponse answers POST /api/v1/rooms/{id}/messages (202).
+// SendResponse answers POST /api/v1/rooms/{id}/messages (202). Seq is
+// the message's seq once stored (also for a repeated client_id); absent
+// when the message service could not reach its store and queued the send
+// (it is stored, and announced, when it can be).
 type SendResponse struct {
 	RoomID   string `json:"room_id"`
 	ClientID string `json:"client_id"`
+	Seq      int64  `json:"seq,omitempty"`
 }
 
 // ReadRequest is the body of POST /api/v1/rooms/{id}/read.

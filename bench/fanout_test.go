@@ -28,7 +28,7 @@ var (
 	fanoutProfiles = flag.String("fanout-profiles", "local", "comma list of profiles scenario A runs on")
 	fanoutOnly     = flag.String("fanout-only", "", "comma list of fan-out scenarios to run (A, B, Peak, Idle); default all")
 	fanoutCustom   = flag.String("fanout-custom", "", "an extra scenario clients,rooms,msgs/s,duration (e.g. 200,20,100,20s) run on -fanout-profiles")
-	daprdPprof     = flag.String("daprd-pprof", "", "folder to write a CPU profile of every sidecar over each measured window to")
+	daprdPprof     = flag.String("pprof", "", "folder to write a CPU profile of every app and sidecar over each measured window to")
 )
 
 // fanoutEnv is added to the stacks of the fan-out benchmarks: the abuse
@@ -145,8 +145,23 @@ func startFanoutStack(b *testing.B, profile string) *launcher.Stack {
 	return startStackWith(b, profile, 1, *daprdPprof != "")
 }
 
-// profileSidecars writes a CPU profile of every sidecar of s over the
-// next d to the -daprd-pprof folder, in the background.
+// profileTargets are the pprof endpoints of a stack's processes: each
+// sidecar's, and each app's (on its metrics port).
+func profileTargets(s *launcher.Stack) map[string]string {
+	out := map[string]string{}
+	for _, a := range s.Apps("") {
+		if a.DaprdProfilePort != 0 {
+			out[a.Name+".dapr"] = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", a.DaprdProfilePort)
+		}
+		if a.MetricsPort != 0 {
+			out[a.Name] = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile", a.MetricsPort)
+		}
+	}
+	return out
+}
+
+// profileSidecars writes a CPU profile of every app and sidecar of s over
+// the next d to the -pprof folder, in the background.
 func profileSidecars(b *testing.B, s *launcher.Stack, name string, d time.Duration) *sync.WaitGroup {
 	var wg sync.WaitGroup
 	if *daprdPprof == "" {
@@ -155,28 +170,24 @@ func profileSidecars(b *testing.B, s *launcher.Stack, name string, d time.Durati
 	if err := os.MkdirAll(*daprdPprof, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	for _, a := range s.Apps("") {
-		if a.DaprdProfilePort == 0 {
-			continue
-		}
+	for proc, url := range profileTargets(s) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			url := fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", a.DaprdProfilePort, int(d.Seconds()))
-			resp, err := http.Get(url)
+			resp, err := http.Get(fmt.Sprintf("%s?seconds=%d", url, int(d.Seconds())))
 			if err != nil {
-				b.Logf("profile %s.dapr: %v", a.Name, err)
+				b.Logf("profile %s: %v", proc, err)
 				return
 			}
 			defer resp.Body.Close()
 			data, err := io.ReadAll(resp.Body)
 			if err != nil || resp.StatusCode != http.StatusOK {
-				b.Logf("profile %s.dapr: %s %v", a.Name, resp.Status, err)
+				b.Logf("profile %s: %s %v", proc, resp.Status, err)
 				return
 			}
-			file := filepath.Join(*daprdPprof, fmt.Sprintf("%s-%s.dapr.pprof", name, a.Name))
+			file := filepath.Join(*daprdPprof, fmt.Sprintf("%s-%s.pprof", name, proc))
 			if err := os.WriteFile(file, data, 0o644); err != nil {
-				b.Logf("profile %s.dapr: %v", a.Name, err)
+				b.Logf("profile %s: %v", proc, err)
 			}
 		}()
 	}
@@ -253,13 +264,15 @@ func runScenario(b *testing.B, s *launcher.Stack, bin string, sc scenario) resul
 		"-rate", strconv.FormatFloat(sc.rate, 'f', -1, 64), "-duration", sc.duration.String(), "-warmup", "5s"}
 	res := result{sc: sc}
 	var start, end usage
+	var m0, m1 metricSample
 	profiles := &sync.WaitGroup{}
 	out := runLoadClient(b, bin, args, map[string]func(){
 		"load: measure start": func() {
+			m0 = scrapeApps(s)
 			start = sampleUsage(s)
 			profiles = profileSidecars(b, s, strings.ReplaceAll(sc.name, "/", "-")+"-"+s.Profile.Name, sc.duration-2*time.Second)
 		},
-		"load: measure end": func() { end = sampleUsage(s) },
+		"load: measure end": func() { end = sampleUsage(s); m1 = scrapeApps(s) },
 	})
 	profiles.Wait()
 	if err := json.Unmarshal(out, &res.rep); err != nil {
@@ -275,6 +288,7 @@ func runScenario(b *testing.B, s *launcher.Stack, bin string, sc scenario) resul
 	}
 	b.Logf("scenario %s on %s: %s", sc.name, s.Profile.Name, res.describe())
 	b.Logf("  %s", end.since(start))
+	b.Logf("  %s", describeMetrics(m0, m1))
 	return res
 }
 

@@ -78,6 +78,7 @@ func startStackWith(b *testing.B, profile string, messageReplicas int, daprdProf
 		Log:            log,
 		Env:            stackEnv,
 		DaprdProfiling: daprdProfiling,
+		Pprof:          daprdProfiling,
 	})
 	if err != nil {
 		_ = os.RemoveAll(dir)

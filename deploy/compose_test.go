@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -250,4 +251,51 @@ func mustAbs(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestComposeHandsWebSocketsToTheReplicas: the gateway's hand-off socket
+// for each ws upstream is that replica's WS_HANDOFF_SOCKET, in a volume
+// both containers mount (docs/deploy.md).
+func TestComposeHandsWebSocketsToTheReplicas(t *testing.T) {
+	p := loadCompose(t)
+	gw := p.Services["gateway"]
+	env := func(s types.ServiceConfig, k string) string {
+		if v := s.Environment[k]; v != nil {
+			return *v
+		}
+		return ""
+	}
+	upstreams := strings.Split(env(gw, "GATEWAY_WS_UPSTREAMS"), ",")
+	sockets := strings.Split(env(gw, "GATEWAY_WS_HANDOFF"), ",")
+	if len(sockets) != len(upstreams) {
+		t.Fatalf("%d hand-off sockets for %d upstreams", len(sockets), len(upstreams))
+	}
+	mountOf := func(s types.ServiceConfig, path string) string {
+		for _, v := range s.Volumes {
+			if strings.HasPrefix(path, v.Target+"/") {
+				return v.Source
+			}
+		}
+		return ""
+	}
+	for i, up := range upstreams {
+		u, err := url.Parse(up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws, ok := p.Services[u.Hostname()]
+		if !ok {
+			t.Fatalf("upstream %s is no service", up)
+		}
+		if got := env(ws, "WS_HANDOFF_SOCKET"); got != sockets[i] {
+			t.Errorf("%s listens for hand-offs on %q, the gateway hands its sockets to %q", ws.Name, got, sockets[i])
+		}
+		gv, wv := mountOf(gw, sockets[i]), mountOf(ws, sockets[i])
+		if gv == "" || gv != wv {
+			t.Errorf("%s: the gateway mounts %q and %s mounts %q there: they must share one volume", sockets[i], gv, ws.Name, wv)
+		}
+		if vol, ok := p.Volumes[gv]; !ok || !strings.Contains(vol.DriverOpts["o"], "mode=0700") {
+			t.Errorf("volume %q is not private (mode=0700)", gv)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -82,9 +83,14 @@ func TestDaprRunFileDescribesEveryApp(t *testing.T) {
 		}
 		// Every port of every process must differ: daprd fails at start on
 		// a collision.
+		// The app's own metrics listener too: every app defaults to :9464,
+		// which the second app on one machine could not bind.
+		_, metricsAddr, _ := strings.Cut(a.Env["METRICS_ADDR"], "127.0.0.1:")
+		appMetrics, _ := strconv.Atoi(metricsAddr)
 		for what, p := range map[string]int{
 			"appPort": a.AppPort, "daprHTTPPort": a.DaprHTTPPort, "daprGRPCPort": a.DaprGRPCPort,
 			"daprInternalGRPCPort": a.DaprInternalGRPCPort, "metricsPort": a.MetricsPort,
+			"METRICS_ADDR (127.0.0.1:port)": appMetrics,
 		} {
 			if p == 0 {
 				t.Errorf("%s %s is not set", a.AppID, what)

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -19,6 +20,9 @@ import (
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
 )
+
+// metricsPort is where every app serves /metrics in a pod.
+const metricsPort = 9464
 
 // namespace is where k8s/base puts papo; dapr/kubernetes/config.yaml's
 // access control names it in every policy.
@@ -184,8 +188,23 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 	for _, p := range c.Ports {
 		ports[p.Name] = p.ContainerPort
 	}
-	if ports["http"] != int32(a.port) {
-		t.Errorf("%s container ports %+v, want http %d", a.id, c.Ports, a.port)
+	if ports["http"] != int32(a.port) || ports["metrics"] != metricsPort {
+		t.Errorf("%s container ports %+v, want http %d and metrics %d", a.id, c.Ports, a.port, metricsPort)
+	}
+	// Metrics on a port of their own, announced to Prometheus; the
+	// sidecar's too.
+	if got := envValue(c, "METRICS_ADDR"); got != ":"+strconv.Itoa(metricsPort) {
+		t.Errorf("%s METRICS_ADDR = %q, want :%d", a.id, got, metricsPort)
+	}
+	for k, want := range map[string]string{
+		"prometheus.io/scrape":   "true",
+		"prometheus.io/port":     strconv.Itoa(metricsPort),
+		"prometheus.io/path":     "/metrics",
+		"dapr.io/enable-metrics": "true",
+	} {
+		if ann[k] != want {
+			t.Errorf("%s annotation %s = %q, want %q", a.id, k, ann[k], want)
+		}
 	}
 	if got := envValue(c, "APP_PORT"); got != strconv.Itoa(a.port) {
 		t.Errorf("%s APP_PORT = %q, want %d", a.id, got, a.port)
@@ -205,8 +224,8 @@ func checkDeployment(t *testing.T, a app, d appsv1.Deployment, configs []string)
 		if got := envValue(c, "APP_HOST"); got != "0.0.0.0" {
 			t.Errorf("%s APP_HOST = %q: the gateway and ws are reached from other pods", a.id, got)
 		}
-		if len(c.Ports) != 1 {
-			t.Errorf("%s container ports %+v, want http only", a.id, c.Ports)
+		if len(c.Ports) != 2 {
+			t.Errorf("%s container ports %+v, want http and metrics only", a.id, c.Ports)
 		}
 	default:
 		if got := envValue(c, "APP_HOST"); got != "127.0.0.1" {
@@ -357,4 +376,54 @@ func envValue(c corev1.Container, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestKubernetesIngressSendsEverythingToTheGateway: every overlay's
+// ingress sends /ws, with proxy timeouts longer than a live socket stays
+// silent, and the rest to the gateway — never /ws straight to the ws
+// Service, whose port answers only the gateway (the app API token and
+// the NetworkPolicy papo-ws-from-gateway).
+func TestKubernetesIngressSendsEverythingToTheGateway(t *testing.T) {
+	for _, overlay := range overlays(t) {
+		t.Run(overlay, func(t *testing.T) {
+			m := build(t, filepath.Join("k8s", "overlays", overlay))
+			routes := map[string]string{} // path -> service:port
+			for _, r := range m.Resources() {
+				if r.GetKind() != "Ingress" {
+					continue
+				}
+				var in networkingv1.Ingress
+				decode(t, r, &in)
+				for _, rule := range in.Spec.Rules {
+					for _, p := range rule.HTTP.Paths {
+						routes[p.Path] = p.Backend.Service.Name + ":" + p.Backend.Service.Port.Name
+						if p.Path != "/ws" {
+							continue
+						}
+						if p.PathType == nil || *p.PathType != networkingv1.PathTypeExact {
+							t.Errorf("/ws path type %v, want Exact", p.PathType)
+						}
+						// Longer than the server waits for a pong (60 s):
+						// a proxy timeout must never end a live socket.
+						for _, a := range []string{"proxy-read-timeout", "proxy-send-timeout"} {
+							secs, err := strconv.Atoi(in.Annotations["nginx.ingress.kubernetes.io/"+a])
+							if err != nil || secs <= 60 {
+								t.Errorf("/ws %s = %q, want more than 60 s", a, in.Annotations["nginx.ingress.kubernetes.io/"+a])
+							}
+						}
+					}
+				}
+			}
+			for path, got := range routes {
+				if strings.HasPrefix(got, "ws:") {
+					t.Errorf("ingress sends %s straight to the ws Service", path)
+				}
+			}
+			for path, want := range map[string]string{"/ws": "gateway:http", "/": "gateway:http"} {
+				if got := routes[path]; got != want {
+					t.Errorf("ingress sends %s to %q, want %q", path, got, want)
+				}
+			}
+		})
+	}
 }

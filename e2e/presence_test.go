@@ -90,9 +90,9 @@ func roomPair(t *testing.T, s *launcher.Stack) (subject, observer *user, watch p
 	return subject, observer, presenceWatch{ws: ws, userID: subject.ID}
 }
 
-// goLive makes a fresh connection live at once (a resume of nothing) and
-// waits until the server has processed it: signals such as presence
-// reach only live connections.
+// goLive waits until the server has processed a fresh connection's first
+// frames (the resume DialWS sent, another one, a ping), so its rooms are
+// routed before the test goes on.
 func goLive(t *testing.T, ws *client.WS) {
 	t.Helper()
 	if err := ws.WriteRaw([]byte(`{"type":"resume","rooms":{}}`)); err != nil {
@@ -199,4 +199,24 @@ func presenceKilledReplica(t *testing.T, s *launcher.Stack) {
 	if got := queryStatus(t, observer, subject.ID); got.Status != api.Offline {
 		t.Fatalf("query after kill: %+v", got)
 	}
+}
+
+// TestPresenceOfAPeerWhoConnectsRightAfterYou: alice connects and sends
+// nothing yet; bob, who shares a room with her, connects right after;
+// alice is told bob is online (signals are never held after hello; they
+// were for 500 ms, and this one was lost).
+func TestPresenceOfAPeerWhoConnectsRightAfterYou(t *testing.T) {
+	s := stack(t, "local")
+	ctx := context.Background()
+	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")
+	room, err := alice.CreateRoom(ctx, "presence "+randomName(""), api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.JoinRoom(ctx, room.ID); err != nil {
+		t.Fatal(err)
+	}
+	watch := presenceWatch{ws: dialGatewayWith(t, alice, &client.WSOptions{NoResume: true}), userID: bob.ID}
+	dialGateway(t, bob) // at once: within alice's first 500 ms (WS_LIVE_HOLD)
+	watch.want(t, 15*time.Second, api.Online)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/client"
 )
 
 // TestResumeAfterMissingTwentyMessages: bob goes offline, alice sends 20
@@ -43,10 +44,7 @@ func TestResumeAfterMissingTwentyMessages(t *testing.T) {
 	}
 	a.until(t, 30*time.Second, "acks of the 20", func() bool { return len(a.acks) == 21 })
 
-	b2 := newCollector(dialGateway(t, bob))
-	if err := b2.ws.Send(api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{room.ID: lastSeen}}); err != nil {
-		t.Fatal(err)
-	}
+	b2 := newCollector(dialGatewayWith(t, bob, &client.WSOptions{Resume: map[string]int64{room.ID: lastSeen}}))
 	b2.until(t, 30*time.Second, "the 20 missed messages", func() bool { return len(b2.messages(room.ID)) >= 20 })
 	for i := range 3 {
 		send(fmt.Sprintf("live-%d", i))

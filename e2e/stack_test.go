@@ -194,6 +194,19 @@ func dialGateway(t *testing.T, u *user) *client.WS {
 	return ws
 }
 
+// dialGatewayWith is dialGateway with options.
+func dialGatewayWith(t *testing.T, u *user, opts *client.WSOptions) *client.WS {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	ws, err := u.DialWS(ctx, opts)
+	if err != nil {
+		t.Fatalf("dial gateway as %s: %v", u.Username, err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	return ws
+}
+
 // collector reads a connection's frames and sorts them by kind.
 type collector struct {
 	ws     *client.WS

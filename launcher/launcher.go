@@ -63,6 +63,13 @@ type Options struct {
 	// own (App.DaprdProfilePort), for benchmarks that look for where a
 	// sidecar spends its CPU.
 	DaprdProfiling bool
+	// Pprof serves Go's pprof from every app on its metrics port
+	// (App.MetricsPort, /debug/pprof/).
+	Pprof bool
+	// TraceEndpoint, an OTLP/HTTP base URL (http://host:4318), turns
+	// tracing on: every app exports its spans there, and every sidecar
+	// its own (sampling everything), so one trace shows both.
+	TraceEndpoint string
 	// RestartDelay is the supervisor's first wait before it restarts a
 	// process that exited unexpectedly; each restart in a row doubles it,
 	// up to 10 s. Default 200 ms.
@@ -92,10 +99,19 @@ type Stack struct {
 	Tokens Tokens
 
 	opts Options
-	nats *natsjs.Server
-	sink *pushSink
-	apps []*App
-	lock *os.File
+	// tracing is the generated tracing Configuration, or "" when no trace
+	// endpoint is set.
+	tracing string
+	nats    *natsjs.Server
+	sink    *pushSink
+	apps    []*App
+	lock    *os.File
+
+	// handoffDir holds the ws replicas' hand-off sockets; removed at Stop
+	// when it is a temporary folder (handoffTemp).
+	handoffDir  string
+	handoffTemp bool
+
 	// width aligns the processes' output prefixes.
 	width int
 	// stopSupervising ends the supervisors; supervising waits for them.
@@ -270,11 +286,26 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
+	if opts.TraceEndpoint != "" {
+		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
+			return nil, err
+		}
+	}
 
 	if s.Tokens, err = newTokens(filepath.Join(dataDir, "api-tokens.env")); err != nil {
 		return nil, err
 	}
+	if err := s.makeHandoffDir(); err != nil {
+		return nil, err
+	}
 	if err := s.plan(binDir, resources, vars); err != nil {
+		return nil, err
+	}
+	sidecarMetrics := daprd.LoopbackMetrics(ctx, daprdPath)
+	for _, a := range s.apps {
+		a.sidecar.Metrics = sidecarMetrics
+	}
+	if err := s.writePrometheusConfig(); err != nil {
 		return nil, err
 	}
 	for _, a := range s.apps {
@@ -343,6 +374,10 @@ func (s *Stack) Stop() {
 	if s.sink != nil {
 		s.sink.stop()
 		s.sink = nil
+	}
+	if s.handoffTemp {
+		_ = os.RemoveAll(s.handoffDir)
+		s.handoffTemp = false
 	}
 	if s.lock != nil {
 		_ = syscall.Flock(int(s.lock.Fd()), syscall.LOCK_UN)

@@ -21,13 +21,18 @@ import (
 // project's dapr/<app-id>.yaml (tracing, metrics, the app's API
 // allow-list), then a generated one that points name resolution at this
 // stack's own SQLite table, so app-ids of two stacks on one machine never
-// resolve to each other (mDNS would mix them).
+// resolve to each other (mDNS would mix them), and, with a trace
+// endpoint, the generated tracing.yaml.
 func (s *Stack) daprConfigs(appID string) ([]string, error) {
 	own := filepath.Join(s.opts.Root, "dapr", appID+".yaml")
 	if _, err := os.Stat(own); err != nil {
 		return nil, fmt.Errorf("the Dapr Configuration of %s: %w", appID, err)
 	}
-	return []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}, nil
+	configs := []string{own, filepath.Join(s.DataDir, "nameresolution.yaml")}
+	if s.tracing != "" {
+		configs = append(configs, s.tracing)
+	}
+	return configs, nil
 }
 
 // writeNameResolution writes the stack's name resolution Configuration.
@@ -72,18 +77,18 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("gateway address %q: %w", s.opts.GatewayAddr, err)
 	}
-	per := 6
+	per := 7
 	if s.opts.DaprdProfiling {
-		per = 7
+		per = 8
 	}
 	all, err := FreePorts(per * len(names))
 	if err != nil {
 		return err
 	}
-	var wsURLs []string
+	var wsURLs, wsSockets []string
 	for i, n := range names {
 		ports := all[per*i : per*i+per]
-		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], stack: s}
+		a := &App{Name: n.name, AppID: n.appID, Port: ports[0], DaprHTTP: ports[1], DaprGRPC: ports[2], MetricsPort: ports[6], stack: s}
 		configs, err := s.daprConfigs(n.appID)
 		if err != nil {
 			return err
@@ -118,11 +123,12 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			AppToken:     s.Tokens.App,
 		}
 		if s.opts.DaprdProfiling {
-			a.DaprdProfilePort = ports[6]
-			a.sidecar.ProfilePort = ports[6]
+			a.DaprdProfilePort = ports[7]
+			a.sidecar.ProfilePort = ports[7]
 		}
 		if n.appID == "ws" {
 			wsURLs = append(wsURLs, a.URL())
+			wsSockets = append(wsSockets, s.handoffSocket(a.Name))
 		}
 		s.apps = append(s.apps, a)
 	}
@@ -140,15 +146,24 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			"APP_REPLICA=" + a.Name,
 			"APP_API_TOKEN=" + s.Tokens.App,
 			"DAPR_API_TOKEN=" + s.Tokens.Dapr,
+			// Metrics on loopback, never on the app's (or gateway's) port.
+			"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(a.MetricsPort),
+			"METRICS_PPROF=" + strconv.FormatBool(s.opts.Pprof),
+			"OTEL_SERVICE_NAME=" + a.AppID,
+			"OTEL_RESOURCE_ATTRIBUTES=service.instance.id=" + a.Name,
+		}
+		if s.opts.TraceEndpoint != "" {
+			env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+s.opts.TraceEndpoint, "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf")
 		}
 		switch a.AppID {
 		case "gateway":
-			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","))
+			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","), "GATEWAY_WS_HANDOFF="+strings.Join(wsSockets, ","))
 		case "auth":
 			env = append(env, "AUTH_DEV_GENERATE_KEYS=true", "AUTH_DEV_KEY_FILE="+vars["PAPO_SECRETS_FILE"])
 		case "ws":
 			gw := "127.0.0.1:" + strconv.Itoa(s.gatewayPort())
-			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()))
+			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()),
+				"WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}
 		for k, v := range s.opts.Env {
 			env = append(env, k+"="+v)
@@ -164,6 +179,28 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 	}
 	return nil
 }
+
+// makeHandoffDir makes the private folder (0700) where the gateway hands
+// clients' sockets to the ws replicas: <DataDir>/handoff, or a temporary
+// folder when that path is too long for a Unix socket.
+func (s *Stack) makeHandoffDir() error {
+	dir := filepath.Join(s.DataDir, "handoff")
+	if len(dir) > 80 {
+		tmp, err := os.MkdirTemp("", "papo-handoff-")
+		if err != nil {
+			return err
+		}
+		s.handoffDir, s.handoffTemp = tmp, true
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	s.handoffDir = dir
+	return os.Chmod(dir, 0o700)
+}
+
+func (s *Stack) handoffSocket(app string) string { return filepath.Join(s.handoffDir, app+".sock") }
 
 func (s *Stack) gatewayPort() int {
 	if gw := s.App("gateway"); gw != nil {

@@ -23,6 +23,9 @@ type App struct {
 	// DaprdProfilePort serves the sidecar's pprof (Options.DaprdProfiling),
 	// else 0.
 	DaprdProfilePort int
+	// MetricsPort serves the app's /metrics on 127.0.0.1 (METRICS_ADDR),
+	// and /debug/pprof/ with Options.Pprof.
+	MetricsPort int
 
 	spec    procs.Spec
 	sidecar daprd.Sidecar
@@ -54,6 +57,23 @@ type App struct {
 
 // URL is the app's own base URL (not through the gateway).
 func (a *App) URL() string { return "http://127.0.0.1:" + strconv.Itoa(a.Port) }
+
+// MetricsURL is the app's /metrics.
+func (a *App) MetricsURL() string {
+	return "http://127.0.0.1:" + strconv.Itoa(a.MetricsPort) + "/metrics"
+}
+
+// DaprdMetricsURL is the sidecar's Prometheus metrics, or "" when the
+// sidecar serves none (a daprd other than papo's build; see
+// daprd.LoopbackMetrics).
+func (a *App) DaprdMetricsURL() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.sidecar.Metrics {
+		return ""
+	}
+	return "http://127.0.0.1:" + strconv.Itoa(a.sidecar.MetricsPort) + "/"
+}
 
 // start starts the app, then its sidecar (daprd waits for the app's
 // port); a.ops is held or nothing else runs yet.

@@ -73,6 +73,10 @@ func (s *Stack) waitReady(ctx context.Context) error {
 				errs = append(errs, err)
 				continue
 			}
+			if err := s.writePrometheusConfig(); err != nil {
+				errs = append(errs, err)
+				continue
+			}
 			if err := r.app.replace(); err != nil {
 				errs = append(errs, err)
 				continue

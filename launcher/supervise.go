@@ -157,6 +157,9 @@ func (a *App) revive(gen int) (string, error) {
 		if err := a.newSidecarPorts(); err != nil {
 			return "", err
 		}
+		if err := a.stack.writePrometheusConfig(); err != nil {
+			return "", err
+		}
 		a.stopProcs()
 		if err := a.start(); err != nil {
 			return "", err

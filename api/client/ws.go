@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -25,6 +26,13 @@ type WSOptions struct {
 	// Buffer is how many received frames wait for Read (default 4096);
 	// when it is full the client stops reading the socket.
 	Buffer int
+	// Resume is what DialWS resumes right after hello, as the socket's
+	// first frame: the last seq seen per room. Live delivery starts with
+	// it (docs/protocol.md); nil resumes nothing, {"rooms":{}}.
+	Resume map[string]int64
+	// NoResume sends nothing after hello: the server then holds live
+	// events until the client's first frame, or WS_LIVE_HOLD.
+	NoResume bool
 	// Header adds handshake headers: tests that dial a ws replica
 	// directly, past the gateway, send its app API token here.
 	Header http.Header
@@ -60,7 +68,8 @@ func (c *Client) DialWS(ctx context.Context, opts *WSOptions) (*WS, error) {
 }
 
 // DialWS opens a papo WebSocket at url (ws:// or wss://) with an access
-// token and waits for the hello frame. A refused handshake is an *Error
+// token, waits for the hello frame and sends the resume of opts.Resume
+// (unless opts.NoResume). A refused handshake is an *Error
 // with the HTTP status and papo's error code.
 func DialWS(ctx context.Context, url, token string, opts *WSOptions) (*WS, error) {
 	if opts == nil {
@@ -109,8 +118,26 @@ func DialWS(ctx context.Context, url, token string, opts *WSOptions) (*WS, error
 		return nil, fmt.Errorf("first frame is %q, not hello", f.Type)
 	}
 	w.Hello = api.HelloFrame{Type: f.Type, UserID: f.UserID, SessionID: f.SessionID, Rooms: f.Rooms}
+	if !opts.NoResume {
+		rooms := opts.Resume
+		if rooms == nil {
+			rooms = map[string]int64{}
+		}
+		// ClientFrame omits an empty rooms, which the server refuses.
+		b, _ := json.Marshal(struct {
+			Type  string           `json:"type"`
+			Rooms map[string]int64 `json:"rooms"`
+		}{api.FrameResume, rooms})
+		if err := w.WriteRaw(b); err != nil {
+			_ = conn.Close()
+			return nil, fmt.Errorf("send resume: %w", err)
+		}
+	}
 	return w, nil
 }
+
+// LocalAddr is the client's end of the socket.
+func (w *WS) LocalAddr() net.Addr { return w.conn.LocalAddr() }
 
 func (w *WS) readLoop() {
 	defer close(w.done)

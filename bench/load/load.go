@@ -141,6 +141,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	progress("%d rooms made in %s", len(run.rooms), time.Since(start).Round(time.Millisecond))
+	run.allocate()
 	start = time.Now()
 	if err := run.dial(ctx, users); err != nil {
 		run.closeAll()
@@ -148,6 +149,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	}
 	defer run.closeAll()
 	progress("%d sockets open in %s", len(run.socks), time.Since(start).Round(time.Millisecond))
+	if !cfg.Idle {
+		// Every socket tells its room peers that it came online; the
+		// schedule starts once those presence frames have stopped, so the
+		// measured window is not the tail of the connection storm.
+		start = time.Now()
+		quiet := run.settle(ctx, 2*time.Second, time.Minute)
+		progress("presence settled in %s (quiet: %v)", time.Since(start).Round(time.Millisecond), quiet)
+	}
 
 	if cfg.Idle {
 		progress("measure start")
@@ -169,12 +178,46 @@ type runState struct {
 	rooms []*room
 	socks []*sock
 
-	// measureFrom and measureTo bound the scheduled times counted.
-	measureFrom, measureTo time.Time
+	// measureFrom and measureTo bound the scheduled times counted (unix
+	// ns; readers run before they are set).
+	measureFrom, measureTo atomic.Int64
 	// closing is set when the run closes its sockets itself; a socket that
 	// ends before that is a disconnect.
 	closing     atomic.Bool
 	disconnects atomic.Int64
+	// lastSignal is when the latest presence frame arrived (unix ns).
+	lastSignal atomic.Int64
+	readers    sync.WaitGroup
+	// perRoom is each room's number of scheduled messages.
+	perRoom int
+}
+
+// allocate sizes the per-message records before any socket reads.
+func (r *runState) allocate() {
+	if r.cfg.Idle {
+		return
+	}
+	perRoom := r.cfg.Rate / float64(len(r.rooms))
+	r.perRoom = int(math.Ceil((r.cfg.Warmup+r.cfg.Duration).Seconds()*perRoom)) + 1
+	for _, rm := range r.rooms {
+		rm.sent = make([]atomic.Int64, r.perRoom)
+		rm.acked = make([]atomic.Bool, r.perRoom)
+		rm.seqOf = make([]atomic.Int64, r.perRoom)
+	}
+}
+
+// settle waits until no presence frame has arrived for quiet, at most max;
+// it reports whether it got quiet.
+func (r *runState) settle(ctx context.Context, quiet, max time.Duration) bool {
+	deadline := time.Now().Add(max)
+	r.lastSignal.CompareAndSwap(0, time.Now().UnixNano())
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if time.Since(time.Unix(0, r.lastSignal.Load())) >= quiet {
+			return true
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return false
 }
 
 type member struct {
@@ -197,7 +240,7 @@ type room struct {
 
 // sock is one client socket. Its reader records what arrives.
 type sock struct {
-	ws   *client.WS
+	ws   *socket
 	room *room
 	// got[k] counts deliveries of message k of the socket's room.
 	got     []uint8
@@ -356,21 +399,25 @@ func (r *runState) dial(ctx context.Context, users []*member) error {
 	socks := make([]*sock, len(targets))
 	err := parallel(ctx, len(targets), max(r.cfg.SetupConcurrency, 32), func(i int) error {
 		t := targets[i]
-		var ws *client.WS
+		var ws *socket
 		err := retry(ctx, func() (err error) {
 			dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			defer cancel()
-			ws, err = t.u.user.DialWS(dctx, &client.WSOptions{AuthorizationHeader: true, Buffer: 256})
+			ws, err = dialSocket(dctx, r.cfg.URL, t.u.user.Token)
 			return err
 		})
 		if err != nil {
 			return fmt.Errorf("dial as %s: %w", t.u.id, err)
 		}
-		if err := ws.WriteRaw(resumeNothing); err != nil {
-			ws.Close()
+		if err := ws.write(resumeNothing); err != nil {
+			ws.close()
 			return err
 		}
-		socks[i] = &sock{ws: ws, room: t.rm, refused: map[string]int{}, done: make(chan struct{})}
+		s := &sock{ws: ws, room: t.rm, refused: map[string]int{}, done: make(chan struct{}), got: make([]uint8, r.perRoom)}
+		socks[i] = s
+		// Idle sockets are read too: reading answers the server's pings.
+		r.readers.Add(1)
+		go func() { defer r.readers.Done(); r.read(s) }()
 		return nil
 	})
 	for _, s := range socks {
@@ -383,7 +430,7 @@ func (r *runState) dial(ctx context.Context, users []*member) error {
 	}
 	for _, rm := range r.rooms {
 		for _, s := range r.socks {
-			if s.room == rm && s.ws.Hello.UserID == rm.members[0].id {
+			if s.room == rm && s.ws.userID == rm.members[0].id {
 				rm.sender = s
 				break
 			}
@@ -405,7 +452,7 @@ func (r *runState) open() int {
 func (r *runState) closeAll() {
 	r.closing.Store(true)
 	for _, s := range r.socks {
-		s.ws.Close()
+		s.ws.close()
 	}
 }
 
@@ -422,24 +469,13 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 	cfg := r.cfg
 	perRoom := cfg.Rate / float64(len(r.rooms))
 	total := cfg.Warmup + cfg.Duration
-	n := int(math.Ceil(total.Seconds()*perRoom)) + 1
-	for _, rm := range r.rooms {
-		rm.sent = make([]atomic.Int64, n)
-		rm.acked = make([]atomic.Bool, n)
-		rm.seqOf = make([]atomic.Int64, n)
-	}
-	for _, s := range r.socks {
-		s.got = make([]uint8, n)
-	}
-	var readers sync.WaitGroup
-	for _, s := range r.socks {
-		readers.Add(1)
-		go func() { defer readers.Done(); r.read(s) }()
-	}
+	n := r.perRoom
 
 	t0 := time.Now().Add(500 * time.Millisecond)
-	r.measureFrom = t0.Add(cfg.Warmup)
-	r.measureTo = r.measureFrom.Add(cfg.Duration)
+	from := t0.Add(cfg.Warmup)
+	to := from.Add(cfg.Duration)
+	r.measureFrom.Store(from.UnixNano())
+	r.measureTo.Store(to.UnixNano())
 	interval := time.Duration(float64(time.Second) / perRoom)
 	var senders sync.WaitGroup
 	sendErrs := make(chan error, len(r.rooms))
@@ -464,7 +500,7 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 				text := messageText(k, at.UnixNano(), cfg.TextBytes)
 				frame := `{"type":"send","room_id":"` + rm.id + `","client_id":"` + r.tag + "-" + strconv.Itoa(k) + `","text":"` + text + `"}`
 				rm.sent[k].Store(at.UnixNano())
-				if err := rm.sender.ws.WriteRaw([]byte(frame)); err != nil {
+				if err := rm.sender.ws.write([]byte(frame)); err != nil {
 					rm.sent[k].Store(0)
 					sendErrs <- fmt.Errorf("room %d send %d: %w", rm.index, k, err)
 					return
@@ -474,12 +510,12 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 	}
 	go func() {
 		select {
-		case <-time.After(time.Until(r.measureFrom)):
+		case <-time.After(time.Until(from)):
 			progress("measure start")
 		case <-ctx.Done():
 		}
 		select {
-		case <-time.After(time.Until(r.measureTo)):
+		case <-time.After(time.Until(to)):
 			progress("measure end")
 		case <-ctx.Done():
 		}
@@ -495,7 +531,7 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 		time.Sleep(50 * time.Millisecond)
 	}
 	r.closeAll()
-	readers.Wait()
+	r.readers.Wait()
 	close(sendErrs)
 	rep := r.report()
 	var errs []error
@@ -508,7 +544,7 @@ func (r *runState) load(ctx context.Context, progress func(string, ...any)) (Rep
 // counted reports whether message k of rm falls in the measured window.
 func (r *runState) counted(rm *room, k int) bool {
 	at := rm.sent[k].Load()
-	return at != 0 && at >= r.measureFrom.UnixNano() && at < r.measureTo.UnixNano()
+	return at != 0 && at >= r.measureFrom.Load() && at < r.measureTo.Load()
 }
 
 // complete reports whether every counted message was acked or refused and
@@ -543,10 +579,9 @@ func (r *runState) read(s *sock) {
 			r.disconnects.Add(1)
 		}
 	}()
-	ctx := context.Background()
 	var f frame
 	for {
-		data, err := s.ws.ReadRaw(ctx)
+		data, err := s.ws.read()
 		if err != nil {
 			return
 		}
@@ -573,7 +608,7 @@ func (r *runState) read(s *sock) {
 			if s.got[k] < 255 {
 				s.got[k]++
 			}
-			if s.got[k] == 1 && at >= r.measureFrom.UnixNano() && at < r.measureTo.UnixNano() {
+			if s.got[k] == 1 && at >= r.measureFrom.Load() && at < r.measureTo.Load() {
 				s.lat = append(s.lat, time.Duration(now-at))
 			}
 			s.mu.Unlock()
@@ -590,6 +625,8 @@ func (r *runState) read(s *sock) {
 					s.mu.Unlock()
 				}
 			}
+		case api.FramePresence:
+			r.lastSignal.Store(now)
 		case api.FrameError:
 			k, ok := r.clientIndex(f.Ref)
 			s.mu.Lock()

@@ -22,6 +22,12 @@ import (
 // Version is the daprd version papo pins.
 const Version = "1.14.0"
 
+// buildMark names papo's own daprd build in its --build-info (its git
+// version): a build that serves Dapr's metrics on the loopback address in
+// PAPO_DAPRD_METRICS_ADDR (tools/daprd). The mark changes whenever the
+// build does, so every machine builds the new one once.
+const buildMark = "papo.metrics.1"
+
 // compatible reports whether a daprd version string is one papo runs on.
 func compatible(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "1.14.") }
 
@@ -66,7 +72,19 @@ func CachePath() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("find a cache dir for daprd: %w", err)
 	}
-	return filepath.Join(dir, "papo", "bin", "daprd-"+Version), nil
+	return filepath.Join(dir, "papo", "bin", "daprd-"+Version+"-"+buildMark), nil
+}
+
+// LoopbackMetrics reports whether the daprd at path can serve its metrics
+// on loopback only: true for papo's own build (PAPO_DAPRD_METRICS_ADDR).
+// Upstream 1.14.0 cannot: it ignores --metrics-listen-address, and run
+// with --metrics-listen-address 127.0.0.1 and DAPR_HOST_IP=127.0.0.1 it
+// listened on *:port (verified), so its metrics stay off.
+func LoopbackMetrics(ctx context.Context, path string) bool {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, "--build-info").Output()
+	return err == nil && strings.Contains(string(out), buildMark)
 }
 
 func version(ctx context.Context, path string) (string, error) {
@@ -101,7 +119,8 @@ func build(ctx context.Context, root, dst string, progress io.Writer) (string, e
 		"papo: this downloads and compiles Dapr (a few minutes on a new machine); later runs reuse %s\n", Version, src, dst)
 	tmp := dst + ".tmp"
 	cmd := exec.CommandContext(ctx, "go", "build", "-v", "-tags", "stablecomponents",
-		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version,
+		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version+
+			" -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v"+Version+"-"+buildMark,
 		"-o", tmp, ".")
 	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "GOWORK=off")
@@ -151,8 +170,11 @@ type Sidecar struct {
 	HTTPPort     int
 	GRPCPort     int
 	InternalPort int
-	MetricsPort  int
-	PublicPort   int
+	// MetricsPort serves Dapr's Prometheus metrics on 127.0.0.1 when
+	// Metrics is set, which only papo's build can (LoopbackMetrics).
+	MetricsPort int
+	Metrics     bool
+	PublicPort  int
 	// ResourcesDir holds the component files.
 	ResourcesDir string
 	// Configs are Configuration files, applied in order.
@@ -181,10 +203,8 @@ func (s Sidecar) Args() []string {
 		"--dapr-internal-grpc-port", fmt.Sprint(s.InternalPort),
 		"--dapr-internal-grpc-listen-address", "127.0.0.1",
 		"--dapr-listen-addresses", "127.0.0.1",
-		// daprd 1.14.0 ignores --metrics-listen-address (metrics.FlagOptions
-		// .ToOptions drops it) and would serve metrics on every interface,
-		// so local sidecars run without the metrics server. Kubernetes
-		// deployments keep Dapr's metrics (see k8s/).
+		// daprd's own metrics server would listen on every interface
+		// (LoopbackMetrics); papo's build serves them on loopback itself.
 		"--enable-metrics=false",
 		"--metrics-port", fmt.Sprint(s.MetricsPort),
 		"--dapr-public-port", fmt.Sprint(s.PublicPort),
@@ -206,8 +226,9 @@ func (s Sidecar) Args() []string {
 }
 
 // Env returns the environment additions daprd needs: it announces
-// 127.0.0.1 to name resolution instead of the machine's address, and the
-// API tokens (daprd reads them from the environment only).
+// 127.0.0.1 to name resolution instead of the machine's address, the API
+// tokens (daprd reads them from the environment only), and where papo's
+// build serves its metrics (127.0.0.1:MetricsPort).
 func (s Sidecar) Env() []string {
 	env := []string{"DAPR_HOST_IP=127.0.0.1"}
 	if s.APIToken != "" {
@@ -215,6 +236,9 @@ func (s Sidecar) Env() []string {
 	}
 	if s.AppToken != "" {
 		env = append(env, "APP_API_TOKEN="+s.AppToken)
+	}
+	if s.Metrics {
+		env = append(env, fmt.Sprintf("PAPO_DAPRD_METRICS_ADDR=127.0.0.1:%d", s.MetricsPort))
 	}
 	return env
 }

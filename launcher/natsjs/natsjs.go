@@ -56,9 +56,50 @@ func StreamName(topic string) string {
 	return "papo_" + strings.NewReplacer(".", "_", "*", "_", ">", "_").Replace(topic)
 }
 
+// Stream limits. Topics that only announce what is durable elsewhere
+// (room events and signals are in the state store or ephemeral, revoked
+// sessions in auth's store, device notices in the notification store) are
+// kept in memory for a short while: a consumer that falls further behind
+// catches up from the store, not the broker. Measured with file storage
+// at 1,000 msgs/s, every fan-out consumer re-read and re-indexed the
+// stream's 8 MB file blocks from disk, the largest part of the broker's
+// CPU (docs/benchmarks.md). The queues of work still to do
+// (messages.submitted, the dead letters) stay on disk with the longer
+// maxAge the caller gives.
+const (
+	announceMaxAge   = 15 * time.Minute
+	announceMaxBytes = 256 << 20
+)
+
+// inMemory lists the topics whose streams are kept in memory.
+var inMemory = map[string]bool{
+	"room.events": true, "room.signals": true, "sessions.revoked": true, "devices.changed": true,
+}
+
+// StreamConfig is the stream papo uses for topic; maxAge bounds the
+// streams kept on disk.
+func StreamConfig(topic string, maxAge time.Duration) jetstream.StreamConfig {
+	cfg := jetstream.StreamConfig{
+		Name:      StreamName(topic),
+		Subjects:  []string{topic},
+		Storage:   jetstream.FileStorage,
+		Retention: jetstream.LimitsPolicy,
+		MaxAge:    maxAge,
+		Discard:   jetstream.DiscardOld,
+	}
+	if inMemory[topic] {
+		cfg.Storage, cfg.MaxAge, cfg.MaxBytes = jetstream.MemoryStorage, announceMaxAge, announceMaxBytes
+	}
+	return cfg
+}
+
 // EnsureStreams creates (or updates) one stream per topic on the server at
 // url. One stream per topic keeps durable consumer names per topic, so an
-// app-id may consume several topics through one component.
+// app-id may consume several topics through one component. A stream made
+// before with another storage is made again (a stream's storage cannot be
+// changed): it is called before any sidecar consumes, and what it held is
+// either announcements of what is durable elsewhere or, for a queue moved
+// to disk, kept (only memory-kept streams are dropped).
 func EnsureStreams(ctx context.Context, url string, topics []string, maxAge time.Duration) error {
 	nc, err := nats.Connect(url, nats.Name("papo-launcher"))
 	if err != nil {
@@ -70,15 +111,13 @@ func EnsureStreams(ctx context.Context, url string, topics []string, maxAge time
 		return err
 	}
 	for _, topic := range topics {
-		_, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:      StreamName(topic),
-			Subjects:  []string{topic},
-			Storage:   jetstream.FileStorage,
-			Retention: jetstream.LimitsPolicy,
-			MaxAge:    maxAge,
-			Discard:   jetstream.DiscardOld,
-		})
-		if err != nil {
+		cfg := StreamConfig(topic, maxAge)
+		if old, err := js.Stream(ctx, cfg.Name); err == nil && old.CachedInfo().Config.Storage != cfg.Storage && inMemory[topic] {
+			if err := js.DeleteStream(ctx, cfg.Name); err != nil {
+				return fmt.Errorf("remake stream for %s in memory: %w", topic, err)
+			}
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("create stream for %s: %w", topic, err)
 		}
 	}

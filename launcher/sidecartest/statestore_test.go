@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/papochat/papo/launcher/sidecartest"
 	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/statestore/storetest"
@@ -54,9 +56,42 @@ spec:
 				AppID:      "contract-" + s.name,
 				Components: map[string]string{"store.yaml": component},
 			})
-			storetest.Run(t, daprstore.New(sc.Client, "store"), s.opts)
+			reg := prometheus.NewRegistry()
+			storetest.Run(t, daprstore.New(sc.Client, "store", daprstore.WithMetrics(daprstore.NewMetrics(reg))), s.opts)
+			// The suite's calls were timed, each by what it became.
+			for _, want := range [][2]string{{"get", "ok"}, {"get", "not_found"}, {"bulk_get", "ok"},
+				{"save", "ok"}, {"save", "conflict"}, {"transact", "ok"}, {"delete", "ok"}} {
+				if n := histogramCount(t, reg, "store", want[0], want[1]); n == 0 {
+					t.Errorf("no %s call with result %s timed", want[0], want[1])
+				}
+			}
 		})
 	}
+}
+
+// histogramCount is the count of papo_state_operation_duration_seconds
+// for one store, operation and result.
+func histogramCount(t *testing.T, reg *prometheus.Registry, store, op, result string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "papo_state_operation_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["store"] == store && labels["operation"] == op && labels["result"] == result {
+				return m.GetHistogram().GetSampleCount()
+			}
+		}
+	}
+	return 0
 }
 
 func meta(name, value string) string {

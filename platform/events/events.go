@@ -122,6 +122,11 @@ type RoomEventBatch struct {
 	Events     []api.Event `json:"events,omitempty"`
 	Acks       []Ack       `json:"acks,omitempty"`
 	Rejections []Rejection `json:"rejections,omitempty"`
+	// TraceParent is the W3C trace context of the round that stored the
+	// batch, so each ws replica's delivery joins the sender's trace. It
+	// travels in the payload because the SDK's streaming subscriptions
+	// drop the CloudEvent's own traceparent (go-sdk 1.11 Receive).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Signal kinds.

@@ -2,10 +2,12 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -196,5 +198,41 @@ func TestEncodeSendsAContentLength(t *testing.T) {
 	var eb httpapi.ErrorBody
 	if resp.StatusCode != http.StatusInternalServerError || json.Unmarshal(body, &eb) != nil || eb.Error.Code != "internal" {
 		t.Fatalf("an unencodable answer: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestServeAlsoServesAnotherListenerAndShutsItDown(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	srv, err := httpapi.Listen("127.0.0.1:0", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "ok")
+	}), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.ServeAlso(extra)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, time.Second) }()
+
+	resp, err := http.Get("http://" + extra.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(body) != "ok" {
+		t.Fatalf("extra listener answered %q", body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Serve: %v", err)
+	}
+	if c, err := net.Dial("tcp", extra.Addr().String()); err == nil {
+		c.Close()
+		t.Fatal("the extra listener still accepts after shutdown")
 	}
 }

@@ -20,9 +20,10 @@ const MaxHeaderBytes = 32 << 10
 // Server is an http.Server bound to an explicit listener, so tests can
 // listen on port 0 and read the address back with URL.
 type Server struct {
-	srv *http.Server
-	ln  net.Listener
-	log *slog.Logger
+	srv   *http.Server
+	ln    net.Listener
+	extra []net.Listener
+	log   *slog.Logger
 
 	// probes, when ListenProbes was called, serves the health routes on
 	// a listener of their own.
@@ -117,6 +118,12 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // or set TLS.
 func (s *Server) HTTPServer() *http.Server { return s.srv }
 
+// ServeAlso adds a listener that Serve and ServeTLS serve too, always
+// without TLS (e.g. connections handed over by another process on the
+// same machine, package handoff). Shutdown closes it with the others.
+// Call it before Serve.
+func (s *Server) ServeAlso(ln net.Listener) { s.extra = append(s.extra, ln) }
+
 // Serve serves until ctx is done, then shuts down gracefully, giving
 // in-flight requests up to grace to finish.
 func (s *Server) Serve(ctx context.Context, grace time.Duration) error {
@@ -129,33 +136,39 @@ func (s *Server) ServeTLS(ctx context.Context, certFile, keyFile string, grace t
 }
 
 func (s *Server) serve(ctx context.Context, grace time.Duration, serve func() error) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 2+len(s.extra))
 	go func() { errc <- serve() }()
+	for _, ln := range s.extra {
+		go func() { errc <- s.srv.Serve(ln) }()
+	}
+	pending := 1 + len(s.extra)
 	servers := []*http.Server{s.srv}
 	if s.probes != nil {
 		go func() { errc <- s.probes.Serve(s.probesLn) }()
 		servers = append(servers, s.probes)
+		pending++
 	}
+	var failed error
 	select {
 	case err := <-errc:
-		for _, srv := range servers {
-			_ = srv.Close()
-		}
-		return fmt.Errorf("serve: %w", err)
+		// One listener failed: stop the others too.
+		pending--
+		failed = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
-	// The main listener drains first, the probes after it.
+	// The main listener (and those it serves too) drains first, the
+	// probes after it.
 	for _, srv := range servers {
-		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			return fmt.Errorf("shutdown: %w", err)
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) && failed == nil {
+			failed = fmt.Errorf("shutdown: %w", err)
 		}
 	}
-	for range servers {
-		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("serve: %w", err)
+	for ; pending > 0; pending-- {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) && failed == nil {
+			failed = fmt.Errorf("serve: %w", err)
 		}
 	}
-	return nil
+	return failed
 }

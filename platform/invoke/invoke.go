@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Client invokes methods on other app-ids through the local sidecar.
@@ -82,6 +83,8 @@ func (c *Client) Do(ctx context.Context, appID, method, path string, header http
 	if id := httpapi.RequestID(ctx); id != "" && req.Header.Get(httpapi.RequestIDHeader) == "" {
 		req.Header.Set(httpapi.RequestIDHeader, id)
 	}
+	// The callee (and daprd between) continue the caller's trace.
+	telemetry.Inject(ctx, req.Header)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		// err names the sidecar's URL; this message may reach a client.

@@ -11,6 +11,7 @@ import (
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // sidecar stands in for daprd's invoke API: it answers per path.
@@ -72,5 +73,31 @@ func TestDoMapsAnUnreachableCalleeToUnavailable(t *testing.T) {
 		if strings.Contains(err.Error(), leak) {
 			t.Errorf("the error %q names the sidecar (%q)", err, leak)
 		}
+	}
+}
+
+func TestDoCarriesTheCallersTraceContext(t *testing.T) {
+	const tp = "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01"
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		want string
+	}{
+		{"inside a trace", telemetry.WithTraceParent(context.Background(), tp), tp},
+		{"outside any", context.Background(), ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got string
+			c := sidecar(t, func(w http.ResponseWriter, r *http.Request) {
+				got = r.Header.Get("traceparent")
+				httpapi.Encode(w, 200, map[string]string{})
+			})
+			if err := c.Do(tc.ctx, "message", http.MethodGet, "/x", nil, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			if got != tc.want {
+				t.Fatalf("traceparent %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

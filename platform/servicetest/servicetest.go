@@ -36,9 +36,10 @@ func SetTokens(t *testing.T) {
 type Run func(ctx context.Context, stdout io.Writer) error
 
 // Start sets APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT,
-// LOG_LEVEL and the API tokens (then env, which may override them) with t.Setenv — so the
-// test cannot be parallel — starts run and waits until /healthz answers
-// 200. It returns the service's base URL and a stop function that cancels
+// LOG_LEVEL, the API tokens and METRICS_ADDR (empty: off), then env,
+// which may override them, with t.Setenv — so the test cannot be
+// parallel — starts run and waits until /healthz answers 200. It returns
+// the service's base URL and a stop function that cancels
 // run and fails the test unless run returns nil within 15 s.
 func Start(t *testing.T, run Run, env map[string]string) (base string, stop func()) {
 	t.Helper()
@@ -49,6 +50,9 @@ func Start(t *testing.T, run Run, env map[string]string) (base string, stop func
 		"DAPR_HTTP_PORT": FreePort(t), "DAPR_GRPC_PORT": FreePort(t),
 		"LOG_LEVEL":     "error",
 		"APP_API_TOKEN": AppToken, "DAPR_API_TOKEN": DaprToken,
+		// No metrics listener unless env asks for one: the default port
+		// would be shared by tests running in parallel.
+		"METRICS_ADDR": "",
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -5,7 +5,7 @@
 // and what access tokens must say) and adds its own fields with
 // `envconfig` tags, then calls Load once in run and passes the result
 // down. Only main packages depend on this one, plus authn, which builds
-// the verifier from Base. Nothing else reads the environment.
+// the verifier from Base, and telemetry, which starts from Telemetry. Nothing else reads the environment.
 package settings
 
 import (
@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/papochat/papo/platform/telemetry/tracelog"
 )
 
 // Base holds the variables every service reads. APP_PORT has no default
@@ -56,6 +58,97 @@ type Base struct {
 	// header of every call to its API (daprd reads the same
 	// DAPR_API_TOKEN); the SDK client and the invoke client send it.
 	DaprAPIToken string `envconfig:"DAPR_API_TOKEN"`
+	// Telemetry says where metrics are served and where traces go
+	// (package telemetry).
+	Telemetry
+}
+
+// Telemetry is the observability part of Base: the metrics listener and
+// OpenTelemetry tracing, read from the standard OTEL_* variables.
+// Tracing is off unless an OTLP endpoint is set (or
+// OTEL_TRACES_EXPORTER=otlp); docs/ops.md lists every variable.
+type Telemetry struct {
+	// MetricsAddr is where /metrics is served, on a listener of its own:
+	// never the service's public port. Empty turns it off. The launcher
+	// binds it to loopback.
+	MetricsAddr string `envconfig:"METRICS_ADDR" default:":9464"`
+	// Pprof adds Go's /debug/pprof/ handlers to the metrics listener.
+	Pprof bool `envconfig:"METRICS_PPROF"`
+
+	// ServiceName overrides the service.name of spans (the app's name).
+	ServiceName string `envconfig:"OTEL_SERVICE_NAME"`
+	// TracesExporter is "otlp", "none", or empty: OTLP when an endpoint
+	// is set.
+	TracesExporter     string `envconfig:"OTEL_TRACES_EXPORTER"`
+	OTLPEndpoint       string `envconfig:"OTEL_EXPORTER_OTLP_ENDPOINT"`
+	OTLPTracesEndpoint string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"`
+	// OTLPProtocol is "http/protobuf" (the default) or "grpc".
+	OTLPProtocol       string `envconfig:"OTEL_EXPORTER_OTLP_PROTOCOL" default:"http/protobuf"`
+	OTLPTracesProtocol string `envconfig:"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"`
+	// Sampler is one of the OpenTelemetry sampler names; SamplerArg is
+	// the ratio of the *traceidratio samplers (default 1).
+	Sampler    string `envconfig:"OTEL_TRACES_SAMPLER" default:"parentbased_always_on"`
+	SamplerArg string `envconfig:"OTEL_TRACES_SAMPLER_ARG"`
+	// SDKDisabled turns tracing off whatever else is set.
+	SDKDisabled bool `envconfig:"OTEL_SDK_DISABLED"`
+}
+
+// TracesOn reports whether spans are exported.
+func (t Telemetry) TracesOn() bool {
+	if t.SDKDisabled || t.TracesExporter == "none" {
+		return false
+	}
+	return t.TracesExporter == "otlp" || t.OTLPEndpoint != "" || t.OTLPTracesEndpoint != ""
+}
+
+// TracesProtocol is the OTLP protocol spans are sent with.
+func (t Telemetry) TracesProtocol() string {
+	if t.OTLPTracesProtocol != "" {
+		return t.OTLPTracesProtocol
+	}
+	return t.OTLPProtocol
+}
+
+// SamplerRatio is OTEL_TRACES_SAMPLER_ARG as a ratio (1 when unset).
+func (t Telemetry) SamplerRatio() (float64, error) {
+	if t.SamplerArg == "" {
+		return 1, nil
+	}
+	r, err := strconv.ParseFloat(t.SamplerArg, 64)
+	if err != nil || r < 0 || r > 1 {
+		return 0, fmt.Errorf("OTEL_TRACES_SAMPLER_ARG %q is not a ratio from 0 to 1", t.SamplerArg)
+	}
+	return r, nil
+}
+
+func (t Telemetry) check() error {
+	var errs []error
+	if t.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(t.MetricsAddr); err != nil {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is not host:port", t.MetricsAddr))
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q has no valid port", t.MetricsAddr))
+		}
+	}
+	switch t.TracesExporter {
+	case "", "otlp", "none":
+	default:
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_EXPORTER %q is not otlp or none", t.TracesExporter))
+	}
+	switch p := t.TracesProtocol(); p {
+	case "http/protobuf", "grpc":
+	default:
+		errs = append(errs, fmt.Errorf("OTLP protocol %q is not http/protobuf or grpc", p))
+	}
+	switch t.Sampler {
+	case "always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio":
+	default:
+		errs = append(errs, fmt.Errorf("OTEL_TRACES_SAMPLER %q is not a known sampler", t.Sampler))
+	}
+	if _, err := t.SamplerRatio(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // MinTokenLength is the shortest APP_API_TOKEN and DAPR_API_TOKEN Load
@@ -110,6 +203,12 @@ func (b Base) check() error {
 	if b.Leeway < 0 {
 		errs = append(errs, fmt.Errorf("AUTH_LEEWAY %s is negative", b.Leeway))
 	}
+	errs = append(errs, b.Telemetry.check())
+	if b.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(b.MetricsAddr); err == nil && port != "" && port != "0" && (port == b.Port || port == b.ProbePort) {
+			errs = append(errs, fmt.Errorf("METRICS_ADDR %q is one of the service's own ports: metrics need a listener of their own", b.MetricsAddr))
+		}
+	}
 	// Without these every internal hop would be open to whoever reaches
 	// a port, so a service does not start without them (docs/ops.md).
 	for _, tok := range []struct{ key, value string }{
@@ -135,7 +234,8 @@ func (b Base) ProbeAddr() string {
 }
 
 // Logger returns the service's JSON logger at LOG_LEVEL, every record
-// naming the app.
+// naming the app, and the trace_id and span_id of the span in the
+// record's context when there is one (tracelog).
 func (b Base) Logger(w io.Writer, app string) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: b.LogLevel})).With("app", app)
+	return slog.New(tracelog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: b.LogLevel}))).With("app", app)
 }

@@ -47,7 +47,8 @@ func TestLoadTakesDefaultsAndThePresetPort(t *testing.T) {
 	}
 	want := settings.Base{Host: "127.0.0.1", Port: "8083", DaprHTTPPort: "3500", DaprGRPCPort: "50001",
 		LogLevel: slog.LevelInfo, Issuer: "papo", Audience: "papo", Leeway: 30 * time.Second,
-		AppAPIToken: appToken, DaprAPIToken: daprToken}
+		AppAPIToken: appToken, DaprAPIToken: daprToken,
+		Telemetry: settings.Telemetry{MetricsAddr: ":9464", OTLPProtocol: "http/protobuf", Sampler: "parentbased_always_on"}}
 	if s.Base != want {
 		t.Fatalf("got %+v, want %+v", s.Base, want)
 	}
@@ -65,6 +66,9 @@ func TestLoadReadsTheEnvironment(t *testing.T) {
 		"APP_HOST": "0.0.0.0", "APP_PORT": "0", "DAPR_HTTP_PORT": "3601", "DAPR_GRPC_PORT": "50002",
 		"LOG_LEVEL": "debug", "AUTH_ISSUER": "iss", "AUTH_AUDIENCE": "aud", "AUTH_LEEWAY": "5s",
 		"AUTH_TRUSTED_ISSUERS": `[]`, "TEST_WINDOW": "2s", "TEST_NAME": "env",
+		"METRICS_ADDR": "127.0.0.1:9000", "METRICS_PPROF": "true", "OTEL_SERVICE_NAME": "svc",
+		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+		"OTEL_TRACES_SAMPLER_ARG": "0.25",
 	} {
 		t.Setenv(k, v)
 	}
@@ -74,7 +78,10 @@ func TestLoadReadsTheEnvironment(t *testing.T) {
 	}
 	want := settings.Base{Host: "0.0.0.0", Port: "0", DaprHTTPPort: "3601", DaprGRPCPort: "50002",
 		LogLevel: slog.LevelDebug, Issuer: "iss", Audience: "aud", Leeway: 5 * time.Second, TrustedIssuers: "[]",
-		AppAPIToken: appToken, DaprAPIToken: daprToken}
+		AppAPIToken: appToken, DaprAPIToken: daprToken,
+		Telemetry: settings.Telemetry{MetricsAddr: "127.0.0.1:9000", Pprof: true, ServiceName: "svc",
+			OTLPEndpoint: "http://127.0.0.1:4318", OTLPProtocol: "http/protobuf",
+			Sampler: "parentbased_traceidratio", SamplerArg: "0.25"}}
 	if s.Base != want {
 		t.Fatalf("got %+v, want %+v", s.Base, want)
 	}
@@ -95,6 +102,13 @@ func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
 		{"leeway not a duration", "AUTH_LEEWAY", "soon", []string{"AUTH_LEEWAY", "soon"}},
 		{"leeway negative", "AUTH_LEEWAY", "-1s", []string{"AUTH_LEEWAY -1s is negative"}},
 		{"service field", "TEST_WINDOW", "2h", []string{"TEST_WINDOW must be at most 1h"}},
+		{"metrics address without a port", "METRICS_ADDR", "127.0.0.1", []string{`METRICS_ADDR "127.0.0.1" is not host:port`}},
+		{"metrics port out of range", "METRICS_ADDR", ":99999", []string{`METRICS_ADDR ":99999" has no valid port`}},
+		{"metrics on the service's port", "METRICS_ADDR", "127.0.0.1:8083", []string{"the service's own ports"}},
+		{"unknown exporter", "OTEL_TRACES_EXPORTER", "jaeger", []string{"OTEL_TRACES_EXPORTER", "jaeger"}},
+		{"unknown protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", []string{"http/json"}},
+		{"unknown sampler", "OTEL_TRACES_SAMPLER", "sometimes", []string{"OTEL_TRACES_SAMPLER", "sometimes"}},
+		{"ratio above 1", "OTEL_TRACES_SAMPLER_ARG", "1.5", []string{"OTEL_TRACES_SAMPLER_ARG", "1.5"}},
 		{"app token missing", "APP_API_TOKEN", "", []string{"APP_API_TOKEN must be set"}},
 		{"app token short", "APP_API_TOKEN", "secret", []string{"APP_API_TOKEN must be set", "at least 32"}},
 		{"dapr token missing", "DAPR_API_TOKEN", "", []string{"DAPR_API_TOKEN must be set"}},
@@ -113,6 +127,16 @@ func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestLoadRefusesMetricsOnTheProbePort(t *testing.T) {
+	setTokens(t)
+	t.Setenv("APP_PROBE_PORT", "9090")
+	t.Setenv("METRICS_ADDR", ":9090")
+	err := settings.Load(&spec{Base: settings.Base{Port: "8083"}})
+	if err == nil || !strings.Contains(err.Error(), "the service's own ports") {
+		t.Fatalf("got %v, want METRICS_ADDR on APP_PROBE_PORT refused", err)
 	}
 }
 
@@ -148,5 +172,26 @@ func TestLoggerWritesJSONAtTheLevelNamingTheApp(t *testing.T) {
 	}
 	if rec["msg"] != "kept" || rec["app"] != "message" || rec["level"] != "WARN" {
 		t.Fatalf("got %v", rec)
+	}
+}
+
+func TestTracesAreOnOnlyWhenAnExporterIsAskedFor(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		t    settings.Telemetry
+		want bool
+	}{
+		{"nothing set", settings.Telemetry{}, false},
+		{"an endpoint", settings.Telemetry{OTLPEndpoint: "http://c:4318"}, true},
+		{"a traces endpoint", settings.Telemetry{OTLPTracesEndpoint: "http://c:4318/v1/traces"}, true},
+		{"otlp without an endpoint (localhost)", settings.Telemetry{TracesExporter: "otlp"}, true},
+		{"an endpoint but exporter none", settings.Telemetry{OTLPEndpoint: "http://c:4318", TracesExporter: "none"}, false},
+		{"an endpoint but the SDK disabled", settings.Telemetry{OTLPEndpoint: "http://c:4318", SDKDisabled: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.t.TracesOn(); got != tc.want {
+				t.Fatalf("TracesOn() = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

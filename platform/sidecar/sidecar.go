@@ -17,6 +17,8 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // APITokenHeader carries the Dapr API token on every call to a sidecar's
@@ -31,12 +33,18 @@ const APITokenHeader = "dapr-api-token"
 //
 // The SDK attaches DAPR_API_TOKEN only to connections it dials itself;
 // this connection is papo's, so the token goes in through interceptors.
+// Every call also carries the trace context of its ctx as traceparent
+// metadata, which daprd continues (its spans, and the CloudEvent of a
+// publish, join the caller's trace).
 func Client(grpcPort, apiToken string) (dapr.Client, error) {
-	withToken := func(ctx context.Context) context.Context {
-		if apiToken == "" {
-			return ctx
+	outgoing := func(ctx context.Context) context.Context {
+		if apiToken != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, APITokenHeader, apiToken)
 		}
-		return metadata.AppendToOutgoingContext(ctx, APITokenHeader, apiToken)
+		if tp := telemetry.TraceParent(ctx); tp != "" {
+			ctx = metadata.AppendToOutgoingContext(ctx, telemetry.TraceParentHeader, tp)
+		}
+		return ctx
 	}
 	conn, err := grpc.NewClient("127.0.0.1:"+grpcPort,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -50,10 +58,10 @@ func Client(grpcPort, apiToken string) (dapr.Client, error) {
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-			return invoker(withToken(ctx), method, req, reply, cc, opts...)
+			return invoker(outgoing(ctx), method, req, reply, cc, opts...)
 		}),
 		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
-			return streamer(withToken(ctx), desc, cc, method, opts...)
+			return streamer(outgoing(ctx), desc, cc, method, opts...)
 		}),
 	)
 	if err != nil {

@@ -17,36 +17,37 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // tokenRecorder is a gRPC server that answers every method with an error
-// after noting the Dapr API token it was sent.
+// after noting the metadata it was sent.
 type tokenRecorder struct {
 	mu   sync.Mutex
-	seen map[string][]string // method -> dapr-api-token values
+	seen map[string]metadata.MD // by method
 }
 
 func (r *tokenRecorder) handle(_ any, stream grpc.ServerStream) error {
 	method, _ := grpc.MethodFromServerStream(stream)
 	md, _ := metadata.FromIncomingContext(stream.Context())
 	r.mu.Lock()
-	r.seen[method] = md.Get(sidecar.APITokenHeader)
+	r.seen[method] = md
 	r.mu.Unlock()
 	return status.Error(codes.Unimplemented, "recorded")
 }
 
-func (r *tokenRecorder) tokens(method string) []string {
+func (r *tokenRecorder) get(method, key string) []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.seen[method]
+	return r.seen[method].Get(key)
 }
 
-func TestClientSendsTheDaprAPITokenOnCallsAndStreams(t *testing.T) {
+func TestClientSendsTheDaprAPITokenAndTraceContextOnCallsAndStreams(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec := &tokenRecorder{seen: map[string][]string{}}
+	rec := &tokenRecorder{seen: map[string]metadata.MD{}}
 	srv := grpc.NewServer(grpc.UnknownServiceHandler(rec.handle))
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(srv.Stop)
@@ -57,7 +58,8 @@ func TestClientSendsTheDaprAPITokenOnCallsAndStreams(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	const tp = "00-0102030405060708090a0b0c0d0e0f10-0102030405060708-01"
+	ctx, cancel := context.WithTimeout(telemetry.WithTraceParent(context.Background(), tp), 10*time.Second)
 	defer cancel()
 
 	if err := c.PublishEvent(ctx, "pubsub", "t", []byte("{}")); err == nil {
@@ -73,8 +75,11 @@ func TestClientSendsTheDaprAPITokenOnCallsAndStreams(t *testing.T) {
 		"/dapr.proto.runtime.v1.Dapr/PublishEvent",
 		"/dapr.proto.runtime.v1.Dapr/SubscribeTopicEventsAlpha1",
 	} {
-		if got := rec.tokens(method); len(got) != 1 || got[0] != token {
+		if got := rec.get(method, sidecar.APITokenHeader); len(got) != 1 || got[0] != token {
 			t.Errorf("%s: dapr-api-token %q, want [%s]", method, got, token)
+		}
+		if got := rec.get(method, telemetry.TraceParentHeader); len(got) != 1 || got[0] != tp {
+			t.Errorf("%s: traceparent %q, want [%s]", method, got, tp)
 		}
 	}
 }

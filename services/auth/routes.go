@@ -30,6 +30,8 @@ type Deps struct {
 	KnownAddresses throttle.Known
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// Metrics, when set, count logins, refreshes and registrations.
+	Metrics *Metrics
 }
 
 // Limits tune the login throttles (read from the environment with Config;
@@ -94,9 +96,13 @@ func NewServer(d Deps) http.Handler {
 	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(d.Ready))
 
 	r.Route("/api/v1", func(r chi.Router) {
-		r.Method(http.MethodPost, "/auth/register", h(handleRegister(d.Accounts)))
-		r.Method(http.MethodPost, "/auth/login", h(handleLogin(d.Accounts, d.Sessions, issuer, throttles)))
-		r.Method(http.MethodPost, "/auth/refresh", h(handleRefresh(d.Accounts, d.Sessions, issuer)))
+		m := d.Metrics
+		if m == nil {
+			m = &Metrics{}
+		}
+		r.Method(http.MethodPost, "/auth/register", h(counted(m.registrations, handleRegister(d.Accounts))))
+		r.Method(http.MethodPost, "/auth/login", h(counted(m.logins, handleLogin(d.Accounts, d.Sessions, issuer, throttles))))
+		r.Method(http.MethodPost, "/auth/refresh", h(counted(m.refreshes, handleRefresh(d.Accounts, d.Sessions, issuer))))
 		r.Method(http.MethodGet, "/auth/jwks", handleJWKS(d.Keys))
 		r.Group(func(r chi.Router) {
 			r.Use(requireToken)

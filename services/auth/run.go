@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/auth/internal/account"
 	"github.com/papochat/papo/services/auth/internal/password"
@@ -105,13 +106,18 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "auth")
+	tel, err := telemetry.Start(cfg.Telemetry, "auth", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore)
+	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
 	hasher, err := password.NewHasher(password.Default, cfg.HashConcurrency)
@@ -128,9 +134,10 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 
 		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
+		Metrics:        NewMetrics(tel.Registry),
 	}
 	handler := NewServer(deps)
-	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

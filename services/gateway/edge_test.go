@@ -175,11 +175,15 @@ func TestWSProxyPresentsTheAppTokenAndDropsClientHeaders(t *testing.T) {
 	f := newFixture(t, nil)
 	tok := f.iss.Token("u1", "s1", time.Minute)
 	resp := rawRequest(t, f.gw.URL, "GET", "/ws", map[string]string{
-		"Authorization":  "Bearer " + tok,
-		"Dapr-Api-Token": "client-chosen",
-		"dapr-app-id":    "message",
-		"Origin":         "http://localhost:8080",
-		"Cookie":         "x=1",
+		"Connection":            "Upgrade",
+		"Upgrade":               "websocket",
+		"Sec-WebSocket-Version": "13",
+		"Sec-WebSocket-Key":     "dGhlIHNhbXBsZSBub25jZQ==",
+		"Authorization":         "Bearer " + tok,
+		"Dapr-Api-Token":        "client-chosen",
+		"dapr-app-id":           "message",
+		"Origin":                "http://localhost:8080",
+		"Cookie":                "x=1",
 	})
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %d", resp.StatusCode)
@@ -192,6 +196,9 @@ func TestWSProxyPresentsTheAppTokenAndDropsClientHeaders(t *testing.T) {
 	}
 	if got.Header.Get("Origin") == "" || got.Header.Get("Authorization") == "" {
 		t.Errorf("Origin or Authorization did not reach ws")
+	}
+	if g := got.Header.Get("X-Forwarded-For"); g != "127.0.0.1" {
+		t.Errorf("X-Forwarded-For to ws = %q, want the client's address", g)
 	}
 	for _, h := range []string{"Dapr-App-Id", "Cookie"} {
 		if got.Header.Get(h) != "" {

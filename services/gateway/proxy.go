@@ -12,12 +12,9 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
-	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
 )
@@ -32,7 +29,7 @@ var restHeaders = canonical("Authorization", "Content-Type", "Accept", httpapi.R
 
 // wsHeaders are the request headers a WebSocket handshake carries to a ws
 // replica: restHeaders' kind plus what the upgrade needs. Connection and
-// Upgrade are the proxy's own by then (net/http/httputil rebuilds them).
+// Upgrade are the gateway's own by then (upstreamRequest sets them).
 var wsHeaders = canonical("Authorization", "Origin", "User-Agent", httpapi.RequestIDHeader,
 	"Connection", "Upgrade", "Sec-WebSocket-Key", "Sec-WebSocket-Version", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions")
 
@@ -180,106 +177,4 @@ var sharedTransport = &http.Transport{
 	MaxIdleConnsPerHost: 512,
 	IdleConnTimeout:     90 * time.Second,
 	ForceAttemptHTTP2:   false,
-}
-
-// wsProxy spreads WebSocket connections over the ws replicas round robin,
-// after checking the access token at the edge. A replica that refuses a
-// connection is skipped for a few seconds; the client's reconnect lands on
-// another one. On Kubernetes the single upstream is the ws Service.
-type wsProxy struct {
-	upstreams []*wsUpstream
-	next      atomic.Uint64
-	verifier  authn.TokenVerifier
-	log       *slog.Logger
-}
-
-type wsUpstream struct {
-	url   *url.URL
-	proxy *httputil.ReverseProxy
-
-	mu        sync.Mutex
-	downUntil time.Time
-}
-
-func (u *wsUpstream) down() bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return time.Now().Before(u.downUntil)
-}
-
-func (u *wsUpstream) markDown(d time.Duration) {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	u.downUntil = time.Now().Add(d)
-}
-
-// newWSProxy proxies to upstreams, presenting appToken (the app API token
-// the ws replicas require on every route but their probes).
-func newWSProxy(upstreams []string, appToken string, verifier authn.TokenVerifier, log *slog.Logger) (*wsProxy, error) {
-	p := &wsProxy{verifier: verifier, log: log}
-	for _, raw := range upstreams {
-		target, err := url.Parse(raw)
-		if err != nil {
-			return nil, err
-		}
-		u := &wsUpstream{url: target}
-		u.proxy = &httputil.ReverseProxy{
-			Rewrite: func(pr *httputil.ProxyRequest) {
-				keepOnly(pr.Out.Header, wsHeaders)
-				pr.SetURL(target)
-				pr.Out.URL.Path = "/ws"
-				pr.Out.URL.RawPath = ""
-				if a := clientAddrOf(pr.In.Context()); a.IsValid() {
-					pr.Out.Header.Set("X-Forwarded-For", a.String())
-				}
-				pr.Out.Header.Set(httpapi.AppTokenHeader, appToken)
-			},
-			ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-				u.markDown(3 * time.Second)
-				log.WarnContext(r.Context(), "ws upstream failed", "upstream", target.String(), "err", err)
-				httpapi.Error(w, r, log, apierror.New(apierror.Unavailable, "unavailable", "no realtime server answered; retry"))
-			},
-		}
-		p.upstreams = append(p.upstreams, u)
-	}
-	return p, nil
-}
-
-func (p *wsProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	token := authn.BearerToken(r)
-	if token == "" {
-		token = protocolToken(r)
-	}
-	if token == "" {
-		httpapi.Error(w, r, p.log, apierror.New(apierror.Unauthenticated, "missing_token",
-			"a token is required: Sec-WebSocket-Protocol %q, %q or an Authorization header", api.Subprotocol, api.BearerProtocolPref+"<token>"))
-		return
-	}
-	if _, err := p.verifier.Verify(r.Context(), token); err != nil {
-		httpapi.Error(w, r, p.log, err)
-		return
-	}
-	n := len(p.upstreams)
-	start := int(p.next.Add(1) % uint64(n))
-	for i := range n {
-		u := p.upstreams[(start+i)%n]
-		if !u.down() || i == n-1 {
-			u.proxy.ServeHTTP(w, r)
-			return
-		}
-	}
-}
-
-// protocolToken returns the token a browser sends as a WebSocket
-// subprotocol "bearer.<token>".
-func protocolToken(r *http.Request) string {
-	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(h, ",") {
-			p = strings.TrimSpace(p)
-			if strings.HasPrefix(p, api.BearerProtocolPref) {
-				return strings.TrimPrefix(p, api.BearerProtocolPref)
-			}
-		}
-	}
-	return ""
 }

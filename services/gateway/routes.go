@@ -18,10 +18,11 @@ import (
 
 // NewServer returns the gateway's handler. This file lists the whole
 // public surface: which prefix goes to which service, and what guards it.
-// Every answer under /api is papo's JSON, errors included. Background work
-// (the services' status checks) stops when ctx ends.
+// Every answer under /api is papo's JSON, errors included. Background
+// work (the ws replicas' health checks, relayed sockets, the services'
+// status checks) stops when ctx ends.
 func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(cfg.WSUpstreams, cfg.AppAPIToken, verifier, log)
+	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
 	if err != nil {
 		return nil, err
 	}

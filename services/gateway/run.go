@@ -12,6 +12,7 @@ import (
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Config is the gateway's configuration, read from the environment
@@ -21,6 +22,13 @@ type Config struct {
 	// WSUpstreams are the ws replicas' base URLs; on Kubernetes one
 	// Service URL that balances over them.
 	WSUpstreams []string `envconfig:"GATEWAY_WS_UPSTREAMS" default:"http://127.0.0.1:8081"`
+	// WSHandoff are Unix socket paths, one per entry of WSUpstreams and
+	// in the same order (an empty entry: none), on which ws replicas of
+	// this machine take over clients' connections (their
+	// WS_HANDOFF_SOCKET). Unset, or with TLS, /ws is relayed.
+	WSHandoff []string `envconfig:"GATEWAY_WS_HANDOFF"`
+	// WSHealthInterval is how often each ws replica's /readyz is checked.
+	WSHealthInterval time.Duration `envconfig:"GATEWAY_WS_HEALTH_INTERVAL" default:"250ms"`
 	// Rate limits: requests per minute per client address and per user.
 	RatePerIP   int `envconfig:"GATEWAY_RATE_PER_IP" default:"1200"`
 	RatePerUser int `envconfig:"GATEWAY_RATE_PER_USER" default:"600"`
@@ -54,6 +62,12 @@ func (c Config) Validate() error {
 			return fmt.Errorf("GATEWAY_WS_UPSTREAMS: %q is not an http(s) URL", u)
 		}
 	}
+	if len(c.WSHandoff) > 0 && len(c.WSHandoff) != len(c.WSUpstreams) {
+		return fmt.Errorf("GATEWAY_WS_HANDOFF has %d entries for %d GATEWAY_WS_UPSTREAMS: give one socket per upstream, in order", len(c.WSHandoff), len(c.WSUpstreams))
+	}
+	if c.WSHealthInterval <= 0 {
+		return fmt.Errorf("GATEWAY_WS_HEALTH_INTERVAL must be positive")
+	}
 	if c.StatusInterval <= 0 {
 		return fmt.Errorf("GATEWAY_STATUS_INTERVAL must be positive")
 	}
@@ -72,6 +86,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "gateway")
+	tel, err := telemetry.Start(cfg.Telemetry, "gateway", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
@@ -92,12 +111,15 @@ func run(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	srv, err := httpapi.Listen(cfg.Addr(), handler, log)
+	srv, err := httpapi.Listen(cfg.Addr(), observe(tel.Registry, tel.Traces, handler), log)
 	if err != nil {
 		return err
 	}
-	log.Info("gateway listening", "url", srv.URL(), "ws_upstreams", cfg.WSUpstreams)
+	log.Info("gateway listening", "url", srv.URL(), "ws_upstreams", cfg.WSUpstreams, "ws_handoff", cfg.WSHandoff)
 	if cfg.TLSCert != "" {
+		if len(cfg.WSHandoff) > 0 {
+			log.Info("GATEWAY_WS_HANDOFF is not used with TLS: a TLS session cannot change process; /ws is relayed")
+		}
 		return srv.ServeTLS(ctx, cfg.TLSCert, cfg.TLSKey, 10*time.Second)
 	}
 	return srv.Serve(ctx, 10*time.Second)

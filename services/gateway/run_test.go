@@ -123,11 +123,11 @@ func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 }
 
 func TestConfigRejectsHalfATLSPair(t *testing.T) {
-	c := Config{WSUpstreams: []string{"http://127.0.0.1:1"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, TLSCert: "x"}
+	c := Config{WSUpstreams: []string{"http://127.0.0.1:1"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, WSHealthInterval: time.Second, TLSCert: "x"}
 	if err := c.Validate(); err == nil {
 		t.Fatal("a certificate without a key was accepted")
 	}
-	c = Config{WSUpstreams: []string{"ftp://x"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1}
+	c = Config{WSUpstreams: []string{"ftp://x"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, WSHealthInterval: time.Second}
 	if err := c.Validate(); err == nil {
 		t.Fatal("a non-http ws upstream was accepted")
 	}

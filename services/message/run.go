@@ -17,6 +17,7 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/message/internal/publish"
 	"github.com/papochat/papo/services/message/internal/room"
@@ -60,14 +61,22 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "message")
+	tel, err := telemetry.Start(cfg.Telemetry, "message", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore)
-	rooms := room.New(store, publish.NewDapr(client, events.PubSub), log)
+	store := daprstore.New(client, cfg.StateStore,
+		daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
+	pub := publish.NewDapr(client, events.PubSub).WithMetrics(telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	rooms := room.New(store, pub, log)
+	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
 	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
 
 	// Tokens are verified against the auth app's JWKS, fetched through
@@ -84,8 +93,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 
 	mux := server.Routes(server.Deps{
 		Rooms: rooms, Verifier: verifier, Log: log,
-		Users: server.AuthUsers{Invoke: inv, AppID: cfg.AuthAppID},
-		Ready: map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
+		Users:  server.AuthUsers{Invoke: inv, AppID: cfg.AuthAppID},
+		Ready:  map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
+		Traces: tel.Traces,
 	})
 	// The SDK's service adds the delivery route of messages.submitted to
 	// the router (it turns a delivery into a TopicEvent); papo's own

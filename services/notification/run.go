@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/notification/internal/device"
 	"github.com/papochat/papo/services/notification/internal/mode"
 	"github.com/papochat/papo/services/notification/internal/notify"
@@ -104,6 +105,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "notification")
+	tel, err := telemetry.Start(cfg.Telemetry, "notification", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	// The SDK client connects lazily: the HTTP server must listen before
 	// the sidecar, which waits for the app's port, is up.
@@ -114,7 +120,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer client.Close()
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	store := daprstore.New(client, storeName)
+	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	// Sessions revoked on sessions.revoked are refused at once; the
 	// follower stops with ctx, and run waits for it before closing client.
 	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
@@ -146,6 +152,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Pusher:      sender,
 		DeadLetters: deadLetters{client: client},
 		Log:         log,
+		Metrics:     notify.NewMetrics(tel.Registry),
 	}, notify.Options{
 		Window:        cfg.Window,
 		DedupeTTL:     cfg.DedupeTTL,
@@ -165,7 +172,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		DevicesChanged: index.Changed,
 		Checks:         map[string]httpapi.Check{"sidecar": probe.Check, storeName: store.Ping},
 	})
-	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/presence/internal/announce"
 	"github.com/papochat/papo/services/presence/internal/tracker"
@@ -70,6 +71,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "presence")
+	tel, err := telemetry.Start(cfg.Telemetry, "presence", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 
 	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
 	if err != nil {
@@ -77,8 +83,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer client.Close()
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	store := daprstore.New(client, cfg.StateStore)
-	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log)
+	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
+	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
 
 	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
@@ -93,7 +99,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready: map[string]httpapi.Check{"sidecar": probe.Check, "presencestore": store.Ping},
 	})
 	// The server listens before the sidecar is up: daprd waits for it.
-	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, telemetry.HTTP(tel.Traces, nil)(handler), log)
 	if err != nil {
 		return err
 	}

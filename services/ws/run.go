@@ -14,10 +14,12 @@ import (
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
 	"github.com/papochat/papo/services/ws/internal/presence"
@@ -36,6 +38,11 @@ type Config struct {
 	Replica          string        `envconfig:"APP_REPLICA"`
 	PresenceAppID    string        `envconfig:"WS_PRESENCE_APP_ID" default:"presence"`
 	PresenceInterval time.Duration `envconfig:"WS_PRESENCE_HEARTBEAT" default:"8s"`
+	// HandoffSocket, when set, is the Unix socket on which the gateway
+	// hands this replica its clients' connections (package handoff): the
+	// client then talks to the replica directly. Its directory must be
+	// private to the user both run as (0700); it is created if missing.
+	HandoffSocket string `envconfig:"WS_HANDOFF_SOCKET"`
 	// ShutdownGrace bounds the drain after SIGTERM.
 	ShutdownGrace time.Duration `envconfig:"WS_SHUTDOWN_GRACE" default:"10s"`
 	// GCPercent is the garbage collector's target (Go's GOGC), set by run.
@@ -67,6 +74,9 @@ type Config struct {
 	Hub hub.Config `ignored:"true"`
 }
 
+// maxSocketPath is the longest Unix socket path every Unix accepts.
+const maxSocketPath = 103
+
 // loadConfig reads and validates Config; the service listens on 8081
 // unless APP_PORT says otherwise.
 func loadConfig() (Config, error) {
@@ -92,6 +102,7 @@ func loadConfig() (Config, error) {
 	h.Rate, h.Burst = cfg.Rate, cfg.Burst
 	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = cfg.LiveHold, cfg.BatchWindow, cfg.MaxBatch, cfg.TypingEvery
 	h.SubmitInflight = cfg.SubmitInflight
+	h.Replica = cfg.Replica
 	cfg.Hub = h
 	return cfg, nil
 }
@@ -134,6 +145,9 @@ func (c Config) Validate() error {
 	if c.Replica == "" {
 		errs = append(errs, fmt.Errorf("APP_REPLICA is empty"))
 	}
+	if len(c.HandoffSocket) > maxSocketPath {
+		errs = append(errs, fmt.Errorf("WS_HANDOFF_SOCKET %q is longer than a Unix socket path may be (%d bytes)", c.HandoffSocket, maxSocketPath))
+	}
 	return errors.Join(errs...)
 }
 
@@ -146,6 +160,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "ws")
+	tel, err := telemetry.Start(cfg.Telemetry, "ws", log)
+	if err != nil {
+		return err
+	}
+	defer tel.Close()
 	debug.SetGCPercent(cfg.GCPercent)
 
 	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
@@ -174,9 +193,11 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: bus.Publisher{Client: dc},
+		Publisher: bus.Publisher{Client: dc, Metrics: telemetry.NewPublishes(tel.Registry, events.AllTopics)},
 		Log:       log,
 		Presence:  reporter,
+		Metrics:   hub.NewMetrics(tel.Registry),
+		Traces:    tel.Traces,
 	})
 	close(hubBuilt)
 	// Room events published while the subscription was broken never come:
@@ -212,6 +233,17 @@ func run(ctx context.Context, stdout io.Writer) error {
 	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
 	if err != nil {
 		return err
+	}
+	if cfg.HandoffSocket != "" {
+		// Connections the gateway hands off are served by the same
+		// server, so they meet the same checks, limits and shutdown.
+		hl, err := handoff.Listen(cfg.HandoffSocket, log)
+		if err != nil {
+			return err
+		}
+		defer hl.Close()
+		srv.ServeAlso(hl)
+		log.Info("accepting connections handed off by the gateway", "socket", cfg.HandoffSocket)
 	}
 	log.Info("ws listening", "url", srv.URL())
 

@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -22,6 +24,7 @@ import (
 	"github.com/papochat/papo/api/client"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/authn/authntest"
+	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/services/ws/internal/hub"
@@ -60,8 +63,11 @@ func unusedPort(t *testing.T) string {
 	return port
 }
 
-func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
-	iss := authntest.New()
+// startRun runs the service with env added to a test environment and
+// returns its base URL, a cancel that stops it like SIGTERM, and the
+// channel run's result arrives on.
+func startRun(t *testing.T, iss *authntest.Issuer, env map[string]string) (base string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	// envconfig reads the process environment: no t.Parallel here.
 	for k, v := range map[string]string{
 		"APP_HOST":           "127.0.0.1",
@@ -76,14 +82,16 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 		t.Setenv(k, v)
 	}
 	servicetest.SetTokens(t)
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, pw); pw.Close() }()
+	t.Cleanup(cancel)
+	result := make(chan error, 1)
+	go func() { result <- run(ctx, pw); pw.Close() }()
 
 	// The listening URL is in the log.
-	var base string
 	lines := bufio.NewScanner(pr)
 	for base == "" && lines.Scan() {
 		var l struct{ Msg, URL string }
@@ -95,6 +103,37 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	if base == "" {
 		t.Fatal("no listening line logged")
 	}
+	return base, cancel, result
+}
+
+// closeCode reads w until it closes and returns the close code.
+func closeCode(t *testing.T, w *client.WS) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		if _, err := w.ReadRaw(ctx); err != nil {
+			return client.CloseCode(err)
+		}
+	}
+}
+
+func waitRun(t *testing.T, done <-chan error) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return within the drain time")
+	}
+}
+
+func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
+	iss := authntest.New()
+	base, cancel, done := startRun(t, iss, nil)
+	ctx := context.Background()
 
 	if resp, err := http.Get(base + "/healthz"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("healthz: %v %v", resp, err)
@@ -121,26 +160,91 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	}
 
 	cancel() // SIGTERM
-	readCtx, rc := context.WithTimeout(context.Background(), 5*time.Second)
-	defer rc()
-	var code int
-	for {
-		if _, err := w.ReadRaw(readCtx); err != nil {
-			code = client.CloseCode(err)
-			break
-		}
-	}
-	if code != websocket.CloseGoingAway {
+	if code := closeCode(t, w); code != websocket.CloseGoingAway {
 		t.Fatalf("got close %d, want 1001", code)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return within the drain time")
+	waitRun(t, done)
+}
+
+// TestRunServesConnectionsHandedOffByTheGateway: a connection handed over
+// the WS_HANDOFF_SOCKET is served like one accepted directly — the app
+// API token and the handshake's checks answer before any upgrade, the
+// hello follows an upgrade, shutdown closes it with 1001 — and the socket
+// file goes away with the service.
+func TestRunServesConnectionsHandedOffByTheGateway(t *testing.T) {
+	iss := authntest.New()
+	dir, err := os.MkdirTemp("", "ws-run-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "handoff", "ws.sock")
+	_, cancel, done := startRun(t, iss, map[string]string{"WS_HANDOFF_SOCKET": sock})
+	gw := handingGateway(t, sock)
+	url := "ws://" + gw + "/ws"
+	ctx := context.Background()
+
+	// The gateway adds the app token to what it hands off (this one
+	// passes the client's request as it is): without it, 401.
+	if _, err := client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("hand-off without the app token: %v, want 401", err)
+	}
+	_, err = client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "https://evil.example", Header: servicetest.WithAppToken()})
+	var refused *client.Error
+	if !errors.As(err, &refused) || refused.Status != http.StatusForbidden || refused.Code != "origin_not_allowed" {
+		t.Fatalf("foreign origin through the hand-off: %v, want 403 origin_not_allowed", err)
+	}
+	w, err := client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080", Header: servicetest.WithAppToken()})
+	if err != nil {
+		t.Fatalf("dial through the hand-off: %v", err)
+	}
+	if w.Hello.UserID != "alice" {
+		t.Fatalf("got hello %+v", w.Hello)
+	}
+
+	cancel() // SIGTERM
+	if code := closeCode(t, w); code != websocket.CloseGoingAway {
+		t.Fatalf("got close %d, want 1001", code)
+	}
+	waitRun(t, done)
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket file after shutdown: %v, want it removed", err)
+	}
+}
+
+// handingGateway accepts TCP connections, reads each one's request head
+// and hands the connection with it to the ws service at sock, as the
+// gateway does. It returns its address.
+func handingGateway(t *testing.T, sock string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	s := handoff.NewSender(sock, nil)
+	t.Cleanup(func() { s.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			var head []byte
+			b := make([]byte, 1)
+			for !strings.HasSuffix(string(head), "\r\n\r\n") {
+				if _, err := c.Read(b); err != nil {
+					break
+				}
+				head = append(head, b[0])
+			}
+			if err := s.Send(c.(*net.TCPConn), head); err != nil {
+				t.Errorf("hand off: %v", err)
+			}
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
 }
 
 func TestLoadConfigRefusesBadValues(t *testing.T) {
@@ -153,6 +257,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"LOG_LEVEL": "loud"},
 		{"WS_PRESENCE_HEARTBEAT": "0s"},
 		{"WS_GC_PERCENT": "-5"},
+		{"WS_HANDOFF_SOCKET": "/tmp/" + strings.Repeat("x", 100) + ".sock"},
 		{"WS_SUBMIT_INFLIGHT": "-1"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
@@ -182,6 +287,7 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	}
 	want := hub.DefaultConfig()
 	want.AllowedOrigins, want.MaxConnsPerUser = cfg.Hub.AllowedOrigins, 3
+	want.Replica = cfg.Replica // the host name
 	if !reflect.DeepEqual(cfg.Hub, want) {
 		t.Fatalf("hub config\n got %+v\nwant %+v", cfg.Hub, want)
 	}

@@ -3,8 +3,10 @@ module github.com/papochat/papo/tools/daprd
 go 1.22.6
 
 require (
+	contrib.go.opencensus.io/exporter/prometheus v0.4.2
 	github.com/dapr/components-contrib v1.14.0-rc.6
 	github.com/dapr/dapr v1.14.0
+	github.com/prometheus/client_golang v1.18.0
 )
 
 require (
@@ -16,7 +18,6 @@ require (
 	cloud.google.com/go/pubsub v1.36.1 // indirect
 	cloud.google.com/go/secretmanager v1.11.5 // indirect
 	cloud.google.com/go/storage v1.38.0 // indirect
-	contrib.go.opencensus.io/exporter/prometheus v0.4.2 // indirect
 	dubbo.apache.org/dubbo-go/v3 v3.0.3-0.20230118042253-4f159a2b38f3 // indirect
 	github.com/99designs/go-keychain v0.0.0-20191008050251-8e49817e8af4 // indirect
 	github.com/99designs/keyring v1.2.1 // indirect
@@ -288,7 +289,6 @@ require (
 	github.com/pkg/errors v0.9.1 // indirect
 	github.com/pmezard/go-difflib v1.0.1-0.20181226105442-5d4384ee4fb2 // indirect
 	github.com/power-devops/perfstat v0.0.0-20210106213030-5aafc221ea8c // indirect
-	github.com/prometheus/client_golang v1.18.0 // indirect
 	github.com/prometheus/client_model v0.5.0 // indirect
 	github.com/prometheus/common v0.45.0 // indirect
 	github.com/prometheus/procfs v0.12.0 // indirect

@@ -34,6 +34,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	daprLog := fs.String("daprd-log-level", or(getenv("PAPO_DAPRD_LOG_LEVEL"), "warn"), "daprd log level")
 	redisDB := fs.Int("redis-db", atoi(getenv("PAPO_REDIS_DB")), "Redis database for Redis profiles (env PAPO_REDIS_DB)")
 	buildOnly := fs.Bool("build-daprd", false, "only find or build the pinned daprd, then exit")
+	pprof := fs.Bool("pprof", getenv("PAPO_PPROF") == "1", "serve Go's pprof on every app's metrics port (env PAPO_PPROF=1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -62,10 +63,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		DaprdLogLevel: *daprLog,
 		RedisDB:       *redisDB,
 		PushURL:       getenv("PAPO_PUSH_URL"),
+		Pprof:         *pprof,
+		// Dapr's own spans join the apps' when an OTLP/HTTP endpoint is set.
+		TraceEndpoint: getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
 	})
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(stdout, "papo: %s\n", stack.MetricsSummary())
 	fmt.Fprintf(stdout, "\npapo: ready — open %s\n\n", stack.GatewayURL)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "papo: stopping")

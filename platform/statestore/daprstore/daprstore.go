@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	dapr "github.com/dapr/go-sdk/client"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -22,15 +23,28 @@ type Store struct {
 	name   string
 	// parallelism bounds the sidecar's concurrent reads in a BulkGet.
 	parallelism int32
+
+	metrics *Metrics
+	obs     *observers // metrics' histograms for this store
+	tracer  trace.Tracer
 }
 
 // New returns a Store for the state component named name.
-func New(client dapr.Client, name string) *Store {
-	return &Store{client: client, name: name, parallelism: 16}
+func New(client dapr.Client, name string, opts ...Option) *Store {
+	s := &Store{client: client, name: name, parallelism: 16}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.metrics != nil {
+		s.obs = s.metrics.resolve(name)
+	}
+	return s
 }
 
 // Get implements statestore.Store.
-func (s *Store) Get(ctx context.Context, key string) (statestore.Item, error) {
+func (s *Store) Get(ctx context.Context, key string) (_ statestore.Item, err error) {
+	ctx, c := s.begin(ctx, opGet, 1)
+	defer func() { c.end(err) }()
 	it, err := s.client.GetStateWithConsistency(ctx, s.name, key, nil, dapr.StateConsistencyStrong)
 	if err != nil {
 		return statestore.Item{}, fmt.Errorf("get %q from %s: %w", key, s.name, err)
@@ -42,11 +56,13 @@ func (s *Store) Get(ctx context.Context, key string) (statestore.Item, error) {
 }
 
 // BulkGet implements statestore.Store.
-func (s *Store) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, error) {
+func (s *Store) BulkGet(ctx context.Context, keys []string) (_ []statestore.Item, err error) {
 	out := make([]statestore.Item, len(keys))
 	if len(keys) == 0 {
 		return out, nil
 	}
+	ctx, c := s.begin(ctx, opBulkGet, len(keys))
+	defer func() { c.end(err) }()
 	items, err := s.client.GetBulkState(ctx, s.name, keys, nil, s.parallelism)
 	if err != nil {
 		return nil, fmt.Errorf("bulk get %d keys from %s: %w", len(keys), s.name, err)
@@ -70,7 +86,13 @@ func (s *Store) BulkGet(ctx context.Context, keys []string) ([]statestore.Item, 
 }
 
 // Write implements statestore.Store.
-func (s *Store) Write(ctx context.Context, op statestore.Op) error {
+func (s *Store) Write(ctx context.Context, op statestore.Op) (err error) {
+	kind := opSave
+	if op.Delete {
+		kind = opDelete
+	}
+	ctx, c := s.begin(ctx, kind, 1)
+	defer func() { c.end(err) }()
 	if op.Delete {
 		var etag *dapr.ETag
 		opts := &dapr.StateOptions{Consistency: dapr.StateConsistencyStrong, Concurrency: dapr.StateConcurrencyLastWrite}
@@ -81,15 +103,17 @@ func (s *Store) Write(ctx context.Context, op statestore.Op) error {
 		err := s.client.DeleteStateWithETag(ctx, s.name, op.Key, etag, nil, opts)
 		return s.wrap(err, "delete %q", op.Key)
 	}
-	err := s.client.SaveBulkState(ctx, s.name, setItem(op))
+	err = s.client.SaveBulkState(ctx, s.name, setItem(op))
 	return s.wrap(err, "save %q", op.Key)
 }
 
 // Transact implements statestore.Store.
-func (s *Store) Transact(ctx context.Context, ops []statestore.Op) error {
+func (s *Store) Transact(ctx context.Context, ops []statestore.Op) (err error) {
 	if len(ops) == 0 {
 		return nil
 	}
+	ctx, c := s.begin(ctx, opTransact, len(ops))
+	defer func() { c.end(err) }()
 	tx := make([]*dapr.StateOperation, len(ops))
 	for i, op := range ops {
 		typ := dapr.StateOperationTypeUpsert
@@ -98,7 +122,7 @@ func (s *Store) Transact(ctx context.Context, ops []statestore.Op) error {
 		}
 		tx[i] = &dapr.StateOperation{Type: typ, Item: setItem(op)}
 	}
-	err := s.client.ExecuteStateTransaction(ctx, s.name, nil, tx)
+	err = s.client.ExecuteStateTransaction(ctx, s.name, nil, tx)
 	return s.wrap(err, "transaction of %d operations", len(ops))
 }
 

@@ -5,17 +5,27 @@ package publish
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
+	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	json "github.com/goccy/go-json"
+
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Dapr publishes JSON payloads to one pub/sub component through the sidecar.
 type Dapr struct {
-	client dapr.Client
-	pubsub string
+	client  dapr.Client
+	pubsub  string
+	metrics *telemetry.Publishes
+}
+
+// WithMetrics times every publish in m.
+func (d *Dapr) WithMetrics(m *telemetry.Publishes) *Dapr {
+	d.metrics = m
+	return d
 }
 
 // NewDapr returns a publisher to the component named pubsub.
@@ -29,7 +39,10 @@ func (d *Dapr) Publish(ctx context.Context, topic string, payload any) error {
 	if err != nil {
 		return fmt.Errorf("encode payload for %s: %w", topic, err)
 	}
-	if err := d.client.PublishEvent(ctx, d.pubsub, topic, b, dapr.PublishEventWithContentType("application/json")); err != nil {
+	start := time.Now()
+	err = d.client.PublishEvent(ctx, d.pubsub, topic, b, dapr.PublishEventWithContentType("application/json"))
+	d.metrics.Observe(topic, start, err)
+	if err != nil {
 		return fmt.Errorf("publish to %s/%s: %w", d.pubsub, topic, err)
 	}
 	return nil

@@ -6,8 +6,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // stage runs f over what is pushed to it, in order, with everything that
@@ -61,6 +65,9 @@ func (s *stage[T]) drain() {
 // materializer.
 type committedRound struct {
 	token string
+	// sc is the round's span: the announcer's and the materializer's
+	// spans continue it.
+	sc trace.SpanContext
 	// stored are the rooms whose heads the round committed.
 	stored []*roomRound
 	// batch is what to announce; dead what to dead-letter.
@@ -68,14 +75,21 @@ type committedRound struct {
 	dead  []DeadLetter
 	// announced settles the callers that wait for the announcement.
 	announced func(error)
+	// flushMarks, on a materializer job of its own, are rooms whose
+	// markers are due (markers.go).
+	flushMarks []string
 }
 
 // finish settles a round: callers that do not wait for the announcement
 // are answered at once (what they asked is durable or refused), and the
 // round goes to the announcer and, when it committed anything, the
 // materializer.
-func (w *writer) finish(rooms []*roomRound, refused []refusal, token string, now time.Time) {
-	c := &committedRound{token: token}
+func (w *writer) finish(rooms []*roomRound, refused []refusal, token string, now time.Time, sc trace.SpanContext) {
+	c := &committedRound{token: token, sc: sc}
+	w.s.metrics.settled(outcomeRefused, len(refused))
+	for _, rr := range rooms {
+		w.s.metrics.roomSettled(rr)
+	}
 	for _, rf := range refused {
 		sub := rf.q.req.subs[rf.q.i]
 		if rf.q.req.announce {
@@ -154,9 +168,13 @@ const maxAnnounceBytes = 256 << 10
 // publish is retried briefly (announceRetries); then it is logged, and
 // callers that wait for the announcement get the error (the broker
 // redelivers their submissions, whose repeat announces them again).
+// Every batch carries the trace context of the call's span, which
+// continues the first round's trace (pipelineStage).
 func (w *writer) announce(rounds []*committedRound) {
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
+	ctx, announced := w.pipelineStage(ctx, stageAnnounce, rounds)
+	defer announced()
 	var merged events.RoomEventBatch
 	var dead []DeadLetter
 	for _, c := range rounds {
@@ -170,6 +188,7 @@ func (w *writer) announce(rounds []*committedRound) {
 		if ids := roomsOf(b); len(ids) == 1 {
 			b.RoomID = ids[0]
 		}
+		b.TraceParent = telemetry.TraceParent(ctx)
 		if e := w.s.announce(ctx, b); e != nil {
 			err = e
 		}
@@ -178,6 +197,7 @@ func (w *writer) announce(rounds []*committedRound) {
 		w.s.log.ErrorContext(ctx, "announce room events", "rounds", len(rounds), "err", err)
 		err = fmt.Errorf("announce: %w", err)
 	}
+	w.s.metrics.deadLetters.Add(float64(len(dead)))
 	for _, d := range dead {
 		if e := w.s.pub.Publish(ctx, events.TopicDeadLetter, d); e != nil {
 			w.s.log.WarnContext(ctx, "dead-letter a submission", "room_id", d.Submission.RoomID, "err", e)
@@ -252,6 +272,7 @@ func (w *writer) idle() bool {
 // that stops calls it after its last request, and tests call it to see
 // the store as the pipeline leaves it.
 func (s *Service) Quiesce(ctx context.Context) error {
+	s.writer.flushMarkers()
 	t := time.NewTicker(2 * time.Millisecond)
 	defer t.Stop()
 	for !s.writer.idle() {
@@ -296,14 +317,12 @@ func (w *writer) materializedThrough(roomID string, seq int64) {
 // materializeRounds writes, for committed rounds in commit order, every
 // tail event the store may lack (those after what is known materialized,
 // which includes what an earlier failed materialization left) with its
-// idempotency key, and moves the senders' read markers, in one
-// transaction; then it does what edits and deletes need, room by room.
-// The markers are read again first, for fresh ETags: nothing but a marker
-// or a membership change writes a member record, and a guarded write
-// cannot undo either. When a marker conflicts, the events go alone and
-// each marker moves on its own. A failure is logged: the tails stay
-// durable in the heads (the rounds are no longer pending, so the next
-// round of a room materializes its head before replacing it).
+// idempotency key, and the read markers that are due (markers.go), in
+// one transaction; then it does what edits and deletes need, room by
+// room. When a marker conflicts, the events go alone and each marker moves
+// on its own. A failure is logged: the tails stay durable in the heads
+// (the rounds are no longer pending, so the next round of a room
+// materializes its head before replacing it).
 func (w *writer) materializeRounds(rounds []*committedRound) {
 	s := w.s
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
@@ -313,11 +332,15 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 			w.setPending(c.token, false)
 		}
 	}()
+	ctx, materialized := w.pipelineStage(ctx, stageMaterialize, rounds)
+	defer materialized()
 
 	// The latest committed tail of each room holds everything still
-	// unmaterialized (earlier ones were carried into it).
+	// unmaterialized (earlier ones were carried into it), and every marker
+	// not yet written.
 	latest := map[string]roomRecord{}
 	var order []string
+	var flushRooms []string
 	for _, c := range rounds {
 		for _, rr := range c.stored {
 			if _, ok := latest[rr.id]; !ok {
@@ -325,9 +348,9 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 			}
 			latest[rr.id] = rr.d.next
 		}
+		flushRooms = append(flushRooms, c.flushMarks...)
 	}
 	var ops []statestore.Op
-	var marks []markMove
 	written := map[string][]eventRecord{}
 	for _, id := range order {
 		head := latest[id]
@@ -339,14 +362,13 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 		for _, e := range t.Idem {
 			ops = append(ops, statestore.Op{Key: idemKey(id, e.SenderID, e.ClientID), Value: encode(idemRecord{Seq: e.Seq})})
 		}
-		for _, mk := range t.Marks {
-			marks = append(marks, markMove{id, mk})
-		}
 		written[id] = t.Events
+		w.owe(id, head.Tail.Marks)
 	}
+	marks := w.dueMarks(s.now(), flushRooms)
 	markOps, alone, err := w.markerWrites(ctx, marks)
 	if err != nil {
-		alone = marks
+		markOps, alone = nil, marks
 	}
 	wctx, wcancel := context.WithTimeout(ctx, materializeTimeout)
 	err = s.store.Transact(wctx, append(ops, markOps...))
@@ -359,29 +381,69 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 	}
 	wcancel()
 	if err != nil {
+		w.unpaid(marks)
 		s.log.WarnContext(ctx, "materialize committed rounds", "rounds", len(rounds), "rooms", len(order), "err", err)
 		return
 	}
-	w.moveMarkers(ctx, alone)
+	w.unpaid(w.moveMarkers(ctx, alone))
 	at := s.now()
 	for _, id := range order {
 		for _, e := range written[id] {
 			s.events.Add(eventKey(id, e.Seq), cachedEvent{rec: e, at: at})
 		}
 	}
-	eachOf(order, func(id string) {
+	// Edits and deletes need reads and writes of their own, room by room;
+	// rooms without any are done here.
+	var edited []string
+	for _, id := range order {
+		if hasEdits(written[id]) {
+			edited = append(edited, id)
+			continue
+		}
+		w.doneMaterializing(id, latest[id])
+	}
+	eachOf(edited, func(id string) {
 		head := latest[id]
-		edited := head
-		edited.Tail = tail{Events: written[id]}
-		if err := s.materializeEdits(ctx, edited); err != nil {
+		h := head
+		h.Tail = tail{Events: written[id]}
+		if err := s.materializeEdits(ctx, h); err != nil {
 			s.log.WarnContext(ctx, "materialize edits and deletes", "room_id", id, "err", err)
 			return
 		}
-		w.materializedThrough(id, head.LastSeq)
-		if len(encode(head.Tail)) > compactTailBytes {
-			s.compactLater(head)
-		}
+		w.doneMaterializing(id, head)
 	})
+}
+
+// doneMaterializing records that head's tail is in the store and plans the
+// compaction of a large one.
+func (w *writer) doneMaterializing(roomID string, head roomRecord) {
+	w.materializedThrough(roomID, head.LastSeq)
+	if tailSize(head.Tail) > compactTailBytes {
+		w.s.compactLater(head)
+	}
+}
+
+// hasEdits reports whether evs hold an edit or a delete.
+func hasEdits(evs []eventRecord) bool {
+	for _, e := range evs {
+		if e.Type == api.EventEdit || e.Type == api.EventDelete {
+			return true
+		}
+	}
+	return false
+}
+
+// tailSize estimates a tail's encoded size from its texts and ids, without
+// encoding it.
+func tailSize(t tail) int {
+	n := 0
+	for _, e := range t.Events {
+		n += 200 + len(e.Text) + len(e.ClientID) + len(e.SenderID) + len(e.ID)
+	}
+	for _, e := range t.Idem {
+		n += 50 + len(e.SenderID) + len(e.ClientID)
+	}
+	return n + 60*(len(t.Marks)+len(t.Members))
 }
 
 // markMove is a read marker to move in a room.
@@ -421,18 +483,20 @@ func (w *writer) markerWrites(ctx context.Context, moves []markMove) (ops []stat
 	return ops, alone, nil
 }
 
-// moveMarkers moves each marker on its own (a read-modify-write).
-func (w *writer) moveMarkers(ctx context.Context, moves []markMove) {
+// moveMarkers moves each marker on its own (a read-modify-write) and
+// returns those that failed.
+func (w *writer) moveMarkers(ctx context.Context, moves []markMove) (failed []markMove) {
 	var mu sync.Mutex
-	var failed error
+	var last error
 	eachOf(moves, func(mv markMove) {
 		if err := w.s.advanceMarker(ctx, mv.room, mv.mk); err != nil {
 			mu.Lock()
-			failed = err
+			failed, last = append(failed, mv), err
 			mu.Unlock()
 		}
 	})
-	if failed != nil {
-		w.s.log.WarnContext(ctx, "move read markers", "err", failed)
+	if last != nil {
+		w.s.log.WarnContext(ctx, "move read markers", "failed", len(failed), "err", last)
 	}
+	return failed
 }

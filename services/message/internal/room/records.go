@@ -2,13 +2,14 @@ package room
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
 	"time"
+
+	json "github.com/goccy/go-json"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/statestore"

@@ -418,7 +418,7 @@ func TestMembership(t *testing.T) {
 			t.Fatalf("%s by non-member: got %v, want Forbidden", tt.name, err)
 		}
 	}
-	if err := f.svc.Submit(ctx, msg(private.ID, "mallory", "m", "hi")); apierror.KindOf(err) != apierror.Forbidden {
+	if _, err := f.svc.Submit(ctx, msg(private.ID, "mallory", "m", "hi")); apierror.KindOf(err) != apierror.Forbidden {
 		t.Fatalf("submit by non-member: got %v, want Forbidden", err)
 	}
 	if err := f.svc.MarkRead(ctx, "mallory", private.ID, 1); apierror.KindOf(err) != apierror.Forbidden {
@@ -679,20 +679,65 @@ func TestUnreadFollowsSendsAndTheMonotonicReadMarker(t *testing.T) {
 	}
 }
 
-func TestSubmitPublishesASubmissionBatch(t *testing.T) {
-	f := newFixture(t)
-	r := f.roomWith(t, "alice")
-	if err := f.svc.Submit(ctx, msg(r.ID, "alice", "c", "via rest")); err != nil {
+// TestRESTSendIsStoredAndAnswersItsSeq: a REST send is stored in the
+// replica's next round and answered with its seq (the same seq for a
+// repeated client_id); refusals are errors; when the store does not
+// answer, the send goes to messages.submitted for a replica to store
+// later.
+func TestRESTSendIsStoredAndAnswersItsSeq(t *testing.T) {
+	store := &flakyStore{Store: memstore.New()}
+	pub := &publish.Memory{}
+	svc := room.New(store, pub, quiet())
+	r, err := svc.Create(ctx, "alice", "general", api.RoomPublic)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got := f.pub.Messages(events.TopicSubmitted)
-	var b events.SubmissionBatch
-	if len(got) != 1 || json.Unmarshal(got[0], &b) != nil || len(b.Submissions) != 1 || b.Submissions[0].Text != "via rest" {
-		t.Fatalf("published %s", got)
+	for range 2 {
+		seq, err := svc.Submit(ctx, msg(r.ID, "alice", "c", "via rest"))
+		if err != nil || seq != 2 {
+			t.Fatalf("send: seq %d, %v; want 2", seq, err)
+		}
 	}
-	if err := f.svc.Submit(ctx, msg(r.ID, "alice", "c", "")); apierror.CodeOf(err) != "invalid_text" {
+	if got := pub.Messages(events.TopicSubmitted); len(got) != 0 {
+		t.Fatalf("published %d submissions; a stored send is not published", len(got))
+	}
+	if _, err := svc.Submit(ctx, msg(r.ID, "alice", "e", "")); apierror.CodeOf(err) != "invalid_text" {
 		t.Fatalf("empty text: got %v", err)
 	}
+	if _, err := svc.Submit(ctx, events.Submission{Type: api.EventEdit, RoomID: r.ID, SenderID: "alice", ClientID: "x", Text: "t", TargetSeq: 1}); apierror.CodeOf(err) != "invalid_target" {
+		t.Fatalf("edit of a join: got %v, want invalid_target", err)
+	}
+	// The store fails after the access check: the send is queued.
+	store.failWrites.Store(true)
+	seq, err := svc.Submit(ctx, msg(r.ID, "alice", "q", "queued"))
+	if err != nil || seq != 0 {
+		t.Fatalf("send while the store fails: seq %d, %v; want 0 and queued", seq, err)
+	}
+	got := pub.Messages(events.TopicSubmitted)
+	var b events.SubmissionBatch
+	if len(got) != 1 || json.Unmarshal(got[0], &b) != nil || len(b.Submissions) != 1 || b.Submissions[0].ClientID != "q" {
+		t.Fatalf("published %s", got)
+	}
+}
+
+// flakyStore fails every write while failWrites is set.
+type flakyStore struct {
+	statestore.Store
+	failWrites atomic.Bool
+}
+
+func (f *flakyStore) Write(ctx context.Context, op statestore.Op) error {
+	if f.failWrites.Load() {
+		return errors.New("store down")
+	}
+	return f.Store.Write(ctx, op)
+}
+
+func (f *flakyStore) Transact(ctx context.Context, ops []statestore.Op) error {
+	if f.failWrites.Load() {
+		return errors.New("store down")
+	}
+	return f.Store.Transact(ctx, ops)
 }
 
 // TestAPublishFailureIsTransientAndRedeliveryAnnounces: the events of a

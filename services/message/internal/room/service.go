@@ -19,6 +19,7 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/papochat/papo/api"
@@ -66,6 +67,9 @@ type Service struct {
 	eraseAgain time.Duration
 	// maxRooms caps the rooms (DMs apart) one user may be in.
 	maxRooms int
+	// metrics and tracer observe the writer's rounds (SetTelemetry).
+	metrics *Metrics
+	tracer  trace.Tracer
 }
 
 // EventCacheSize is how many event records a Service keeps in memory for
@@ -82,7 +86,8 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 	s := &Service{store: store, pub: pub, log: log, now: time.Now, events: events,
 		scrollback:  expirable.NewLRU[string, *scrollEntry](ScrollbackRooms, nil, ScrollbackTTL),
 		compactions: map[string]*time.Timer{},
-		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter, maxRooms: DefaultMaxRoomsPerUser}
+		erasures:    map[string]bool{}, eraseAgain: eraseAgainAfter, maxRooms: DefaultMaxRoomsPerUser,
+		metrics: discardMetrics(), tracer: noTracer()}
 	s.writer = newWriter(s)
 	return s
 }

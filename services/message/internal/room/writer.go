@@ -10,6 +10,7 @@ import (
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -72,6 +73,10 @@ type writer struct {
 	// is in its event key, as this replica wrote or checked it.
 	materialized *lru.Cache[string, int64]
 
+	// markers are the read markers owed per room (markers.go); guarded
+	// by mu.
+	markers map[string]*markerAccount
+
 	announcer    *stage[*committedRound]
 	materializer *stage[*committedRound]
 }
@@ -81,6 +86,7 @@ type queued struct {
 	req      *request
 	i        int // index in req.subs
 	attempts int
+	sc       trace.SpanContext // the caller's, for the round's span
 }
 
 // request is one caller's submissions and what became of them.
@@ -120,7 +126,8 @@ func newWriter(s *Service) *writer {
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	w := &writer{s: s, materialized: m, pending: map[string]bool{}}
+	w := &writer{s: s, materialized: m, pending: map[string]bool{},
+		markers: map[string]*markerAccount{}}
 	w.announcer = newStage(w.announce)
 	w.materializer = newStage(w.materializeRounds)
 	return w
@@ -135,9 +142,11 @@ func (w *writer) submit(ctx context.Context, subs []events.Submission, announce 
 		return nil, nil
 	}
 	r := &request{subs: subs, announce: announce, outcomes: make([]Outcome, len(subs)), left: len(subs), done: make(chan struct{})}
+	start, sc := time.Now(), trace.SpanContextFromContext(ctx)
+	defer func() { w.s.metrics.submitTime.Observe(time.Since(start).Seconds()) }()
 	w.mu.Lock()
 	for i := range subs {
-		w.queue = append(w.queue, &queued{req: r, i: i})
+		w.queue = append(w.queue, &queued{req: r, i: i, sc: sc})
 	}
 	lead := !w.running
 	w.running = true
@@ -167,9 +176,13 @@ func (w *writer) lead() {
 			return
 		}
 		w.mu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		rctx, span := w.roundSpan(batch)
+		ctx, cancel := context.WithTimeout(rctx, batchTimeout)
+		start := time.Now()
 		requeue := w.round(ctx, batch)
 		cancel()
+		span.End()
+		w.s.metrics.roundDone(len(batch), len(requeue), start)
 		if len(requeue) > 0 {
 			w.mu.Lock()
 			w.queue = append(requeue, w.queue...)
@@ -265,13 +278,15 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 	}
 	items := map[string]statestore.Item{}
 	if len(keys) > 0 {
-		list, err := s.bulkGet(ctx, keys...)
+		rctx, read := w.timeStage(ctx, stageRead)
+		list, err := s.bulkGet(rctx, keys...)
+		read()
 		if err != nil {
 			err = fmt.Errorf("read %d rooms: %w", len(rooms), err)
 			for _, rr := range rooms {
 				rr.failed = err
 			}
-			w.finish(rooms, refused, "", now)
+			w.finish(rooms, refused, "", now, trace.SpanContextFromContext(ctx))
 			return nil
 		}
 		for _, it := range list {
@@ -283,6 +298,7 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 	// one of this replica's own, whose materialization is on its way (its
 	// tail is carried), or is materialized first (in parallel, rooms
 	// apart).
+	dctx, decided := w.timeStage(ctx, stageDecide)
 	var slow []*roomRound
 	for _, rr := range rooms {
 		rr.items = items
@@ -307,9 +323,11 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 		default:
 			slow = append(slow, rr)
 		}
+		// Markers not yet written go on in every new tail until they are.
+		rr.carry.Marks = mergeMarks(rr.carry.Marks, w.debtOf(rr.id))
 	}
 	eachRoom(slow, func(rr *roomRound) {
-		if err := s.materialize(ctx, rr.head); err != nil {
+		if err := s.materialize(dctx, rr.head); err != nil {
 			rr.failed = err
 			return
 		}
@@ -331,7 +349,7 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			return
 		}
 		if len(rr.d.replays) > 0 {
-			recs, err := s.eventRecords(ctx, rr.head, rr.d.replays)
+			recs, err := s.eventRecords(dctx, rr.head, rr.d.replays)
 			if err != nil {
 				rr.failed = err
 				return
@@ -339,9 +357,10 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			rr.replayed = recs
 		}
 		if rr.d.changed && needsTrim(rr.d.next.Deletes, now) {
-			rr.d.next.Deletes = s.trimDeletes(ctx, rr.id, rr.d.next.Deletes, now)
+			rr.d.next.Deletes = s.trimDeletes(dctx, rr.id, rr.d.next.Deletes, now)
 		}
 	})
+	decided()
 
 	// 3. One conditional write of every changed head.
 	var changed []*roomRound
@@ -350,8 +369,10 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			changed = append(changed, rr)
 		}
 	}
-	requeue, token := w.commitHeads(ctx, changed)
-	w.finish(rooms, refused, token, now)
+	cctx, committed := w.timeStage(ctx, stageCommit)
+	requeue, token := w.commitHeads(cctx, changed)
+	committed()
+	w.finish(rooms, refused, token, now, trace.SpanContextFromContext(ctx))
 	return requeue
 }
 
@@ -424,6 +445,7 @@ func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue
 			continue
 		}
 		// Lost the race: decide again from the new head.
+		w.s.metrics.conflicts.Inc()
 		for _, q := range rr.subs {
 			q.attempts++
 			if q.attempts >= maxAttempts {

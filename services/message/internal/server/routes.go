@@ -18,6 +18,7 @@ import (
 
 	"github.com/dapr/go-sdk/service/common"
 	"github.com/go-chi/chi/v5"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/api/validate"
@@ -25,6 +26,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/message/internal/room"
 )
@@ -42,6 +44,8 @@ type Deps struct {
 	Log   *slog.Logger
 	// Ready are the checks behind /readyz.
 	Ready map[string]httpapi.Check
+	// Traces, when set, continues callers' traces in a span per request.
+	Traces trace.TracerProvider
 }
 
 // Routes returns the service's router. The Dapr SDK's service adds its own
@@ -52,6 +56,9 @@ func Routes(d Deps) *chi.Mux {
 
 	r := chi.NewRouter()
 	r.Use(httpapi.Recover(d.Log), httpapi.RequestIDs, httpapi.AccessLog(d.Log))
+	if d.Traces != nil {
+		r.Use(telemetry.HTTP(d.Traces, func(r *http.Request) string { return chi.RouteContext(r.Context()).RoutePattern() }))
+	}
 	r.NotFound(httpapi.NotFound)
 	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
@@ -335,14 +342,14 @@ func (h handlers) send(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	roomID := chi.URLParam(r, "id")
-	err := h.rooms.Submit(r.Context(), events.Submission{
+	seq, err := h.rooms.Submit(r.Context(), events.Submission{
 		Type: api.EventMessage, RoomID: roomID, SenderID: user(r), ClientID: req.ClientID, Text: req.Text,
 		SentAt: time.Now().UTC(),
 	})
 	if err != nil {
 		return err
 	}
-	httpapi.Encode(w, http.StatusAccepted, api.SendResponse{RoomID: roomID, ClientID: req.ClientID})
+	httpapi.Encode(w, http.StatusAccepted, api.SendResponse{RoomID: roomID, ClientID: req.ClientID, Seq: seq})
 	return nil
 }
 

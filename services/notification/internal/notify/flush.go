@@ -188,10 +188,12 @@ func (e *Engine) deliver(ctx context.Context, d device.Device, n push.Notificati
 		Key: pushedKey(n.RoomID, n.FirstSeq, d.ID), Value: []byte(`1`), IfAbsent: true, TTL: e.opts.DedupeTTL,
 	})
 	if errors.Is(err, statestore.ErrConflict) {
+		e.Metrics.pushes[pushDuplicate].Inc()
 		log.InfoContext(ctx, "push already sent")
 		return
 	}
 	if err != nil {
+		e.Metrics.pushes[pushUnrecorded].Inc()
 		log.ErrorContext(ctx, "record push; not sending", "err", err)
 		return
 	}
@@ -200,15 +202,18 @@ func (e *Engine) deliver(ctx context.Context, d device.Device, n push.Notificati
 		err = e.Pusher.Send(ctx, d, n)
 		switch {
 		case err == nil:
+			e.Metrics.pushes[pushSent].Inc()
 			log.InfoContext(ctx, "pushed", "count", n.Count, "attempt", attempt)
 			return
 		case errors.Is(err, push.ErrGone):
+			e.Metrics.pushes[pushGone].Inc()
 			log.InfoContext(ctx, "device gone; removing it", "err", err)
 			if err := e.Devices.Remove(ctx, n.UserID, d.ID); err != nil && !errors.Is(err, device.ErrNotFound) {
 				log.ErrorContext(ctx, "remove gone device", "err", err)
 			}
 			return
 		case !push.Retryable(err) || attempt >= e.opts.Attempts:
+			e.Metrics.pushes[pushFailed].Inc()
 			log.WarnContext(ctx, "push failed; dead-lettering it", "attempts", attempt, "err", err)
 			if err := e.DeadLetters.DeadLetter(ctx, d, n, err); err != nil {
 				log.ErrorContext(ctx, "dead-letter push", "err", err)

@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -149,6 +151,8 @@ type Deps struct {
 	Pusher      Pusher
 	DeadLetters DeadLetters
 	Log         *slog.Logger
+	// Metrics, when set, count batches, counted messages and pushes.
+	Metrics *Metrics
 }
 
 // Engine makes push decisions from room events and flushes coalesced
@@ -165,6 +169,9 @@ type Engine struct {
 // New returns an Engine.
 func New(deps Deps, opts Options) *Engine {
 	opts.defaults()
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
 	return &Engine{Deps: deps, opts: opts, rooms: newRoomCache(deps.Rooms, opts.RoomCacheSize, opts.RoomTTL, opts.Now), sched: newScheduler()}
 }
 
@@ -201,6 +208,7 @@ func pushedKey(roomID string, firstSeq int64, deviceID string) string {
 // the modes and one presence call serve every room of the batch, and
 // each recipient's messages in a room are counted in one transaction.
 func (e *Engine) Handle(ctx context.Context, batch events.RoomEventBatch) error {
+	e.Metrics.batches.Inc()
 	var roomIDs []string
 	msgs := map[string][]api.Event{}
 	for _, ev := range batch.Events {
@@ -402,6 +410,7 @@ func (e *Engine) count(ctx context.Context, room Room, userID string, evs []coun
 		if err != nil {
 			return fmt.Errorf("count %d events for %s in %s: %w", len(ops)-1, userID, room.ID, err)
 		}
+		e.Metrics.counted.Add(float64(len(evs)))
 		// The replica that opens a window flushes it when it closes. A
 		// window found past its due time lost its flush (its replica
 		// stopped): this replica takes it over and flushes it now, these

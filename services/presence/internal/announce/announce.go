@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	dapr "github.com/dapr/go-sdk/client"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/events"
@@ -44,6 +45,20 @@ type Announcer struct {
 	rooms Rooms
 	pub   Publisher
 	log   *slog.Logger
+	// transitions count changes by the status they went to.
+	online, offline, other prometheus.Counter
+}
+
+// WithMetrics counts the transitions the Announcer is told of
+// (papo_presence_transitions_total by status) on reg.
+func (a *Announcer) WithMetrics(reg prometheus.Registerer) *Announcer {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "papo_presence_transitions_total",
+		Help: "Presence changes of users (their first socket opened, or the grace after their last one ended), by new status.",
+	}, []string{"status"})
+	reg.MustRegister(vec)
+	a.online, a.offline, a.other = vec.WithLabelValues(api.Online), vec.WithLabelValues(api.Offline), vec.WithLabelValues("other")
+	return a
 }
 
 // New returns an Announcer.
@@ -55,6 +70,18 @@ func New(rooms Rooms, pub Publisher, log *slog.Logger) *Announcer {
 // lookup or publish is logged and dropped, since the query API stays
 // right and a stale dot is corrected by the next change.
 func (a *Announcer) Announce(ctx context.Context, changes []tracker.Change) {
+	if a.online != nil {
+		for _, c := range changes {
+			switch c.Status {
+			case api.Online:
+				a.online.Inc()
+			case api.Offline:
+				a.offline.Inc()
+			default:
+				a.other.Inc()
+			}
+		}
+	}
 	signals := make([]*events.Signal, len(changes))
 	sem := make(chan struct{}, lookups)
 	var wg sync.WaitGroup

@@ -14,16 +14,21 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Publisher publishes JSON payloads through the sidecar.
 type Publisher struct {
 	Client dapr.Client
+	// Metrics, when set, times every publish.
+	Metrics *telemetry.Publishes
 }
 
 // Publish implements hub.Publisher.
 func (p Publisher) Publish(ctx context.Context, pubsub, topic string, data []byte) error {
+	start := time.Now()
 	err := p.Client.PublishEvent(ctx, pubsub, topic, data, dapr.PublishEventWithContentType("application/json"))
+	p.Metrics.Observe(topic, start, err)
 	if err != nil {
 		return fmt.Errorf("publish to %s/%s: %w", pubsub, topic, err)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/papochat/papo/platform/events"
 )
 
@@ -12,6 +14,7 @@ type outgoing struct {
 	sub  events.Submission
 	sig  events.Signal
 	from *conn
+	span trace.Span // a send's, when tracing (tracing.go)
 }
 
 // batcher publishes queued items in batches: one goroutine takes whatever

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -25,9 +26,10 @@ type cursor struct {
 	syncing bool
 }
 
-// conn is one WebSocket. Exactly one goroutine reads it (readLoop) and one
-// writes it (writeLoop); everything else only pushes to its queue, so a
-// slow client never blocks a producer.
+// conn is one WebSocket. Exactly one goroutine reads it (readLoop), and at
+// most one writes it (writeLoop), started when frames are queued and gone
+// when the queue is empty; everything else only pushes to its queue, so a
+// slow client never blocks a producer. Pings go out from a timer.
 type conn struct {
 	h         *Hub
 	ws        *websocket.Conn
@@ -41,6 +43,8 @@ type conn struct {
 	limiter *rate.Limiter // client frames
 	strikes *rate.Limiter // refused frames
 
+	lastSeen  atomic.Int64 // unix nanos of the client's last frame or pong
+	readErr   error        // why reading a frame failed; the reader's only
 	closeOnce sync.Once
 	closeCode int
 	closeText string
@@ -53,41 +57,43 @@ type conn struct {
 	mu      sync.Mutex
 	live    bool
 	rooms   map[string]*cursor
-	pending map[ackKey]time.Time // sends awaiting their ack
+	pending map[ackKey]time.Time // sends awaiting their ack; made on the first
 	expiry  *time.Timer
-	hold    *time.Timer
+	hold    *time.Timer // nil once live
+	ping    *time.Timer
 }
 
 type ackKey struct{ room, clientID string }
 
 func (h *Hub) newConn(userID, sessionID string) *conn {
 	ctx, cancel := context.WithCancel(h.ctx)
-	return &conn{
+	c := &conn{
 		h:          h,
 		userID:     userID,
 		sessionID:  sessionID,
 		ctx:        ctx,
 		cancel:     cancel,
-		out:        newQueue(h.cfg.QueueBytes),
 		limiter:    rate.NewLimiter(rate.Limit(h.cfg.Rate), h.cfg.Burst),
 		strikes:    rate.NewLimiter(rate.Limit(h.cfg.StrikeRate), h.cfg.StrikeBurst),
 		writerDone: make(chan struct{}),
 		rooms:      map[string]*cursor{},
-		pending:    map[ackKey]time.Time{},
 	}
+	c.out = newQueue(h.cfg.QueueBytes, func() { go c.writeLoop() })
+	return c
 }
 
 // send queues one encoded frame. A full queue disconnects the client: the
 // producer never waits for it.
-func (c *conn) send(b []byte) {
-	if c.out.push(b) == overflow {
+func (c *conn) send(f frame) {
+	if c.out.push(f) == overflow {
 		c.h.stats.SlowConsumers.Add(1)
 		c.close(api.CloseSlowConsumer, "outgoing queue overflowed")
 	}
 }
 
 func (c *conn) sendError(code, message, ref string) {
-	c.send(encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, Ref: ref}))
+	c.h.metrics.refused(code)
+	c.send(frame{b: encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, Ref: ref}), kind: outError})
 }
 
 // close starts closing the connection with a close code. It never blocks
@@ -99,6 +105,7 @@ func (c *conn) close(code int, text string) { c.shut(code, text, false) }
 func (c *conn) shut(code int, text string, linger bool) {
 	c.closeOnce.Do(func() {
 		c.closeCode, c.closeText, c.linger = code, text, linger
+		c.h.metrics.closed(code)
 		if code == api.ClosePolicy {
 			c.h.stats.PolicyCloses.Add(1)
 		}
@@ -124,92 +131,174 @@ func (c *conn) shut(code int, text string, linger bool) {
 // the client through any proxy.
 func (c *conn) closeLingering(code int, text string) { c.shut(code, text, true) }
 
-// writeLoop sends queued frames and heartbeat pings until the queue is
-// closed or a write fails.
+// writeLoop sends queued frames until the queue is empty (the next push
+// starts it again), closed (it sends the close frame) or a write fails.
 func (c *conn) writeLoop() {
-	defer close(c.writerDone)
-	ping := time.NewTicker(c.h.cfg.PingInterval)
-	defer ping.Stop()
 	for {
-		select {
-		case <-c.out.ready:
-			frames, closed := c.out.take()
-			if closed {
-				deadline := time.Now().Add(time.Second)
-				_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
+		frames, closed, more := c.out.take()
+		if !more {
+			return
+		}
+		if closed {
+			deadline := time.Now().Add(time.Second)
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(c.closeCode, c.closeText), deadline)
+			c.writerEnded()
+			return
+		}
+		for _, f := range frames {
+			if err := c.write(f.b); err != nil {
+				c.writerEnded()
 				return
 			}
-			for _, f := range frames {
-				if err := c.write(websocket.TextMessage, f); err != nil {
-					return
-				}
-			}
-		case <-ping.C:
-			if err := c.write(websocket.PingMessage, nil); err != nil {
-				return
-			}
+			c.h.metrics.wrote(f)
 		}
 	}
 }
 
-// write sends one frame within the write deadline. A missed deadline means
-// the client does not read fast enough: it is cut off as a slow consumer.
-func (c *conn) write(kind int, b []byte) error {
+// writerEnded records that nothing will be written on the socket again.
+func (c *conn) writerEnded() {
+	c.out.end()
+	close(c.writerDone)
+}
+
+// write sends one frame within the write deadline.
+func (c *conn) write(b []byte) error {
 	_ = c.ws.SetWriteDeadline(time.Now().Add(c.h.cfg.WriteTimeout))
-	err := c.ws.WriteMessage(kind, b)
+	err := c.ws.WriteMessage(websocket.TextMessage, b)
 	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.h.stats.SlowConsumers.Add(1)
-			c.close(api.CloseSlowConsumer, "write deadline missed")
-		} else {
-			c.close(websocket.CloseAbnormalClosure, "write failed")
-		}
-		_ = c.ws.Close()
+		c.writeFailed(err)
 	}
 	return err
 }
 
-// readLoop reads client frames until the socket fails or closes.
-func (c *conn) readLoop() {
-	c.ws.SetReadLimit(c.h.cfg.HardFrameBytes)
-	extend := func() { _ = c.ws.SetReadDeadline(time.Now().Add(c.h.cfg.PongWait)) }
-	extend()
-	c.ws.SetPongHandler(func(string) error { extend(); return nil })
-	for {
-		kind, r, err := c.ws.NextReader()
-		if err != nil {
-			c.closeAfterReadError(err)
-			return
+// writeFailed closes the connection after a failed write. A missed
+// deadline means the client does not read fast enough: it is cut off as a
+// slow consumer.
+func (c *conn) writeFailed(err error) {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		c.h.stats.SlowConsumers.Add(1)
+		c.close(api.CloseSlowConsumer, "write deadline missed")
+	} else {
+		c.close(websocket.CloseAbnormalClosure, "write failed")
+	}
+	_ = c.ws.Close()
+}
+
+// startPings sends a heartbeat ping every PingInterval from a timer.
+// WriteControl may run beside the writer (gorilla serializes them), so a
+// ping needs no writer goroutine of its own.
+func (c *conn) startPings() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ping = time.AfterFunc(c.h.cfg.PingInterval, c.sendPing)
+}
+
+func (c *conn) sendPing() {
+	if c.ctx.Err() != nil {
+		return // closing
+	}
+	if time.Since(time.Unix(0, c.lastSeen.Load())) > c.h.cfg.PongWait {
+		c.close(websocket.CloseGoingAway, "no heartbeat")
+		return
+	}
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.h.cfg.WriteTimeout)); err != nil {
+		if c.ctx.Err() == nil {
+			c.writeFailed(err)
 		}
-		extend()
-		if kind != websocket.TextMessage {
-			if _, err := io.Copy(io.Discard, r); err != nil {
-				c.closeAfterReadError(err)
-				return
-			}
-			c.refuse("", "binary_not_supported", "frames are JSON text")
-			continue
-		}
-		// Read up to one byte past the protocol limit, so an oversize frame
-		// is detected, discarded and answered instead of killing the socket.
-		data, err := io.ReadAll(io.LimitReader(r, int64(c.h.cfg.MaxFrameBytes)+1))
-		if err == nil && len(data) > c.h.cfg.MaxFrameBytes {
-			_, err = io.Copy(io.Discard, r)
-			if err == nil {
-				c.refuse("", "frame_too_large", "frames are limited to "+itoa(c.h.cfg.MaxFrameBytes)+" bytes")
-				continue
-			}
-		}
-		if err != nil {
-			c.closeAfterReadError(err)
-			return
-		}
-		c.handle(data)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx.Err() == nil {
+		c.ping.Reset(c.h.cfg.PingInterval)
 	}
 }
 
+// readLoop reads client frames until the socket fails or closes.
+//
+// An idle socket costs mostly its reader's stack, so the reader keeps it
+// small: the runtime starts a goroutine with about the average stack in
+// use, and halves a stack only when three quarters of it are unused, so
+// a reader that once went deep keeps a large stack for the socket's whole
+// life. Each frame is therefore handled on a goroutine of its own
+// (inline: JSON and upstream calls need several KiB), and the heartbeat
+// is a timestamp the ping timer checks, not a read deadline renewed from
+// here (deep in the runtime's timers).
+func (c *conn) readLoop() {
+	c.startReading()
+	for {
+		// The reader waits here: this frame is on the stack the whole time.
+		kind, r, err := c.ws.NextReader()
+		if err != nil || !c.readFrame(kind, r) {
+			c.closeAfterReadError(err)
+			return
+		}
+	}
+}
+
+// startReading sets the read limit and the heartbeat handlers.
+func (c *conn) startReading() {
+	c.ws.SetReadLimit(c.h.cfg.HardFrameBytes)
+	c.ws.SetPongHandler(func(string) error { c.seen(); return nil })
+	c.ws.SetPingHandler(func(data string) error {
+		c.seen()
+		inline(func() {
+			_ = c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		return nil
+	})
+}
+
+// readFrame reads one client frame and has it handled; false when the
+// socket failed reading it (c.readErr says why).
+func (c *conn) readFrame(kind int, r io.Reader) bool {
+	c.seen()
+	if kind != websocket.TextMessage {
+		if _, err := io.Copy(io.Discard, r); err != nil {
+			c.readErr = err
+			return false
+		}
+		inline(func() { c.refuse("", "binary_not_supported", "frames are JSON text") })
+		return true
+	}
+	// Read up to one byte past the protocol limit, so an oversize frame
+	// is detected, discarded and answered instead of killing the socket.
+	data, err := io.ReadAll(io.LimitReader(r, int64(c.h.cfg.MaxFrameBytes)+1))
+	if err == nil && len(data) > c.h.cfg.MaxFrameBytes {
+		if _, err = io.Copy(io.Discard, r); err == nil {
+			inline(func() {
+				c.refuse("", "frame_too_large", "frames are limited to "+itoa(c.h.cfg.MaxFrameBytes)+" bytes")
+			})
+			return true
+		}
+	}
+	if err != nil {
+		c.readErr = err
+		return false
+	}
+	inline(func() { c.handle(data) })
+	return true
+}
+
+// inline runs f on a goroutine of its own and waits for it, so that f's
+// stack goes away with it (see readLoop).
+func inline(f func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		f()
+	}()
+	<-done
+}
+
+// seen records that the client is alive: a frame or a pong came.
+func (c *conn) seen() { c.lastSeen.Store(time.Now().UnixNano()) }
+
 func (c *conn) closeAfterReadError(err error) {
+	if err == nil {
+		err = c.readErr
+	}
 	var ce *websocket.CloseError
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
@@ -218,12 +307,7 @@ func (c *conn) closeAfterReadError(err error) {
 		// Echo the client's close.
 		c.close(websocket.CloseNormalClosure, "")
 	default:
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			c.close(websocket.CloseGoingAway, "no heartbeat")
-		} else {
-			c.close(websocket.CloseAbnormalClosure, "read failed")
-		}
+		c.close(websocket.CloseAbnormalClosure, "read failed")
 	}
 }
 
@@ -279,11 +363,11 @@ func (c *conn) member(roomID string) bool {
 	return ok
 }
 
-// offer delivers a live event of a room (encoded in b) if it is the next
+// offer delivers a live event of a room (encoded in f) if it is the next
 // one this connection needs. Older seqs are duplicates and are skipped; a
 // newer one means the connection missed something, and it catches up from
 // the message service instead.
-func (c *conn) offer(roomID string, seq int64, b []byte) {
+func (c *conn) offer(roomID string, seq int64, f frame) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cr := c.rooms[roomID]
@@ -294,21 +378,16 @@ func (c *conn) offer(roomID string, seq int64, b []byte) {
 	case seq <= cr.seq:
 	case seq == cr.seq+1:
 		cr.seq = seq
-		c.send(b)
+		c.send(f)
 	default:
 		c.startSync(roomID, cr)
 	}
 }
 
-// offerSignal delivers an ephemeral frame to a live connection.
-func (c *conn) offerSignal(b []byte) {
-	c.mu.Lock()
-	live := c.live
-	c.mu.Unlock()
-	if live {
-		c.send(b)
-	}
-}
+// offerSignal delivers an ephemeral frame (typing, presence) at once. The
+// live hold is for room events, whose order a resume decides; a signal
+// has none, and one held back would be lost.
+func (c *conn) offerSignal(f frame) { c.send(f) }
 
 // goLive starts live delivery: every room whose head moved past the
 // connection's cursor catches up first.
@@ -321,6 +400,7 @@ func (c *conn) goLive() {
 	c.live = true
 	if c.hold != nil {
 		c.hold.Stop()
+		c.hold = nil
 	}
 	for id, cr := range c.rooms {
 		if !cr.syncing && cr.seq < cr.room.head.Load() {
@@ -384,7 +464,7 @@ func (c *conn) sync(roomID string, cr *cursor) {
 				continue
 			}
 			cr.seq = e.Seq
-			c.send(encode(api.EventFrame{Type: api.FrameEvent, Event: e}))
+			c.send(frame{b: encode(api.EventFrame{Type: api.FrameEvent, Event: e}), kind: outEvent})
 			if e.Type == api.EventMemberLeft && e.UserID == c.userID {
 				left = true
 				break
@@ -428,6 +508,9 @@ func (c *conn) addPending(roomID, clientID string) bool {
 		if len(c.pending) >= c.h.cfg.PendingAcks {
 			return false
 		}
+	}
+	if c.pending == nil {
+		c.pending = map[ackKey]time.Time{}
 	}
 	c.pending[ackKey{roomID, clientID}] = now
 	return true

@@ -11,6 +11,10 @@ import (
 // events to the room's local connections (deduplicated by seq, gaps filled
 // from the message service first), then acks or refuses the senders.
 func (h *Hub) RoomEvents(b events.RoomEventBatch) {
+	if span := h.startDeliver(b); span != nil {
+		defer span.End()
+	}
+	h.metrics.batchArrived(b.Events)
 	byRoom := map[string][]api.Event{}
 	var order []string
 	for _, e := range b.Events {
@@ -104,9 +108,12 @@ func (h *Hub) drain(r *room) {
 			}
 		}
 		r.head.Store(e.Seq)
-		b := encode(api.EventFrame{Type: api.FrameEvent, Event: e})
+		f := frame{b: encode(api.EventFrame{Type: api.FrameEvent, Event: e}), kind: outEvent}
+		if !e.CreatedAt.IsZero() {
+			f.committed = e.CreatedAt.UnixNano()
+		}
 		for c := range r.conns {
-			c.offer(r.id, e.Seq, b)
+			c.offer(r.id, e.Seq, f)
 		}
 		if e.Type == api.EventMemberLeft && e.UserID != "" {
 			for _, c := range h.users.conns(e.UserID) {
@@ -199,7 +206,7 @@ func (h *Hub) ack(userID, roomID, clientID string, seq int64) {
 			if b == nil {
 				b = encode(api.AckFrame{Type: api.FrameAck, ClientID: clientID, RoomID: roomID, Seq: seq})
 			}
-			c.send(b)
+			c.send(frame{b: b, kind: outAck})
 		}
 	}
 }
@@ -217,14 +224,14 @@ func (h *Hub) Signals(b events.SignalBatch) {
 	for _, s := range b.Signals {
 		switch s.Kind {
 		case events.SignalTyping:
-			frame := encode(api.TypingFrame{Type: api.FrameTyping, RoomID: s.RoomID, UserID: s.UserID})
+			f := frame{b: encode(api.TypingFrame{Type: api.FrameTyping, RoomID: s.RoomID, UserID: s.UserID}), kind: outTyping}
 			for _, c := range h.roomConns([]string{s.RoomID}, s.UserID) {
-				c.offerSignal(frame)
+				c.offerSignal(f)
 			}
 		case events.SignalPresence:
-			frame := encode(api.PresenceFrame{Type: api.FramePresence, UserID: s.UserID, Status: s.Status, LastSeen: s.LastSeen})
+			f := frame{b: encode(api.PresenceFrame{Type: api.FramePresence, UserID: s.UserID, Status: s.Status, LastSeen: s.LastSeen}), kind: outPresence}
 			for _, c := range h.roomConns(s.RoomIDs, s.UserID) {
-				c.offerSignal(frame)
+				c.offerSignal(f)
 			}
 		case events.SignalSessionRevoked:
 			h.revoke(s.UserID, s.SessionID)

@@ -20,9 +20,11 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func (c *conn) handle(data []byte) {
 	f, err := decodeFrame(data)
 	if err != nil {
+		c.h.metrics.framesIn[inInvalid].Inc()
 		c.refuseErr("", err)
 		return
 	}
+	c.h.metrics.framesIn[inKindOf(f.Type)].Inc()
 	if !c.limiter.Allow() {
 		c.refuse(f.ClientID, "rate_limited", "too many frames; slow down")
 		return
@@ -52,7 +54,7 @@ func (c *conn) handle(data []byte) {
 	case api.FrameAuth:
 		c.reauth(f)
 	case api.FramePing:
-		c.send(encode(api.ServerFrame{Type: api.FramePong}))
+		c.send(frame{b: encode(api.ServerFrame{Type: api.FramePong}), kind: outPong})
 	default:
 		c.refuse(f.ClientID, "unknown_type", "unknown frame type "+strconv.Quote(truncate(f.Type, 32)))
 	}
@@ -121,7 +123,11 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		Type: kind, RoomID: f.RoomID, SenderID: c.userID, ClientID: f.ClientID,
 		Text: f.Text, TargetSeq: f.TargetSeq, SentAt: time.Now().UTC(),
 	}
-	if !c.h.submits.add(outgoing{sub: sub, from: c}) {
+	span := c.h.startSend(sub)
+	if !c.h.submits.add(outgoing{sub: sub, from: c, span: span}) {
+		if span != nil {
+			span.End()
+		}
 		c.takePending(f.RoomID, f.ClientID)
 		c.refuse(ref, "server_busy", "the server is overloaded; retry with the same client_id")
 	}
@@ -285,7 +291,8 @@ func (c *conn) refuseRooms(code, message string, rooms []string) {
 	for i, id := range rooms {
 		ids[i] = truncate(id, 64)
 	}
-	c.send(encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, RoomIDs: ids}))
+	c.h.metrics.refused(code)
+	c.send(frame{b: encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, RoomIDs: ids}), kind: outError})
 }
 
 // reauth replaces the connection's token with a refreshed one of the same

@@ -23,6 +23,11 @@ import (
 // status of a refused handshake.
 func (h *Hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.handshake(w, r); err != nil {
+		code := "internal"
+		if e, ok := apierror.As(err); ok {
+			code = e.Code
+		}
+		h.metrics.handshakeRefused(code)
 		httpapi.Error(w, r, h.log, err)
 	}
 }
@@ -54,18 +59,13 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	c := h.newConn(claims.UserID, claims.SessionID)
-	admitted := h.users.add(c, h.cfg.MaxConnsPerUser)
 	ws, err := h.upgrader.Upgrade(w, r, nil)
 	if err != nil {
-		// The upgrader answered the client already.
-		if admitted {
-			h.users.remove(c)
-		}
-		c.cancel()
-		return nil
+		return nil // the upgrader answered the client already
 	}
-	if !admitted {
+	c := h.newConn(claims.UserID, claims.SessionID)
+	c.ws = ws // before anything else can see c
+	if !h.users.add(c, h.cfg.MaxConnsPerUser) {
 		c.cancel()
 		deadline := time.Now().Add(time.Second)
 		_ = ws.WriteControl(websocket.CloseMessage,
@@ -73,25 +73,29 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 		_ = ws.Close()
 		return nil
 	}
-	c.ws = ws
 	var connID string
 	if h.deps.Presence != nil {
 		connID = h.deps.Presence.Connected(c.userID)
 	}
 	h.conns.Add(1)
 	h.stats.Open.Add(1)
-	go c.writeLoop()
+	h.metrics.opened.Inc()
+	c.seen()
+	c.startPings()
 
-	// hello goes first; the rooms are routed after it, while the
-	// connection is not live yet, so no event can overtake it.
+	// hello is queued first, so nothing can overtake it; the rooms are
+	// routed after it, while the connection is not live yet; and the
+	// writer starts only then, so a client that has its hello is routed
+	// (an event persisted right after it reaches the socket).
 	hello := api.HelloFrame{Type: api.FrameHello, UserID: c.userID, SessionID: c.sessionID, Rooms: rooms}
 	if hello.Rooms == nil {
 		hello.Rooms = []api.RoomCursor{}
 	}
-	c.send(encode(hello))
+	c.send(frame{b: encode(hello), kind: outHello})
 	for _, rc := range rooms {
 		h.rooms.attach(rc.RoomID, c, rc.LastSeq)
 	}
+	c.out.release()
 	c.setExpiry(claims.ExpiresAt)
 	c.mu.Lock()
 	c.hold = time.AfterFunc(h.cfg.LiveHold, c.goLive)
@@ -105,21 +109,26 @@ func (h *Hub) handshake(w http.ResponseWriter, r *http.Request) error {
 	// The reader runs on its own goroutine and the handler returns, so the
 	// HTTP server's request, buffers and grown handler stack are freed
 	// for the socket's whole life (most of an idle socket's cost).
-	go c.serve(len(rooms), connID)
+	h.log.Debug("socket opened", "user_id", c.userID, "rooms", len(rooms), "client", r.RemoteAddr)
+	go c.serve(connID)
 	return nil
 }
 
-// serve reads the socket until it ends, then unroutes it.
-func (c *conn) serve(rooms int, connID string) {
+// serve reads the socket until it ends, then unroutes it. It runs for the
+// socket's whole life, so its own frame stays small (see readLoop).
+func (c *conn) serve(connID string) {
+	c.readLoop()
+	c.unroute(connID)
+}
+
+// unroute takes a socket whose reader ended (it is closed or closing)
+// out of every table.
+func (c *conn) unroute(connID string) {
 	h := c.h
 	defer func() {
 		h.stats.Open.Add(-1)
 		h.conns.Done()
 	}()
-	h.log.Debug("socket opened", "user_id", c.userID, "rooms", rooms)
-	c.readLoop()
-
-	// The reader ended: the socket is closed or closing. Unroute it.
 	c.close(websocket.CloseNormalClosure, "")
 	h.users.remove(c)
 	if h.deps.Presence != nil {
@@ -134,7 +143,10 @@ func (c *conn) serve(rooms int, connID string) {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
-	c.hold.Stop()
+	if c.hold != nil {
+		c.hold.Stop()
+	}
+	c.ping.Stop()
 	c.mu.Unlock()
 	for _, id := range ids {
 		h.rooms.detach(id, c)

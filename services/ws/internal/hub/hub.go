@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/authn"
@@ -66,8 +69,9 @@ type Config struct {
 	// WriteTimeout is the deadline of one frame write; missing it
 	// disconnects the client with api.CloseSlowConsumer.
 	WriteTimeout time.Duration
-	// PingInterval is how often the server pings; a client that answers
-	// nothing (no pong, no frame) for PongWait is disconnected.
+	// PingInterval is how often the server pings; a client that answered
+	// nothing (no pong, no frame) for PongWait is disconnected at the next
+	// ping.
 	PingInterval time.Duration
 	PongWait     time.Duration
 	// MaxFrameBytes is the protocol's frame limit: a larger frame is
@@ -84,9 +88,11 @@ type Config struct {
 	// with api.ClosePolicy.
 	StrikeRate  float64
 	StrikeBurst int
-	// LiveHold is how long after hello live events wait for the client's
-	// first frame, so a resume sent at once is applied before any live
-	// event and nothing is delivered twice.
+	// LiveHold is how long after hello live room events wait for the
+	// client's first frame, so a resume sent at once is applied before any
+	// live event and nothing is delivered twice. A client that resumes
+	// nothing sends {"type":"resume","rooms":{}} and waits for nothing;
+	// signals (typing, presence) are never held.
 	LiveHold time.Duration
 	// TypingEvery throttles typing signals per user per room.
 	TypingEvery time.Duration
@@ -103,6 +109,8 @@ type Config struct {
 	HistoryPage int
 	// PendingAcks caps sends awaiting their ack per connection.
 	PendingAcks int
+	// Replica names this replica in its spans.
+	Replica string
 }
 
 // DefaultConfig returns the production defaults.
@@ -181,6 +189,10 @@ type Deps struct {
 	Log       *slog.Logger
 	// Presence, when set, is told of every socket opened and closed.
 	Presence PresenceReporter
+	// Metrics, when set, are where the hub counts (NewMetrics); Traces,
+	// when set, traces sends and deliveries.
+	Metrics *Metrics
+	Traces  trace.TracerProvider
 }
 
 // PresenceReporter reports sockets to the presence service
@@ -209,12 +221,15 @@ type Hub struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	closing atomic.Bool
-	conns   sync.WaitGroup // one per connection, done when both its goroutines ended
+	conns   sync.WaitGroup // one per connection, done when its reader and last writer ended
 	workers sync.WaitGroup // gap fills, catch-ups and batchers
 	spawnMu sync.Mutex     // orders spawn against Shutdown's wait
 	stopped bool           // guarded by spawnMu
 
-	stats Stats
+	stats   Stats
+	metrics *Metrics
+	tracer  trace.Tracer
+	tracing bool
 }
 
 // Stats counts what happened to connections, for tests and metrics.
@@ -239,6 +254,13 @@ func New(cfg Config, deps Deps) *Hub {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
 	}
+	if deps.Metrics == nil {
+		deps.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	if deps.Traces == nil {
+		deps.Traces = noop.NewTracerProvider()
+	}
+	_, tracesOff := deps.Traces.(noop.TracerProvider)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		cfg:     cfg,
@@ -247,6 +269,9 @@ func New(cfg Config, deps Deps) *Hub {
 		origins: map[string]bool{},
 		ctx:     ctx,
 		cancel:  cancel,
+		metrics: deps.Metrics,
+		tracer:  deps.Traces.Tracer("papo/ws"),
+		tracing: !tracesOff,
 	}
 	for _, o := range cfg.AllowedOrigins {
 		if o = normalizeOrigin(o); o != "" {
@@ -254,7 +279,7 @@ func New(cfg Config, deps Deps) *Hub {
 		}
 	}
 	h.upgrader = websocket.Upgrader{
-		ReadBufferSize:    1024,
+		ReadBufferSize:    512, // client frames are small; a larger one is read straight into its own buffer
 		WriteBufferPool:   &sync.Pool{},
 		EnableCompression: false,
 		// The origin is checked before the upgrade, with a 403 body.
@@ -269,6 +294,7 @@ func New(cfg Config, deps Deps) *Hub {
 	h.submits = newSubmitter(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.SubmitInflight)
 	h.stats.queued = func() int { return int(h.submits.waiting.Load()) }
 	h.signals = newBatcher(h, cfg.SubmitQueue, cfg.MaxBatch, cfg.BatchWindow, h.publishSignals)
+	h.metrics.bind(h)
 	return h
 }
 

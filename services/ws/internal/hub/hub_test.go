@@ -2,14 +2,18 @@ package hub_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -367,8 +371,8 @@ func TestInputLimitsAnswerAndKeepTheConnection(t *testing.T) {
 
 func TestRateLimitThenPolicyClose(t *testing.T) {
 	s := newStack(t, 1, hub.Config{Rate: 1, Burst: 3, StrikeRate: 0.1, StrikeBurst: 5})
-	w := s.live(0, "alice") // the ping used one token
-	for range 2 {
+	w := s.live(0, "alice") // the resume after hello and the ping used two tokens
+	for range 1 {
 		send(t, w, api.ClientFrame{Type: api.FramePing})
 		expectType(t, w, api.FramePong)
 	}
@@ -404,7 +408,7 @@ func TestResumeDeliversExactlyTheMissedEventsThenLive(t *testing.T) {
 
 	// Reconnect (to the other replica), and while resuming, live events
 	// keep coming.
-	b2 := s.dial(0, "bob")
+	b2 := s.dialWith(0, "bob", &client.WSOptions{NoResume: true})
 	if b2.Hello.Rooms[0].LastSeq != 21 {
 		t.Fatalf("hello says last_seq %d, want 21", b2.Hello.Rooms[0].LastSeq)
 	}
@@ -426,9 +430,73 @@ func TestResumeDeliversExactlyTheMissedEventsThenLive(t *testing.T) {
 func TestLiveEventsWaitForTheHoldAfterHello(t *testing.T) {
 	s := newStack(t, 1, hub.Config{LiveHold: 200 * time.Millisecond})
 	s.world.room("r1", "alice", "bob")
-	b := s.dial(0, "bob") // sends nothing
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // sends nothing
 	s.world.post("r1", "alice", "during the hold")
 	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 1 {
+		t.Fatalf("got %+v", f.Event)
+	}
+}
+
+// TestSignalsAreNotHeldAfterHello: a presence or typing signal reaches a
+// new socket at once, even one that sent nothing yet (whose room events
+// still wait for its first frame): a peer who connects right after you is
+// shown online.
+func TestSignalsAreNotHeldAfterHello(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: time.Minute})
+	s.world.room("r1", "alice", "bob")
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // sends nothing
+	// The hub routes bob's rooms just after his hello: signal until one
+	// arrives.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.hubs[0].Signals(events.SignalBatch{Signals: []events.Signal{{
+			Kind: events.SignalPresence, UserID: "alice", Status: api.Online, RoomIDs: []string{"r1"},
+		}}})
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		f, err := b.Read(ctx)
+		cancel()
+		if err == nil {
+			if f.Type != api.FramePresence || f.UserID != "alice" || f.Status != api.Online {
+				t.Fatalf("got %+v, want alice online", f)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no presence frame while bob's room events are held")
+		}
+	}
+	a := s.live(0, "alice")
+	send(t, a, api.ClientFrame{Type: api.FrameTyping, RoomID: "r1"})
+	if f := nextSkipping(t, b, api.FramePresence); f.Type != api.FrameTyping || f.UserID != "alice" {
+		t.Fatalf("got %+v, want alice typing", f)
+	}
+	// Room events still wait for bob's first frame.
+	s.world.post("r1", "alice", "held")
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	for {
+		f, err := b.Read(ctx)
+		if err != nil {
+			break // quiet
+		}
+		if f.Type != api.FramePresence {
+			t.Fatalf("got %+v during the hold", f)
+		}
+	}
+	send(t, b, api.ClientFrame{Type: api.FramePing})
+	if f := nextSkipping(t, b, api.FramePong, api.FramePresence); f.Type != api.FrameEvent || f.Event.Text != "held" {
+		t.Fatalf("got %+v, want the held event after bob's first frame", f)
+	}
+}
+
+// TestAClientThatResumesNothingIsLiveAtOnce: the resume of nothing that
+// clients send right after hello starts live events without the hold.
+func TestAClientThatResumesNothingIsLiveAtOnce(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: time.Minute})
+	s.world.room("r1", "alice", "bob")
+	b := s.dial(0, "bob") // resumes nothing
+	s.world.post("r1", "alice", "at once")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Text != "at once" {
 		t.Fatalf("got %+v", f.Event)
 	}
 }
@@ -629,9 +697,8 @@ func TestSubmissionsAreBatchedUnderLoad(t *testing.T) {
 	if got, want := s.world.count("submit"), 2; got != want {
 		t.Fatalf("got %d calls for 10 sends, want %d", got, want)
 	}
-	if got := s.hubs[0].Stats().Submitted.Load(); got != 10 {
-		t.Fatalf("got %d submissions handed over, want 10", got)
-	}
+	// The count moves after the call returns, which may be after the acks.
+	eventually(t, "10 submissions handed over", func() bool { return s.hubs[0].Stats().Submitted.Load() == 10 })
 }
 
 // TestSubmissionsOfOtherRoomsDoNotWaitForABusyRoom: while a call for one
@@ -740,7 +807,7 @@ func TestResumeRefusesSeqsTheRoomHasNotReachedAndKeepsTheRoomLive(t *testing.T) 
 			for i := range 3 {
 				s.world.post("r1", "alice", fmt.Sprint("before ", i))
 			}
-			b := s.dial(0, "bob")
+			b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // the resume below is its first frame
 			send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{"r1": tc.seq}})
 			f := expectType(t, b, api.FrameError)
 			if f.Code != "invalid_seq" || !slices.Equal(f.RoomIDs, []string{"r1"}) {
@@ -761,7 +828,7 @@ func TestResumeRefusesSeqsTheRoomHasNotReachedAndKeepsTheRoomLive(t *testing.T) 
 func TestResumeAtTheTrueHeadIsAcceptedWhenThisReplicaLagsBehindIt(t *testing.T) {
 	s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
 	s.world.room("r1", "alice", "bob")
-	b := s.dial(0, "bob")
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // the resume below is its first frame
 	// The replica misses seq 1 for now (in flight to it); bob saw it
 	// through another replica.
 	s.world.mu.Lock()
@@ -778,7 +845,7 @@ func TestResumeAtTheTrueHeadIsAcceptedWhenThisReplicaLagsBehindIt(t *testing.T) 
 func TestResumeOfManyRoomsTheUserLeftIsOneRefusal(t *testing.T) {
 	s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
 	s.world.room("r1", "alice", "bob")
-	b := s.dial(0, "bob")
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true})
 	rooms := map[string]int64{"r1": 0}
 	var left []string
 	for i := range 100 {
@@ -845,5 +912,90 @@ func TestCatchUpDeliversWhatTheFanOutMissed(t *testing.T) {
 	s.world.post("r1", "alice", "live")
 	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 4 {
 		t.Fatalf("got seq %d, want 4", f.Event.Seq)
+	}
+}
+
+// TestAnIdleSocketHoldsNoWriterGoroutine: once its frames are written, an
+// idle socket costs its reader goroutine only; the writer starts again
+// when something is queued.
+func TestAnIdleSocketHoldsNoWriterGoroutine(t *testing.T) {
+	const n = 20
+	s := newStack(t, 1, hub.Config{MaxConnsPerUser: n})
+	s.world.room("r1", "alice")
+	before := runtime.NumGoroutine()
+	conns := make([]*client.WS, n)
+	for i := range conns {
+		conns[i] = s.live(0, "alice") // hello, the resume, a ping answered
+	}
+	// Each socket: the test client's reader and the server's reader
+	// (and a few of the HTTP clients the hub's upstream adapters use).
+	want := before + 2*n + 6
+	eventually(t, "idle writers end", func() bool { return runtime.NumGoroutine() <= want })
+	// A frame for every socket starts writers again, and they deliver.
+	s.world.post("r1", "alice", "to everyone")
+	for _, c := range conns {
+		if f := nextSkipping(t, c, api.FrameAck); f.Type != api.FrameEvent || f.Event.Text != "to everyone" {
+			t.Fatalf("got %+v", f)
+		}
+	}
+	eventually(t, "idle writers end again", func() bool { return runtime.NumGoroutine() <= want })
+}
+
+// TestAnIdleSocketIsPingedAndKeptOpen: the server pings every
+// PingInterval, and a client that answers the pings stays connected past
+// PongWait without sending anything else.
+func TestAnIdleSocketIsPingedAndKeptOpen(t *testing.T) {
+	s := newStack(t, 1, hub.Config{PingInterval: 40 * time.Millisecond, PongWait: 200 * time.Millisecond})
+	d := websocket.Dialer{Subprotocols: []string{api.Subprotocol, api.BearerProtocolPref + s.token("alice")}}
+	c, _, err := d.Dial(s.urls[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var pings atomic.Int32
+	c.SetPingHandler(func(data string) error {
+		pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	// Read (control frames are handled while reading) for five PongWaits.
+	_ = c.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		_, _, err := c.ReadMessage() // the hello, then nothing
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("the socket ended: %v, after %d pings", err, pings.Load())
+		}
+		break
+	}
+	if got := pings.Load(); got < 10 {
+		t.Fatalf("%d pings in a second, want about 25", got)
+	}
+}
+
+// TestASilentClientIsClosedForNoHeartbeat: a client that answers no ping
+// and sends nothing is closed with 1001 once PongWait has passed.
+func TestASilentClientIsClosedForNoHeartbeat(t *testing.T) {
+	s := newStack(t, 1, hub.Config{PingInterval: 40 * time.Millisecond, PongWait: 150 * time.Millisecond})
+	d := websocket.Dialer{Subprotocols: []string{api.Subprotocol, api.BearerProtocolPref + s.token("alice")}}
+	c, _, err := d.Dial(s.urls[0], nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetPingHandler(func(string) error { return nil }) // no pong
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
+			t.Fatalf("the socket ended with %v, want close 1001", err)
+		}
+		return
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/api/client"
 	"github.com/papochat/papo/platform/authn/authntest"
@@ -35,9 +38,16 @@ type stack struct {
 	world *world
 	hubs  []*hub.Hub
 	urls  []string
+	regs  []*prometheus.Registry // each hub's metrics
 }
 
 func newStack(t *testing.T, replicas int, cfg hub.Config) *stack {
+	t.Helper()
+	return newTracedStack(t, replicas, cfg, nil)
+}
+
+// newTracedStack is newStack whose hubs trace with tp (nil: not at all).
+func newTracedStack(t *testing.T, replicas int, cfg hub.Config, tp trace.TracerProvider) *stack {
 	t.Helper()
 	s := &stack{t: t, iss: authntest.New(), world: newWorld()}
 	side := httptest.NewServer(s.world.sidecar())
@@ -45,12 +55,18 @@ func newStack(t *testing.T, replicas int, cfg hub.Config) *stack {
 	u, _ := url.Parse(side.URL)
 	inv := invoke.New(u.Port(), "")
 	for i := 0; i < replicas; i++ {
+		reg := prometheus.NewRegistry()
+		cfg := cfg
+		cfg.Replica = fmt.Sprintf("ws-%d", i+1)
 		h := hub.New(cfg, hub.Deps{
 			Verifier:  s.iss.Verifier(),
 			Sessions:  upstream.Sessions{Invoke: inv, AppID: "auth"},
 			Messages:  upstream.Messages{Invoke: inv, AppID: "message"},
 			Publisher: s.world,
+			Metrics:   hub.NewMetrics(reg),
+			Traces:    tp,
 		})
+		s.regs = append(s.regs, reg)
 		s.world.addReplica(h)
 		mux := http.NewServeMux()
 		mux.Handle("/ws", h)
@@ -70,12 +86,19 @@ func newStack(t *testing.T, replicas int, cfg hub.Config) *stack {
 
 func (s *stack) token(user string) string { return s.iss.Token(user, "sess-"+user, time.Hour) }
 
-// dial connects user to replica i and waits for hello.
+// dial connects user to replica i, waits for hello and resumes nothing,
+// as clients do.
 func (s *stack) dial(i int, user string) *client.WS {
+	s.t.Helper()
+	return s.dialWith(i, user, nil)
+}
+
+// dialWith is dial with options (a resume, or none).
+func (s *stack) dialWith(i int, user string, opts *client.WSOptions) *client.WS {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	w, err := client.DialWS(ctx, s.urls[i], s.token(user), nil)
+	w, err := client.DialWS(ctx, s.urls[i], s.token(user), opts)
 	if err != nil {
 		s.t.Fatalf("dial replica %d as %s: %v", i, user, err)
 	}
@@ -200,6 +223,7 @@ type world struct {
 	// dropFor makes replica i miss the next n room event batches.
 	dropFor     map[int]int
 	publishes   map[string]int // topic → pub/sub messages
+	callTrace   string         // the traceparent of the submit call being stored
 	submissions atomic.Int64
 	history     atomic.Int64 // history fetches
 }
@@ -346,7 +370,7 @@ func (w *world) storeLocked(b events.SubmissionBatch, announce bool) []events.Ou
 	w.submissions.Add(int64(len(b.Submissions)))
 	outcomes := make([]events.Outcome, len(b.Submissions))
 	for i, s := range b.Submissions {
-		out := events.RoomEventBatch{RoomID: s.RoomID}
+		out := events.RoomEventBatch{RoomID: s.RoomID, TraceParent: w.callTrace}
 		r := w.rooms[s.RoomID]
 		key := s.SenderID + "/" + s.ClientID
 		switch {
@@ -430,6 +454,10 @@ func (w *world) sidecar() http.Handler {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		w.publishes["submit"]++
+		// Like the message service, the announcement continues the
+		// call's trace.
+		w.callTrace = r.Header.Get("traceparent")
+		defer func() { w.callTrace = "" }()
 		httpapi.Encode(rw, http.StatusOK, events.SubmitResult{Outcomes: w.storeLocked(b, false)})
 	})
 	mux.HandleFunc("POST "+msg+"/rooms/{id}/read", func(rw http.ResponseWriter, r *http.Request) {

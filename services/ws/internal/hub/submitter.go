@@ -158,8 +158,10 @@ func (s *submitter) deliver(batch []outgoing) {
 	}
 	var res events.SubmitResult
 	var err error
+	sctx, span := h.startSubmit(batch)
+	start := time.Now()
 	for attempt := 0; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(sctx, 10*time.Second)
 		res, err = h.deps.Messages.Submit(ctx, subs)
 		cancel()
 		if err == nil && len(res.Outcomes) != len(batch) {
@@ -173,9 +175,10 @@ func (s *submitter) deliver(batch []outgoing) {
 		}
 	}
 	h.stats.Submitted.Add(int64(len(batch)))
+	defer h.endSubmit(span, batch, start, res, err)
 	if err != nil {
-		h.log.Warn("hand submissions to the message service; publishing them instead", "count", len(batch), "err", err)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		h.log.WarnContext(sctx, "hand submissions to the message service; publishing them instead", "count", len(batch), "err", err)
+		ctx, cancel := context.WithTimeout(sctx, 10*time.Second)
 		_ = h.publishSubmissions(ctx, batch) // tells the senders when it fails
 		cancel()
 		return
