@@ -149,11 +149,17 @@ func (a *App) replace() error {
 	return a.start()
 }
 
-// Kill kills the app and its sidecar with SIGKILL, as a crash would; the
-// supervisor restarts them.
+// Kill kills the app and its sidecar with SIGKILL, as a crash of the whole
+// machine would, and keeps them down — the supervisor leaves them alone —
+// until Restart: an outage that lasts, for tests of what the rest of the
+// stack does meanwhile. KillApp and KillSidecar are crashes the supervisor
+// repairs.
 func (a *App) Kill() {
-	a.KillApp()
-	a.KillSidecar()
+	a.ops.Lock()
+	defer a.ops.Unlock()
+	a.deliberate(true)
+	a.kill(a.proc(false))
+	a.kill(a.proc(true))
 }
 
 // KillApp kills the app process alone with SIGKILL and waits until it is

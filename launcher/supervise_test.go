@@ -146,6 +146,15 @@ func TestDeliberateStopsAndRestartsAreNotCrashes(t *testing.T) {
 	if p := a.proc(false); !p.Exited() {
 		t.Fatal("the stopped app runs again")
 	}
+	// Nor is a Kill: it keeps the app down until Restart.
+	if err := a.Restart(ctx, a.daprdPath); err != nil {
+		t.Fatal(err)
+	}
+	a.Kill()
+	time.Sleep(200 * time.Millisecond)
+	if a.Restarts() != 0 || !a.proc(false).Exited() || !a.proc(true).Exited() {
+		t.Fatalf("a Kill was repaired (%d restarts)", a.Restarts())
+	}
 	// A stopped app that is started again is supervised again.
 	if err := a.Restart(ctx, a.daprdPath); err != nil {
 		t.Fatal(err)
