@@ -17,8 +17,9 @@ import (
 const clockTicks = 100
 
 // usage is a snapshot of the CPU time used so far by every process of a
-// stack (each app, each sidecar, and this process: load generator plus the
-// embedded NATS of the local profile) and by the whole machine.
+// stack (each app, each sidecar, the Kafka stand-in of kafka-postgres, and
+// this process: load generator plus the embedded NATS of the local
+// profile) and by the whole machine.
 type usage struct {
 	at    time.Time
 	procs map[string]float64 // CPU seconds by process name
@@ -28,6 +29,9 @@ type usage struct {
 func sampleUsage(s *launcher.Stack) usage {
 	u := usage{at: time.Now(), procs: map[string]float64{}}
 	pids := map[int]string{os.Getpid(): "bench+nats"}
+	if pid := s.KafkaPid(); pid > 0 {
+		pids[pid] = "kafka"
+	}
 	daprPort := map[string]string{}
 	for _, a := range s.Apps("") {
 		if pid := a.Pid(); pid > 0 {

@@ -273,7 +273,8 @@ func envSecret(c corev1.Container, name string) *corev1.SecretKeySelector {
 }
 
 // checkNetworkPolicies checks that ingress to papo's pods is closed but
-// for the gateway's port from anywhere, ws's port from the gateway, the
+// for the gateway's port from anywhere, ws's port from the gateway and the
+// ingress controller's namespace, the
 // sidecars' internal gRPC port from papo's pods, and the probe ports.
 func checkNetworkPolicies(t *testing.T, policies []networkingv1.NetworkPolicy, deployments map[string]appsv1.Deployment) {
 	t.Helper()
@@ -302,6 +303,11 @@ func checkNetworkPolicies(t *testing.T, policies []networkingv1.NetworkPolicy, d
 					from = []string{"*"}
 				}
 				for _, peer := range rule.From {
+					if ns := peer.NamespaceSelector; ns != nil && peer.PodSelector == nil && peer.IPBlock == nil &&
+						len(ns.MatchExpressions) == 0 && len(ns.MatchLabels) == 1 && ns.MatchLabels["kubernetes.io/metadata.name"] != "" {
+						from = append(from, "ns:"+ns.MatchLabels["kubernetes.io/metadata.name"])
+						continue
+					}
 					if peer.IPBlock != nil || peer.NamespaceSelector != nil || peer.PodSelector == nil {
 						from = append(from, "*")
 						continue
@@ -345,7 +351,8 @@ func checkNetworkPolicies(t *testing.T, policies []networkingv1.NetworkPolicy, d
 		case "gateway":
 			want[int32(a.port)] = []string{"*"}
 		case "ws":
-			want[int32(a.port)] = []string{"gateway"}
+			// The gateway's relay and the ingress controller (/ws).
+			want[int32(a.port)] = []string{"gateway", "ns:ingress-nginx"}
 		default:
 			want[8090] = []string{"*"} // the probe listener: /healthz and /readyz only
 		}
@@ -378,12 +385,11 @@ func envValue(c corev1.Container, name string) string {
 	return ""
 }
 
-// TestKubernetesIngressSendsEverythingToTheGateway: every overlay's
-// ingress sends /ws, with proxy timeouts longer than a live socket stays
-// silent, and the rest to the gateway — never /ws straight to the ws
-// Service, whose port answers only the gateway (the app API token and
-// the NetworkPolicy papo-ws-from-gateway).
-func TestKubernetesIngressSendsEverythingToTheGateway(t *testing.T) {
+// TestKubernetesIngressRoutesWSToTheReplicas: every overlay's ingress
+// sends /ws straight to the ws Service (one hop per socket, the replicas
+// check the token at the handshake), with proxy timeouts longer than a
+// live socket stays silent, and the rest to the gateway.
+func TestKubernetesIngressRoutesWSToTheReplicas(t *testing.T) {
 	for _, overlay := range overlays(t) {
 		t.Run(overlay, func(t *testing.T) {
 			m := build(t, filepath.Join("k8s", "overlays", overlay))
@@ -415,11 +421,11 @@ func TestKubernetesIngressSendsEverythingToTheGateway(t *testing.T) {
 				}
 			}
 			for path, got := range routes {
-				if strings.HasPrefix(got, "ws:") {
-					t.Errorf("ingress sends %s straight to the ws Service", path)
+				if strings.HasPrefix(got, "ws:") && path != "/ws" {
+					t.Errorf("ingress sends %s to the ws Service, which serves only /ws", path)
 				}
 			}
-			for path, want := range map[string]string{"/ws": "gateway:http", "/": "gateway:http"} {
+			for path, want := range map[string]string{"/ws": "ws:http", "/": "gateway:http"} {
 				if got := routes[path]; got != want {
 					t.Errorf("ingress sends %s to %q, want %q", path, got, want)
 				}

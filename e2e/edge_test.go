@@ -275,7 +275,6 @@ func TestInternalRoutesNeedTheAppToken(t *testing.T) {
 		{"presence", "POST", "/internal/v1/presence/connect", `{}`},
 		{"notification", "POST", "/events/room-events", `{}`},
 		{"notification", "GET", "/dapr/subscribe", ""},
-		{"ws-1", "GET", "/ws", ""},
 	} {
 		app := s.App(c.app)
 		if app == nil {
@@ -289,7 +288,7 @@ func TestInternalRoutesNeedTheAppToken(t *testing.T) {
 		if st != http.StatusUnauthorized {
 			t.Errorf("%s %s %s with a wrong token: %d %.200s, want 401", c.app, c.method, c.path, st, body)
 		}
-		if c.method == "GET" && c.path != "/ws" {
+		if c.method == "GET" {
 			st, body = raw(t, app.URL(), c.method, c.path, map[string]string{"dapr-api-token": s.Tokens.App}, "")
 			if st == http.StatusUnauthorized {
 				t.Errorf("%s %s %s with the app token: %d %.200s", c.app, c.method, c.path, st, body)
@@ -299,6 +298,15 @@ func TestInternalRoutesNeedTheAppToken(t *testing.T) {
 	for _, a := range s.Apps("") {
 		if st, _ := raw(t, a.URL(), "GET", "/readyz", nil, ""); st != http.StatusOK {
 			t.Errorf("%s /readyz without a token: %d, want 200", a.Name, st)
+		}
+	}
+	// A ws replica's /ws is public (an ingress may route to it): its guard
+	// is the user's access token, checked before any upgrade.
+	for _, a := range s.Apps("ws") {
+		st, body := raw(t, a.URL(), "GET", "/ws", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket",
+			"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, "")
+		if st != http.StatusUnauthorized || errCode(body) != "missing_token" {
+			t.Errorf("%s /ws without any token: %d %.200s, want 401 missing_token", a.Name, st, body)
 		}
 	}
 }

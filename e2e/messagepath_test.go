@@ -60,6 +60,61 @@ func TestNATSMySQLProfileMessagePath(t *testing.T) {
 	testCrossReplicas(t, stack(t, "nats-mysql"))
 }
 
+// TestKafkaPostgresProfileMessagePath: the same on Kafka (the launcher's
+// kfake stand-in) and PostgreSQL.
+func TestKafkaPostgresProfileMessagePath(t *testing.T) {
+	testCrossReplicas(t, stack(t, "kafka-postgres"))
+}
+
+// TestKafkaKeepsARoomsOrderThroughTheBroker: sends through the REST API
+// travel over messages.submitted, a topic of four partitions on Kafka.
+// Keyed by their room, they land in one partition and are stored in the
+// order they were sent; unkeyed, each would take a partition at random
+// and the message service, reading the partitions side by side, would
+// store them out of order.
+func TestKafkaKeepsARoomsOrderThroughTheBroker(t *testing.T) {
+	s := stack(t, "kafka-postgres")
+	ctx := context.Background()
+	alice := newUser(t, s, "alice")
+	room, err := alice.CreateRoom(ctx, "order "+randomName(""), api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	for i := range n {
+		if err := alice.Send(ctx, room.ID, fmt.Sprintf("o-%02d", i), fmt.Sprintf("message %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []api.Event
+	deadline := time.Now().Add(30 * time.Second)
+	for len(msgs) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d messages stored after 30s", len(msgs), n)
+		}
+		hist, err := alice.EventsAfter(ctx, room.ID, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgs = msgs[:0]
+		for _, e := range hist.Events {
+			if e.Type == api.EventMessage {
+				msgs = append(msgs, e)
+			}
+		}
+		time.Sleep(100 * time.Millisecond) // polling, bounded by the deadline
+	}
+	for i, e := range msgs {
+		if want := fmt.Sprintf("o-%02d", i); e.ClientID != want {
+			got := make([]string, len(msgs))
+			for j, m := range msgs {
+				got[j] = m.ClientID
+			}
+			t.Fatalf("message %d is %s, want %s: stored in the order %v", i, e.ClientID, want, got)
+		}
+	}
+}
+
 func testCrossReplicas(t *testing.T, s *launcher.Stack) {
 	ctx := context.Background()
 	alice, bob := newUser(t, s, "alice"), newUser(t, s, "bob")

@@ -11,10 +11,11 @@ import (
 	"github.com/papochat/papo/launcher"
 )
 
-// forEachProfile runs a presence test on the local profile (SQLite TTLs)
-// and on Redis (skipped when Redis does not answer).
+// forEachProfile runs a presence test on the local profile (SQLite TTLs),
+// on Redis (skipped when Redis does not answer) and on kafka-postgres
+// (PostgreSQL TTLs, presence announced over Kafka).
 func forEachProfile(t *testing.T, test func(*testing.T, *launcher.Stack)) {
-	for _, profile := range []string{"local", "redis"} {
+	for _, profile := range []string{"local", "redis", "kafka-postgres"} {
 		t.Run(profile, func(t *testing.T) { test(t, stack(t, profile)) })
 	}
 }
@@ -167,7 +168,7 @@ func presenceOfflineAfterDisconnect(t *testing.T, s *launcher.Stack) {
 
 // TestPresenceKilledReplica kills ws-1 with SIGKILL while a user is
 // connected there only: the observer on ws-2 sees them offline within 30 s.
-// ws-1 is restarted for the tests that follow.
+// ws-1 is restarted, and delivering live, for the tests that follow.
 func TestPresenceKilledReplica(t *testing.T) {
 	forEachProfile(t, presenceKilledReplica)
 }
@@ -189,7 +190,9 @@ func presenceKilledReplica(t *testing.T, s *launcher.Stack) {
 		}
 		if err != nil {
 			t.Errorf("restart ws-1: %v", err)
+			return
 		}
+		waitLive(t, s, "ws-1")
 	})
 	f, ok := watch.next(t, 30*time.Second-time.Since(killed))
 	if !ok || f.Status != api.Offline {

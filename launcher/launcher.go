@@ -1,5 +1,6 @@
 // Package launcher starts a whole papo stack on one machine: the profile's
-// infrastructure (an embedded NATS JetStream for the local profile), every
+// infrastructure (an embedded NATS JetStream for the local profile, a Kafka
+// stand-in for kafka-postgres), every
 // service with its own daprd sidecar, two ws replicas, and waits until each
 // is ready. `make run` (cmd/papo) and the end-to-end tests use it alike.
 package launcher
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/launcher/daprd"
+	"github.com/papochat/papo/launcher/kafkafake"
 	"github.com/papochat/papo/launcher/natsjs"
 	"github.com/papochat/papo/platform/events"
 )
@@ -103,6 +105,7 @@ type Stack struct {
 	// endpoint is set.
 	tracing string
 	nats    *natsjs.Server
+	kafka   *kafkafake.Server
 	sink    *pushSink
 	apps    []*App
 	lock    *os.File
@@ -264,6 +267,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			return nil, err
 		}
 	}
+	if profile.EmbeddedKafka {
+		if err := s.startKafka(ctx, binDir); err != nil {
+			return nil, err
+		}
+		vars["PAPO_KAFKA_BROKERS"] = s.kafka.Addr()
+		fmt.Fprintf(opts.Progress, "papo: embedded Kafka (kfake) on %s, data in %s\n", s.kafka.Addr(), filepath.Join(dataDir, "kafka"))
+	}
 	if opts.RedisDB < 0 || opts.RedisDB > 15 {
 		return nil, fmt.Errorf("redis database %d is not 0-15", opts.RedisDB)
 	}
@@ -371,6 +381,10 @@ func (s *Stack) Stop() {
 		s.nats.Stop()
 		s.nats = nil
 	}
+	if s.kafka != nil {
+		s.kafka.Stop()
+		s.kafka = nil
+	}
 	if s.sink != nil {
 		s.sink.stop()
 		s.sink = nil
@@ -384,6 +398,43 @@ func (s *Stack) Stop() {
 		s.lock.Close()
 		s.lock = nil
 	}
+}
+
+// KafkaPid is the process id of the Kafka stand-in (kafka-postgres), or
+// 0 when the stack runs none; benchmarks count its CPU.
+func (s *Stack) KafkaPid() int {
+	if s.kafka == nil {
+		return 0
+	}
+	return s.kafka.Pid()
+}
+
+// startKafka builds and starts the Kafka stand-in with its data in the
+// data dir. Each topic keeps its messages as long as its JetStream stream
+// in the local profile does (natsjs): announcements of what is durable
+// elsewhere a quarter of an hour, the queues of work a day.
+func (s *Stack) startKafka(ctx context.Context, binDir string) error {
+	bin := filepath.Join(binDir, "kafkafake")
+	fmt.Fprintf(s.opts.Progress, "papo: building the Kafka stand-in (tools/kafkafake) into %s\n", bin)
+	if err := kafkafake.Build(ctx, s.opts.Root, bin); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	topics := map[string]time.Duration{}
+	for _, topic := range events.AllTopics {
+		topics[topic] = natsjs.StreamConfig(topic, 24*time.Hour).MaxAge
+	}
+	s.kafka, err = kafkafake.Start(ctx, kafkafake.Options{
+		Bin:     bin,
+		Port:    port,
+		DataDir: filepath.Join(s.DataDir, "kafka"),
+		Topics:  topics,
+		Log:     s.opts.Log,
+	})
+	return err
 }
 
 // DaprdPath returns the daprd binary the stack uses.

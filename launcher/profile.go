@@ -16,6 +16,9 @@ type Profile struct {
 	Name string
 	// EmbeddedNATS starts a JetStream server inside the launcher.
 	EmbeddedNATS bool
+	// EmbeddedKafka starts the Kafka stand-in (tools/kafkafake) as a
+	// process of the stack; its address is ${PAPO_KAFKA_BROKERS}.
+	EmbeddedKafka bool
 	// NATSURL is an external JetStream server whose streams the launcher
 	// creates before the sidecars start.
 	NATSURL string
@@ -30,6 +33,7 @@ var Profiles = map[string]Profile{
 	"redis":             {Name: "redis", Needs: []string{"127.0.0.1:6379"}},
 	"rabbitmq-postgres": {Name: "rabbitmq-postgres", Needs: []string{"127.0.0.1:5672", "127.0.0.1:5432"}},
 	"nats-mysql":        {Name: "nats-mysql", NATSURL: "nats://127.0.0.1:4222", Needs: []string{"127.0.0.1:4222", "127.0.0.1:3306"}},
+	"kafka-postgres":    {Name: "kafka-postgres", EmbeddedKafka: true, Needs: []string{"127.0.0.1:5432"}},
 	"kafka-mongodb":     {Name: "kafka-mongodb", Needs: []string{"127.0.0.1:9092", "127.0.0.1:27017"}},
 }
 
@@ -55,7 +59,8 @@ func (p Profile) CheckNeeds(ctx context.Context) error {
 }
 
 // renderComponents copies the profile's component files into dst,
-// replacing ${PAPO_…} placeholders (data dir, embedded NATS URL) with the
+// replacing ${PAPO_…} placeholders (data dir, embedded NATS URL, embedded
+// Kafka address) with the
 // stack's values. Other ${…} text is left alone.
 func renderComponents(src, dst string, vars map[string]string) error {
 	entries, err := os.ReadDir(src)

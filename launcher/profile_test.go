@@ -26,13 +26,14 @@ func TestExpandFillsOnlyKnownPlaceholders(t *testing.T) {
 }
 
 // TestEveryProfileRendersItsComponents renders each profile folder the
-// way Start does and checks the launcher's own profiles (local, redis) keep no placeholder.
+// way Start does and checks the launcher's own profiles (local, redis,
+// kafka-postgres) keep no placeholder.
 func TestEveryProfileRendersItsComponents(t *testing.T) {
 	root, err := FindRoot(".")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"PAPO_DATA_DIR": "/d", "PAPO_NATS_URL": "nats://x", "PAPO_SECRETS_FILE": "/d/s.json", "PAPO_PUSH_URL": "http://p", "PAPO_REDIS_DB": "0"}
+	vars := map[string]string{"PAPO_DATA_DIR": "/d", "PAPO_NATS_URL": "nats://x", "PAPO_SECRETS_FILE": "/d/s.json", "PAPO_PUSH_URL": "http://p", "PAPO_REDIS_DB": "0", "PAPO_KAFKA_BROKERS": "127.0.0.1:1"}
 	for name := range Profiles {
 		src := filepath.Join(root, "components", name)
 		if _, err := os.Stat(src); err != nil {
@@ -44,7 +45,7 @@ func TestEveryProfileRendersItsComponents(t *testing.T) {
 			t.Errorf("render %s: %v", name, err)
 			continue
 		}
-		if name != "local" && name != "redis" {
+		if name != "local" && name != "redis" && name != "kafka-postgres" {
 			continue
 		}
 		files, _ := filepath.Glob(filepath.Join(dst, "*.yaml"))

@@ -70,6 +70,48 @@ type SubmissionBatch struct {
 	Submissions []Submission `json:"submissions"`
 }
 
+// PartitionKey is the room of a batch whose submissions are all of one
+// room, and "" otherwise: publishers send it as the partitionKey metadata
+// (PartitionKeyMetadata), so a room's submissions keep their order
+// through a broker that splits a topic into partitions.
+func (b SubmissionBatch) PartitionKey() string {
+	if len(b.Submissions) == 0 {
+		return ""
+	}
+	room := b.Submissions[0].RoomID
+	for _, s := range b.Submissions[1:] {
+		if s.RoomID != room {
+			return ""
+		}
+	}
+	return room
+}
+
+// PartitionKeyMetadata is the pub/sub metadata that names a message's
+// partition key. Dapr 1.14's Kafka component makes it the record's key,
+// and Kafka's default partitioner puts one key in one partition, which
+// one consumer of a group reads in order; without a key each record goes
+// to a partition at random and a room's messages may overtake each
+// other. Brokers that keep one order per topic (NATS JetStream, Redis
+// Streams, RabbitMQ) ignore it.
+const PartitionKeyMetadata = "partitionKey"
+
+// Keyed is a payload whose order matters among payloads of the same key.
+type Keyed interface {
+	PartitionKey() string
+}
+
+// PublishMetadata is the metadata to publish payload with: its partition
+// key when it is Keyed and has one, else nil.
+func PublishMetadata(payload any) map[string]string {
+	if k, ok := payload.(Keyed); ok {
+		if key := k.PartitionKey(); key != "" {
+			return map[string]string{PartitionKeyMetadata: key}
+		}
+	}
+	return nil
+}
+
 // SubmitRoute is the message service's route that appends a
 // SubmissionBatch and answers a SubmitResult once every submission of it
 // is stored or refused (service invocation, app-id "message").
@@ -128,6 +170,10 @@ type RoomEventBatch struct {
 	// drop the CloudEvent's own traceparent (go-sdk 1.11 Receive).
 	TraceParent string `json:"traceparent,omitempty"`
 }
+
+// PartitionKey is the batch's room: announcements of one room keep their
+// order through a partitioned topic (see PartitionKeyMetadata).
+func (b RoomEventBatch) PartitionKey() string { return b.RoomID }
 
 // Signal kinds.
 const (

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"log/slog"
 	"net/http"
+	"slices"
 )
 
 // AppTokenHeader carries the app API token: daprd sets it on every call
@@ -23,10 +24,14 @@ const AppTokenHeader = "dapr-api-token"
 // The compare runs in constant time over SHA-256 digests, so neither the
 // token nor its length leaks through timing. An empty token refuses every
 // request but the probes: a service misconfigured that way stays closed.
-func RequireAppToken(token string, log *slog.Logger, next http.Handler) http.Handler {
+//
+// public lists further paths that anyone may GET: endpoints whose own
+// guard is something else (ws's /ws checks the user's access token at the
+// handshake).
+func RequireAppToken(token string, log *slog.Logger, next http.Handler, public ...string) http.Handler {
 	want := sha256.Sum256([]byte(token))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isProbe(r) {
+		if isProbe(r) || (r.Method == http.MethodGet && slices.Contains(public, r.URL.Path)) {
 			next.ServeHTTP(w, r)
 			return
 		}

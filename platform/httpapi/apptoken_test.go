@@ -40,8 +40,11 @@ func TestRequireAppTokenLetsOnlyTheSidecarAndProbesThrough(t *testing.T) {
 		{"probe by HEAD", "HEAD", "/readyz", "", 204},
 		{"a probe path that walks elsewhere", "GET", "/healthz/../internal/v1/revocations", "", 401},
 		{"POST to a probe path", "POST", "/healthz", "", 401},
+		{"a public path", "GET", "/ws", "", 204},
+		{"POST to a public path", "POST", "/ws", "", 401},
+		{"below a public path", "GET", "/ws/x", "", 401},
 	}
-	h := httpapi.RequireAppToken(token, quiet, inner)
+	h := httpapi.RequireAppToken(token, quiet, inner, "/ws")
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			sawToken = nil

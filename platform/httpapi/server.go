@@ -56,9 +56,9 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 // the probes needs the app API token (RequireAppToken), and when
 // probeAddr is not empty the probes are served there too (ListenProbes).
 // Every papo service but the gateway, whose listener is public, listens
-// this way.
-func ListenApp(addr, probeAddr, appToken string, h http.Handler, log *slog.Logger) (*Server, error) {
-	s, err := Listen(addr, RequireAppToken(appToken, log, h), log)
+// this way; public are paths anyone may GET (RequireAppToken).
+func ListenApp(addr, probeAddr, appToken string, h http.Handler, log *slog.Logger, public ...string) (*Server, error) {
+	s, err := Listen(addr, RequireAppToken(appToken, log, h, public...), log)
 	if err != nil {
 		return nil, err
 	}

@@ -36,12 +36,20 @@ type Config struct {
 	// MaxRoomsPerUser caps the rooms (DMs apart) a user may create or
 	// join: 409 too_many_rooms past it.
 	MaxRoomsPerUser int `envconfig:"MESSAGE_MAX_ROOMS_PER_USER" default:"1000"`
+	// RoundInterval is the least time between two commit rounds: more
+	// latency (up to it) for fewer sidecar calls per message under load.
+	// 0, the default, starts each round as soon as the last has committed
+	// (docs/message.md; docs/benchmarks.md measures the trade).
+	RoundInterval time.Duration `envconfig:"MESSAGE_ROUND_INTERVAL" default:"0s"`
 }
 
 // Validate implements settings.Validator.
 func (c Config) Validate() error {
 	if c.MaxRoomsPerUser < 1 {
 		return errors.New("MESSAGE_MAX_ROOMS_PER_USER must be at least 1")
+	}
+	if c.RoundInterval < 0 || c.RoundInterval > time.Second {
+		return errors.New("MESSAGE_ROUND_INTERVAL must be between 0 and 1s")
 	}
 	return nil
 }
@@ -78,6 +86,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	rooms := room.New(store, pub, log)
 	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
 	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
+	rooms.SetRoundInterval(cfg.RoundInterval)
 
 	// Tokens are verified against the auth app's JWKS, fetched through
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The

@@ -53,6 +53,8 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"DAPR_GRPC_PORT": "70000"},
 		{"LOG_LEVEL": "loud"},
 		{"AUTH_LEEWAY": "soon"},
+		{"MESSAGE_ROUND_INTERVAL": "-1ms"},
+		{"MESSAGE_ROUND_INTERVAL": "2s"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
 			for k, v := range env {

@@ -223,14 +223,17 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}))
 	// /ws stays outside the access log: its response writer must remain
 	// an http.Hijacker for the upgrade. The hub logs sockets itself.
+	// /ws is public: its guard is the user's access token, checked at the
+	// handshake (with the origin and the limits), so a client may reach it
+	// through the gateway's hand-off or relay, or straight from an ingress
+	// (docs/deploy.md). Every other route but the probes needs the app
+	// token.
 	handler := http.NewServeMux()
 	handler.Handle("GET /ws", httpapi.RequestIDs(h))
 	handler.Handle("/", httpapi.RequestIDs(httpapi.AccessLog(log)(httpapi.Recover(log)(mux))))
 
 	// Listen before touching the sidecar: daprd waits for the app port.
-	// Every route but the probes needs the app token: /ws is reached only
-	// through the gateway's proxy, which presents it.
-	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log)
+	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log, "/ws")
 	if err != nil {
 		return err
 	}

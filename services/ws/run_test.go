@@ -275,8 +275,8 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.GCPercent != 50 || cfg.Hub.SubmitInflight != 4 {
-		t.Fatalf("GC percent %d, submit inflight %d; want the defaults 50 and 4", cfg.GCPercent, cfg.Hub.SubmitInflight)
+	if cfg.GCPercent != 50 || cfg.Hub.SubmitInflight != 2 {
+		t.Fatalf("GC percent %d, submit inflight %d; want the defaults 50 and 2", cfg.GCPercent, cfg.Hub.SubmitInflight)
 	}
 	if len(cfg.Hub.AllowedOrigins) != 2 || cfg.Hub.MaxConnsPerUser != 3 || cfg.Hub.QueueBytes != 1<<20 {
 		t.Fatalf("got %+v", cfg.Hub)

@@ -12,6 +12,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 	json "github.com/goccy/go-json"
 
+	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/telemetry"
 )
 
@@ -39,8 +40,14 @@ func (d *Dapr) Publish(ctx context.Context, topic string, payload any) error {
 	if err != nil {
 		return fmt.Errorf("encode payload for %s: %w", topic, err)
 	}
+	opts := []dapr.PublishEventOption{dapr.PublishEventWithContentType("application/json")}
+	// A room's submissions and announcements carry the room as their
+	// partition key, which keeps them in order on Kafka.
+	if md := events.PublishMetadata(payload); md != nil {
+		opts = append(opts, dapr.PublishEventWithMetadata(md))
+	}
 	start := time.Now()
-	err = d.client.PublishEvent(ctx, d.pubsub, topic, b, dapr.PublishEventWithContentType("application/json"))
+	err = d.client.PublishEvent(ctx, d.pubsub, topic, b, opts...)
 	d.metrics.Observe(topic, start, err)
 	if err != nil {
 		return fmt.Errorf("publish to %s/%s: %w", d.pubsub, topic, err)

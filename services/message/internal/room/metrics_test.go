@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -311,4 +312,37 @@ func names(spans tracetest.SpanStubs) []string {
 		out = append(out, s.Name)
 	}
 	return out
+}
+
+// TestARoundIntervalGathersWhatArrivesMeanwhile: with a round interval,
+// the sends that arrive while the writer waits after a round go in one
+// round; the first after a quiet spell is not held.
+func TestARoundIntervalGathersWhatArrivesMeanwhile(t *testing.T) {
+	f := newFixture(t)
+	reg := prometheus.NewRegistry()
+	f.svc.SetTelemetry(room.NewMetrics(reg), nil)
+	f.svc.SetRoundInterval(300 * time.Millisecond)
+	rooms := make([]api.Room, 6)
+	for i := range rooms {
+		rooms[i] = f.roomWith(t, "alice")
+	}
+	start := time.Now()
+	consume(t, f.svc, msg(rooms[0].ID, "alice", "first", "x"))
+	if held := time.Since(start); held > 200*time.Millisecond {
+		t.Fatalf("the first send after a quiet spell waited %v", held)
+	}
+	var wg sync.WaitGroup
+	for i, r := range rooms[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f.svc.Consume(ctx, events.SubmissionBatch{Submissions: []events.Submission{msg(r.ID, "alice", fmt.Sprint("m", i), "x")}}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := sample(t, reg, "papo_message_rounds_total", nil); got != 2 {
+		t.Fatalf("%v rounds for a send and then five sends within the interval, want 2", got)
+	}
 }

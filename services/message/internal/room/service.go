@@ -92,6 +92,13 @@ func New(store statestore.Store, pub Publisher, log *slog.Logger) *Service {
 	return s
 }
 
+// SetRoundInterval makes the writer start a commit round at most every d:
+// submissions that arrive meanwhile wait and go together, so each
+// message costs fewer sidecar calls for up to d more latency. Zero (the
+// default) starts each round as soon as the last one has committed. Set it
+// before the Service takes submissions.
+func (s *Service) SetRoundInterval(d time.Duration) { s.writer.roundEvery = max(d, 0) }
+
 // maxAttempts bounds the re-read-and-retry loop of one change under
 // contention; past it the change fails as Unavailable (and a submission is
 // redelivered by the broker).

@@ -5,14 +5,15 @@ package bus
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
 	"time"
 
 	dapr "github.com/dapr/go-sdk/client"
+	json "github.com/goccy/go-json"
 
+	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/telemetry"
 )
@@ -25,9 +26,13 @@ type Publisher struct {
 }
 
 // Publish implements hub.Publisher.
-func (p Publisher) Publish(ctx context.Context, pubsub, topic string, data []byte) error {
+func (p Publisher) Publish(ctx context.Context, pubsub, topic, key string, data []byte) error {
+	opts := []dapr.PublishEventOption{dapr.PublishEventWithContentType("application/json")}
+	if key != "" {
+		opts = append(opts, dapr.PublishEventWithMetadata(map[string]string{events.PartitionKeyMetadata: key}))
+	}
 	start := time.Now()
-	err := p.Client.PublishEvent(ctx, pubsub, topic, data, dapr.PublishEventWithContentType("application/json"))
+	err := p.Client.PublishEvent(ctx, pubsub, topic, data, opts...)
 	p.Metrics.Observe(topic, start, err)
 	if err != nil {
 		return fmt.Errorf("publish to %s/%s: %w", pubsub, topic, err)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -136,23 +137,40 @@ func (b *batcher) flush() {
 	}
 }
 
+// publishSubmissions publishes the submissions to messages.submitted, one
+// message per room with the room as its partition key, so that a room's
+// submissions keep the order they were sent in on a broker that
+// partitions the topic (Kafka). A room whose publish fails has its
+// senders told; the other rooms' go on.
 func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) error {
-	batch := events.SubmissionBatch{Submissions: make([]events.Submission, len(items))}
-	for i, it := range items {
-		batch.Submissions[i] = it.sub
-	}
-	err := h.deps.Publisher.Publish(ctx, events.PubSub, events.TopicSubmitted, encode(batch))
-	if err != nil {
-		h.log.Error("publish submissions", "count", len(items), "err", err)
-		for _, it := range items {
-			if it.from.takePending(it.sub.RoomID, it.sub.ClientID) {
-				it.from.sendError("unavailable", "the message could not be sent; retry with the same client_id", it.sub.ClientID)
-			}
+	var rooms []string
+	byRoom := map[string][]outgoing{}
+	for _, it := range items {
+		if _, ok := byRoom[it.sub.RoomID]; !ok {
+			rooms = append(rooms, it.sub.RoomID)
 		}
-		return err
+		byRoom[it.sub.RoomID] = append(byRoom[it.sub.RoomID], it)
 	}
-	h.stats.Published.Add(1)
-	return nil
+	var errs []error
+	for _, room := range rooms {
+		its := byRoom[room]
+		batch := events.SubmissionBatch{Submissions: make([]events.Submission, len(its))}
+		for i, it := range its {
+			batch.Submissions[i] = it.sub
+		}
+		if err := h.deps.Publisher.Publish(ctx, events.PubSub, events.TopicSubmitted, room, encode(batch)); err != nil {
+			h.log.Error("publish submissions", "room_id", room, "count", len(its), "err", err)
+			for _, it := range its {
+				if it.from.takePending(it.sub.RoomID, it.sub.ClientID) {
+					it.from.sendError("unavailable", "the message could not be sent; retry with the same client_id", it.sub.ClientID)
+				}
+			}
+			errs = append(errs, err)
+			continue
+		}
+		h.stats.Published.Add(1)
+	}
+	return errors.Join(errs...)
 }
 
 func (h *Hub) publishSignals(ctx context.Context, items []outgoing) error {
@@ -161,7 +179,7 @@ func (h *Hub) publishSignals(ctx context.Context, items []outgoing) error {
 		batch.Signals[i] = it.sig
 	}
 	// Signals are best effort: a lost typing notice is not worth a retry.
-	if err := h.deps.Publisher.Publish(ctx, events.Fanout, events.TopicSignals, encode(batch)); err != nil {
+	if err := h.deps.Publisher.Publish(ctx, events.Fanout, events.TopicSignals, "", encode(batch)); err != nil {
 		h.log.Warn("publish signals", "count", len(items), "err", err)
 		return err
 	}

@@ -2,11 +2,11 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"slices"
 	"strconv"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"

@@ -9,7 +9,6 @@ package hub
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -17,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	json "github.com/goccy/go-json"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -28,9 +28,11 @@ import (
 	"github.com/papochat/papo/platform/httpapi"
 )
 
-// Publisher publishes one JSON payload to a pub/sub topic.
+// Publisher publishes one JSON payload to a pub/sub topic. key, when not
+// empty, is its partition key (events.PartitionKeyMetadata): payloads of
+// one key keep their order on a broker that partitions the topic.
 type Publisher interface {
-	Publish(ctx context.Context, pubsub, topic string, data []byte) error
+	Publish(ctx context.Context, pubsub, topic, key string, data []byte) error
 }
 
 // Messages is what the hub asks of the message service.
@@ -98,7 +100,10 @@ type Config struct {
 	TypingEvery time.Duration
 	// SubmitQueue bounds submissions waiting to be handed to the message
 	// service; MaxBatch bounds submissions per call (and typing signals
-	// per pub/sub message); SubmitInflight bounds the calls in flight.
+	// per pub/sub message); SubmitInflight bounds the calls in flight
+	// (two: one being stored while the next gathers what arrives; the
+	// message service commits whatever reached it together anyway, so more
+	// calls only cost sidecar work).
 	// BatchWindow optionally waits that long for more signals before
 	// publishing them.
 	SubmitQueue    int
@@ -131,7 +136,7 @@ func DefaultConfig() Config {
 		TypingEvery:     2 * time.Second,
 		SubmitQueue:     8192,
 		MaxBatch:        256,
-		SubmitInflight:  4,
+		SubmitInflight:  2,
 		HistoryPage:     api.MaxPageLimit,
 		PendingAcks:     512,
 	}

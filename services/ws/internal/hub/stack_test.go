@@ -330,7 +330,7 @@ func (w *world) count(topic string) int {
 }
 
 // Publish implements hub.Publisher.
-func (w *world) Publish(_ context.Context, pubsub, topic string, data []byte) error {
+func (w *world) Publish(_ context.Context, pubsub, topic, _ string, data []byte) error {
 	if w.failPublish.Load() {
 		return errors.New("broker down")
 	}
