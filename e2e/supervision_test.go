@@ -125,7 +125,8 @@ func readyz(url string) (int, string) {
 // announced, restarted (the other process of the pair keeps running), and
 // readiness says so meanwhile — the app's own /readyz, the gateway's
 // /readyz and GET /api/v1/status — then everything works again. The stack
-// waits 3 s before each restart, so the outage is long enough to watch.
+// waits 3 s before each restart, so the outage is long enough to watch
+// (6 s for the second of an app's crashes within 30 s: the backoff).
 func TestTheLauncherRestartsWhatDies(t *testing.T) {
 	s, tail := ownStack(t, "supervision", "local", func(o *launcher.Options) {
 		o.RestartDelay = 3 * time.Second
@@ -213,6 +214,25 @@ func TestTheLauncherRestartsWhatDies(t *testing.T) {
 			})
 		})
 	}
+	t.Run("the gateway", func(t *testing.T) {
+		gw := s.App("gateway")
+		pid := gw.Pid()
+		gw.KillApp()
+		within(t, 3*time.Second, "the gateway to be gone", func() bool {
+			st, _ := readyz(s.GatewayURL)
+			return st == 0
+		})
+		within(t, 60*time.Second, "the gateway back, every service up", func() bool {
+			st, err := serviceStatus(t, s)
+			return err == nil && st.Status == "ok"
+		})
+		if gw.Pid() == pid {
+			t.Error("the gateway was not replaced")
+		}
+		if _, err := u.Rooms(ctx); err != nil {
+			t.Fatalf("a REST call through the restarted gateway: %v", err)
+		}
+	})
 	within(t, 10*time.Second, "every service up", func() bool {
 		st, err := serviceStatus(t, s)
 		return err == nil && st.Status == "ok"
