@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"sync"
 	"time"
@@ -107,11 +108,7 @@ func (b *statusBoard) set(name string, err error) {
 func (b *statusBoard) snapshot() map[string]string {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
-	out := make(map[string]string, len(b.state))
-	for k, v := range b.state {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(b.state)
 }
 
 // checks are the board as readiness checks: one per service, failing
@@ -131,11 +128,9 @@ func (b *statusBoard) checks() map[string]httpapi.Check {
 	return out
 }
 
-type statusError string
-
-func (e statusError) Error() string { return string(e) }
-
-const errServiceDown = statusError("unavailable")
+// errServiceDown is a down service's readiness failure; /readyz shows
+// its text.
+var errServiceDown = errors.New("unavailable")
 
 // handleStatus answers GET /api/v1/status.
 func handleStatus(b *statusBoard) http.Handler {
