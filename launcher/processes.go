@@ -127,8 +127,9 @@ func (a *App) deliberate(stopped bool) {
 }
 
 // Restart stops the app and its sidecar (gracefully, if they run) and
-// starts them again on the same ports, then waits until the app is ready.
-// daprdPath is the daprd to run from now on.
+// starts them again on the same ports, then waits until the app is ready
+// and service invocation to and from it works again. daprdPath is the
+// daprd to run from now on.
 func (a *App) Restart(ctx context.Context, daprdPath string) error {
 	a.mu.Lock()
 	a.daprdPath = daprdPath
@@ -136,7 +137,10 @@ func (a *App) Restart(ctx context.Context, daprdPath string) error {
 	if err := a.replace(); err != nil {
 		return err
 	}
-	return a.waitReady(ctx)
+	if err := a.waitReady(ctx); err != nil {
+		return err
+	}
+	return a.stack.waitInvocationAround(ctx, a)
 }
 
 // replace stops the app and its sidecar, if they run, and starts them

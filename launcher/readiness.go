@@ -100,38 +100,66 @@ func (s *Stack) waitInvocation(ctx context.Context) error {
 	for _, a := range s.apps {
 		ids[a.AppID] = true
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
 	for _, from := range s.apps {
-		if !from.invokes {
-			continue
-		}
 		for id := range ids {
-			url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
-			var last string
-			for {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-				req.Header.Set("dapr-api-token", s.Tokens.Dapr)
-				resp, err := hc.Do(req)
-				if err == nil {
-					b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						break
-					}
-					last = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(string(b)))
-				} else {
-					last = err.Error()
-				}
-				// Service invocation has no circuit breaker (the profiles'
-				// resiliency.yaml says why), so quick probes of an app-id
-				// that does not resolve yet cost nothing but the calls.
-				select {
-				case <-ctx.Done():
-					return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
-				case <-time.After(100 * time.Millisecond):
-				}
+			if err := s.waitInvoke(ctx, from, id); err != nil {
+				return err
 			}
 		}
 	}
 	return nil
+}
+
+// waitInvocationAround waits until every sidecar can invoke a's app-id
+// and a's sidecar can invoke every app-id: after a restart, the other
+// sidecars' connections to a's old sidecar are broken, and a new sidecar
+// resolves the others afresh, a moment after the app is ready.
+func (s *Stack) waitInvocationAround(ctx context.Context, a *App) error {
+	for _, from := range s.apps {
+		if err := s.waitInvoke(ctx, from, a.AppID); err != nil {
+			return err
+		}
+	}
+	for _, b := range s.apps {
+		if err := s.waitInvoke(ctx, a, b.AppID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitInvoke waits until from's sidecar, if it serves service invocation,
+// invokes id's /healthz.
+func (s *Stack) waitInvoke(ctx context.Context, from *App, id string) error {
+	if !from.invokes {
+		return nil
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	from.mu.Lock()
+	url := fmt.Sprintf("http://127.0.0.1:%d/v1.0/invoke/%s/method/healthz", from.DaprHTTP, id)
+	from.mu.Unlock()
+	var last string
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("dapr-api-token", s.Tokens.Dapr)
+		resp, err := hc.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = fmt.Sprintf("%s %s", resp.Status, strings.TrimSpace(string(b)))
+		} else {
+			last = err.Error()
+		}
+		// Service invocation has no circuit breaker (the profiles'
+		// resiliency.yaml says why), so quick probes of an app-id that
+		// does not resolve yet cost nothing but the calls.
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s's sidecar cannot invoke %s: %w (last: %s)", from.Name, id, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

@@ -119,6 +119,14 @@ func (a *App) supervise(ctx context.Context) {
 			}
 			continue
 		}
+		// Ready is not reachable yet: the other sidecars reconnect to a
+		// restarted one a moment later.
+		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err = s.waitInvocationAround(ictx, a)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			s.alert("!!! %s is ready but not reachable through the sidecars: %v", a.Name, firstLine(err))
+		}
 		s.alert("%s is ready again, %s after the exit (restarted: %s)", a.Name, time.Since(down).Round(time.Millisecond), restarted)
 	}
 }
