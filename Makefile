@@ -7,11 +7,12 @@ GO ?= go
 PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
 TEST_TIMEOUT ?= 25m
 
-.PHONY: run test test-unit test-e2e test-deploy test-tools bench daprd vet fmt tidy clean help
+.PHONY: run test test-unit test-e2e test-deploy test-tools chaos bench daprd vet fmt tidy clean help
 
 help:
 	@echo "make run [PROFILE=local|redis|rabbitmq-postgres|nats-mysql|kafka-postgres]  start the whole system"
 	@echo "make test                                   unit + end-to-end tests (real daprd sidecars)"
+	@echo "make chaos [PROFILE=…]                      10 min at 200 msgs/s, a fault every 30 s; report in .data/chaos/ (docs/ops.md)"
 	@echo "make bench                                  benchmarks (results: docs/benchmarks.md)"
 	@echo "make daprd                                  build the pinned daprd 1.14.0 now"
 
@@ -40,6 +41,14 @@ test-unit:
 
 test-e2e:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -v ./e2e/...
+
+## chaos: the long fault suite (e2e TestChaos): clients chat at 200 msgs/s for
+## 10 minutes while a process is killed, or the profile's broker restarted,
+## every 30 s; the checker holds the result to the delivery promise and the
+## report (.data/chaos/<profile>.md) says what each fault cost.
+## PAPO_CHAOS_DURATION and PAPO_CHAOS_RATE change the length and the rate.
+chaos:
+	PAPO_CHAOS=1 PROFILE=$(PROFILE) $(GO) test -p 1 -count=1 -timeout 45m -run '^TestChaos$$' -v ./e2e/
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)

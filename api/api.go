@@ -217,3 +217,17 @@ const (
 	// under 1 KiB, an external issuer's a few).
 	MaxTokenBytes = 8 << 10
 )
+
+// Service states in ServiceStatus.
+const (
+	ServiceUp   = "up"
+	ServiceDown = "down"
+)
+
+// ServiceStatus answers GET /api/v1/status: each service ("gateway" is
+// the gateway's own sidecar) is ServiceUp or ServiceDown; Status is "ok"
+// when all are up, "degraded" otherwise.
+type ServiceStatus struct {
+	Status   string            `json:"status"`
+	Services map[string]string `json:"services"`
+}

@@ -93,6 +93,9 @@ type ErrorFrame struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Ref     string `json:"ref,omitempty"`
+	// RoomIDs lists the rooms a resume was refused for (one error frame
+	// per code, however many rooms).
+	RoomIDs []string `json:"room_ids,omitempty"`
 }
 
 // ServerFrame is any server frame, for clients that decode by type.
@@ -110,6 +113,7 @@ type ServerFrame struct {
 	Code      string       `json:"code,omitempty"`
 	Message   string       `json:"message,omitempty"`
 	Ref       string       `json:"ref,omitempty"`
+	RoomIDs   []string     `json:"room_ids,omitempty"`
 }
 
 // WebSocket close codes papo uses besides the standard ones (RFC 6455 §7.4).

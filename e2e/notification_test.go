@@ -113,8 +113,10 @@ func notificationStack(t *testing.T, profile string) (*launcher.Stack, *pushRece
 			GatewayAddr: "127.0.0.1:0",
 			Log:         log,
 			Progress:    testLog{t},
-			Replicas:    map[string]int{"notification": 2},
-			PushURL:     env.recv.srv.URL,
+			// The supervisor's alerts outlive this test: the log tail.
+			Alerts:   log,
+			Replicas: map[string]int{"notification": 2},
+			PushURL:  env.recv.srv.URL,
 			Env: map[string]string{
 				"LOG_LEVEL":                 "warn",
 				"GATEWAY_RATE_PER_IP":       "100000",

@@ -83,6 +83,9 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 		RedisDB:  1 + os.Getpid()%15,
 		Log:      log,
 		Progress: testLog{t},
+		// The supervisor's alerts outlive this test: the log tail, shown
+		// with the test that fails.
+		Alerts: log,
 		Env: map[string]string{
 			"LOG_LEVEL": "warn",
 			// The tests send faster than a person; keep the abuse limits

@@ -20,10 +20,11 @@ import (
 
 // Proc is one running child process.
 type Proc struct {
-	Name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+	Name    string
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{}
+	err     error
 
 	mu   sync.Mutex
 	tail []string // the last lines it printed, for error reports
@@ -53,7 +54,7 @@ func Start(spec Spec, out io.Writer, width int) (*Proc, error) {
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
-	p := &Proc{Name: spec.Name, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: spec.Name, cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Name, err)
 	}
@@ -97,6 +98,9 @@ func (p *Proc) Tail() []string {
 
 // Pid is the process id (also its process group id).
 func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
+// Started is when the process was started.
+func (p *Proc) Started() time.Time { return p.started }
 
 // Done is closed when the process has exited.
 func (p *Proc) Done() <-chan struct{} { return p.done }

@@ -26,7 +26,7 @@ const (
 	Conflict                    // 409
 	TooLarge                    // 413
 	RateLimited                 // 429; RetryAfter says when to come back.
-	Unavailable                 // 503: a dependency does not answer.
+	Unavailable                 // 503: a dependency does not answer; Retry-After says when to retry.
 )
 
 // Error is a client-facing error.
@@ -34,7 +34,8 @@ type Error struct {
 	Kind    Kind
 	Code    string // stable snake_case code, e.g. "username_taken"
 	Message string // human text
-	// RetryAfter is set on RateLimited errors.
+	// RetryAfter is set on RateLimited errors, and may be on Unavailable
+	// ones (which say 1 s otherwise).
 	RetryAfter time.Duration
 }
 

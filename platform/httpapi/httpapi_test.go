@@ -72,7 +72,8 @@ func TestErrorMapsKindsToStatusAndHidesInternalErrors(t *testing.T) {
 		{apierror.New(apierror.Conflict, "username_taken", "no"), 409, "username_taken", ""},
 		{apierror.New(apierror.TooLarge, "body_too_large", "no"), 413, "body_too_large", ""},
 		{&apierror.Error{Kind: apierror.RateLimited, Code: "rate_limited", RetryAfter: 1500 * time.Millisecond}, 429, "rate_limited", "2"},
-		{apierror.New(apierror.Unavailable, "unavailable", "no"), 503, "unavailable", ""},
+		{apierror.New(apierror.Unavailable, "unavailable", "no"), 503, "unavailable", "1"},
+		{&apierror.Error{Kind: apierror.Unavailable, Code: "keys_unavailable", RetryAfter: 5 * time.Second}, 503, "keys_unavailable", "5"},
 		{errors.New("database password is hunter2"), 500, "internal", ""},
 	}
 	for _, c := range cases {

@@ -135,7 +135,9 @@ func Error(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 			"request_id", RequestID(r.Context()), "err", err)
 		e = apierror.New(apierror.Internal, "internal", "internal error")
 	}
-	if e.Kind == apierror.RateLimited && e.RetryAfter > 0 {
+	// A rate limit says when to come back; an unavailable dependency
+	// says "soon" (1 s) unless it knows better.
+	if (e.Kind == apierror.RateLimited && e.RetryAfter > 0) || e.Kind == apierror.Unavailable {
 		secs := int(e.RetryAfter.Seconds() + 0.999)
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))
 	}

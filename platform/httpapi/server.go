@@ -13,7 +13,8 @@ import (
 // MaxHeaderBytes bounds a request's line and headers on every papo
 // server (net/http's default is 1 MiB). 32 KiB holds an 8 KiB access
 // token twice over (Authorization and a WebSocket subprotocol) with room
-// for the rest; a larger request is answered 431 before any handler runs.
+// for the rest; a larger request is answered 431 before any handler runs
+// (with papo's JSON error body over plain HTTP: JSONProtocolErrors).
 const MaxHeaderBytes = 32 << 10
 
 // Server is an http.Server bound to an explicit listener, so tests can
@@ -36,6 +37,8 @@ func Listen(addr string, h http.Handler, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
+	// net/http's own refusals (431 and the like) are JSON too.
+	ln = JSONProtocolErrors(ln)
 	return &Server{
 		srv: &http.Server{
 			Handler:           h,
@@ -78,6 +81,7 @@ func (s *Server) ListenProbes(addr string) error {
 	if err != nil {
 		return fmt.Errorf("listen for probes on %s: %w", addr, err)
 	}
+	ln = JSONProtocolErrors(ln)
 	next := s.srv.Handler
 	s.probes = &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 
 	dapr "github.com/dapr/go-sdk/client"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
@@ -47,6 +48,14 @@ func Client(grpcPort, apiToken string) (dapr.Client, error) {
 	}
 	conn, err := grpc.NewClient("127.0.0.1:"+grpcPort,
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		// The sidecar is on loopback: after it restarts, reconnect within
+		// a second, not after gRPC's default backoff (which grows to
+		// minutes and kept an app away from its restarted sidecar for
+		// seconds after the sidecar was ready).
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: time.Second,
+		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)),
 		grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			return invoker(outgoing(ctx), method, req, reply, cc, opts...)

@@ -119,18 +119,23 @@ func daprProxy(inv *invoke.Client, appID string, maxBody int64, log *slog.Logger
 }
 
 // errSidecarAnswer marks an error answer that came from the sidecar, not
-// from the service; keepPapoErrors has logged it.
+// from the service, or a failure of the service; keepPapoErrors has
+// logged it.
 var errSidecarAnswer = errors.New("the sidecar answered an error of its own")
 
 // maxErrorBody bounds the error answers keepPapoErrors reads: papo's are
 // a few hundred bytes.
 const maxErrorBody = 16 << 10
 
-// keepPapoErrors passes an answer on unless it is an error that is not in
-// papo's error shape: such an answer was made by a sidecar (daprd's
-// {"errorCode","message"}, whose message names addresses and URLs, or a
-// circuit breaker's), and is logged and replaced by 503 unavailable.
+// keepPapoErrors passes on a service's answer, with the gateway's request
+// id alone. An error not in papo's error shape was made by a sidecar
+// (daprd's {"errorCode","message"}, whose message names addresses and
+// URLs), and a 5xx other than 503 is a failing service: both are logged
+// and answered 503 unavailable instead. A 503 of the service's own keeps
+// its code and gets a Retry-After if it had none.
 func keepPapoErrors(resp *http.Response, appID string, log *slog.Logger) error {
+	// The gateway set the request id already; the service echoes it.
+	resp.Header.Del(httpapi.RequestIDHeader)
 	if resp.StatusCode < 400 {
 		return nil
 	}
@@ -140,11 +145,19 @@ func keepPapoErrors(resp *http.Response, appID string, log *slog.Logger) error {
 		return err
 	}
 	var eb httpapi.ErrorBody
-	if len(body) <= maxErrorBody && json.Unmarshal(body, &eb) == nil && eb.Error.Code != "" {
+	papo := len(body) <= maxErrorBody && json.Unmarshal(body, &eb) == nil && eb.Error.Code != ""
+	if papo && (resp.StatusCode < 500 || resp.StatusCode == http.StatusServiceUnavailable) {
 		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get("Retry-After") == "" {
+			resp.Header.Set("Retry-After", "1")
+		}
 		return nil
 	}
-	log.WarnContext(resp.Request.Context(), "the sidecar answered an error of its own", "app_id", appID,
+	msg := "the sidecar answered an error of its own"
+	if papo {
+		msg = "the service failed"
+	}
+	log.WarnContext(resp.Request.Context(), msg, "app_id", appID,
 		"status", resp.StatusCode, "body", string(body[:min(len(body), 512)]),
 		"request_id", httpapi.RequestID(resp.Request.Context()))
 	return errSidecarAnswer

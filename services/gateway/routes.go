@@ -18,8 +18,9 @@ import (
 
 // NewServer returns the gateway's handler. This file lists the whole
 // public surface: which prefix goes to which service, and what guards it.
-// Background work (the ws replicas' health checks, relayed sockets) stops
-// when ctx ends.
+// Every answer under /api is papo's JSON, errors included. Background
+// work (the ws replicas' health checks, relayed sockets, the services'
+// status checks) stops when ctx ends.
 func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
 	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
 	if err != nil {
@@ -43,8 +44,15 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 		}), httprate.WithLimitHandler(limited))
 	requireToken := authn.Middleware(verifier, writeErr)
 	to := func(appID string) http.Handler { return daprProxy(inv, appID, cfg.MaxBody, log) }
+	board := newStatusBoard(inv, sidecarReady, cfg.StatusInterval, log)
+	go board.run(ctx)
+	notFound := func(w http.ResponseWriter, r *http.Request) {
+		writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
+	}
 
 	r := chi.NewRouter()
+	// A method chi does not know (FOO) is refused before any route.
+	r.MethodNotAllowed(httpapi.MethodNotAllowed)
 	// The path check comes before routing: no route, and so no upstream,
 	// sees a path that any hop behind the gateway would read otherwise.
 	r.Use(httpapi.RequestIDs, httpapi.AccessLog(log), httpapi.Recover(log), securityHeaders,
@@ -60,16 +68,21 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 		}))
 	}
 	r.Method(http.MethodGet, "/healthz", httpapi.Healthz())
-	r.Method(http.MethodGet, "/readyz", httpapi.Readyz(map[string]httpapi.Check{"sidecar": sidecarReady}))
+	r.Method(http.MethodGet, "/readyz", handleReadyz(board))
 
 	r.Route("/api/v1", func(r chi.Router) {
 		r.Use(perIP)
-		// Open routes: no token yet, or the keys that verify tokens.
+		r.NotFound(notFound)
+		r.MethodNotAllowed(httpapi.MethodNotAllowed)
+		r.Method(http.MethodGet, "/status", handleStatus(board))
+		// Open routes: no token yet, or the keys that verify tokens. Any
+		// other method on them is 405 here, not a 401 from the /auth/*
+		// route below.
 		r.Group(func(r chi.Router) {
-			r.Method(http.MethodPost, "/auth/register", to("auth"))
-			r.Method(http.MethodPost, "/auth/login", to("auth"))
-			r.Method(http.MethodPost, "/auth/refresh", to("auth"))
-			r.Method(http.MethodGet, "/auth/jwks", to("auth"))
+			r.Handle("/auth/register", only(http.MethodPost, to("auth")))
+			r.Handle("/auth/login", only(http.MethodPost, to("auth")))
+			r.Handle("/auth/refresh", only(http.MethodPost, to("auth")))
+			r.Handle("/auth/jwks", only(http.MethodGet, to("auth")))
 		})
 		// Everything else needs a valid access token at the edge; the
 		// owning service verifies it again.
@@ -87,13 +100,29 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 			r.Handle("/devices", to("notification"))
 			r.Handle("/devices/*", to("notification"))
 		})
-		r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-			writeErr(w, r, apierror.New(apierror.NotFound, "not_found", "no such route: %s %s", r.Method, r.URL.Path))
-		})
 	})
+	// Other API versions, and /api itself, are not the web client's.
+	r.Handle("/api", http.HandlerFunc(notFound))
+	r.Handle("/api/*", http.HandlerFunc(notFound))
 	r.Handle("/ws", perIP(wsProxy))
-	r.Handle("/*", webClient())
+	// The web client is read, never written to: other methods are 405.
+	web := webClient()
+	r.Method(http.MethodGet, "/*", web)
+	r.Method(http.MethodHead, "/*", web)
 	return r, nil
+}
+
+// only serves h for method, and answers any other 405 method_not_allowed
+// with Allow.
+func only(method string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != method {
+			w.Header().Set("Allow", method)
+			httpapi.MethodNotAllowed(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // securityHeaders sets the headers every answer carries: a strict

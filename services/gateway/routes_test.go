@@ -26,9 +26,20 @@ type fakeSidecar struct {
 	body []string
 	// answer, when set, answers instead of the default 418.
 	answer http.HandlerFunc
+	// down names the apps whose /readyz fails (the status board's checks,
+	// which are not recorded).
+	down sync.Map
 }
 
 func (f *fakeSidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if app, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/v1.0/invoke/"), "/method/readyz"); ok {
+		if _, isDown := f.down.Load(app); isDown {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, `{"status":"ready"}`)
+		return
+	}
 	b, _ := io.ReadAll(r.Body)
 	f.mu.Lock()
 	f.seen = append(f.seen, r.Clone(r.Context()))
@@ -106,6 +117,7 @@ func newFixtureWith(t *testing.T, sidecar *fakeSidecar, mutate func(*Config)) *f
 		Base:        settings.Base{Issuer: "papo-test", Audience: "papo", AppAPIToken: testAppToken},
 		WSUpstreams: []string{f.ws[0].URL, f.ws[1].URL},
 		RatePerIP:   1000, RatePerUser: 1000, MaxBody: 1024, WSHealthInterval: time.Second,
+		StatusInterval: 20 * time.Millisecond,
 	}
 	if mutate != nil {
 		mutate(&cfg)

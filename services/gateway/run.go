@@ -42,7 +42,10 @@ type Config struct {
 	TrustedProxies  []string `envconfig:"GATEWAY_TRUSTED_PROXIES"`
 	ForwardedHeader string   `envconfig:"GATEWAY_FORWARDED_HEADER" default:"X-Forwarded-For"`
 	TLSCert         string   `envconfig:"GATEWAY_TLS_CERT"`
-	TLSKey          string   `envconfig:"GATEWAY_TLS_KEY"`
+	// StatusInterval is how often the gateway asks every service's
+	// /readyz (GET /api/v1/status, the gateway's /readyz).
+	StatusInterval time.Duration `envconfig:"GATEWAY_STATUS_INTERVAL" default:"1s"`
+	TLSKey         string        `envconfig:"GATEWAY_TLS_KEY"`
 }
 
 // Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
@@ -64,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.WSHealthInterval <= 0 {
 		return fmt.Errorf("GATEWAY_WS_HEALTH_INTERVAL must be positive")
+	}
+	if c.StatusInterval <= 0 {
+		return fmt.Errorf("GATEWAY_STATUS_INTERVAL must be positive")
 	}
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")

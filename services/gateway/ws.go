@@ -183,6 +183,11 @@ func (p *wsProxy) candidates() []*wsUpstream {
 // handOff passes conn to u's replica; true when it took it, and conn is
 // closed here (the replica holds the connection now).
 func (p *wsProxy) handOff(u *wsUpstream, conn net.Conn, r *http.Request, early []byte) bool {
+	// The listener's own wrapper (httpapi.JSONProtocolErrors) holds the
+	// accepted connection.
+	if w, ok := conn.(interface{ Unwrap() net.Conn }); ok {
+		conn = w.Unwrap()
+	}
 	tcp, ok := conn.(*net.TCPConn) // not a *tls.Conn
 	if u.sender == nil || !ok {
 		return false

@@ -200,7 +200,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Traces:    tel.Traces,
 	})
 	close(hubBuilt)
-	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log}
+	// Room events published while the subscription was broken never come:
+	// the replica catches up from the message service when it is back.
+	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log, Reopened: h.CatchUp}
 	signals := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
 
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)

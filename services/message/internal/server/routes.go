@@ -21,6 +21,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
@@ -151,6 +152,12 @@ type handlers struct {
 func (h handlers) checkUser(ctx context.Context, userID string) error {
 	if h.users == nil || userID == "" {
 		return nil
+	}
+	// A malformed id is the client's mistake (400), checked before it goes
+	// anywhere: in the path of the call to auth, a control character
+	// would be refused on the way and read as auth being unavailable.
+	if err := validate.UserID(userID); err != nil {
+		return err
 	}
 	return h.users.Check(ctx, userID)
 }
@@ -347,11 +354,18 @@ func (h handlers) send(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h handlers) read(w http.ResponseWriter, r *http.Request) error {
-	var req api.ReadRequest
+	var req struct {
+		Seq *int64 `json:"seq"`
+	}
 	if err := httpapi.Decode(w, r, 0, &req); err != nil {
 		return err
 	}
-	if err := h.rooms.MarkRead(r.Context(), user(r), chi.URLParam(r, "id"), req.Seq); err != nil {
+	if req.Seq == nil {
+		// A body without it (null, {}, a typo in the name) would move
+		// nothing and answer 204, hiding the client's mistake.
+		return apierror.Invalidf("invalid_seq", "seq is required")
+	}
+	if err := h.rooms.MarkRead(r.Context(), user(r), chi.URLParam(r, "id"), *req.Seq); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -51,6 +51,9 @@ type Subscription struct {
 	PubSub string
 	Topic  string
 	Log    *slog.Logger
+	// Reopened, when set, is called each time the subscription is open
+	// again after a break: what was published meanwhile is lost to it.
+	Reopened func()
 
 	active atomic.Bool
 }
@@ -64,6 +67,7 @@ func (s *Subscription) Active() bool { return s.active.Load() }
 func (s *Subscription) Run(ctx context.Context, handle func([]byte) error) {
 	backoff := 100 * time.Millisecond
 	failures := 0
+	opened := false
 	for ctx.Err() == nil {
 		sub, err := s.Client.Subscribe(ctx, dapr.SubscriptionOptions{PubsubName: s.PubSub, Topic: s.Topic})
 		if err != nil {
@@ -77,7 +81,11 @@ func (s *Subscription) Run(ctx context.Context, handle func([]byte) error) {
 		}
 		failures = 0
 		s.active.Store(true)
-		s.Log.Info("subscribed", "pubsub", s.PubSub, "topic", s.Topic)
+		s.Log.Info("subscribed", "pubsub", s.PubSub, "topic", s.Topic, "again", opened)
+		if opened && s.Reopened != nil {
+			s.Reopened()
+		}
+		opened = true
 		err = s.consume(ctx, sub, handle)
 		s.active.Store(false)
 		_ = sub.Close()

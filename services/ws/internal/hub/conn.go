@@ -43,11 +43,14 @@ type conn struct {
 	limiter *rate.Limiter // client frames
 	strikes *rate.Limiter // refused frames
 
-	lastSeen   atomic.Int64 // unix nanos of the client's last frame or pong
-	readErr    error        // why reading a frame failed; the reader's only
-	closeOnce  sync.Once
-	closeCode  int
-	closeText  string
+	lastSeen  atomic.Int64 // unix nanos of the client's last frame or pong
+	readErr   error        // why reading a frame failed; the reader's only
+	closeOnce sync.Once
+	closeCode int
+	closeText string
+	// linger: the client may still be writing when the socket closes
+	// (a frame over the hard limit); see lingerClose.
+	linger     bool
 	writerDone chan struct{}
 	firstFrame bool // touched by the reader only
 
@@ -97,9 +100,11 @@ func (c *conn) sendError(code, message, ref string) {
 // and may be called from any goroutine, any number of times: the writer
 // sends the close frame, and if the writer is stuck on a slow client the
 // socket is closed under it after a second.
-func (c *conn) close(code int, text string) {
+func (c *conn) close(code int, text string) { c.shut(code, text, false) }
+
+func (c *conn) shut(code int, text string, linger bool) {
 	c.closeOnce.Do(func() {
-		c.closeCode, c.closeText = code, text
+		c.closeCode, c.closeText, c.linger = code, text, linger
 		c.h.metrics.closed(code)
 		if code == api.ClosePolicy {
 			c.h.stats.PolicyCloses.Add(1)
@@ -113,10 +118,18 @@ func (c *conn) close(code int, text string) {
 			case <-c.writerDone:
 			case <-t.C:
 			}
+			if c.linger {
+				lingerClose(c.ws.NetConn())
+			}
 			_ = c.ws.Close()
 		}()
 	})
 }
+
+// closeLingering is close for a client that is still writing: the socket
+// is closed without a TCP reset (lingerClose), so the close frame reaches
+// the client through any proxy.
+func (c *conn) closeLingering(code int, text string) { c.shut(code, text, true) }
 
 // writeLoop sends queued frames until the queue is empty (the next push
 // starts it again), closed (it sends the close frame) or a write fails.
@@ -289,7 +302,7 @@ func (c *conn) closeAfterReadError(err error) {
 	var ce *websocket.CloseError
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
-		c.close(websocket.CloseMessageTooBig, "frame over the hard limit")
+		c.closeLingering(websocket.CloseMessageTooBig, "frame over the hard limit")
 	case errors.As(err, &ce):
 		// Echo the client's close.
 		c.close(websocket.CloseNormalClosure, "")

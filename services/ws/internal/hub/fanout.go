@@ -157,6 +157,12 @@ func (h *Hub) fill(r *room) {
 				}
 			}
 			h.drain(r)
+			// The acks of the missed events were missed with them: their
+			// senders get them now, not after their retry (once: ack takes
+			// the pending send).
+			r.mu.Unlock()
+			h.ackAll(r.id, evs)
+			r.mu.Lock()
 		}
 		progressed := r.head.Load() > after
 		if progressed {
@@ -179,6 +185,16 @@ func (h *Hub) fill(r *room) {
 		r.mu.Unlock()
 		if !progressed && !sleep(h.ctx, time.Duration(failures)*100*time.Millisecond) {
 			continue // the next round sees ctx done and stops
+		}
+	}
+}
+
+// ackAll acks the senders of events of roomID that this replica holds a
+// pending send of.
+func (h *Hub) ackAll(roomID string, evs []api.Event) {
+	for _, e := range evs {
+		if e.ClientID != "" && e.SenderID != "" {
+			h.ack(e.SenderID, roomID, e.ClientID, e.Seq)
 		}
 	}
 }

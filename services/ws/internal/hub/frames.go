@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"time"
 
@@ -179,6 +180,14 @@ func (c *conn) read(f api.ClientFrame) {
 // events continue. A resume sent as the first frame is applied before any
 // live event; a later one rewinds, so events already sent on this
 // connection after the given seq are sent again (in order).
+//
+// A room the user is not in, or a seq below 0 or past the room's head
+// (the client cannot have seen it), is refused and that room goes on from
+// where it was: a cursor past the head would mute the room on this socket
+// until the room caught up, and one below 0 is no seq. The refusals of a
+// frame are one error frame per code, listing the rooms, and spend one
+// strike: a client that left many rooms elsewhere must still be able to
+// resume.
 func (c *conn) resume(raw []byte, f api.ClientFrame) {
 	// "rooms":{} is a valid resume of nothing; only a missing key is refused.
 	var probe struct {
@@ -189,16 +198,41 @@ func (c *conn) resume(raw []byte, f api.ClientFrame) {
 		c.refuse("", "missing_field", "rooms is required")
 		return
 	}
-	var unknown []string
+	var unknown, invalid, ahead, unchecked []string
 	c.mu.Lock()
 	for id, seq := range f.Rooms {
 		cr := c.rooms[id]
-		if cr == nil {
+		switch {
+		case cr == nil:
 			unknown = append(unknown, id)
-			continue
+		case seq < 0:
+			invalid = append(invalid, id)
+		case seq > max(cr.seq, cr.room.head.Load()):
+			ahead = append(ahead, id)
 		}
-		if seq < 0 {
-			seq = 0
+	}
+	c.mu.Unlock()
+	if len(ahead) > 0 {
+		// This replica may lag the room's true head by the events in
+		// flight to it; the message service knows it. One call, whatever
+		// the number of rooms.
+		past, err := c.pastHead(ahead, f.Rooms)
+		if err != nil {
+			unchecked = ahead
+		}
+		invalid = append(invalid, past...)
+	}
+	refused := map[string]bool{}
+	for _, ids := range [][]string{unknown, invalid, unchecked} {
+		for _, id := range ids {
+			refused[id] = true
+		}
+	}
+	c.mu.Lock()
+	for id, seq := range f.Rooms {
+		cr := c.rooms[id]
+		if cr == nil || refused[id] {
+			continue
 		}
 		cr.seq = seq
 		if c.live && !cr.syncing && cr.seq < cr.room.head.Load() {
@@ -206,9 +240,59 @@ func (c *conn) resume(raw []byte, f api.ClientFrame) {
 		}
 	}
 	c.mu.Unlock()
-	for _, id := range unknown {
-		c.refuse("", "not_a_member", "you are not a member of room "+strconv.Quote(truncate(id, 64)))
+	if len(unchecked) > 0 {
+		// Not the client's fault: no strike.
+		c.refuseRooms("unavailable", "the rooms' last seqs could not be checked; these rooms continue from where they were", unchecked)
 	}
+	if len(unknown)+len(invalid) == 0 {
+		return
+	}
+	if !c.strikes.Allow() {
+		c.close(api.ClosePolicy, "too many refused frames")
+		return
+	}
+	if len(unknown) > 0 {
+		c.refuseRooms("not_a_member", "you are not a member of these rooms", unknown)
+	}
+	if len(invalid) > 0 {
+		c.refuseRooms("invalid_seq", "a resume seq must be from 0 to the room's last seq; these rooms continue from where they were", invalid)
+	}
+}
+
+// pastHead returns the rooms among ids whose resume seq is past the head
+// the message service reports for them, or an error when it cannot be
+// asked.
+func (c *conn) pastHead(ids []string, seqs map[string]int64) ([]string, error) {
+	ctx, cancel := context.WithTimeout(c.ctx, 5*time.Second)
+	defer cancel()
+	rooms, err := c.h.deps.Messages.UserRooms(ctx, c.userID)
+	if err != nil {
+		c.h.log.Warn("resume: room heads unavailable", "user_id", c.userID, "err", err)
+		return nil, err
+	}
+	heads := make(map[string]int64, len(rooms))
+	for _, rc := range rooms {
+		heads[rc.RoomID] = rc.LastSeq
+	}
+	var out []string
+	for _, id := range ids {
+		if head, ok := heads[id]; !ok || seqs[id] > head {
+			out = append(out, id)
+		}
+	}
+	return out, nil
+}
+
+// refuseRooms sends one error frame naming rooms (sorted, each cut to 64
+// characters); the caller has spent the strike.
+func (c *conn) refuseRooms(code, message string, rooms []string) {
+	slices.Sort(rooms)
+	ids := make([]string, len(rooms))
+	for i, id := range rooms {
+		ids[i] = truncate(id, 64)
+	}
+	c.h.metrics.refused(code)
+	c.send(frame{b: encode(api.ErrorFrame{Type: api.FrameError, Code: code, Message: message, RoomIDs: ids}), kind: outError})
 }
 
 // reauth replaces the connection's token with a refreshed one of the same

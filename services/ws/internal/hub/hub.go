@@ -243,6 +243,7 @@ type Stats struct {
 	SlowConsumers atomic.Int64
 	PolicyCloses  atomic.Int64
 	GapFills      atomic.Int64
+	CatchUps      atomic.Int64 // catch-ups of every room after a subscription break
 	Published     atomic.Int64 // calls that handed submissions over (or publishes of them)
 	Submitted     atomic.Int64 // submissions inside them
 	queued        func() int

@@ -6,7 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -215,6 +219,35 @@ func TestGapIsFilledFromHistoryBeforeDelivering(t *testing.T) {
 		t.Fatal("no gap fill recorded")
 	}
 	quiet(t, b, 100*time.Millisecond)
+}
+
+// TestASenderWhoseEventCameByAGapFillGetsItsAck: the replica missed the
+// batch that carried the sender's event (and so its ack); the gap fill
+// that brings the event brings the ack too, instead of the sender
+// waiting for its retry.
+func TestASenderWhoseEventCameByAGapFillGetsItsAck(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	a := s.live(0, "alice")
+	s.world.mu.Lock()
+	s.world.dropFor[0] = 1 // the batch of alice's send
+	s.world.mu.Unlock()
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c1", Text: "missed"})
+	eventually(t, "the send stored", func() bool { return s.world.submissions.Load() == 1 })
+	s.world.post("r1", "bob", "next") // seq 2: the jump starts the fill
+	var ack api.ServerFrame
+	var seqs []int64
+	for len(seqs) < 2 || ack.Type == "" {
+		switch f := next(t, a); f.Type {
+		case api.FrameEvent:
+			seqs = append(seqs, f.Event.Seq)
+		case api.FrameAck:
+			ack = f
+		}
+	}
+	if !slices.Equal(seqs, []int64{1, 2}) || ack.ClientID != "c1" || ack.Seq != 1 {
+		t.Fatalf("alice got seqs %v and ack %+v, want 1,2 and the ack of seq 1", seqs, ack)
+	}
 }
 
 func TestDuplicateDeliveryIsDropped(t *testing.T) {
@@ -724,6 +757,162 @@ func TestPresenceReachesUsersSharingARoomOnce(t *testing.T) {
 	}
 	quiet(t, b, 100*time.Millisecond) // once, though two rooms are shared
 	quiet(t, c, 10*time.Millisecond)  // carol shares no room with alice
+}
+
+// TestAFrameOverTheHardLimitAlwaysClosesWith1009: behind a proxy (here
+// net/http/httputil's, as a relay or load balancer would be), a client
+// that sends a frame over the hard limit must read the 1009 close every
+// time. A replica that closed its socket with the rest of the frame
+// unread would send a TCP reset, and the proxy would drop the close frame
+// it had not forwarded yet (3 to 7 in 30 here before the replica lingered).
+func TestAFrameOverTheHardLimitAlwaysClosesWith1009(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice")
+	target, _ := url.Parse("http" + strings.TrimSuffix(strings.TrimPrefix(s.urls[0], "ws"), "/ws"))
+	proxy := httptest.NewServer(httputil.NewSingleHostReverseProxy(target))
+	t.Cleanup(proxy.Close)
+	via := "ws" + strings.TrimPrefix(proxy.URL, "http") + "/ws"
+	codes := map[int]int{}
+	for _, size := range []int{1<<20 + 1, 2 << 20, 4 << 20} {
+		for range 10 {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			w, err := client.DialWS(ctx, via, s.token("alice"), nil)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = w.WriteRaw([]byte(strings.Repeat(" ", size)))
+			codes[closed(t, w)]++
+			w.Close()
+		}
+	}
+	if codes[websocket.CloseMessageTooBig] != 30 {
+		t.Fatalf("got close codes %v (0: a reset), want 1009 each time", codes)
+	}
+}
+
+func TestResumeRefusesSeqsTheRoomHasNotReachedAndKeepsTheRoomLive(t *testing.T) {
+	cases := []struct {
+		name string
+		seq  int64
+	}{
+		{"a seq past the room's head", 4611686018427387904},
+		{"the head plus one", 4},
+		{"a negative seq", -1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
+			s.world.room("r1", "alice", "bob")
+			for i := range 3 {
+				s.world.post("r1", "alice", fmt.Sprint("before ", i))
+			}
+			b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // the resume below is its first frame
+			send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{"r1": tc.seq}})
+			f := expectType(t, b, api.FrameError)
+			if f.Code != "invalid_seq" || !slices.Equal(f.RoomIDs, []string{"r1"}) {
+				t.Fatalf("got %+v, want invalid_seq for r1", f)
+			}
+			// The room goes on from hello's last_seq: no replay from 1, and
+			// the next message arrives (a cursor past the head would mute
+			// the room on this socket).
+			quiet(t, b, 100*time.Millisecond)
+			s.world.post("r1", "alice", "after")
+			if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 4 {
+				t.Fatalf("got seq %d, want 4", f.Event.Seq)
+			}
+		})
+	}
+}
+
+func TestResumeAtTheTrueHeadIsAcceptedWhenThisReplicaLagsBehindIt(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
+	s.world.room("r1", "alice", "bob")
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true}) // the resume below is its first frame
+	// The replica misses seq 1 for now (in flight to it); bob saw it
+	// through another replica.
+	s.world.mu.Lock()
+	s.world.dropFor[0] = 1
+	s.world.mu.Unlock()
+	s.world.post("r1", "alice", "seen elsewhere")
+	send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: map[string]int64{"r1": 1}})
+	s.world.post("r1", "alice", "next")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 2 {
+		t.Fatalf("got %+v, want seq 2 (seq 1 resumed past, no error)", f)
+	}
+}
+
+func TestResumeOfManyRoomsTheUserLeftIsOneRefusal(t *testing.T) {
+	s := newStack(t, 1, hub.Config{LiveHold: 5 * time.Second})
+	s.world.room("r1", "alice", "bob")
+	b := s.dialWith(0, "bob", &client.WSOptions{NoResume: true})
+	rooms := map[string]int64{"r1": 0}
+	var left []string
+	for i := range 100 {
+		id := fmt.Sprintf("left-%03d", i)
+		rooms[id] = 7
+		left = append(left, id)
+	}
+	// Every reconnect sends it again: ten of them stay within the strikes
+	// (40), where one strike per room closed the socket in the first.
+	for range 10 {
+		send(t, b, api.ClientFrame{Type: api.FrameResume, Rooms: rooms})
+		f := expectType(t, b, api.FrameError)
+		if f.Code != "not_a_member" || !slices.Equal(f.RoomIDs, left) {
+			t.Fatalf("got %s for %d rooms, want not_a_member for the 100 left rooms", f.Code, len(f.RoomIDs))
+		}
+	}
+	send(t, b, api.ClientFrame{Type: api.FramePing})
+	expectType(t, b, api.FramePong)
+	s.world.post("r1", "alice", "still live")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 1 {
+		t.Fatalf("got %+v", f)
+	}
+}
+
+// TestCatchUpDeliversWhatTheFanOutMissed: events published while the
+// replica's fan-out subscription was broken never come to it; when the
+// subscription is back, CatchUp fetches them, in order, once, and acks
+// the sender, though the room stays quiet afterwards.
+func TestCatchUpDeliversWhatTheFanOutMissed(t *testing.T) {
+	s := newStack(t, 1, hub.Config{})
+	s.world.room("r1", "alice", "bob")
+	a := s.live(0, "alice")
+	b := s.live(0, "bob")
+	s.world.mu.Lock()
+	s.world.dropFor[0] = 3 // the subscription is down for three batches
+	s.world.mu.Unlock()
+	s.world.post("r1", "bob", "missed 1")
+	send(t, a, api.ClientFrame{Type: api.FrameSend, RoomID: "r1", ClientID: "c-missed", Text: "missed 2"})
+	eventually(t, "the send stored", func() bool { return s.world.submissions.Load() == 1 })
+	s.world.post("r1", "bob", "missed 3")
+	quiet(t, b, 100*time.Millisecond)
+
+	s.hubs[0].CatchUp()
+	for seq := int64(1); seq <= 3; seq++ {
+		if f := expectType(t, b, api.FrameEvent); f.Event.Seq != seq {
+			t.Fatalf("bob got seq %d, want %d", f.Event.Seq, seq)
+		}
+	}
+	var seqs []int64
+	var ack api.ServerFrame
+	for len(seqs) < 3 || ack.Type == "" {
+		switch f := next(t, a); f.Type {
+		case api.FrameEvent:
+			seqs = append(seqs, f.Event.Seq)
+		case api.FrameAck:
+			ack = f
+		}
+	}
+	if !slices.Equal(seqs, []int64{1, 2, 3}) || ack.ClientID != "c-missed" || ack.Seq != 2 {
+		t.Fatalf("alice got seqs %v and ack %+v, want 1,2,3 and the ack of seq 2", seqs, ack)
+	}
+	// The second pass a second later finds nothing new: no duplicate.
+	quiet(t, b, 1500*time.Millisecond)
+	s.world.post("r1", "alice", "live")
+	if f := expectType(t, b, api.FrameEvent); f.Event.Seq != 4 {
+		t.Fatalf("got seq %d, want 4", f.Event.Seq)
+	}
 }
 
 // TestAnIdleSocketHoldsNoWriterGoroutine: once its frames are written, an

@@ -60,6 +60,20 @@ func (t *roomTable) get(id string) *room {
 	return s.rooms[id]
 }
 
+// all returns every routed room.
+func (t *roomTable) all() []*room {
+	var out []*room
+	for i := range t.s {
+		s := &t.s[i]
+		s.mu.RLock()
+		for _, r := range s.rooms {
+			out = append(out, r)
+		}
+		s.mu.RUnlock()
+	}
+	return out
+}
+
 // attach adds c to room id with cursor seq (the last seq c has seen),
 // creating the room with head seq when this replica did not route it.
 func (t *roomTable) attach(id string, c *conn, seq int64) {

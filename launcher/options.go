@@ -1,0 +1,120 @@
+package launcher
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Options configure a stack.
+type Options struct {
+	// Root is the repository root (holds go.work, services/, components/).
+	Root string
+	// Profile names the components/<profile>/ folder; default "local".
+	Profile string
+	// DataDir keeps the stack's files (NATS, SQLite, keys, binaries);
+	// default <Root>/.data/<Profile>.
+	DataDir string
+	// GatewayAddr is the gateway's listen address; default 127.0.0.1:8080.
+	// Port 0 picks a free port.
+	GatewayAddr string
+	// NATSPort is the embedded NATS port (local profile); 0 picks a free one.
+	NATSPort int
+	// WSReplicas is the number of ws replicas; default 2.
+	WSReplicas int
+	// Replicas sets the number of replicas of other services (e.g.
+	// {"message": 2}); default 1 each. Replicas of one app-id share it and
+	// are named <app>-1, <app>-2, …
+	Replicas map[string]int
+	// Log receives every process's output, prefixed with its name.
+	Log io.Writer
+	// Progress receives the launcher's own messages.
+	Progress io.Writer
+	// Env adds environment variables to every service.
+	Env map[string]string
+	// DaprdLogLevel is daprd's log level; default "warn".
+	DaprdLogLevel string
+	// ReadyTimeout bounds the wait for every service to be ready; default 90 s.
+	ReadyTimeout time.Duration
+	// PushURL is where the `push` binding sends; default a sink in the
+	// launcher that prints each push.
+	PushURL string
+	// RedisDB is the Redis database of profiles on Redis (0–15); default 0.
+	RedisDB int
+	// DaprdProfiling serves Go's pprof from every sidecar on a port of its
+	// own (App.DaprdProfilePort), for benchmarks that look for where a
+	// sidecar spends its CPU.
+	DaprdProfiling bool
+	// Pprof serves Go's pprof from every app on its metrics port
+	// (App.MetricsPort, /debug/pprof/).
+	Pprof bool
+	// TraceEndpoint, an OTLP/HTTP base URL (http://host:4318), turns
+	// tracing on: every app exports its spans there, and every sidecar
+	// its own (sampling everything), so one trace shows both.
+	TraceEndpoint string
+	// RestartDelay is the supervisor's first wait before it restarts a
+	// process that exited unexpectedly; each restart in a row doubles it,
+	// up to 10 s. Default 200 ms.
+	RestartDelay time.Duration
+	// Alerts receives the supervisor's messages (a process exited, was
+	// restarted, is ready again); default Progress. They outlive Start.
+	Alerts io.Writer
+}
+
+func (o *Options) defaults() error {
+	if o.Root == "" {
+		root, err := FindRoot(".")
+		if err != nil {
+			return err
+		}
+		o.Root = root
+	}
+	if o.Profile == "" {
+		o.Profile = "local"
+	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(o.Root, ".data", o.Profile)
+	}
+	if o.GatewayAddr == "" {
+		o.GatewayAddr = "127.0.0.1:8080"
+	}
+	if o.WSReplicas <= 0 {
+		o.WSReplicas = 2
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	if o.ReadyTimeout <= 0 {
+		o.ReadyTimeout = 90 * time.Second
+	}
+	if o.RestartDelay <= 0 {
+		o.RestartDelay = 200 * time.Millisecond
+	}
+	if o.Alerts == nil {
+		o.Alerts = o.Progress
+	}
+	return nil
+}
+
+// FindRoot walks up from dir to the folder holding go.work.
+func FindRoot(dir string) (string, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.work found above the current directory: run from the papo repository")
+		}
+		dir = parent
+	}
+}
