@@ -144,14 +144,14 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 	if got := servicetest.StatusWith(t, "GET", base+"/ws", servicetest.WithAppToken()); got != 400 {
 		t.Fatalf("plain GET /ws: %d, want 400", got)
 	}
-	// Only the gateway's proxy reaches a replica: without the app API
-	// token the handshake is refused before the hub sees it.
+	// /ws is the replica's public route (an ingress may send it here):
+	// its guard is the user's access token, not the app API token.
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/ws"
 	tok := iss.Token("alice", "s1", time.Hour)
-	if _, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
-		t.Fatalf("dial without the app token: %v, want 401", err)
+	if _, err := client.DialWS(ctx, wsURL, "", &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("dial without an access token: %v, want 401", err)
 	}
-	w, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080", Header: servicetest.WithAppToken()})
+	w, err := client.DialWS(ctx, wsURL, tok, &client.WSOptions{Origin: "http://localhost:8080"})
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
@@ -184,10 +184,10 @@ func TestRunServesConnectionsHandedOffByTheGateway(t *testing.T) {
 	url := "ws://" + gw + "/ws"
 	ctx := context.Background()
 
-	// The gateway adds the app token to what it hands off (this one
-	// passes the client's request as it is): without it, 401.
-	if _, err := client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
-		t.Fatalf("hand-off without the app token: %v, want 401", err)
+	// A handed-off handshake meets the replica's own checks: no access
+	// token, 401; a foreign origin, 403.
+	if _, err := client.DialWS(ctx, url, "", &client.WSOptions{Origin: "http://localhost:8080"}); !isStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("hand-off without an access token: %v, want 401", err)
 	}
 	_, err = client.DialWS(ctx, url, iss.Token("alice", "s1", time.Hour), &client.WSOptions{Origin: "https://evil.example", Header: servicetest.WithAppToken()})
 	var refused *client.Error
