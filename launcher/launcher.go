@@ -7,6 +7,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -120,12 +121,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}()
 
-	daprdPath, err := daprd.Locate(ctx, opts.Root, opts.Progress)
-	if err != nil {
-		return nil, err
-	}
+	// Finding (on a new machine: building) daprd and building the
+	// services overlap: each build waits on downloads and links alone.
 	binDir := filepath.Join(dataDir, "bin")
-	if err := buildServices(ctx, opts.Root, binDir, opts.Progress); err != nil {
+	var daprdPath string
+	var daprdErr error
+	located := make(chan struct{})
+	go func() {
+		defer close(located)
+		daprdPath, daprdErr = daprd.Locate(ctx, opts.Root, opts.Progress)
+	}()
+	buildErr := buildServices(ctx, opts.Root, binDir, opts.Progress)
+	<-located
+	if err := errors.Join(daprdErr, buildErr); err != nil {
 		return nil, err
 	}
 
