@@ -9,6 +9,7 @@ require (
 	github.com/dapr/kit v0.13.1-0.20240724000121-26b564d9d0f5
 	github.com/prometheus/client_golang v1.18.0
 	go.uber.org/automaxprocs v1.5.3
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
@@ -199,7 +200,6 @@ require (
 	google.golang.org/protobuf v1.34.2 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/yaml.v2 v2.4.0 // indirect
-	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/api v0.30.2 // indirect
 	k8s.io/apiextensions-apiserver v0.30.2 // indirect
 	k8s.io/apimachinery v0.30.2 // indirect
