@@ -97,7 +97,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if !ok {
 		profile = Profile{Name: opts.Profile}
 	}
-	componentsSrc := filepath.Join(opts.Root, "components", opts.Profile)
+	componentsSrc := opts.ComponentsDir
+	if componentsSrc == "" {
+		componentsSrc = filepath.Join(opts.Root, "components", opts.Profile)
+	}
 	if _, err := os.Stat(componentsSrc); err != nil {
 		return nil, fmt.Errorf("profile %q: %w", opts.Profile, err)
 	}
@@ -218,13 +221,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		a.daprdPath = daprdPath
 		s.width = max(s.width, len(a.Name)+5)
 	}
-	for _, a := range s.apps {
-		if err := a.start(); err != nil {
-			return nil, err
-		}
-	}
 	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
 	defer cancel()
+	if err := s.startApps(readyCtx, resources); err != nil {
+		return nil, err
+	}
 	if err := s.waitReady(readyCtx); err != nil {
 		return nil, err
 	}
