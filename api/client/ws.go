@@ -95,7 +95,13 @@ func DialWS(ctx context.Context, url, token string, opts *WSOptions) (*WS, error
 	if opts.Origin != "" {
 		h.Set("Origin", opts.Origin)
 	}
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second, TLSClientConfig: opts.TLSConfig}
+	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	if opts.TLSConfig != nil {
+		// A WebSocket handshake is HTTP/1.1: a configuration shared with
+		// an http.Transport offers h2 too, which the server would pick.
+		d.TLSClientConfig = opts.TLSConfig.Clone()
+		d.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
 	if opts.AuthorizationHeader {
 		h.Set("Authorization", "Bearer "+token)
 		d.Subprotocols = []string{api.Subprotocol}
