@@ -187,6 +187,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
+	if err := createSQLiteFiles(resources, filepath.Join(dataDir, "nameresolution.db")); err != nil {
+		return nil, err
+	}
 	if opts.TraceEndpoint != "" {
 		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
 			return nil, err
