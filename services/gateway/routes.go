@@ -22,7 +22,7 @@ import (
 // work (the ws replicas' health checks, relayed sockets, the services'
 // status checks) stops when ctx ends.
 func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
+	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, !cfg.TLSOn(), cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
 	if err != nil {
 		return nil, err
 	}
