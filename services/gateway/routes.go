@@ -105,6 +105,14 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 	r.Handle("/api", http.HandlerFunc(notFound))
 	r.Handle("/api/*", http.HandlerFunc(notFound))
 	r.Handle("/ws", perIP(wsProxy))
+	// The gateway's sidecar asks its app for subscriptions at start: the
+	// gateway has none (it follows revocations over a streaming
+	// subscription). Dapr's other callbacks are not the web client's.
+	r.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("[]"))
+	})
+	r.Handle("/dapr/*", http.HandlerFunc(notFound))
 	// The web client is read, never written to: other methods are 405.
 	web := webClient()
 	r.Method(http.MethodGet, "/*", web)
