@@ -23,12 +23,12 @@ import (
 // start on one at once: Dapr 1.14's state.mysql checks for its database
 // and then creates it, so two sidecars can both try and the loser exits
 // ("Error 1007: Can't create database"); state.postgresql creates its
-// shared metadata table with three quick retries; state.sqlite opens its
-// file and may meet another sidecar's lock at once (SQLITE_BUSY). The
-// launcher therefore starts, for every such store, one sidecar first and
-// waits until its components are initialized (the sidecar's outbound
-// health turns ready only after every component initialized); the others
-// start once every store has been created. Redis, MongoDB and the
+// shared metadata table with three quick retries. The launcher therefore
+// starts, for every such store, one sidecar first and waits until its
+// components are initialized (the sidecar's outbound health turns ready
+// only after every component initialized); the others start once every
+// store has been created. SQLite files are created by the launcher
+// itself, before any sidecar (sqlitefile.go). Redis, MongoDB and the
 // brokers create nothing that can race (the launcher creates the NATS
 // streams itself; RabbitMQ declarations are idempotent; Kafka creates
 // topics on first use). docs/ops.md, "Start order".
@@ -36,8 +36,6 @@ var creatingStores = map[string]bool{
 	"state.mysql":      true,
 	"state.postgresql": true,
 	"state.postgres":   true,
-	"state.sqlite":     true,
-	"state.sqlite3":    true,
 }
 
 // storeKey names the store a component initializes: its type and where

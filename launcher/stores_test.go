@@ -34,9 +34,7 @@ var stackApps = []string{"auth", "message", "presence", "notification-1", "notif
 
 // TestFirstWavesOfTheProfiles: on MySQL and PostgreSQL every store
 // component shares one database, so one sidecar creates it alone first;
-// on SQLite each store is a file of its own, and the second notification
-// replica waits for the first to create notificationstore.db; on Redis
-// nothing waits.
+// on SQLite (files the launcher creates) and Redis nothing waits.
 func TestFirstWavesOfTheProfiles(t *testing.T) {
 	for _, tc := range []struct {
 		profile string
@@ -45,7 +43,7 @@ func TestFirstWavesOfTheProfiles(t *testing.T) {
 		{"nats-mysql", [][]string{{"auth"}}},
 		{"kafka-postgres", [][]string{{"auth"}}},
 		{"rabbitmq-postgres", [][]string{{"auth"}}},
-		{"local", [][]string{{"auth", "message", "presence", "notification-1"}}},
+		{"local", nil},
 		{"redis", nil},
 	} {
 		ids := []string{"auth", "message", "presence", "notification", "ws", "gateway"}
@@ -65,9 +63,9 @@ func TestFirstWavesOfTheProfiles(t *testing.T) {
 // that one meanwhile.
 func TestFirstWavesKeepSharersApart(t *testing.T) {
 	stores := map[storeKey][]string{
-		{"state.mysql", "a"}:  {"auth", "message"},
-		{"state.sqlite", "b"}: {"message", "presence"},
-		{"state.sqlite", "c"}: {"presence"},
+		{"state.mysql", "a"}:      {"auth", "message"},
+		{"state.postgresql", "b"}: {"message", "presence"},
+		{"state.postgresql", "c"}: {"presence"},
 	}
 	got := waveNames(firstWaves(appsNamed("auth", "message", "presence"), stores))
 	want := [][]string{{"auth", "presence"}}
