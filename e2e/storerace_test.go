@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -162,4 +163,66 @@ func startFresh(t *testing.T, root string, fs freshStore, dir, name string) erro
 	}
 	s.Stop()
 	return nil
+}
+
+// TestAComponentThatFailsAtStartIsNamed (issue 23): a store that cannot
+// initialize (here MySQL refuses the user) fails the start with an error
+// that names the component, its type and daprd's cause, not only in the
+// sidecar's log lines.
+func TestAComponentThatFailsAtStartIsNamed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end: starts a stack")
+	}
+	root, err := launcher.FindRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := freshStores[0] // nats-mysql
+	if err := launcher.Profiles[fs.profile].CheckNeeds(context.Background()); err != nil {
+		if os.Getenv("PAPO_REQUIRE_INFRA") != "1" {
+			t.Skipf("%v (PAPO_REQUIRE_INFRA=1 makes this a failure)", err)
+		}
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(root, "components", fs.profile)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		y := strings.ReplaceAll(string(b), `"root:@tcp(`, `"papo_no_such_user:@tcp(`)
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(y), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s, err := launcher.Start(ctx, launcher.Options{
+		Root:          root,
+		Profile:       fs.profile,
+		ComponentsDir: dir,
+		DataDir:       t.TempDir(),
+		GatewayAddr:   "127.0.0.1:0",
+		Log:           io.Discard,
+		Progress:      io.Discard,
+		Env:           map[string]string{"LOG_LEVEL": "warn"},
+	})
+	if err == nil {
+		s.Stop()
+		t.Fatal("the stack started with a store that cannot log in")
+	}
+	first, _, _ := strings.Cut(err.Error(), "\n")
+	t.Logf("the start failed with: %s", first)
+	if !strings.Contains(first, "component authstore (state.mysql/v1) failed to initialize: ") ||
+		!strings.Contains(first, "Access denied for user 'papo_no_such_user'") {
+		t.Fatalf("the start failed with %q; want its first line to name authstore (state.mysql/v1) and MySQL's refusal", first)
+	}
 }
