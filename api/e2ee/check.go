@@ -171,3 +171,17 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// CheckContent checks a message's or an edit's content as it arrives: a
+// text (validate.Text), or an envelope of a valid shape, never both.
+// Whether the room takes text or envelopes is the message service's to
+// decide, from the room.
+func CheckContent(text string, env *api.Envelope) error {
+	if env == nil {
+		return validate.Text(text)
+	}
+	if text != "" {
+		return fail(CodeEnvelope, "a message carries text or e2ee, not both")
+	}
+	return CheckEnvelope(env)
+}
