@@ -8,7 +8,8 @@ const WORDS = {
   invalid_password: "That password is not accepted: use at least 8 characters.",
   invalid_display_name: "That display name is not accepted: use at most 64 characters.",
   too_many_attempts: "Too many tries. Wait a minute and try again.",
-  invalid_text: "This message cannot be sent as it is: it must have 1 to 4,000 characters. Edit it and send again.",
+  invalid_text:
+    "This message cannot be sent as it is: it must have 1 to 4,000 characters and no control or text-direction characters. Edit it and send again.",
   text_too_long: "This message is over 4,000 characters. Shorten it and send again.",
   invalid_client_id: "papo made a bad request. Send it again.",
   client_id_reused: "papo reused an id for a different message. Send it again.",
