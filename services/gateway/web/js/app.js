@@ -26,6 +26,7 @@ import { onFrame, onHello } from "./frames.js";
 import { wireNotify } from "./notify.js";
 import { wireDialogs } from "./dialogs.js";
 import { setAvatar } from "./people.js";
+import { startE2EE, wireE2EE } from "./e2ee-view.js";
 
 // Tabs of this origin tell each other about logins and logouts: the
 // session (its cookie) is shared, so it starts and ends for all of them.
@@ -106,6 +107,7 @@ export async function enterApp({ announce = false } = {}) {
   state.me = session.user;
   state.users.set(state.me.id, state.me);
   renderMe();
+  await startE2EE(); // before any event: encrypted ones are decrypted as they come
   await loadRooms();
   setView("app");
   socket.start();
@@ -150,6 +152,7 @@ function wireApp() {
   wireComposer();
   wireNotify();
   wireDialogs();
+  wireE2EE();
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") scheduleRead();
   });
