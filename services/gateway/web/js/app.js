@@ -13,6 +13,8 @@
 //   notify.js     notifications and sound
 //   dialogs.js    create, browse, invitations, people, leave
 //   wording.js    human wording of error codes
+//   e2ee-view.js  encrypted DMs: banner, safety number, notices
+//                 (secure.js keys and directories, e2ee.js the cryptography)
 
 import { $, ROOMS_POLL, api, hooks, session, socket, state, toast } from "./core.js";
 import { ApiError } from "./api.js";

@@ -48,6 +48,7 @@ export class Room {
   merge(r) {
     if (r.name) this.name = r.name;
     if (r.kind) this.kind = r.kind;
+    if (r.encrypted) this.encrypted = true;
     if (r.members && r.members.length) this.members = r.members;
     if (!this.loaded) {
       this.lastSeq = Math.max(this.lastSeq, r.last_seq || 0);
