@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/serviceworker"
 	"github.com/chromedp/chromedp"
 
 	"github.com/papochat/papo/api/client"
@@ -456,5 +458,70 @@ func TestBrowserPhoneAndLimits(t *testing.T) {
 	bruno.waitOnline()
 	bruno.waitFor("Ana online again", `document.getElementById("chat-sub").dataset.presence === "online"`)
 	ana.checkErrors()
+	bruno.checkErrors()
+}
+
+// TestBrowserWebPush: the service worker is registered at log-in, and a
+// push delivered to it while no papo page is open shows a notification
+// for the room (DevTools' ServiceWorker.deliverPushMessage stands in for
+// the browser's push service, which headless Chromium has none of; the
+// encrypted request the notification service sends is checked apart, in
+// services/notification/internal/push).
+func TestBrowserWebPush(t *testing.T) {
+	s := stack(t, "local")
+	b := newBrowser(t)
+	base := s.GatewayURL
+	bruno := newPerson(t, b, base, "bruno", "Bruno Reis")
+	if _, err := chromedp.CallBrowser(bruno.ctx, browser.SetPermission, browser.SetPermissionParams{
+		Permission: &browser.PermissionDescriptor{Name: "notifications"}, Setting: browser.PermissionSettingGranted,
+		Origin: base, BrowserContextID: chromedp.FromContext(bruno.ctx).BrowserContextID,
+	}); err != nil {
+		t.Fatalf("grant notifications: %v", err)
+	}
+	regs := chromedp.Events(bruno.ctx, serviceworker.WorkerRegistrationUpdated)
+	if _, err := chromedp.Call(bruno.ctx, serviceworker.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("enable ServiceWorker domain: %v", err)
+	}
+	bruno.register()
+	room := randomName("push-")
+	roomID := bruno.createRoom(room)
+	bruno.waitFor("the service worker active", `navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready.then(r => !!r.active)`)
+	var regID serviceworker.RegistrationID
+	deadline := time.After(30 * time.Second)
+	found := make(chan serviceworker.RegistrationID, 1)
+	go func() {
+		for ev, err := range regs {
+			if err != nil {
+				return
+			}
+			for _, r := range ev.Registrations {
+				if !r.IsDeleted && strings.HasPrefix(r.ScopeURL, base) {
+					select {
+					case found <- r.RegistrationID:
+					default:
+					}
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case regID = <-found:
+	case <-deadline:
+		t.Fatal("no service worker registration for papo's origin")
+	}
+
+	// Papo closed (the tab is elsewhere): a push arrives.
+	bruno.do("leave papo", chromedp.Navigate("about:blank"))
+	payload := fmt.Sprintf(`{"type":"papo.notification","room_id":%s,"title":"Ana Lima in #%s","body":"Pushed while away","count":1}`, quote(roomID), room)
+	if _, err := chromedp.Call(bruno.ctx, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
+		Origin: base, RegistrationID: regID, Data: payload,
+	}); err != nil {
+		t.Fatalf("deliver push: %v", err)
+	}
+	bruno.do("back to papo", chromedp.Navigate(base))
+	bruno.waitOnline()
+	bruno.waitFor("the pushed notification, tagged and linked to the room", fmt.Sprintf(`navigator.serviceWorker.ready.then(r => r.getNotifications()).then(ns => ns.some(n => n.title === %s && n.body === "Pushed while away" && n.tag === %s && n.data.room_id === %s))`,
+		quote("Ana Lima in #"+room), quote(roomID), quote(roomID)))
 	bruno.checkErrors()
 }

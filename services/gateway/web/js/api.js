@@ -248,6 +248,15 @@ export class Api {
   markRead(id, seq) {
     return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/read`, { seq });
   }
+  webPushKey() {
+    return this.call("GET", "/api/v1/devices/webpush-key");
+  }
+  addDevice(device) {
+    return this.call("POST", "/api/v1/devices", device);
+  }
+  deleteDevice(id) {
+    return this.call("DELETE", "/api/v1/devices/" + encodeURIComponent(id));
+  }
   setNotifications(id, mode) {
     return this.call("PUT", `/api/v1/rooms/${encodeURIComponent(id)}/notifications`, { mode });
   }

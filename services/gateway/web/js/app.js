@@ -11,6 +11,7 @@
 //   read.js       the read marker
 //   frames.js     the socket's frames
 //   notify.js     notifications and sound
+//   push.js       the service worker and the Web Push device
 //   dialogs.js    create, browse, invitations, people, leave
 //   wording.js    human wording of error codes
 
@@ -24,6 +25,7 @@ import { renderTyping, wireComposer } from "./composer.js";
 import { scheduleRead } from "./read.js";
 import { onFrame, onHello } from "./frames.js";
 import { wireNotify } from "./notify.js";
+import { disablePush, enablePush, registerWorker } from "./push.js";
 import { wireDialogs } from "./dialogs.js";
 import { setAvatar } from "./people.js";
 
@@ -110,6 +112,9 @@ export async function enterApp({ announce = false } = {}) {
   setView("app");
   socket.start();
   if (announce && tabs) tabs.postMessage({ type: "login" });
+  registerWorker().then((reg) => {
+    if (reg && "Notification" in window && Notification.permission === "granted") enablePush();
+  });
   const m = location.pathname.match(/^\/r\/([^/]+)$/);
   const id = m ? decodeURIComponent(m[1]) : "";
   if (id && state.rooms.has(id)) openRoom(id, { push: false });
@@ -131,6 +136,7 @@ export async function enterApp({ announce = false } = {}) {
 function wireApp() {
   $("logout-btn").addEventListener("click", async () => {
     socket.stop();
+    await disablePush();
     try {
       await api.logout();
     } catch {
