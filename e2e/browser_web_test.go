@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -483,6 +487,31 @@ func TestBrowserWebPush(t *testing.T) {
 		t.Fatalf("enable ServiceWorker domain: %v", err)
 	}
 	bruno.register()
+
+	// make run serves a VAPID key (the launcher made it), and a webpush
+	// device can be registered with it.
+	c := restClient(t, base, bruno)
+	var key struct {
+		PublicKey string `json:"public_key"`
+	}
+	if err := c.Do(context.Background(), http.MethodGet, "/api/v1/devices/webpush-key", nil, &key); err != nil {
+		t.Fatalf("webpush-key: %v", err)
+	}
+	if pub, err := base64.RawURLEncoding.DecodeString(key.PublicKey); err != nil || len(pub) != 65 {
+		t.Fatalf("webpush-key %q: want a base64url P-256 point", key.PublicKey)
+	}
+	sub, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := map[string]any{"platform": "webpush", "subscription": map[string]any{
+		"endpoint": "https://push.example.invalid/send/" + randomName("sub-"),
+		"keys":     map[string]string{"p256dh": base64.RawURLEncoding.EncodeToString(sub.PublicKey().Bytes()), "auth": base64.RawURLEncoding.EncodeToString(make([]byte, 16))},
+	}}
+	if err := c.Do(context.Background(), http.MethodPost, "/api/v1/devices", device, nil); err != nil {
+		t.Fatalf("register a webpush device: %v", err)
+	}
+
 	room := randomName("push-")
 	roomID := bruno.createRoom(room)
 	bruno.waitFor("the service worker active", `navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready.then(r => !!r.active)`)

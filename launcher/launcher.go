@@ -8,6 +8,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,6 +51,7 @@ type Stack struct {
 	nats    *natsjs.Server
 	kafka   *kafkafake.Server
 	sink    *pushSink
+	vapid   vapidKeys
 	apps    []*App
 	lock    *os.File
 
@@ -167,10 +169,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	vars["PAPO_REDIS_DB"] = strconv.Itoa(opts.RedisDB)
 	vars["PAPO_PUSH_URL"] = opts.PushURL
 	if opts.PushURL == "" {
-		if s.sink, err = startPushSink(opts.Log); err != nil {
+		if s.sink, err = startPushSink(opts.Log, &http.Client{Timeout: 10 * time.Second}); err != nil {
 			return nil, err
 		}
 		vars["PAPO_PUSH_URL"] = s.sink.url
+	}
+	if s.vapid, err = loadVAPID(dataDir); err != nil {
+		return nil, err
 	}
 	if err := ensureFile(vars["PAPO_SECRETS_FILE"], "{}\n"); err != nil {
 		return nil, err

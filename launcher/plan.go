@@ -160,6 +160,9 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","), "GATEWAY_WS_HANDOFF="+strings.Join(wsSockets, ","))
 		case "auth":
 			env = append(env, "AUTH_DEV_GENERATE_KEYS=true", "AUTH_DEV_KEY_FILE="+vars["PAPO_SECRETS_FILE"])
+		case "notification":
+			// Web Push works out of the box: keys kept in the data dir.
+			env = append(env, "NOTIFICATION_VAPID_PUBLIC_KEY="+s.vapid.Public, "NOTIFICATION_VAPID_PRIVATE_KEY="+s.vapid.Private)
 		case "ws":
 			gw := "127.0.0.1:" + strconv.Itoa(s.gatewayPort())
 			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()),
