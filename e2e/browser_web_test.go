@@ -320,6 +320,11 @@ func TestBrowserNotifications(t *testing.T) {
 	bruno.waitFor("a notification for quiet", fmt.Sprintf(`window.__notes.some(n => n.title === %s && n.body === "Psst, over here" && n.tag === %s)`, quote("Ana Lima in #"+quiet), quote(quietID)))
 	bruno.waitFor("quiet first, with its preview", fmt.Sprintf(`(() => { const b = document.querySelector("#room-list .room-item"); return b.querySelector(".room-name").textContent === %s && b.querySelector(".room-preview").textContent === "Ana Lima: Psst, over here"; })()`, quote(quiet)))
 	bruno.shot("web-06-notified-desktop")
+	phone(bruno)
+	js[chromedp.Void](bruno, `document.getElementById("back-btn").click()`)
+	bruno.shot("web-12-notified-list-phone")
+	desktop(bruno)
+	bruno.openRoomNamed(lounge)
 
 	// A message in the room in view: shown, not notified.
 	if err := c.Send(context.Background(), loungeID, "l-1", "Hello lounge"); err != nil {
@@ -424,6 +429,9 @@ func TestBrowserPhoneAndLimits(t *testing.T) {
 		t.Fatalf("the composer holds %d characters of a 5,002-character paste; nothing may be cut", n)
 	}
 	ana.shot("web-09-over-limit-phone")
+	desktop(ana)
+	ana.shot("web-11-over-limit-desktop")
+	phone(ana)
 	before := len(ana.messageTexts())
 	ana.do("Enter over the limit", enter(0))
 	if got := len(ana.messageTexts()); got != before {
