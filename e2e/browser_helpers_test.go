@@ -41,10 +41,11 @@ func chromiumPath(t *testing.T) string {
 
 // newBrowser starts one headless chromium with a fresh profile; each
 // person of a test gets a browser context of their own in it (separate
-// storage, cookies and cache, like two different browsers).
-func newBrowser(t *testing.T) context.Context {
+// storage, cookies and cache, like two different browsers). extra adds
+// options (flags).
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
-	browser, closeBrowser := newBrowserAt(t, t.TempDir())
+	browser, closeBrowser := newBrowserAt(t, t.TempDir(), extra...)
 	t.Cleanup(closeBrowser)
 	return browser
 }
@@ -53,7 +54,7 @@ func newBrowser(t *testing.T) context.Context {
 // it down gracefully (the profile is written out, as when a person quits
 // the browser), so a later newBrowserAt(dir) is the same browser
 // restarted.
-func newBrowserAt(t *testing.T, dir string) (browser context.Context, close func()) {
+func newBrowserAt(t *testing.T, dir string, extra ...chromedp.ExecAllocatorOption) (browser context.Context, close func()) {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
@@ -75,6 +76,7 @@ func newBrowserAt(t *testing.T, dir string) (browser context.Context, close func
 		chromedp.UserDataDir(dir),
 		chromedp.WindowSize(1280, 800),
 	}
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	if err := chromedp.Do(browser); err != nil {

@@ -2,13 +2,19 @@ package e2e
 
 import (
 	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/serviceworker"
 	"github.com/chromedp/chromedp"
 
 	"github.com/papochat/papo/api/client"
@@ -314,6 +320,11 @@ func TestBrowserNotifications(t *testing.T) {
 	bruno.waitFor("a notification for quiet", fmt.Sprintf(`window.__notes.some(n => n.title === %s && n.body === "Psst, over here" && n.tag === %s)`, quote("Ana Lima in #"+quiet), quote(quietID)))
 	bruno.waitFor("quiet first, with its preview", fmt.Sprintf(`(() => { const b = document.querySelector("#room-list .room-item"); return b.querySelector(".room-name").textContent === %s && b.querySelector(".room-preview").textContent === "Ana Lima: Psst, over here"; })()`, quote(quiet)))
 	bruno.shot("web-06-notified-desktop")
+	phone(bruno)
+	js[chromedp.Void](bruno, `document.getElementById("back-btn").click()`)
+	bruno.shot("web-12-notified-list-phone")
+	desktop(bruno)
+	bruno.openRoomNamed(lounge)
 
 	// A message in the room in view: shown, not notified.
 	if err := c.Send(context.Background(), loungeID, "l-1", "Hello lounge"); err != nil {
@@ -418,6 +429,9 @@ func TestBrowserPhoneAndLimits(t *testing.T) {
 		t.Fatalf("the composer holds %d characters of a 5,002-character paste; nothing may be cut", n)
 	}
 	ana.shot("web-09-over-limit-phone")
+	desktop(ana)
+	ana.shot("web-11-over-limit-desktop")
+	phone(ana)
 	before := len(ana.messageTexts())
 	ana.do("Enter over the limit", enter(0))
 	if got := len(ana.messageTexts()); got != before {
@@ -456,5 +470,95 @@ func TestBrowserPhoneAndLimits(t *testing.T) {
 	bruno.waitOnline()
 	bruno.waitFor("Ana online again", `document.getElementById("chat-sub").dataset.presence === "online"`)
 	ana.checkErrors()
+	bruno.checkErrors()
+}
+
+// TestBrowserWebPush: the service worker is registered at log-in, and a
+// push delivered to it while no papo page is open shows a notification
+// for the room (DevTools' ServiceWorker.deliverPushMessage stands in for
+// the browser's push service, which headless Chromium has none of; the
+// encrypted request the notification service sends is checked apart, in
+// services/notification/internal/push).
+func TestBrowserWebPush(t *testing.T) {
+	s := stack(t, "local")
+	b := newBrowser(t)
+	base := s.GatewayURL
+	bruno := newPerson(t, b, base, "bruno", "Bruno Reis")
+	if _, err := chromedp.CallBrowser(bruno.ctx, browser.SetPermission, browser.SetPermissionParams{
+		Permission: &browser.PermissionDescriptor{Name: "notifications"}, Setting: browser.PermissionSettingGranted,
+		Origin: base, BrowserContextID: chromedp.FromContext(bruno.ctx).BrowserContextID,
+	}); err != nil {
+		t.Fatalf("grant notifications: %v", err)
+	}
+	regs := chromedp.Events(bruno.ctx, serviceworker.WorkerRegistrationUpdated)
+	if _, err := chromedp.Call(bruno.ctx, serviceworker.Enable, cdp.Empty{}); err != nil {
+		t.Fatalf("enable ServiceWorker domain: %v", err)
+	}
+	bruno.register()
+
+	// make run serves a VAPID key (the launcher made it), and a webpush
+	// device can be registered with it.
+	c := restClient(t, base, bruno)
+	var key struct {
+		PublicKey string `json:"public_key"`
+	}
+	if err := c.Do(context.Background(), http.MethodGet, "/api/v1/devices/webpush-key", nil, &key); err != nil {
+		t.Fatalf("webpush-key: %v", err)
+	}
+	if pub, err := base64.RawURLEncoding.DecodeString(key.PublicKey); err != nil || len(pub) != 65 {
+		t.Fatalf("webpush-key %q: want a base64url P-256 point", key.PublicKey)
+	}
+	sub, err := ecdh.P256().GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	device := map[string]any{"platform": "webpush", "subscription": map[string]any{
+		"endpoint": "https://push.example.invalid/send/" + randomName("sub-"),
+		"keys":     map[string]string{"p256dh": base64.RawURLEncoding.EncodeToString(sub.PublicKey().Bytes()), "auth": base64.RawURLEncoding.EncodeToString(make([]byte, 16))},
+	}}
+	if err := c.Do(context.Background(), http.MethodPost, "/api/v1/devices", device, nil); err != nil {
+		t.Fatalf("register a webpush device: %v", err)
+	}
+
+	room := randomName("push-")
+	roomID := bruno.createRoom(room)
+	bruno.waitFor("the service worker active", `navigator.serviceWorker.controller !== null || navigator.serviceWorker.ready.then(r => !!r.active)`)
+	var regID serviceworker.RegistrationID
+	deadline := time.After(30 * time.Second)
+	found := make(chan serviceworker.RegistrationID, 1)
+	go func() {
+		for ev, err := range regs {
+			if err != nil {
+				return
+			}
+			for _, r := range ev.Registrations {
+				if !r.IsDeleted && strings.HasPrefix(r.ScopeURL, base) {
+					select {
+					case found <- r.RegistrationID:
+					default:
+					}
+					return
+				}
+			}
+		}
+	}()
+	select {
+	case regID = <-found:
+	case <-deadline:
+		t.Fatal("no service worker registration for papo's origin")
+	}
+
+	// Papo closed (the tab is elsewhere): a push arrives.
+	bruno.do("leave papo", chromedp.Navigate("about:blank"))
+	payload := fmt.Sprintf(`{"type":"papo.notification","room_id":%s,"title":"Ana Lima in #%s","body":"Pushed while away","count":1}`, quote(roomID), room)
+	if _, err := chromedp.Call(bruno.ctx, serviceworker.DeliverPushMessage, serviceworker.DeliverPushMessageParams{
+		Origin: base, RegistrationID: regID, Data: payload,
+	}); err != nil {
+		t.Fatalf("deliver push: %v", err)
+	}
+	bruno.do("back to papo", chromedp.Navigate(base))
+	bruno.waitOnline()
+	bruno.waitFor("the pushed notification, tagged and linked to the room", fmt.Sprintf(`navigator.serviceWorker.ready.then(r => r.getNotifications()).then(ns => ns.some(n => n.title === %s && n.body === "Pushed while away" && n.tag === %s && n.data.room_id === %s))`,
+		quote("Ana Lima in #"+room), quote(roomID), quote(roomID)))
 	bruno.checkErrors()
 }

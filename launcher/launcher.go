@@ -8,6 +8,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -35,10 +36,14 @@ type Tokens struct {
 
 // Stack is a running papo system.
 type Stack struct {
-	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080.
+	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080, or
+	// https://… with Options.TLS.
 	GatewayURL string
-	Profile    Profile
-	DataDir    string
+	// TLS are the local CA and the gateway's certificate with
+	// Options.TLS, else nil.
+	TLS     *TLSFiles
+	Profile Profile
+	DataDir string
 	// Tokens are made at random for each start and kept, readable by the
 	// owner only, in <DataDir>/api-tokens.env.
 	Tokens Tokens
@@ -53,6 +58,7 @@ type Stack struct {
 	nats    *natsjs.Server
 	kafka   *kafkafake.Server
 	sink    *pushSink
+	vapid   vapidKeys
 	apps    []*App
 	lock    *os.File
 
@@ -171,10 +177,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	vars["PAPO_REDIS_DB"] = strconv.Itoa(opts.RedisDB)
 	vars["PAPO_PUSH_URL"] = opts.PushURL
 	if opts.PushURL == "" {
-		if s.sink, err = startPushSink(opts.Log); err != nil {
+		if s.sink, err = startPushSink(opts.Log, &http.Client{Timeout: 10 * time.Second}); err != nil {
 			return nil, err
 		}
 		vars["PAPO_PUSH_URL"] = s.sink.url
+	}
+	if s.vapid, err = loadVAPID(dataDir); err != nil {
+		return nil, err
 	}
 	if err := ensureFile(vars["PAPO_SECRETS_FILE"], "{}\n"); err != nil {
 		return nil, err
@@ -187,6 +196,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
+	if err := createSQLiteFiles(resources, filepath.Join(dataDir, "nameresolution.db")); err != nil {
+		return nil, err
+	}
 	if opts.TraceEndpoint != "" {
 		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
 			return nil, err
@@ -197,6 +209,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	if err := s.makeHandoffDir(); err != nil {
+		return nil, err
+	}
+	if err := s.setUpTLS(); err != nil {
 		return nil, err
 	}
 	if err := s.plan(binDir, resources, vars); err != nil {
@@ -225,6 +240,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	if err := s.waitInvocation(readyCtx); err != nil {
+		return nil, err
+	}
+	if err := s.checkPublicTLS(readyCtx); err != nil {
 		return nil, err
 	}
 	s.supervise()

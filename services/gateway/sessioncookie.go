@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/papochat/papo/api"
@@ -43,8 +46,31 @@ type sessionCookies struct {
 	log    *slog.Logger
 }
 
+// wantsCookie: the client asked for the cookie, and the browser will keep
+// it. A Secure cookie is dropped by browsers on plain http other than
+// loopback; there the answer keeps the token in the body, as without the
+// header, and the client stores it itself (docs/web.md).
 func wantsCookie(r *http.Request) bool {
-	return r.Header.Get(SessionModeHeader) == sessionModeCookie
+	return r.Header.Get(SessionModeHeader) == sessionModeCookie && secureContext(r)
+}
+
+// secureContext reports whether the page was loaded over https (here or
+// at a proxy in front) or from a loopback host, where browsers keep
+// Secure cookies.
+func secureContext(r *http.Request) bool {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return true
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // sameOrigin reports whether r's Origin, when it has one, is the host it

@@ -166,3 +166,38 @@ func TestSessionCookieMaxAgeIsChecked(t *testing.T) {
 		t.Fatalf("Validate with a 1s cookie: %v; want a GATEWAY_SESSION_COOKIE_MAX_AGE error", err)
 	}
 }
+
+// On plain http from a host that is not loopback, browsers drop Secure
+// cookies: the header is ignored and the token stays in the body.
+func TestSessionCookieOnlyWhereBrowsersKeepIt(t *testing.T) {
+	f := newFixtureWith(t, &fakeSidecar{answer: authLike}, func(c *Config) { c.SessionCookieMaxAge = time.Hour })
+	for _, tc := range []struct {
+		host, proto string
+		cookie      bool
+	}{
+		{"chat.example.org", "", false},
+		{"192.168.1.20:8080", "", false},
+		{"chat.example.org", "https", true},
+		{"localhost:8080", "", true},
+		{"[::1]:8080", "", true},
+	} {
+		req, _ := http.NewRequest(http.MethodPost, f.gw.URL+"/api/v1/auth/login", strings.NewReader(`{"username":"ana","password":"12345678"}`))
+		req.Host = tc.host
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(SessionModeHeader, "cookie")
+		if tc.proto != "" {
+			req.Header.Set("X-Forwarded-Proto", tc.proto)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		_, inBody := body["refresh_token"]
+		if got := refreshCookieOf(t, resp) != nil; got != tc.cookie || inBody == tc.cookie {
+			t.Errorf("host %s proto %q: cookie %v, token in body %v; want cookie %v", tc.host, tc.proto, got, inBody, tc.cookie)
+		}
+	}
+}

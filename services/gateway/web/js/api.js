@@ -12,22 +12,39 @@
 // revokes the session, so two tabs must never send the same one.
 
 const HINT_KEY = "papo.session";
+// Where the gateway cannot set a cookie the browser keeps (plain http on a
+// host that is not loopback), the refresh token comes back in the body
+// and is kept in this tab's sessionStorage instead: a reload stays signed
+// in, other tabs and restarts do not.
+const TAB_KEY = "papo.refresh";
 const LOCK = "papo.refresh";
 const COOKIE_MODE = { "X-Papo-Session": "cookie" };
 
-function setHint(on) {
+// remember records how the session's refresh token is kept: token "" is
+// the cookie (a hint in localStorage), a token is this tab's copy; null
+// forgets both.
+function remember(token) {
   try {
-    if (on) localStorage.setItem(HINT_KEY, "1");
-    else localStorage.removeItem(HINT_KEY);
-    sessionStorage.removeItem("papo.refresh"); // the old per-tab storage
+    if (token === null) localStorage.removeItem(HINT_KEY);
+    else if (!token) localStorage.setItem(HINT_KEY, "1");
+    if (token) sessionStorage.setItem(TAB_KEY, token);
+    else sessionStorage.removeItem(TAB_KEY);
   } catch {
-    /* storage disabled: every load asks */
+    /* storage disabled: the session ends with the page */
+  }
+}
+
+function tabToken() {
+  try {
+    return sessionStorage.getItem(TAB_KEY) || "";
+  } catch {
+    return "";
   }
 }
 
 function hint() {
   try {
-    return localStorage.getItem(HINT_KEY) === "1";
+    return localStorage.getItem(HINT_KEY) === "1" || !!sessionStorage.getItem(TAB_KEY);
   } catch {
     return true;
   }
@@ -82,7 +99,7 @@ export class Session {
     this.accessToken = tok.access_token;
     this.user = tok.user;
     this.expiresAt = Date.now() + tok.expires_in * 1000;
-    setHint(true);
+    remember(tok.refresh_token || "");
     clearTimeout(this.timer);
     // Refresh at 80% of the lifetime, so the WebSocket never sees an
     // expired token.
@@ -96,7 +113,7 @@ export class Session {
     this.accessToken = "";
     this.user = null;
     this.expiresAt = 0;
-    setHint(false);
+    remember(null);
     this.emit("ended");
   }
 
@@ -105,7 +122,12 @@ export class Session {
   // once.
   refresh() {
     if (this.refreshing) return this.refreshing;
-    this.refreshing = exclusive(() => rawRequest("POST", "/api/v1/auth/refresh", {}, "", COOKIE_MODE))
+    this.refreshing = exclusive(() => {
+      const token = tabToken();
+      return token
+        ? rawRequest("POST", "/api/v1/auth/refresh", { refresh_token: token }, "")
+        : rawRequest("POST", "/api/v1/auth/refresh", {}, "", COOKIE_MODE);
+    })
       .then((tok) => {
         this.accept(tok);
         return tok;
@@ -247,6 +269,15 @@ export class Api {
   }
   markRead(id, seq) {
     return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/read`, { seq });
+  }
+  webPushKey() {
+    return this.call("GET", "/api/v1/devices/webpush-key");
+  }
+  addDevice(device) {
+    return this.call("POST", "/api/v1/devices", device);
+  }
+  deleteDevice(id) {
+    return this.call("DELETE", "/api/v1/devices/" + encodeURIComponent(id));
   }
   setNotifications(id, mode) {
     return this.call("PUT", `/api/v1/rooms/${encodeURIComponent(id)}/notifications`, { mode });

@@ -11,6 +11,7 @@
 //   read.js       the read marker
 //   frames.js     the socket's frames
 //   notify.js     notifications and sound
+//   push.js       the service worker and the Web Push device
 //   dialogs.js    create, browse, invitations, people, leave
 //   wording.js    human wording of error codes
 //   e2ee-view.js  encrypted DMs: banner, safety number, notices
@@ -26,6 +27,7 @@ import { renderTyping, wireComposer } from "./composer.js";
 import { scheduleRead } from "./read.js";
 import { onFrame, onHello } from "./frames.js";
 import { wireNotify } from "./notify.js";
+import { disablePush, enablePush, registerWorker } from "./push.js";
 import { wireDialogs } from "./dialogs.js";
 import { setAvatar } from "./people.js";
 import { startE2EE, wireE2EE } from "./e2ee-view.js";
@@ -114,6 +116,9 @@ export async function enterApp({ announce = false } = {}) {
   setView("app");
   socket.start();
   if (announce && tabs) tabs.postMessage({ type: "login" });
+  registerWorker().then((reg) => {
+    if (reg && "Notification" in window && Notification.permission === "granted") enablePush();
+  });
   const m = location.pathname.match(/^\/r\/([^/]+)$/);
   const id = m ? decodeURIComponent(m[1]) : "";
   if (id && state.rooms.has(id)) openRoom(id, { push: false });
@@ -135,6 +140,7 @@ export async function enterApp({ announce = false } = {}) {
 function wireApp() {
   $("logout-btn").addEventListener("click", async () => {
     socket.stop();
+    await disablePush();
     try {
       await api.logout();
     } catch {

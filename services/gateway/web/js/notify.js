@@ -9,6 +9,7 @@ import { $, api, state, toast } from "./core.js";
 import { roomTitle, userName } from "./people.js";
 import { openRoom } from "./chat.js";
 import { humanError } from "./wording.js";
+import { enablePush } from "./push.js";
 
 const MODE_KEY = "papo.notify."; // + room id: the mode last set here
 const SOUND_KEY = "papo.sound"; // "off" silences the sound
@@ -125,7 +126,12 @@ export function wireNotify() {
     $("notify-prompt").hidden = true;
     try {
       const p = await Notification.requestPermission();
-      toast(p === "granted" ? "Notifications are on." : "Notifications stay off; your browser settings can change that.");
+      if (p !== "granted") {
+        toast("Notifications stay off; your browser settings can change that.");
+        return;
+      }
+      const push = await enablePush();
+      toast(push === "on" ? "Notifications are on, also when papo is closed." : "Notifications are on while papo is open.");
     } catch {
       /* an old browser */
     }
