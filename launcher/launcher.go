@@ -47,6 +47,9 @@ type Stack struct {
 	// Tokens are made at random for each start and kept, readable by the
 	// owner only, in <DataDir>/api-tokens.env.
 	Tokens Tokens
+	// NATSURL is the NATS JetStream server of the pub/sub components, when
+	// the profile uses one (embedded or not); tests read the broker there.
+	NATSURL string
 
 	opts Options
 	// tracing is the generated tracing Configuration, or "" when no trace
@@ -156,6 +159,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		vars["PAPO_NATS_URL"] = profile.NATSURL
 	}
 	if url := vars["PAPO_NATS_URL"]; url != "" {
+		s.NATSURL = url
 		if err := natsjs.EnsureStreams(ctx, url, events.AllTopics, 24*time.Hour); err != nil {
 			return nil, err
 		}

@@ -257,8 +257,8 @@ export class Api {
   members(id) {
     return this.call("GET", `/api/v1/rooms/${encodeURIComponent(id)}/members`);
   }
-  openDM(userID) {
-    return this.call("POST", "/api/v1/dms", { user_id: userID });
+  openDM(userID, encrypted = false) {
+    return this.call("POST", "/api/v1/dms", { user_id: userID, encrypted: encrypted || undefined });
   }
   history(id, { before, after, limit }) {
     const q = new URLSearchParams();

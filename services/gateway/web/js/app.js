@@ -14,6 +14,8 @@
 //   push.js       the service worker and the Web Push device
 //   dialogs.js    create, browse, invitations, people, leave
 //   wording.js    human wording of error codes
+//   e2ee-view.js  encrypted DMs: banner, safety number, notices
+//                 (secure.js keys and directories, e2ee.js the cryptography)
 
 import { $, ROOMS_POLL, api, hooks, session, socket, state, toast } from "./core.js";
 import { ApiError } from "./api.js";
@@ -28,6 +30,7 @@ import { wireNotify } from "./notify.js";
 import { disablePush, enablePush, registerWorker } from "./push.js";
 import { wireDialogs } from "./dialogs.js";
 import { setAvatar } from "./people.js";
+import { startE2EE, wireE2EE } from "./e2ee-view.js";
 
 // Tabs of this origin tell each other about logins and logouts: the
 // session (its cookie) is shared, so it starts and ends for all of them.
@@ -108,6 +111,7 @@ export async function enterApp({ announce = false } = {}) {
   state.me = session.user;
   state.users.set(state.me.id, state.me);
   renderMe();
+  await startE2EE(); // before any event: encrypted ones are decrypted as they come
   await loadRooms();
   setView("app");
   socket.start();
@@ -156,6 +160,7 @@ function wireApp() {
   wireComposer();
   wireNotify();
   wireDialogs();
+  wireE2EE();
   document.addEventListener("visibilitychange", () => {
     if (document.visibilityState === "visible") scheduleRead();
   });

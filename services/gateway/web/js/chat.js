@@ -9,6 +9,7 @@ import { renderCounter, renderTyping, autoGrow } from "./composer.js";
 import { flushRead, markAllRead, scheduleRead } from "./read.js";
 import { modeOf } from "./notify.js";
 import { ago } from "./text.js";
+import { renderE2EE } from "./e2ee-view.js";
 
 const MAX_PAGE = 200; // the server's history limit
 const UNREAD_PAGES = 5; // pages fetched at most to reach the first unread
@@ -205,6 +206,7 @@ export function renderHeader() {
     $("chat-sub").textContent = parts.join(" · ");
     delete $("chat-sub").dataset.presence;
   }
+  renderE2EE(r);
   $("add-member-btn").hidden = r.kind === "dm";
   $("leave-btn").hidden = r.kind === "dm";
   $("notify-mode").value = modeOf(r);

@@ -8,6 +8,7 @@ import { userName } from "./people.js";
 import { renderMessages, renderCount, startEdit } from "./messages.js";
 import { scrollToBottom } from "./chat.js";
 import { humanError } from "./wording.js";
+import { seal } from "./e2ee-view.js";
 
 export function wireComposer() {
   const composer = $("composer");
@@ -95,7 +96,18 @@ export function sendComposer() {
 // socket is up it waits for the next hello.
 export function transmit(r, p) {
   p.held = false;
-  const ok = socket.send({ type: "send", room_id: r.id, client_id: p.client_id, text: p.text });
+  if (r.encrypted && !p.e2ee) {
+    // Sealed once: a retry sends the same envelope with the same client_id.
+    seal(r, p.text).then(
+      (env) => transmit(r, Object.assign(p, { e2ee: env })),
+      (err) => refuse(r, p, { code: err.code || "e2ee_failed", message: err.message }),
+    );
+    return;
+  }
+  const frame = { type: "send", room_id: r.id, client_id: p.client_id };
+  if (p.e2ee) frame.e2ee = p.e2ee;
+  else frame.text = p.text;
+  const ok = socket.send(frame);
   clearTimeout(state.ackTimers.get(p.client_id));
   if (!ok) return;
   state.ackTimers.set(
@@ -134,10 +146,17 @@ export function editFailed(r, p) {
   ta.setSelectionRange(ta.value.length, ta.value.length);
 }
 
-export function sendOp(r, type, targetSeq, text) {
+export async function sendOp(r, type, targetSeq, text) {
   const id = newID();
   const frame = { type, room_id: r.id, client_id: id, target_seq: targetSeq };
-  if (type === "edit") frame.text = text;
+  if (type === "edit" && r.encrypted) {
+    try {
+      frame.e2ee = await seal(r, text);
+    } catch (err) {
+      toast(humanError(err));
+      return;
+    }
+  } else if (type === "edit") frame.text = text;
   if (!socket.send(frame)) {
     toast("You are offline; try again when papo reconnects.");
     return;

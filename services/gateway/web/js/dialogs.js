@@ -8,6 +8,7 @@ import { renderSidebar } from "./sidebar.js";
 import { loadMembers, openRoom, showEmpty } from "./chat.js";
 import { newID } from "./text.js";
 import { humanError } from "./wording.js";
+import { ready as e2eeReady } from "./e2ee-view.js";
 
 export function wireDialogs() {
   $("new-room-btn").addEventListener("click", () => openDialog("dlg-room"));
@@ -221,6 +222,7 @@ function openUserDialog(mode) {
   $("dlg-user-title").textContent =
     mode === "dm" ? "New direct message" : `${invite ? "Invite" : "Add"} someone to #${r ? roomTitle(r) : ""}`;
   $("user-submit").textContent = mode === "dm" ? "Start chat" : invite ? "Invite" : "Add to room";
+  $("user-encrypted-row").hidden = mode !== "dm";
   openDialog("dlg-user");
 }
 
@@ -246,7 +248,9 @@ async function submitUserDialog(e) {
         err.textContent = "That is you! Pick someone else.";
         return;
       }
-      const dm = await api.openDM(u.id);
+      const encrypted = $("user-encrypted").checked;
+      if (encrypted && !(await e2eeReady())) return;
+      const dm = await api.openDM(u.id, encrypted);
       addRoom(dm.room);
       d.close();
       fetchPresence([u.id]);

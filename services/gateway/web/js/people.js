@@ -58,7 +58,7 @@ export function dmPeer(room) {
 export function roomTitle(room) {
   if (room.kind === "dm") {
     const peer = dmPeer(room);
-    return peer ? userName(peer) : "Direct message";
+    return (room.encrypted ? "🔐 " : "") + (peer ? userName(peer) : "Direct message");
   }
   return room.name || "room";
 }

@@ -1,11 +1,14 @@
 // The client's model of the rooms it belongs to: their log window (events
 // by seq), pending sends, typing users and read state. No DOM here.
 
+import { reveal } from "./secure.js";
+
 export class Room {
   constructor(r) {
     this.id = r.id;
     this.name = r.name || "";
     this.kind = r.kind || "public";
+    this.encrypted = !!r.encrypted; // an end-to-end encrypted DM, for good
     this.members = r.members || [];
     this.lastSeq = r.last_seq || 0; // the head as last heard from anyone
     this.readSeq = r.read_seq || 0;
@@ -29,6 +32,7 @@ export class Room {
   // note records an event's activity and, for a message (or an edit or
   // delete of the previewed one), the sidebar's one-line preview.
   note(e) {
+    reveal(e); // an encrypted event: a stand-in text now, its text once decrypted
     const at = Date.parse(e.created_at) || 0;
     if (at > this.lastAt) this.lastAt = at;
     const p = this.preview;
@@ -44,6 +48,7 @@ export class Room {
   merge(r) {
     if (r.name) this.name = r.name;
     if (r.kind) this.kind = r.kind;
+    if (r.encrypted) this.encrypted = true;
     if (r.members && r.members.length) this.members = r.members;
     if (!this.loaded) {
       this.lastSeq = Math.max(this.lastSeq, r.last_seq || 0);

@@ -110,7 +110,7 @@ function fillList(ul, rooms) {
       const peer = dmPeer(r);
       const av = document.createElement("span");
       av.className = "avatar small";
-      setAvatar(av, peer || r.id, title);
+      setAvatar(av, peer || r.id, peer ? userName(peer) : title);
       const dot = document.createElement("span");
       dot.className = "presence";
       dot.dataset.presence = presenceOf(peer);

@@ -31,6 +31,12 @@ const WORDS = {
   unavailable: "papo is having trouble right now. Try again in a moment.",
   shutting_down: "papo is restarting. Your message will go out when it is back.",
   network: "The server cannot be reached. Check your connection.",
+  peer_has_no_keys:
+    "They have not set up encrypted messages yet (they need to sign in once). Wait for them, or write in your ordinary DM.",
+  e2ee_not_ready: "This browser has no keys for encrypted messages.",
+  e2ee_failed: "This message could not be encrypted. Try again.",
+  encryption_required: "This conversation is end-to-end encrypted; the message could not be encrypted. Try again.",
+  invalid_envelope: "This encrypted message was refused by the server. Try again.",
 };
 
 // humanError words an ApiError or an error frame ({code, message}).

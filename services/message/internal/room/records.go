@@ -60,6 +60,9 @@ type roomRecord struct {
 	Messages int64 `json:"messages"`
 	// Members is the pair of a DM; other rooms keep members in membersKey.
 	Members []string `json:"members,omitempty"`
+	// Encrypted marks an end-to-end encrypted DM: its messages and edits
+	// carry envelopes, never text (docs/e2ee.md). Set at creation only.
+	Encrypted bool `json:"encrypted,omitempty"`
 	// Deletes are the room's recent deletes, oldest first: history serves
 	// their messages, and the edits of them, without text. A delete leaves
 	// the head keepDeletes after its commit, once its text is erased for
@@ -114,7 +117,7 @@ type memberOp struct {
 func (r roomRecord) api() api.Room {
 	return api.Room{
 		ID: r.ID, Name: r.Name, Kind: r.Kind, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt,
-		LastSeq: r.LastSeq, Members: r.Members,
+		LastSeq: r.LastSeq, Members: r.Members, Encrypted: r.Encrypted,
 	}
 }
 
