@@ -286,7 +286,7 @@ func TestBrowserNotifications(t *testing.T) {
 	}
 	// Record notifications the page makes.
 	js[chromedp.Void](bruno, `window.__notes = []; window.Notification = new Proxy(window.Notification, {
-		construct(target, args) { window.__notes.push({title: args[0], body: args[1].body, tag: args[1].tag}); return Reflect.construct(target, args); },
+		construct(target, args) { const n = Reflect.construct(target, args); window.__notes.push({title: args[0], body: args[1].body, tag: args[1].tag}); (window.__noteObjs ||= []).push(n); return n; },
 		get(target, k) { const v = target[k]; return typeof v === "function" ? v.bind(target) : v; } })`)
 
 	lounge := randomName("lounge-")
@@ -320,6 +320,10 @@ func TestBrowserNotifications(t *testing.T) {
 	bruno.waitFor("a notification for quiet", fmt.Sprintf(`window.__notes.some(n => n.title === %s && n.body === "Psst, over here" && n.tag === %s)`, quote("Ana Lima in #"+quiet), quote(quietID)))
 	bruno.waitFor("quiet first, with its preview", fmt.Sprintf(`(() => { const b = document.querySelector("#room-list .room-item"); return b.querySelector(".room-name").textContent === %s && b.querySelector(".room-preview").textContent === "Ana Lima: Psst, over here"; })()`, quote(quiet)))
 	bruno.shot("web-06-notified-desktop")
+	// Clicking it opens the room.
+	js[chromedp.Void](bruno, `window.__noteObjs.find(n => n.body === "Psst, over here").onclick()`)
+	bruno.waitFor("quiet opened by the notification", fmt.Sprintf(`document.getElementById("chat-title").textContent.includes(%s)`, quote(quiet)))
+	bruno.openRoomNamed(lounge)
 	phone(bruno)
 	js[chromedp.Void](bruno, `document.getElementById("back-btn").click()`)
 	bruno.shot("web-12-notified-list-phone")
