@@ -67,6 +67,9 @@ type Room struct {
 	// Encrypted marks an end-to-end encrypted DM (docs/e2ee.md): its
 	// messages carry envelopes, never text. Fixed at creation.
 	Encrypted bool `json:"encrypted,omitempty"`
+	// MemberCount is how many members the room has (absent for a room
+	// made before papo counted them).
+	MemberCount int64 `json:"member_count,omitempty"`
 }
 
 // RegisterRequest is the body of POST /api/v1/auth/register.

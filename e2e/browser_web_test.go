@@ -367,6 +367,8 @@ func TestBrowserNotifications(t *testing.T) {
 	bruno.do("browse", chromedp.Click(chromedp.CSS("#browse-btn")), chromedp.WaitVisible(chromedp.CSS("#browse-filter")),
 		chromedp.SendKeys(chromedp.CSS("#browse-filter"), prefix))
 	bruno.waitFor("numeric order", fmt.Sprintf(`(() => { const n = [...document.querySelectorAll("#browse-list .browse-name")].map(e => e.textContent); return n.length === 2 && n[0] === %s && n[1] === %s; })()`, quote("# "+prefix+"-2"), quote("# "+prefix+"-10")))
+	// …and says how many members each has (ana, who made them).
+	bruno.waitFor("member counts", `[...document.querySelectorAll("#browse-list .browse-count")].map(e => e.textContent).join("|") === "1 member|1 member"`)
 	ana.checkErrors()
 	bruno.checkErrors()
 }

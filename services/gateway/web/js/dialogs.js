@@ -189,6 +189,9 @@ function renderBrowse() {
       const name = document.createElement("span");
       name.className = "browse-name";
       name.textContent = "# " + room.name;
+      const count = document.createElement("span");
+      count.className = "browse-count muted";
+      if (room.member_count) count.textContent = `${room.member_count.toLocaleString()} member${room.member_count === 1 ? "" : "s"}`;
       const b = document.createElement("button");
       b.type = "button";
       const joined = state.rooms.has(room.id);
@@ -207,7 +210,7 @@ function renderBrowse() {
           $("dlg-browse").querySelector(".form-error").textContent = humanError(ex);
         }
       });
-      li.append(name, b);
+      li.append(name, count, b);
       return li;
     }),
   );

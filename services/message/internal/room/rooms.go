@@ -99,6 +99,7 @@ func (s *Service) createdBefore(ctx context.Context, want roomRecord) (api.Room,
 // own member_joined, with no message before it.
 func (r *roomRecord) founded(userIDs ...string) []api.Event {
 	out := make([]api.Event, 0, len(userIDs))
+	r.MembersCounted, r.MemberCount = true, int64(len(userIDs))
 	for _, uid := range userIDs {
 		r.LastSeq++
 		ev := api.Event{RoomID: r.ID, Seq: r.LastSeq, Type: api.EventMemberJoined, ID: eventID(r.ID, r.LastSeq),
@@ -242,6 +243,11 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 		next.LastSeq++
 		ev.RoomID, ev.Seq, ev.ID, ev.CreatedAt = roomID, next.LastSeq, eventID(roomID, next.LastSeq), s.now().UTC()
 		op.Seq, op.At, op.ReadMsgs = ev.Seq, ev.CreatedAt, next.Messages
+		if op.In {
+			next.MemberCount++
+		} else {
+			next.MemberCount = max(next.MemberCount-1, 0)
+		}
 		// The previous tail is materialized before it is replaced.
 		if err := s.materialize(ctx, head); err != nil {
 			return err
