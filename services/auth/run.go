@@ -19,6 +19,7 @@ import (
 	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/auth/internal/account"
+	"github.com/papochat/papo/services/auth/internal/keys"
 	"github.com/papochat/papo/services/auth/internal/password"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
@@ -126,12 +127,13 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	ring := &signing.Keyring{}
 	deps := Deps{
-		Log:      log,
-		Config:   cfg,
-		Accounts: account.New(store, hasher),
-		Sessions: session.New(store, daprPublisher{client}, log, cfg.SessionTTL, cfg.AccessTTL),
-		Keys:     ring,
-		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
+		Log:       log,
+		Config:    cfg,
+		Accounts:  account.New(store, hasher),
+		Sessions:  session.New(store, daprPublisher{client}, log, cfg.SessionTTL, cfg.AccessTTL),
+		Keys:      ring,
+		Directory: keys.New(store, nil),
+		Ready:     map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 
 		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
 		Metrics:        NewMetrics(tel.Registry),
