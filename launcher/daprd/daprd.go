@@ -117,7 +117,7 @@ func build(ctx context.Context, root, dst string, progress io.Writer) (string, e
 
 	src := filepath.Join(root, "tools", "daprd")
 	fmt.Fprintf(progress, "papo: no daprd %s installed; building the pinned one from %s once.\n"+
-		"papo: this downloads and compiles Dapr and papo's components (about 2 minutes on a new machine); later runs reuse %s\n", Version, src, dst)
+		"papo: this downloads and compiles Dapr and papo's components (3 minutes or more on a new 2-core machine); later runs reuse %s\n", Version, src, dst)
 	tmp := dst + ".tmp"
 	cmd := exec.CommandContext(ctx, "go", "build", "-v",
 		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version+
