@@ -32,10 +32,13 @@ test: vet test-deploy test-tools
 test-deploy:
 	cd deploy && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 
-## test-tools: the Kafka stand-in (tools/kafkafake), a module outside go.work
-## so that franz-go's dependencies never reach the services' build list.
+## test-tools: the Kafka stand-in (tools/kafkafake) and the pinned daprd
+## (tools/daprd: every component file's type is one it registers, and its
+## name-lookup cache), modules outside go.work so that franz-go's and
+## Dapr's dependencies never reach the services' build list.
 test-tools:
 	cd tools/kafkafake && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
+	cd tools/daprd && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) test -count=1 ./...
 
 test-unit:
 	$(GO) test -short -count=1 $(PKGS)

@@ -7,6 +7,7 @@ package launcher
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -105,7 +106,10 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if !ok {
 		profile = Profile{Name: opts.Profile}
 	}
-	componentsSrc := filepath.Join(opts.Root, "components", opts.Profile)
+	componentsSrc := opts.ComponentsDir
+	if componentsSrc == "" {
+		componentsSrc = filepath.Join(opts.Root, "components", opts.Profile)
+	}
 	if _, err := os.Stat(componentsSrc); err != nil {
 		return nil, fmt.Errorf("profile %q: %w", opts.Profile, err)
 	}
@@ -129,12 +133,19 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		}
 	}()
 
-	daprdPath, err := daprd.Locate(ctx, opts.Root, opts.Progress)
-	if err != nil {
-		return nil, err
-	}
+	// Finding (on a new machine: building) daprd and building the
+	// services overlap: each build waits on downloads and links alone.
 	binDir := filepath.Join(dataDir, "bin")
-	if err := buildServices(ctx, opts.Root, binDir, opts.Progress); err != nil {
+	var daprdPath string
+	var daprdErr error
+	located := make(chan struct{})
+	go func() {
+		defer close(located)
+		daprdPath, daprdErr = daprd.Locate(ctx, opts.Root, opts.Progress)
+	}()
+	buildErr := buildServices(ctx, opts.Root, binDir, opts.Progress)
+	<-located
+	if err := errors.Join(daprdErr, buildErr); err != nil {
 		return nil, err
 	}
 
@@ -229,13 +240,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		a.daprdPath = daprdPath
 		s.width = max(s.width, len(a.Name)+5)
 	}
-	for _, a := range s.apps {
-		if err := a.start(); err != nil {
-			return nil, err
-		}
-	}
 	readyCtx, cancel := context.WithTimeout(ctx, opts.ReadyTimeout)
 	defer cancel()
+	if err := s.startApps(readyCtx, resources); err != nil {
+		return nil, err
+	}
 	if err := s.waitReady(readyCtx); err != nil {
 		return nil, err
 	}

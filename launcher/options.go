@@ -14,6 +14,10 @@ type Options struct {
 	Root string
 	// Profile names the components/<profile>/ folder; default "local".
 	Profile string
+	// ComponentsDir holds the component files to run on; default
+	// <Root>/components/<Profile>. The profile still says what
+	// infrastructure the stack needs (Profiles).
+	ComponentsDir string
 	// DataDir keeps the stack's files (NATS, SQLite, keys, binaries);
 	// default <Root>/.data/<Profile>.
 	DataDir string

@@ -23,7 +23,7 @@ func (a *App) waitReady(ctx context.Context) error {
 		a.mu.Unlock()
 		for _, p := range []*procs.Proc{app, dpr} {
 			if p.Exited() {
-				return fmt.Errorf("%s exited before it was ready (%v):\n  %s", p.Name, p.Err(), strings.Join(p.Tail(), "\n  "))
+				return a.exitedError(p.Name, p.Err(), p.Tail())
 			}
 		}
 		resp, err := hc.Get(a.URL() + "/readyz")

@@ -23,10 +23,11 @@ import (
 const Version = "1.14.0"
 
 // buildMark names papo's own daprd build in its --build-info (its git
-// version): a build that serves Dapr's metrics on the loopback address in
+// version): a build with papo's component set only, the cached SQLite
+// name resolver, and Dapr's metrics served on the loopback address in
 // PAPO_DAPRD_METRICS_ADDR (tools/daprd). The mark changes whenever the
 // build does, so every machine builds the new one once.
-const buildMark = "papo.metrics.1"
+const buildMark = "papo.slim.1"
 
 // compatible reports whether a daprd version string is one papo runs on.
 func compatible(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "1.14.") }
@@ -116,9 +117,9 @@ func build(ctx context.Context, root, dst string, progress io.Writer) (string, e
 
 	src := filepath.Join(root, "tools", "daprd")
 	fmt.Fprintf(progress, "papo: no daprd %s installed; building the pinned one from %s once.\n"+
-		"papo: this downloads and compiles Dapr (a few minutes on a new machine); later runs reuse %s\n", Version, src, dst)
+		"papo: this downloads and compiles Dapr and papo's components (3 minutes or more on a new 2-core machine); later runs reuse %s\n", Version, src, dst)
 	tmp := dst + ".tmp"
-	cmd := exec.CommandContext(ctx, "go", "build", "-v", "-tags", "stablecomponents",
+	cmd := exec.CommandContext(ctx, "go", "build", "-v",
 		"-ldflags", "-s -w -X github.com/dapr/dapr/pkg/buildinfo.version="+Version+
 			" -X github.com/dapr/dapr/pkg/buildinfo.gitversion=v"+Version+"-"+buildMark,
 		"-o", tmp, ".")

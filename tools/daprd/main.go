@@ -1,10 +1,13 @@
 // Command daprd is the Dapr 1.14.0 sidecar pinned by papo.
 //
-// It is upstream daprd built with the stable component set (build tag
-// stablecomponents) plus the few components papo's profiles need that
-// upstream leaves out of that set: the NATS JetStream pub/sub (the local
-// profile's broker) and the SQLite name resolver (which keeps several local
-// stacks on one machine from resolving each other's app-ids, as mDNS would).
+// It is upstream daprd (run.go) with only the components papo's profiles
+// and deploy descriptions use (components.go) instead of upstream's stable
+// set, whose cloud SDKs made the first build several times longer: the
+// NATS JetStream, Redis, RabbitMQ and Kafka pub/subs; the SQLite, Redis,
+// PostgreSQL, MySQL and MongoDB state stores; the local and Kubernetes
+// secret stores; the HTTP output binding; and the SQLite (with a short
+// lookup cache, nrcache.go), mDNS and Kubernetes name resolvers.
+// "daprd papo-components" lists them.
 //
 // It also serves Dapr's Prometheus metrics on the address in
 // PAPO_DAPRD_METRICS_ADDR (the launcher gives each sidecar a loopback
@@ -29,27 +32,23 @@ import (
 	"time"
 
 	ocprom "contrib.go.opencensus.io/exporter/prometheus"
-	"github.com/dapr/components-contrib/nameresolution/sqlite"
-	"github.com/dapr/components-contrib/pubsub/jetstream"
-	"github.com/dapr/dapr/cmd/daprd/app"
-	nrLoader "github.com/dapr/dapr/pkg/components/nameresolution"
-	pubsubLoader "github.com/dapr/dapr/pkg/components/pubsub"
 	prom "github.com/prometheus/client_golang/prometheus"
 )
 
-func init() {
-	pubsubLoader.DefaultRegistry.RegisterComponent(jetstream.NewJetStream, "jetstream")
-	nrLoader.DefaultRegistry.RegisterComponent(sqlite.NewResolver, "sqlite")
-}
+func init() { register() }
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "papo-components" {
+		listComponents(os.Stdout)
+		return
+	}
 	if addr := os.Getenv("PAPO_DAPRD_METRICS_ADDR"); addr != "" {
 		if err := serveMetrics(addr); err != nil {
 			fmt.Fprintf(os.Stderr, "daprd: metrics on %s: %v\n", addr, err)
 			os.Exit(1)
 		}
 	}
-	app.Run()
+	run()
 }
 
 // serveMetrics exports Dapr's OpenCensus views as Prometheus metrics on
