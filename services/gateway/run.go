@@ -100,7 +100,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer dc.Close()
 	// Revoked sessions are refused at the edge as soon as auth announces
 	// them, not only when their tokens expire.
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, dc, log, authn.ServiceOptions{})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, dc, log, authn.ServiceOptions{})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -5,21 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
-
-	daprhttp "github.com/dapr/go-sdk/service/http"
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 
-	"github.com/papochat/papo/services/message/internal/publish"
 	"github.com/papochat/papo/services/message/internal/room"
 	"github.com/papochat/papo/services/message/internal/server"
 )
@@ -82,7 +79,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer client.Close()
 	store := daprstore.New(client, cfg.StateStore,
 		daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	pub := publish.NewDapr(client, events.PubSub).WithMetrics(telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics)).On(events.PubSub)
 	rooms := room.New(store, pub, log)
 	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
 	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
@@ -93,7 +90,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	// revocation follower stops with ctx, and run waits for it before
 	// closing the client.
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -106,17 +103,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready:  map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
 		Traces: tel.Traces,
 	})
-	// The SDK's service adds the delivery route of messages.submitted to
-	// the router (it turns a delivery into a TopicEvent); papo's own
-	// server serves the router, with its header limit and the app token
-	// check, so the SDK's server is never started and /dapr/subscribe is
-	// listed here.
-	if err := server.Subscribe(daprhttp.NewServiceWithMux(cfg.Addr(), mux), rooms, log); err != nil {
-		return fmt.Errorf("subscribe to %s: %w", events.TopicSubmitted, err)
-	}
-	mux.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.Encode(w, http.StatusOK, []subscription{{PubsubName: events.PubSub, Topic: events.TopicSubmitted, Route: server.SubmittedRoute}})
-	})
+	// Deliveries of messages.submitted come to the same router, so they
+	// meet the app token check and the server's limits.
+	pubsub.Mount(mux, log, server.Submitted(rooms))
 	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, mux, log)
 	if err != nil {
 		return err
@@ -131,12 +120,4 @@ func run(ctx context.Context, stdout io.Writer) error {
 		log.Warn("stopping with appends not yet announced or materialized (the next writer finishes them)", "err", qerr)
 	}
 	return err
-}
-
-// subscription is one entry of /dapr/subscribe, Dapr's programmatic
-// subscription list.
-type subscription struct {
-	PubsubName string `json:"pubsubname"`
-	Topic      string `json:"topic"`
-	Route      string `json:"route"`
 }

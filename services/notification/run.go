@@ -123,7 +123,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	// Sessions revoked on sessions.revoked are refused at once; the
 	// follower stops with ctx, and run waits for it before closing client.
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -87,7 +87,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
 
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

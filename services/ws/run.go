@@ -17,10 +17,10 @@ import (
 	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/telemetry"
-	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
 	"github.com/papochat/papo/services/ws/internal/presence"
 	"github.com/papochat/papo/services/ws/internal/upstream"
@@ -174,39 +174,37 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer dc.Close()
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 
-	// The revocation follower closes a revoked session's sockets. It runs
-	// until after the drain, like the subscriptions; the hub is built with
-	// the verifier, so a notice arriving first waits for the hub.
-	var h *hub.Hub
-	hubBuilt := make(chan struct{})
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(context.Background(), cfg.Base, inv, dc, log, authn.ServiceOptions{
-		AuthApp:  cfg.AuthAppID,
-		OnRevoke: func(ev events.SessionRevoked) { <-hubBuilt; h.SessionRevoked(ev) },
-	})
+	verifier, err := authn.NewServiceVerifier(cfg.Base, inv, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	defer stopFollowing()
+	var h *hub.Hub
 	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval},
 		inv, func() map[string]int { return h.LiveUsers() }, log)
 	h = hub.New(cfg.Hub, hub.Deps{
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: bus.Publisher{Client: dc, Metrics: telemetry.NewPublishes(tel.Registry, events.AllTopics)},
+		Publisher: pubsub.NewPublisher(dc, telemetry.NewPublishes(tel.Registry, events.AllTopics)),
 		Log:       log,
 		Presence:  reporter,
 		Metrics:   hub.NewMetrics(tel.Registry),
 		Traces:    tel.Traces,
 	})
-	close(hubBuilt)
+	// The revocation follower closes a revoked session's sockets. It runs
+	// until after the drain, like the subscriptions.
+	stopFollowing := authn.StartRevocations(context.Background(), cfg.Base, inv, dc, verifier.Revocations(), log, authn.ServiceOptions{
+		AuthApp:  cfg.AuthAppID,
+		OnRevoke: h.SessionRevoked,
+	})
+	defer stopFollowing()
 	// Room events published while the subscription was broken never come:
 	// the replica catches up from the message service when it is back.
-	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log, Reopened: h.CatchUp}
-	signals := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
+	roomEvents := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log, Reopened: h.CatchUp}
+	signals := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
 
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	subscribed := func(s *bus.Subscription) httpapi.Check {
+	subscribed := func(s *pubsub.Stream) httpapi.Check {
 		return func(context.Context) error {
 			if !s.Active() {
 				return fmt.Errorf("not subscribed to %s/%s", s.PubSub, s.Topic)
@@ -256,8 +254,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 	// The reporter stops with the subscriptions, after the drain, so the
 	// disconnects of a graceful shutdown still reach presence.
 	go func() { defer subs.Done(); reporter.Run(subCtx) }()
-	go func() { defer subs.Done(); roomEvents.Run(subCtx, bus.JSON(h.RoomEvents)) }()
-	go func() { defer subs.Done(); signals.Run(subCtx, bus.JSON(h.Signals)) }()
+	go func() { defer subs.Done(); roomEvents.Run(subCtx, pubsub.JSON(fanOut(h.RoomEvents))) }()
+	go func() { defer subs.Done(); signals.Run(subCtx, pubsub.JSON(fanOut(h.Signals))) }()
 
 	serveErr := make(chan error, 1)
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -283,6 +281,13 @@ func run(ctx context.Context, stdout io.Writer) error {
 	subs.Wait()
 	stopFollowing()
 	return err
+}
+
+// fanOut adapts a hub method to a pubsub.Handler. The hub takes every
+// message that decodes: a fan-out message is not worth a redelivery, and
+// the gap fill recovers a missed room event.
+func fanOut[T any](f func(T)) pubsub.Handler[T] {
+	return func(_ context.Context, v T) error { f(v); return nil }
 }
 
 // hostname names the replica when APP_REPLICA is unset (a pod's name).

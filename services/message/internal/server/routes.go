@@ -40,8 +40,8 @@ type Deps struct {
 	Traces trace.TracerProvider
 }
 
-// Routes returns the service's router. The Dapr SDK's service adds its own
-// routes (/dapr/subscribe) to the same router.
+// Routes returns the service's router. pubsub.Mount adds the delivery
+// route of Submitted and /dapr/subscribe to it.
 func Routes(d Deps) *chi.Mux {
 	h := handlers{rooms: d.Rooms, users: d.Users, log: d.Log}
 	handle := func(f httpapi.HandlerFunc) http.Handler { return httpapi.Handle(d.Log, f) }
