@@ -8,11 +8,10 @@ import (
 	"sync"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
@@ -117,6 +116,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 		return err
 	}
 	defer client.Close()
+	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	notices := revocationNotices{pubsub.NewTopic[events.SessionRevoked](pub, events.PubSub, events.TopicSessions)}
 	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 
@@ -129,7 +130,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Log:      log,
 		Config:   cfg,
 		Accounts: account.New(store, hasher),
-		Sessions: session.New(store, daprPublisher{client}, log, cfg.SessionTTL, cfg.AccessTTL),
+		Sessions: session.New(store, notices, log, cfg.SessionTTL, cfg.AccessTTL),
 		Keys:     ring,
 		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 
@@ -160,14 +161,17 @@ func run(ctx context.Context, stdout io.Writer) error {
 	return srv.Serve(ctx, 10*time.Second)
 }
 
-// daprPublisher announces revocations through the Dapr pub/sub component
-// events.PubSub; subscribers read them through events.Fanout.
-type daprPublisher struct{ client dapr.Client }
+// revocationNotices announces revocations on events.TopicSessions
+// (published to events.PubSub, read through events.Fanout), trying three
+// times: the notice is what closes the session's sockets at once.
+type revocationNotices struct {
+	topic pubsub.Topic[events.SessionRevoked]
+}
 
-func (p daprPublisher) PublishRevoked(ctx context.Context, ev events.SessionRevoked) error {
+func (p revocationNotices) PublishRevoked(ctx context.Context, ev events.SessionRevoked) error {
 	var err error
 	for attempt := range 3 {
-		if err = p.client.PublishEvent(ctx, events.PubSub, events.TopicSessions, ev); err == nil {
+		if err = p.topic.Publish(ctx, ev); err == nil {
 			return nil
 		}
 		select {

@@ -2,17 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
-
-	dapr "github.com/dapr/go-sdk/client"
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
@@ -119,6 +117,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 	}
 	defer client.Close()
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
+	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics))
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
 	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
 	// Sessions revoked on sessions.revoked are refused at once; the
@@ -130,7 +129,8 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer stopFollowing()
 
 	index := device.NewIndex(store, device.IndexOptions{
-		Announcer: announcer{client: client},
+		// Every replica hears of a change through the fan-out component.
+		Announcer: pubsub.NewTopic[events.DevicesChanged](pub, events.PubSub, events.TopicDevicesChanged),
 		Fallback:  cfg.DeviceFallback,
 		Log:       log,
 	})
@@ -150,7 +150,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Devices:     devices,
 		Modes:       modes,
 		Pusher:      sender,
-		DeadLetters: deadLetters{client: client},
+		DeadLetters: deadLetters{pubsub.NewTopic[deadPush](pub, events.PubSub, events.TopicNotificationsDeadLetter)},
 		Log:         log,
 		Metrics:     notify.NewMetrics(tel.Registry),
 	}, notify.Options{
@@ -193,27 +193,22 @@ func run(ctx context.Context, stdout io.Writer) error {
 	return serveErr
 }
 
-// announcer tells every notification replica that the device index
-// changed, on the devices.changed topic (each replica subscribes through
-// the fan-out component).
-type announcer struct{ client dapr.Client }
-
-func (a announcer) DevicesChanged(ctx context.Context, n events.DevicesChanged) error {
-	return a.client.PublishEvent(ctx, events.PubSub, events.TopicDevicesChanged, n)
-}
-
 // deadLetters publishes pushes that failed every retry to the
 // notifications dead-letter topic, where an operator can see and replay
 // them.
-type deadLetters struct{ client dapr.Client }
+type deadLetters struct {
+	topic pubsub.Topic[deadPush]
+}
+
+// deadPush is a push on the dead-letter topic.
+type deadPush struct {
+	Kind         string            `json:"kind"` // "push"
+	DeviceID     string            `json:"device_id"`
+	Platform     string            `json:"platform"`
+	Notification push.Notification `json:"notification"`
+	Reason       string            `json:"reason"`
+}
 
 func (d deadLetters) DeadLetter(ctx context.Context, dev device.Device, n push.Notification, reason error) error {
-	b, err := json.Marshal(map[string]any{
-		"kind": "push", "device_id": dev.ID, "platform": dev.Platform, "notification": n, "reason": reason.Error(),
-	})
-	if err != nil {
-		return err
-	}
-	return d.client.PublishEvent(ctx, events.PubSub, events.TopicNotificationsDeadLetter, b,
-		dapr.PublishEventWithContentType("application/json"))
+	return d.topic.Publish(ctx, deadPush{Kind: "push", DeviceID: dev.ID, Platform: dev.Platform, Notification: n, Reason: reason.Error()})
 }

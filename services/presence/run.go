@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/sidecar"
 	"github.com/papochat/papo/platform/statestore/daprstore"
@@ -84,7 +86,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 	defer client.Close()
 	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
 	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log).WithMetrics(tel.Registry)
+	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	signals := pubsub.NewTopic[events.SignalBatch](pub, events.PubSub, events.TopicSignals)
+	notifier := announce.New(announce.NewMessageRooms(inv), signals, log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
 
 	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
