@@ -26,7 +26,7 @@ func (t *Tracker) readUser(ctx context.Context, uid string) (userRecord, bool, e
 // may run several times.
 func (t *Tracker) updateUser(ctx context.Context, uid string, change func(rec *userRecord, found bool) bool) error {
 	key := userKey(uid)
-	for range maxAttempts {
+	err := statestore.Retry(ctx, maxAttempts, func() error {
 		var rec userRecord
 		it, err := t.store.Get(ctx, key)
 		found := err == nil
@@ -42,16 +42,12 @@ func (t *Tracker) updateUser(ctx context.Context, uid string, change func(rec *u
 			return nil
 		}
 		op := statestore.Op{Key: key, Value: encode(rec), ETag: it.ETag, IfAbsent: !found}
-		err = t.store.Write(ctx, op)
-		if errors.Is(err, statestore.ErrConflict) {
-			continue
-		}
-		if err != nil {
+		if err := t.store.Write(ctx, op); err != nil {
 			return fmt.Errorf("write presence of %s: %w", uid, err)
 		}
 		return nil
-	}
-	return fmt.Errorf("update presence of %s: %w", uid, errGaveUp)
+	})
+	return gaveUp(err, "update presence of "+uid)
 }
 
 func (t *Tracker) memberCount(ctx context.Context, replica, uid string) (int, error) {
@@ -73,7 +69,7 @@ func (t *Tracker) memberCount(ctx context.Context, replica, uid string) (int, er
 // drops to zero removes the user from the bucket.
 func (t *Tracker) updateMember(ctx context.Context, replica, uid string, f func(int) int) error {
 	key := memberKey(replica, bucketOf(uid, memberBuckets))
-	for range maxAttempts {
+	err := statestore.Retry(ctx, maxAttempts, func() error {
 		it, err := t.store.Get(ctx, key)
 		if err != nil && !errors.Is(err, statestore.ErrNotFound) {
 			return fmt.Errorf("read members of %s: %w", replica, err)
@@ -88,13 +84,9 @@ func (t *Tracker) updateMember(ctx context.Context, replica, uid string, f func(
 		} else {
 			delete(m, uid)
 		}
-		err = t.writeBucket(ctx, it, m)
-		if errors.Is(err, statestore.ErrConflict) {
-			continue
-		}
-		return err
-	}
-	return fmt.Errorf("update members of %s: %w", replica, errGaveUp)
+		return t.writeBucket(ctx, it, m)
+	})
+	return gaveUp(err, "update members of "+replica)
 }
 
 // writeBucket replaces the member bucket read as it with m, conditionally.
@@ -115,7 +107,7 @@ func (t *Tracker) writeBucket(ctx context.Context, it statestore.Item, m memberB
 }
 
 func (t *Tracker) updatePending(ctx context.Context, key string, f func(pendingBucket)) error {
-	for range maxAttempts {
+	err := statestore.Retry(ctx, maxAttempts, func() error {
 		it, err := t.store.Get(ctx, key)
 		if err != nil && !errors.Is(err, statestore.ErrNotFound) {
 			return fmt.Errorf("read %s: %w", key, err)
@@ -133,16 +125,12 @@ func (t *Tracker) updatePending(ctx context.Context, key string, f func(pendingB
 		if len(p) == 0 {
 			op = statestore.Op{Key: key, ETag: it.ETag, Delete: true}
 		}
-		err = t.store.Write(ctx, op)
-		if errors.Is(err, statestore.ErrConflict) {
-			continue
-		}
-		if err != nil {
+		if err := t.store.Write(ctx, op); err != nil {
 			return fmt.Errorf("write %s: %w", key, err)
 		}
 		return nil
-	}
-	return fmt.Errorf("update %s: %w", key, errGaveUp)
+	})
+	return gaveUp(err, "update "+key)
 }
 
 // ensureReplica makes sure the sweeper watches replica. A replica new to
@@ -169,7 +157,7 @@ func (t *Tracker) ensureReplica(ctx context.Context, replica string) error {
 // updateIndex changes the replica index under optimistic concurrency.
 // before runs before each write and may veto it.
 func (t *Tracker) updateIndex(ctx context.Context, f func(replicaSet) bool, before func() error) error {
-	for range maxAttempts {
+	err := statestore.Retry(ctx, maxAttempts, func() error {
 		it, err := t.store.Get(ctx, replicaIndex)
 		if err != nil && !errors.Is(err, statestore.ErrNotFound) {
 			return fmt.Errorf("read replica index: %w", err)
@@ -186,16 +174,12 @@ func (t *Tracker) updateIndex(ctx context.Context, f func(replicaSet) bool, befo
 		} else if err != nil {
 			return err
 		}
-		err = t.store.Write(ctx, statestore.Op{Key: replicaIndex, Value: encode(s), ETag: it.ETag, IfAbsent: !it.Found()})
-		if errors.Is(err, statestore.ErrConflict) {
-			continue
-		}
-		if err != nil {
+		if err := t.store.Write(ctx, statestore.Op{Key: replicaIndex, Value: encode(s), ETag: it.ETag, IfAbsent: !it.Found()}); err != nil {
 			return fmt.Errorf("write replica index: %w", err)
 		}
 		return nil
-	}
-	return fmt.Errorf("update replica index: %w", errGaveUp)
+	})
+	return gaveUp(err, "update replica index")
 }
 
 func (t *Tracker) writeLease(ctx context.Context, replica string) error {
@@ -211,4 +195,14 @@ func derefOr(t *time.Time, def time.Time) time.Time {
 		return *t
 	}
 	return def
+}
+
+// gaveUp turns a change that lost the ETag race maxAttempts times into
+// errGaveUp, so a caller's own retry loop does not take it for a conflict
+// of its own.
+func gaveUp(err error, what string) error {
+	if errors.Is(err, statestore.ErrConflict) {
+		return fmt.Errorf("%s: %w", what, errGaveUp)
+	}
+	return err
 }

@@ -67,8 +67,9 @@ func New(store statestore.Store, notify Notifier, cfg Config, now func() time.Ti
 	return &Tracker{store: store, notify: notify, cfg: cfg, now: now, log: log}
 }
 
-// maxAttempts bounds an optimistic-concurrency retry loop; contention on
-// one key is between a handful of writers (replicas and the sweeper).
+// maxAttempts bounds an optimistic-concurrency retry loop
+// (statestore.Retry); contention on one key is between a handful of
+// writers (replicas and the sweeper).
 const maxAttempts = 20
 
 var errGaveUp = errors.New("presence: too much contention, giving up")
@@ -155,10 +156,7 @@ func (t *Tracker) Heartbeat(ctx context.Context, replica string, users map[strin
 	for b := range keys {
 		keys[b] = memberKey(replica, b)
 	}
-	for attempt := 0; ; attempt++ {
-		if attempt == maxAttempts {
-			return fmt.Errorf("heartbeat of %s: %w", replica, errGaveUp)
-		}
+	err := statestore.Retry(ctx, maxAttempts, func() error {
 		items, err := t.store.BulkGet(ctx, keys)
 		if err != nil {
 			return fmt.Errorf("heartbeat of %s: %w", replica, err)
@@ -202,10 +200,12 @@ func (t *Tracker) Heartbeat(ctx context.Context, replica string, users map[strin
 				return err
 			}
 		}
-		if !conflict {
-			return nil
+		if conflict {
+			return statestore.ErrConflict
 		}
-	}
+		return nil
+	})
+	return gaveUp(err, "heartbeat of "+replica)
 }
 
 // Presence answers the status of each user in uids, in order, with one
