@@ -58,9 +58,9 @@ type Config struct {
 
 // loadConfig reads and validates Config; the service listens on 8082
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8082"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	trusted, terr := authn.ParseTrustedIssuers(cfg.TrustedIssuers)
 	if terr != nil {
 		err = errors.Join(err, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", terr))
@@ -99,8 +99,8 @@ func (c Config) Validate() error {
 // run starts the service and blocks until ctx is done. The HTTP server
 // listens before anything talks to the sidecar, because daprd waits for
 // the app's port.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -80,9 +80,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func run(ctx context.Context, stdout io.Writer) error {
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	cfg := Config{Base: settings.Base{Port: "8080"}}
-	if err := settings.Load(&cfg); err != nil {
+	if err := settings.Load(getenv, &cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	log := cfg.Logger(stdout, "gateway")

@@ -82,11 +82,12 @@ func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 	t.Setenv("GATEWAY_TLS_CERT", certFile)
 	t.Setenv("GATEWAY_TLS_KEY", keyFile)
 	t.Setenv("LOG_LEVEL", "error")
-	servicetest.SetTokens(t)
+	t.Setenv("APP_API_TOKEN", servicetest.AppToken)
+	t.Setenv("DAPR_API_TOKEN", servicetest.DaprToken)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, io.Discard) }()
+	go func() { done <- run(ctx, os.LookupEnv, io.Discard) }()
 
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"

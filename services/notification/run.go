@@ -70,9 +70,9 @@ type Config struct {
 
 // loadConfig reads and validates Config; the service listens on 8086
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8086"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	return cfg, err
 }
 
@@ -97,8 +97,8 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

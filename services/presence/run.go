@@ -60,15 +60,15 @@ func (c Config) Validate() error {
 
 // loadConfig reads and validates Config; the service listens on 8084
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8084"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	return cfg, err
 }
 
 // run starts the service and blocks until ctx is done.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}

@@ -79,7 +79,7 @@ const maxSocketPath = 103
 
 // loadConfig reads and validates Config; the service listens on 8081
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	d := hub.DefaultConfig()
 	cfg := Config{
 		Base: settings.Base{Port: "8081"}, Replica: hostname(),
@@ -87,7 +87,7 @@ func loadConfig() (Config, error) {
 		PingInterval: d.PingInterval, PongWait: d.PongWait, Rate: d.Rate, Burst: d.Burst,
 		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SubmitInflight: d.SubmitInflight,
 	}
-	if err := settings.Load(&cfg); err != nil {
+	if err := settings.Load(getenv, &cfg); err != nil {
 		return cfg, err
 	}
 	h := d
@@ -154,8 +154,8 @@ func (c Config) Validate() error {
 // run serves /ws until ctx is done, then shuts down in order: stop
 // accepting, close every socket with 1001 going away, drain (at most
 // ShutdownGrace), stop the subscriptions, close the sidecar client.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
