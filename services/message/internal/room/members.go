@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -34,7 +35,7 @@ func membership(head roomRecord, it statestore.Item, userID string) (memberRecor
 // append and the op, or nil for nothing to do. The change is committed by
 // the head write alone, then materialized and announced.
 func (s *Service) changeMembers(ctx context.Context, roomID string, build func(head roomRecord, items []statestore.Item) (*api.Event, *memberOp, error), users ...string) (roomRecord, error) {
-	if !validRoomID.MatchString(roomID) {
+	if validate.RoomID(roomID) != nil {
 		return roomRecord{}, errRoomNotFound
 	}
 	var out, prev roomRecord

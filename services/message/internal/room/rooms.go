@@ -271,7 +271,7 @@ func (s *Service) Room(ctx context.Context, roomID string) (api.Room, error) {
 // a member: 404 for an unknown room, 403 for a non-member.
 func (s *Service) access(ctx context.Context, asUser, roomID string) (roomRecord, error) {
 	var head roomRecord
-	if !validRoomID.MatchString(roomID) {
+	if validate.RoomID(roomID) != nil {
 		return head, errRoomNotFound
 	}
 	keys := []string{roomKey(roomID)}

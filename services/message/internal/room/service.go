@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"sync"
 	"time"
 
@@ -124,13 +123,11 @@ var (
 	errNotMember    = apierror.New(apierror.Forbidden, "not_a_member", "you are not a member of this room")
 )
 
-var validRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // checkSubmission applies the rules that need no stored state; the rules
 // for text and ids are the contract's (api/validate), the same the ws
 // service applies to frames and REST bodies get.
 func checkSubmission(sub events.Submission) error {
-	if !validRoomID.MatchString(sub.RoomID) {
+	if validate.RoomID(sub.RoomID) != nil {
 		return errRoomNotFound
 	}
 	if err := validate.UserID(sub.SenderID); err != nil {

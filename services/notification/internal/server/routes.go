@@ -9,10 +9,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
@@ -164,12 +164,10 @@ type ModeResponse struct {
 	Mode   string `json:"mode"`
 }
 
-var validRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
 func (h handlers) setMode(w http.ResponseWriter, r *http.Request) error {
 	roomID := chi.URLParam(r, "id")
-	if !validRoomID.MatchString(roomID) {
-		return apierror.Invalidf("invalid_room_id", "room id is malformed")
+	if err := validate.RoomID(roomID); err != nil {
+		return err
 	}
 	var req ModeRequest
 	if err := httpapi.Decode(w, r, 1<<10, &req); err != nil {
