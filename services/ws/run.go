@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -204,31 +203,11 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	signals := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
 
 	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	subscribed := func(s *pubsub.Stream) httpapi.Check {
-		return func(context.Context) error {
-			if !s.Active() {
-				return fmt.Errorf("not subscribed to %s/%s", s.PubSub, s.Topic)
-			}
-			return nil
-		}
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", httpapi.Healthz())
-	mux.Handle("GET /readyz", httpapi.Readyz(map[string]httpapi.Check{
+	handler := routes(h, map[string]httpapi.Check{
 		"sidecar":      probe.Check,
 		"room.events":  subscribed(roomEvents),
 		"room.signals": subscribed(signals),
-	}))
-	// /ws stays outside the access log: its response writer must remain
-	// an http.Hijacker for the upgrade. The hub logs sockets itself.
-	// /ws is public: its guard is the user's access token, checked at the
-	// handshake (with the origin and the limits), so a client may reach it
-	// through the gateway's hand-off or relay, or straight from an ingress
-	// (docs/deploy.md). Every other route but the probes needs the app
-	// token.
-	handler := http.NewServeMux()
-	handler.Handle("GET /ws", httpapi.RequestIDs(h))
-	handler.Handle("/", httpapi.RequestIDs(httpapi.AccessLog(log)(httpapi.Recover(log)(mux))))
+	}, log)
 
 	// Listen before touching the sidecar: daprd waits for the app port.
 	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log, "/ws")
