@@ -12,9 +12,8 @@ import (
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/auth/internal/account"
@@ -104,22 +103,16 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "auth")
-	tel, err := telemetry.Start(cfg.Telemetry, "auth", log)
+	rt, err := service.Start(cfg.Base, "auth", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	pub := rt.Publisher
 	notices := revocationNotices{pubsub.NewTopic[events.SessionRevoked](pub, events.PubSub, events.TopicSessions)}
-	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	store := rt.Store(cfg.StateStore)
+	probe := rt.Probe
 
 	hasher, err := password.NewHasher(password.Default, cfg.HashConcurrency)
 	if err != nil {

@@ -10,12 +10,9 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
-	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/message/internal/room"
 	"github.com/papochat/papo/services/message/internal/server"
@@ -65,21 +62,14 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "message")
-	tel, err := telemetry.Start(cfg.Telemetry, "message", log)
+	rt, err := service.Start(cfg.Base, "message", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore,
-		daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics)).On(events.PubSub)
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	store := rt.Store(cfg.StateStore)
+	pub := rt.Publisher.On(events.PubSub)
 	rooms := room.New(store, pub, log)
 	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
 	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
@@ -89,13 +79,13 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The
 	// revocation follower stops with ctx, and run waits for it before
 	// closing the client.
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
+	inv := rt.Invoke
 	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer stopFollowing()
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	probe := rt.Probe
 
 	mux := server.Routes(server.Deps{
 		Rooms: rooms, Verifier: verifier, Log: log,

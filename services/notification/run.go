@@ -9,11 +9,9 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/notification/internal/device"
 	"github.com/papochat/papo/services/notification/internal/mode"
@@ -102,24 +100,16 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "notification")
-	tel, err := telemetry.Start(cfg.Telemetry, "notification", log)
+	rt, err := service.Start(cfg.Base, "notification", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	// The SDK client connects lazily: the HTTP server must listen before
-	// the sidecar, which waits for the app's port, is up.
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics))
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	inv := rt.Invoke
+	pub := rt.Publisher
+	probe := rt.Probe
+	store := rt.Store(storeName)
 	// Sessions revoked on sessions.revoked are refused at once; the
 	// follower stops with ctx, and run waits for it before closing client.
 	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})

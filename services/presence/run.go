@@ -12,11 +12,9 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/presence/internal/announce"
@@ -72,21 +70,15 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "presence")
-	tel, err := telemetry.Start(cfg.Telemetry, "presence", log)
+	rt, err := service.Start(cfg.Base, "presence", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	pub := pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	inv := rt.Invoke
+	store := rt.Store(cfg.StateStore)
+	pub := rt.Publisher
 	signals := pubsub.NewTopic[events.SignalBatch](pub, events.PubSub, events.TopicSignals)
 	notifier := announce.New(announce.NewMessageRooms(inv), signals, log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
@@ -96,7 +88,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer stopFollowing()
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	probe := rt.Probe
 
 	handler := NewServer(Deps{
 		Tracker: track, Verifier: verifier, Log: log,

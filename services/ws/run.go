@@ -15,11 +15,9 @@ import (
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
 	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/ws/internal/hub"
 	"github.com/papochat/papo/services/ws/internal/presence"
 	"github.com/papochat/papo/services/ws/internal/upstream"
@@ -158,20 +156,14 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "ws")
-	tel, err := telemetry.Start(cfg.Telemetry, "ws", log)
+	rt, err := service.Start(cfg.Base, "ws", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
+	defer rt.Close()
 	debug.SetGCPercent(cfg.GCPercent)
-
-	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer dc.Close()
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
+	log, tel, dc := rt.Log, rt.Tel, rt.Sidecar
+	inv := rt.Invoke
 
 	verifier, err := authn.NewServiceVerifier(cfg.Base, inv, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
@@ -184,7 +176,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: pubsub.NewPublisher(dc, telemetry.NewPublishes(tel.Registry, events.AllTopics)),
+		Publisher: rt.Publisher,
 		Log:       log,
 		Presence:  reporter,
 		Metrics:   hub.NewMetrics(tel.Registry),
@@ -202,7 +194,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	roomEvents := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log, Reopened: h.CatchUp}
 	signals := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
 
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	probe := rt.Probe
 	handler := routes(h, map[string]httpapi.Check{
 		"sidecar":      probe.Check,
 		"room.events":  subscribed(roomEvents),
