@@ -164,6 +164,10 @@ type countedEvent struct {
 // countChunk bounds the events counted in one transaction.
 const countChunk = 50
 
+// countAttempts bounds count's re-reads after a conflicting writer (a
+// replica counting into the same window, or flushing it).
+const countAttempts = 51
+
 // count adds events to userID's window in the room, opening the window if
 // there is none, in one transaction with the events' seen-keys: each event
 // is counted once however often it is delivered.
@@ -182,7 +186,7 @@ func (e *Engine) count(ctx context.Context, room Room, userID string, evs []coun
 	for _, ev := range evs {
 		keys = append(keys, seenKey(room.ID, ev.Seq, userID))
 	}
-	for attempt := 0; ; attempt++ {
+	return statestore.Retry(ctx, countAttempts, func() error {
 		items, err := e.Store.BulkGet(ctx, keys)
 		if err != nil {
 			return fmt.Errorf("read window of %s in %s: %w", userID, room.ID, err)
@@ -218,11 +222,7 @@ func (e *Engine) count(ctx context.Context, room Room, userID string, evs []coun
 		w.RoomName, w.RoomKind = room.Name, room.Kind
 		val, _ := json.Marshal(w)
 		ops = append(ops, statestore.Op{Key: wk, Value: val, ETag: items[0].ETag, IfAbsent: !items[0].Found(), TTL: e.opts.Window + e.opts.DedupeTTL})
-		err = e.Store.Transact(ctx, ops)
-		if errors.Is(err, statestore.ErrConflict) && attempt < 50 {
-			continue
-		}
-		if err != nil {
+		if err := e.Store.Transact(ctx, ops); err != nil {
 			return fmt.Errorf("count %d events for %s in %s: %w", len(ops)-1, userID, room.ID, err)
 		}
 		e.Metrics.counted.Add(float64(len(evs)))
@@ -242,5 +242,5 @@ func (e *Engine) count(ctx context.Context, room Room, userID string, evs []coun
 			}
 		}
 		return nil
-	}
+	})
 }
