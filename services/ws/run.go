@@ -169,10 +169,8 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	var h *hub.Hub
-	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval},
-		inv, func() map[string]int { return h.LiveUsers() }, log)
-	h = hub.New(cfg.Hub, hub.Deps{
+	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval}, inv, log)
+	h := hub.New(cfg.Hub, hub.Deps{
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
@@ -224,7 +222,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	subs.Add(3)
 	// The reporter stops with the subscriptions, after the drain, so the
 	// disconnects of a graceful shutdown still reach presence.
-	go func() { defer subs.Done(); reporter.Run(subCtx) }()
+	go func() { defer subs.Done(); reporter.Run(subCtx, h.LiveUsers) }()
 	go func() { defer subs.Done(); roomEvents.Run(subCtx, pubsub.JSON(fanOut(h.RoomEvents))) }()
 	go func() { defer subs.Done(); signals.Run(subCtx, pubsub.JSON(fanOut(h.Signals))) }()
 
