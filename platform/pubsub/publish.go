@@ -40,19 +40,23 @@ func (p *Publisher) Publish(ctx context.Context, component, topic string, payloa
 	if err != nil {
 		return fmt.Errorf("encode payload for %s: %w", topic, err)
 	}
-	key := ""
-	if md := events.PublishMetadata(payload); md != nil {
-		key = md[events.PartitionKeyMetadata]
-	}
-	return p.PublishJSON(ctx, component, topic, key, b)
+	return p.publish(ctx, component, topic, b, events.PublishMetadata(payload))
 }
 
 // PublishJSON publishes an encoded JSON payload to topic on the
 // component; key, when not empty, is its partition key.
 func (p *Publisher) PublishJSON(ctx context.Context, component, topic, key string, data []byte) error {
-	opts := []dapr.PublishEventOption{dapr.PublishEventWithContentType("application/json")}
+	var md map[string]string
 	if key != "" {
-		opts = append(opts, dapr.PublishEventWithMetadata(map[string]string{events.PartitionKeyMetadata: key}))
+		md = map[string]string{events.PartitionKeyMetadata: key}
+	}
+	return p.publish(ctx, component, topic, data, md)
+}
+
+func (p *Publisher) publish(ctx context.Context, component, topic string, data []byte, md map[string]string) error {
+	opts := []dapr.PublishEventOption{dapr.PublishEventWithContentType("application/json")}
+	if md != nil {
+		opts = append(opts, dapr.PublishEventWithMetadata(md))
 	}
 	start := time.Now()
 	err := p.client.PublishEvent(ctx, component, topic, data, opts...)
