@@ -11,6 +11,7 @@ TEST_TIMEOUT ?= 25m
 
 help:
 	@echo "make run [PROFILE=local|redis|rabbitmq-postgres|nats-mysql|kafka-postgres]  start the whole system"
+	@echo "make run TLS=1 [PAPO_ADDR=127.0.0.1:8443] [HTTP_REDIRECT=127.0.0.1:8080]  … over HTTPS/WSS with a local CA"
 	@echo "make test                                   unit + end-to-end tests (real daprd sidecars)"
 	@echo "make chaos [PROFILE=…]                      10 min at 200 msgs/s, a fault every 30 s; report in .data/chaos/ (docs/ops.md)"
 	@echo "make bench                                  benchmarks (results: docs/benchmarks.md)"
@@ -19,7 +20,7 @@ help:
 ## run: start every service with its Dapr sidecar (two ws replicas) and print the URL.
 run:
 	@$(GO) build -o bin/papo ./launcher/cmd/papo
-	@exec ./bin/papo -profile $(PROFILE)
+	@exec ./bin/papo -profile $(PROFILE) $(if $(filter 1 true yes,$(TLS)),-tls) $(if $(HTTP_REDIRECT),-http-redirect $(HTTP_REDIRECT))
 
 ## test: vet, then every module's tests, end-to-end ones included.
 test: vet test-deploy test-tools

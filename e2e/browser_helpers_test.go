@@ -41,8 +41,9 @@ func chromiumPath(t *testing.T) string {
 
 // newBrowser starts one headless chromium with a fresh profile; each
 // person of a test gets a browser context of their own in it (separate
-// storage, cookies and cache, like two different browsers).
-func newBrowser(t *testing.T) context.Context {
+// storage, cookies and cache, like two different browsers). extra adds
+// options (flags).
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
@@ -64,6 +65,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 800),
 	}
+	opts = append(opts, extra...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	browser, cancelBrowser := chromedp.NewContext(alloc)
 	if err := chromedp.Do(browser); err != nil {

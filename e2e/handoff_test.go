@@ -25,7 +25,7 @@ import (
 func serverSocket(t *testing.T, s *launcher.Stack, local net.Addr) string {
 	t.Helper()
 	gw := s.App("gateway")
-	want := procAddr(t, "127.0.0.1", gw.Port) + " " + procAddr(t, local.(*net.TCPAddr).IP.String(), local.(*net.TCPAddr).Port)
+	want := procAddr(t, "127.0.0.1", gw.PublicPort) + " " + procAddr(t, local.(*net.TCPAddr).IP.String(), local.(*net.TCPAddr).Port)
 	b, err := os.ReadFile("/proc/net/tcp")
 	if err != nil {
 		t.Skipf("needs /proc/net/tcp (Linux): %v", err)

@@ -46,22 +46,30 @@ func TestMain(m *testing.M) {
 // PAPO_REQUIRE_INFRA=1.
 func stack(t *testing.T, profile string) *launcher.Stack {
 	t.Helper()
+	return startStack(t, profile, profile, nil)
+}
+
+// startStack returns the running stack named key, of profile, starting it
+// on first use with the tests' options, which tweak (when not nil)
+// changes — a stack over TLS, say (tls_test.go).
+func startStack(t *testing.T, key, profile string, tweak func(*launcher.Options)) *launcher.Stack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts the whole stack")
 	}
 	stacksMu.Lock()
 	defer stacksMu.Unlock()
-	tail := tails[profile]
+	tail := tails[key]
 	if tail == nil {
 		tail = &logTail{}
-		tails[profile] = tail
+		tails[key] = tail
 	}
 	tail.showOnFailure(t)
-	if s, ok := stacks[profile]; ok {
+	if s, ok := stacks[key]; ok {
 		return s
 	}
-	if err, ok := stackErr[profile]; ok {
-		t.Fatalf("stack %s failed to start earlier: %v", profile, err)
+	if err, ok := stackErr[key]; ok {
+		t.Fatalf("stack %s failed to start earlier: %v", key, err)
 	}
 	root, err := launcher.FindRoot(".")
 	if err != nil {
@@ -73,10 +81,10 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	s, err := launcher.Start(ctx, launcher.Options{
+	opts := launcher.Options{
 		Root:        root,
 		Profile:     profile,
-		DataDir:     tempDir(t, profile),
+		DataDir:     tempDir(t, key),
 		GatewayAddr: "127.0.0.1:0",
 		// A database of its own on the machine's Redis (redis profile), away
 		// from a developer's `make run PROFILE=redis` on database 0.
@@ -100,15 +108,19 @@ func stack(t *testing.T, profile string) *launcher.Stack {
 			// keep each one's presence replicas and leases apart.
 			"PRESENCE_KEY_PREFIX": randomName("e2e-"),
 		},
-	})
+	}
+	if tweak != nil {
+		tweak(&opts)
+	}
+	s, err := launcher.Start(ctx, opts)
 	if err != nil {
 		if strings.Contains(err.Error(), launcher.ErrInfraMissing.Error()) && os.Getenv("PAPO_REQUIRE_INFRA") != "1" {
 			t.Skipf("profile %s: %v (PAPO_REQUIRE_INFRA=1 makes this a failure)", profile, err)
 		}
-		stackErr[profile] = err
-		t.Fatalf("start stack %s: %v", profile, err)
+		stackErr[key] = err
+		t.Fatalf("start stack %s: %v", key, err)
 	}
-	stacks[profile] = s
+	stacks[key] = s
 	return s
 }
 

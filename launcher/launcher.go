@@ -35,10 +35,14 @@ type Tokens struct {
 
 // Stack is a running papo system.
 type Stack struct {
-	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080.
+	// GatewayURL is the public entry, e.g. http://127.0.0.1:8080, or
+	// https://… with Options.TLS.
 	GatewayURL string
-	Profile    Profile
-	DataDir    string
+	// TLS are the local CA and the gateway's certificate with
+	// Options.TLS, else nil.
+	TLS     *TLSFiles
+	Profile Profile
+	DataDir string
 	// Tokens are made at random for each start and kept, readable by the
 	// owner only, in <DataDir>/api-tokens.env.
 	Tokens Tokens
@@ -183,6 +187,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := s.writeNameResolution(); err != nil {
 		return nil, err
 	}
+	if err := createSQLiteFiles(resources, filepath.Join(dataDir, "nameresolution.db")); err != nil {
+		return nil, err
+	}
 	if opts.TraceEndpoint != "" {
 		if s.tracing, err = s.tracingConfig(opts.TraceEndpoint); err != nil {
 			return nil, err
@@ -193,6 +200,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	if err := s.makeHandoffDir(); err != nil {
+		return nil, err
+	}
+	if err := s.setUpTLS(); err != nil {
 		return nil, err
 	}
 	if err := s.plan(binDir, resources, vars); err != nil {
@@ -221,6 +231,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, err
 	}
 	if err := s.waitInvocation(readyCtx); err != nil {
+		return nil, err
+	}
+	if err := s.checkPublicTLS(readyCtx); err != nil {
 		return nil, err
 	}
 	s.supervise()

@@ -61,6 +61,14 @@ type Options struct {
 	// Alerts receives the supervisor's messages (a process exited, was
 	// restarted, is ready again); default Progress. They outlive Start.
 	Alerts io.Writer
+	// TLS serves the public entry over HTTPS and WSS only, with a
+	// certificate for GatewayAddr that a local CA made once in
+	// <DataDir>/tls signs (Stack.TLS); the gateway's sidecar and the
+	// launcher's probes call it on a plain loopback port of its own.
+	TLS bool
+	// HTTPRedirectAddr, with TLS, is a host:port where plain HTTP is
+	// answered only with a redirect to HTTPS.
+	HTTPRedirectAddr string
 }
 
 func (o *Options) defaults() error {

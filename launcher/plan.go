@@ -108,6 +108,11 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			ln.Close()
 			a.Port = p
 		}
+		if n.appID == "gateway" {
+			if err := s.splitGatewayPorts(a); err != nil {
+				return err
+			}
+		}
 		a.sidecar = daprd.Sidecar{
 			AppID:        n.appID,
 			AppPort:      strconv.Itoa(a.Port),
@@ -133,13 +138,16 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		s.apps = append(s.apps, a)
 	}
 	for _, a := range s.apps {
-		host := "127.0.0.1"
-		if a.AppID == "gateway" && gwHost != "" {
-			host = gwHost
+		host, port := "127.0.0.1", a.Port
+		if a.AppID == "gateway" {
+			if gwHost != "" {
+				host = gwHost
+			}
+			port = a.PublicPort
 		}
 		env := []string{
 			"APP_HOST=" + host,
-			"APP_PORT=" + strconv.Itoa(a.Port),
+			"APP_PORT=" + strconv.Itoa(port),
 			"DAPR_HTTP_PORT=" + strconv.Itoa(a.DaprHTTP),
 			"DAPR_GRPC_PORT=" + strconv.Itoa(a.DaprGRPC),
 			"APP_ID=" + a.AppID,
@@ -158,12 +166,11 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		switch a.AppID {
 		case "gateway":
 			env = append(env, "GATEWAY_WS_UPSTREAMS="+strings.Join(wsURLs, ","), "GATEWAY_WS_HANDOFF="+strings.Join(wsSockets, ","))
+			env = append(env, s.gatewayEnv(a)...)
 		case "auth":
 			env = append(env, "AUTH_DEV_GENERATE_KEYS=true", "AUTH_DEV_KEY_FILE="+vars["PAPO_SECRETS_FILE"])
 		case "ws":
-			gw := "127.0.0.1:" + strconv.Itoa(s.gatewayPort())
-			env = append(env, "WS_ALLOWED_ORIGINS=http://"+gw+",http://localhost:"+strconv.Itoa(s.gatewayPort()),
-				"WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
+			env = append(env, "WS_ALLOWED_ORIGINS="+s.gatewayOrigins(), "WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}
 		for k, v := range s.opts.Env {
 			env = append(env, k+"="+v)
@@ -175,7 +182,7 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		if host == "" || host == "0.0.0.0" {
 			host = "127.0.0.1"
 		}
-		s.GatewayURL = "http://" + net.JoinHostPort(host, strconv.Itoa(gw.Port))
+		s.GatewayURL = s.gatewayScheme() + "://" + net.JoinHostPort(host, strconv.Itoa(gw.PublicPort))
 	}
 	return nil
 }
@@ -204,7 +211,7 @@ func (s *Stack) handoffSocket(app string) string { return filepath.Join(s.handof
 
 func (s *Stack) gatewayPort() int {
 	if gw := s.App("gateway"); gw != nil {
-		return gw.Port
+		return gw.PublicPort
 	}
 	return 0
 }

@@ -15,11 +15,17 @@ import (
 
 // App is one running service replica with its sidecar.
 type App struct {
-	Name     string // e.g. "ws-2"
-	AppID    string // e.g. "ws"
-	Port     int
-	DaprHTTP int
-	DaprGRPC int
+	Name  string // e.g. "ws-2"
+	AppID string // e.g. "ws"
+	// Port is the app's plain-HTTP port on loopback, which its sidecar
+	// and the launcher's probes call.
+	Port int
+	// PublicPort is the gateway's public port (its APP_PORT): Port
+	// itself, but with Options.TLS a port of its own that speaks only
+	// TLS. 0 for the other apps.
+	PublicPort int
+	DaprHTTP   int
+	DaprGRPC   int
 	// DaprdProfilePort serves the sidecar's pprof (Options.DaprdProfiling),
 	// else 0.
 	DaprdProfilePort int

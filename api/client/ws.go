@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,10 @@ type WSOptions struct {
 	// Header adds handshake headers: tests that dial a ws replica
 	// directly, past the gateway, send its app API token here.
 	Header http.Header
+	// TLSConfig is the TLS configuration of a wss:// dial (e.g. the CA
+	// to trust); nil: the system's roots. Client.DialWS takes its HTTP
+	// client's when this is nil.
+	TLSConfig *tls.Config
 }
 
 // WS is a WebSocket connection to papo's /ws. One goroutine reads the
@@ -64,6 +69,14 @@ func (c *Client) DialWS(ctx context.Context, opts *WSOptions) (*WS, error) {
 	case strings.HasPrefix(u, "http://"):
 		u = "ws://" + strings.TrimPrefix(u, "http://")
 	}
+	if tr, ok := c.HTTP.Transport.(*http.Transport); ok && tr.TLSClientConfig != nil && (opts == nil || opts.TLSConfig == nil) {
+		withTLS := WSOptions{}
+		if opts != nil {
+			withTLS = *opts
+		}
+		withTLS.TLSConfig = tr.TLSClientConfig
+		opts = &withTLS
+	}
 	return DialWS(ctx, u+"/ws", c.Token, opts)
 }
 
@@ -83,6 +96,12 @@ func DialWS(ctx context.Context, url, token string, opts *WSOptions) (*WS, error
 		h.Set("Origin", opts.Origin)
 	}
 	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	if opts.TLSConfig != nil {
+		// A WebSocket handshake is HTTP/1.1: a configuration shared with
+		// an http.Transport offers h2 too, which the server would pick.
+		d.TLSClientConfig = opts.TLSConfig.Clone()
+		d.TLSClientConfig.NextProtos = []string{"http/1.1"}
+	}
 	if opts.AuthorizationHeader {
 		h.Set("Authorization", "Bearer "+token)
 		d.Subprotocols = []string{api.Subprotocol}

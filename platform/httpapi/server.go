@@ -25,10 +25,18 @@ type Server struct {
 	extra []net.Listener
 	log   *slog.Logger
 
-	// probes, when ListenProbes was called, serves the health routes on
-	// a listener of their own.
-	probes   *http.Server
+	// probesLn, when ListenProbes was called, serves the health routes
+	// on a listener of its own.
 	probesLn net.Listener
+	// side are servers of other handlers on listeners of their own (the
+	// probes, ListenSidecar, ServeRedirect), shut down after the main one.
+	side []sideServer
+}
+
+// sideServer is one of Server.side.
+type sideServer struct {
+	srv *http.Server
+	ln  net.Listener
 }
 
 // Listen binds addr and returns a Server that serves h once Serve is called.
@@ -83,7 +91,7 @@ func (s *Server) ListenProbes(addr string) error {
 	}
 	ln = JSONProtocolErrors(ln)
 	next := s.srv.Handler
-	s.probes = &http.Server{
+	probes := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !isProbe(r) {
 				NotFound(w, r)
@@ -97,6 +105,7 @@ func (s *Server) ListenProbes(addr string) error {
 		ErrorLog:          s.srv.ErrorLog,
 	}
 	s.probesLn = ln
+	s.side = append(s.side, sideServer{probes, ln})
 	return nil
 }
 
@@ -118,7 +127,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // or set TLS.
 func (s *Server) HTTPServer() *http.Server { return s.srv }
 
-// ServeAlso adds a listener that Serve and ServeTLS serve too, always
+// ServeAlso adds a listener that Serve and ServeTLSConfig serve too, always
 // without TLS (e.g. connections handed over by another process on the
 // same machine, package handoff). Shutdown closes it with the others.
 // Call it before Serve.
@@ -130,22 +139,17 @@ func (s *Server) Serve(ctx context.Context, grace time.Duration) error {
 	return s.serve(ctx, grace, func() error { return s.srv.Serve(s.ln) })
 }
 
-// ServeTLS is Serve over TLS with the given certificate and key files.
-func (s *Server) ServeTLS(ctx context.Context, certFile, keyFile string, grace time.Duration) error {
-	return s.serve(ctx, grace, func() error { return s.srv.ServeTLS(s.ln, certFile, keyFile) })
-}
-
 func (s *Server) serve(ctx context.Context, grace time.Duration, serve func() error) error {
-	errc := make(chan error, 2+len(s.extra))
+	errc := make(chan error, 1+len(s.extra)+len(s.side))
 	go func() { errc <- serve() }()
 	for _, ln := range s.extra {
 		go func() { errc <- s.srv.Serve(ln) }()
 	}
 	pending := 1 + len(s.extra)
 	servers := []*http.Server{s.srv}
-	if s.probes != nil {
-		go func() { errc <- s.probes.Serve(s.probesLn) }()
-		servers = append(servers, s.probes)
+	for _, side := range s.side {
+		go func() { errc <- side.srv.Serve(side.ln) }()
+		servers = append(servers, side.srv)
 		pending++
 	}
 	var failed error
@@ -159,7 +163,7 @@ func (s *Server) serve(ctx context.Context, grace time.Duration, serve func() er
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	// The main listener (and those it serves too) drains first, the
-	// probes after it.
+	// probes and the other side listeners after it.
 	for _, srv := range servers {
 		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) && failed == nil {
 			failed = fmt.Errorf("shutdown: %w", err)

@@ -22,7 +22,7 @@ import (
 // work (the ws replicas' health checks, relayed sockets, the services'
 // status checks) stops when ctx ends.
 func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Client, verifier authn.TokenVerifier, sidecarReady httpapi.Check) (http.Handler, error) {
-	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, cfg.TLSCert == "", cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
+	wsProxy, err := newWSProxy(ctx, cfg.WSUpstreams, cfg.WSHandoff, !cfg.TLSOn(), cfg.WSHealthInterval, cfg.AppAPIToken, verifier, log)
 	if err != nil {
 		return nil, err
 	}
@@ -105,6 +105,14 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 	r.Handle("/api", http.HandlerFunc(notFound))
 	r.Handle("/api/*", http.HandlerFunc(notFound))
 	r.Handle("/ws", perIP(wsProxy))
+	// The gateway's sidecar asks its app for subscriptions at start: the
+	// gateway has none (it follows revocations over a streaming
+	// subscription). Dapr's other callbacks are not the web client's.
+	r.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte("[]"))
+	})
+	r.Handle("/dapr/*", http.HandlerFunc(notFound))
 	// The web client is read, never written to: other methods are 405.
 	web := webClient()
 	r.Method(http.MethodGet, "/*", web)

@@ -307,3 +307,21 @@ func TestUnknownAPIRouteIsAJSON404(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
+
+// TestDaprCallbacksAreNotTheWebClient: the sidecar's start-up call for
+// subscriptions gets an empty JSON list, not the web client's HTML (which
+// it logged as "error getting topics from app: invalid character '<'"),
+// and Dapr's other callbacks are a JSON 404.
+func TestDaprCallbacksAreNotTheWebClient(t *testing.T) {
+	f := newFixture(t, nil)
+	resp := f.do(t, "GET", "/dapr/subscribe", "", "")
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(body)) != "[]" ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("/dapr/subscribe: %d %q (%s)", resp.StatusCode, body, resp.Header.Get("Content-Type"))
+	}
+	resp = f.do(t, "GET", "/dapr/config", "", "")
+	if resp.StatusCode != http.StatusNotFound || errorCode(t, resp) != "not_found" {
+		t.Fatalf("/dapr/config: status %d", resp.StatusCode)
+	}
+}

@@ -41,18 +41,18 @@ type Config struct {
 	// the client, whatever the headers say.
 	TrustedProxies  []string `envconfig:"GATEWAY_TRUSTED_PROXIES"`
 	ForwardedHeader string   `envconfig:"GATEWAY_FORWARDED_HEADER" default:"X-Forwarded-For"`
-	TLSCert         string   `envconfig:"GATEWAY_TLS_CERT"`
 	// StatusInterval is how often the gateway asks every service's
 	// /readyz (GET /api/v1/status, the gateway's /readyz).
 	StatusInterval time.Duration `envconfig:"GATEWAY_STATUS_INTERVAL" default:"1s"`
-	TLSKey         string        `envconfig:"GATEWAY_TLS_KEY"`
+	// GatewayTLS: TLS on the public listener (tls.go).
+	GatewayTLS
 }
 
 // Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
 // where it is read, by authn.StartServiceVerifier.
 func (c Config) Validate() error {
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return fmt.Errorf("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY must be set together")
+	if err := c.GatewayTLS.check(c.Port); err != nil {
+		return err
 	}
 	if len(c.WSUpstreams) == 0 {
 		return fmt.Errorf("GATEWAY_WS_UPSTREAMS is empty")
@@ -115,12 +115,6 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("gateway listening", "url", srv.URL(), "ws_upstreams", cfg.WSUpstreams, "ws_handoff", cfg.WSHandoff)
-	if cfg.TLSCert != "" {
-		if len(cfg.WSHandoff) > 0 {
-			log.Info("GATEWAY_WS_HANDOFF is not used with TLS: a TLS session cannot change process; /ws is relayed")
-		}
-		return srv.ServeTLS(ctx, cfg.TLSCert, cfg.TLSKey, 10*time.Second)
-	}
-	return srv.Serve(ctx, 10*time.Second)
+	log.Info("gateway listening", "addr", srv.Addr().String(), "tls", cfg.TLSOn(), "ws_upstreams", cfg.WSUpstreams, "ws_handoff", cfg.WSHandoff)
+	return serveGateway(ctx, cfg, srv, log)
 }

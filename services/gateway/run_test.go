@@ -70,17 +70,22 @@ func freePort(t *testing.T) int {
 }
 
 // TestRunServesTLSWhenACertificateIsConfigured: with a certificate and key
-// the gateway speaks only HTTPS (so the WebSocket is WSS), and it stops
-// when its context ends.
+// the public port speaks only HTTPS (HTTP/2 for REST, so the WebSocket is
+// WSS), its sidecar's port stays plain HTTP on loopback behind the app
+// API token, the redirect port only redirects, and run stops when its
+// context ends.
 func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 	certFile, keyFile, pool := selfSigned(t, t.TempDir())
-	port := freePort(t)
+	port, sidecarPort, redirectPort := freePort(t), freePort(t), freePort(t)
 	t.Setenv("APP_HOST", "127.0.0.1")
 	t.Setenv("APP_PORT", strconv.Itoa(port))
 	t.Setenv("DAPR_HTTP_PORT", strconv.Itoa(freePort(t)))
 	t.Setenv("DAPR_GRPC_PORT", strconv.Itoa(freePort(t)))
 	t.Setenv("GATEWAY_TLS_CERT", certFile)
 	t.Setenv("GATEWAY_TLS_KEY", keyFile)
+	t.Setenv("GATEWAY_SIDECAR_PORT", strconv.Itoa(sidecarPort))
+	t.Setenv("GATEWAY_HTTP_REDIRECT_ADDR", "127.0.0.1:"+strconv.Itoa(redirectPort))
+	t.Setenv("METRICS_ADDR", "")
 	t.Setenv("LOG_LEVEL", "error")
 	t.Setenv("APP_API_TOKEN", servicetest.AppToken)
 	t.Setenv("DAPR_API_TOKEN", servicetest.DaprToken)
@@ -89,29 +94,58 @@ func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, os.LookupEnv, io.Discard) }()
 
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	url := "https://127.0.0.1:" + strconv.Itoa(port) + "/healthz"
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := hc.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				t.Fatalf("healthz over TLS: %d", resp.StatusCode)
-			}
-			if resp.Header.Get("Strict-Transport-Security") == "" {
-				t.Error("no HSTS header over TLS")
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("gateway never answered over TLS: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	base := "https://127.0.0.1:" + strconv.Itoa(port)
+	resp := pollGet(t, hc, base+"/healthz")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthz over TLS: %d", resp.StatusCode)
+	}
+	if resp.Header.Get("Strict-Transport-Security") == "" {
+		t.Error("no HSTS header over TLS")
+	}
+	if resp.ProtoMajor != 2 {
+		t.Errorf("REST over TLS spoke %s, want HTTP/2", resp.Proto)
 	}
 	if resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/healthz"); err == nil && resp.StatusCode == http.StatusOK {
 		t.Fatal("plain HTTP answered 200 on a TLS gateway")
 	}
+
+	// The sidecar's port: plain HTTP, probes open, the rest behind the
+	// app API token.
+	sidecar := "http://127.0.0.1:" + strconv.Itoa(sidecarPort)
+	resp = pollGet(t, http.DefaultClient, sidecar+"/healthz")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("sidecar port /healthz: %d, want 200", resp.StatusCode)
+	}
+	resp, err := http.Get(sidecar + "/api/v1/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("sidecar port without the app API token: %d, want 401", resp.StatusCode)
+	}
+	req, _ := http.NewRequest(http.MethodGet, sidecar+"/api/v1/status", nil)
+	req.Header.Set("dapr-api-token", servicetest.AppToken)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusUnauthorized {
+		t.Errorf("sidecar port with the app API token: %d", resp.StatusCode)
+	}
+
+	// The redirect port answers 308 to the same path over HTTPS.
+	noFollow := &http.Client{Timeout: 2 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp = pollGet(t, noFollow, "http://127.0.0.1:"+strconv.Itoa(redirectPort)+"/api/v1/rooms?limit=5")
+	resp.Body.Close()
+	if got, want := resp.Header.Get("Location"), base+"/api/v1/rooms?limit=5"; resp.StatusCode != http.StatusPermanentRedirect || got != want {
+		t.Errorf("redirect port: %d Location %q, want 308 %q", resp.StatusCode, got, want)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
@@ -123,8 +157,26 @@ func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
 	}
 }
 
+// pollGet GETs url until it answers, for up to 10 s.
+func pollGet(t *testing.T, hc *http.Client, url string) *http.Response {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := hc.Get(url)
+		if err == nil {
+			return resp
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s never answered: %v", url, err)
+		}
+		<-tick.C
+	}
+}
+
 func TestConfigRejectsHalfATLSPair(t *testing.T) {
-	c := Config{WSUpstreams: []string{"http://127.0.0.1:1"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, WSHealthInterval: time.Second, TLSCert: "x"}
+	c := Config{WSUpstreams: []string{"http://127.0.0.1:1"}, RatePerIP: 1, RatePerUser: 1, MaxBody: 1, WSHealthInterval: time.Second, GatewayTLS: GatewayTLS{TLSCert: "x"}}
 	if err := c.Validate(); err == nil {
 		t.Fatal("a certificate without a key was accepted")
 	}

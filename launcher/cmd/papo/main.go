@@ -35,6 +35,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	redisDB := fs.Int("redis-db", atoi(getenv("PAPO_REDIS_DB")), "Redis database for Redis profiles (env PAPO_REDIS_DB)")
 	buildOnly := fs.Bool("build-daprd", false, "only find or build the pinned daprd, then exit")
 	pprof := fs.Bool("pprof", getenv("PAPO_PPROF") == "1", "serve Go's pprof on every app's metrics port (env PAPO_PPROF=1)")
+	useTLS := fs.Bool("tls", getenv("PAPO_TLS") == "1", "serve HTTPS and WSS only, with a local CA made once in the data dir (env PAPO_TLS=1; make run TLS=1)")
+	redirect := fs.String("http-redirect", getenv("PAPO_HTTP_REDIRECT"), "with -tls, also listen for plain HTTP here and only redirect it to HTTPS, e.g. 127.0.0.1:8080 (env PAPO_HTTP_REDIRECT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,18 +54,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	fmt.Fprintf(stdout, "papo: starting profile %q (Ctrl-C stops everything)\n", *profile)
 	stack, err := launcher.Start(ctx, launcher.Options{
-		Root:          root,
-		Profile:       *profile,
-		DataDir:       *dataDir,
-		GatewayAddr:   *addr,
-		WSReplicas:    *replicas,
-		Log:           stdout,
-		Progress:      stdout,
-		Alerts:        stderr,
-		DaprdLogLevel: *daprLog,
-		RedisDB:       *redisDB,
-		PushURL:       getenv("PAPO_PUSH_URL"),
-		Pprof:         *pprof,
+		Root:             root,
+		Profile:          *profile,
+		DataDir:          *dataDir,
+		GatewayAddr:      *addr,
+		WSReplicas:       *replicas,
+		Log:              stdout,
+		Progress:         stdout,
+		Alerts:           stderr,
+		DaprdLogLevel:    *daprLog,
+		RedisDB:          *redisDB,
+		PushURL:          getenv("PAPO_PUSH_URL"),
+		Pprof:            *pprof,
+		TLS:              *useTLS,
+		HTTPRedirectAddr: *redirect,
 		// Dapr's own spans join the apps' when an OTLP/HTTP endpoint is set.
 		TraceEndpoint: getenv("OTEL_EXPORTER_OTLP_ENDPOINT"),
 	})
@@ -71,6 +75,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	fmt.Fprintf(stdout, "papo: %s\n", stack.MetricsSummary())
+	if stack.TLS != nil {
+		fmt.Fprint(stdout, "\n"+stack.TLS.TrustHelp(stack.GatewayURL))
+	}
 	fmt.Fprintf(stdout, "\npapo: ready — open %s\n\n", stack.GatewayURL)
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "papo: stopping")

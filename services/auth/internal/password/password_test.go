@@ -2,9 +2,9 @@ package password
 
 import (
 	"context"
+	"runtime"
 	"strings"
 	"testing"
-	"time"
 )
 
 func newHasher(t *testing.T) *Hasher {
@@ -83,22 +83,37 @@ func TestVerifyRefusesMalformedAndAbusiveHashes(t *testing.T) {
 
 // TestVerifyDummyCostsLikeARealVerify checks the unknown-user path does the
 // same argon2id work: it must take at least half as long as a real one.
+// TestVerifyDummyCostsLikeARealVerify: a login for an unknown user must
+// cost what a wrong password for a real one costs, or the difference
+// tells which usernames exist. The cost of argon2id is its parameters:
+// the dummy hash must carry the hasher's own, and a dummy verify must do
+// the same work — measured as the bytes it allocates (argon2id allocates
+// its whole memory parameter), which unlike the time does not change
+// with what else the machine runs.
 func TestVerifyDummyCostsLikeARealVerify(t *testing.T) {
 	ctx := context.Background()
 	h := newHasher(t)
-	enc, _ := h.Hash(ctx, "pw")
-	measure := func(f func()) time.Duration {
-		best := time.Hour
-		for range 3 {
-			start := time.Now()
-			f()
-			best = min(best, time.Since(start))
-		}
-		return best
+	p, _, _, err := decode(h.dummy)
+	if err != nil {
+		t.Fatal(err)
 	}
-	real := measure(func() { _, _ = h.Verify(ctx, enc, "nope") })
-	dummy := measure(func() { h.VerifyDummy(ctx, "nope") })
-	if dummy < real/2 {
-		t.Fatalf("dummy verify took %v, a real one %v: unknown users are cheaper", dummy, real)
+	if p != h.p {
+		t.Fatalf("dummy hash parameters %+v, the hasher's %+v", p, h.p)
+	}
+	enc, _ := h.Hash(ctx, "pw")
+	allocated := func(f func()) uint64 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		f()
+		runtime.ReadMemStats(&after)
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	real := allocated(func() { _, _ = h.Verify(ctx, enc, "nope") })
+	dummy := allocated(func() { h.VerifyDummy(ctx, "nope") })
+	if real < uint64(h.p.MemoryKiB)*1024 {
+		t.Fatalf("a real verify allocated %d bytes, less than the memory parameter %d KiB", real, h.p.MemoryKiB)
+	}
+	if dummy < real*9/10 {
+		t.Fatalf("dummy verify allocated %d bytes, a real one %d: unknown users are cheaper", dummy, real)
 	}
 }
