@@ -3,6 +3,7 @@ package service
 import (
 	"io"
 	"log/slog"
+	"sync"
 
 	dapr "github.com/dapr/go-sdk/client"
 
@@ -29,11 +30,12 @@ type Runtime struct {
 	Sidecar dapr.Client
 	// Invoke calls other apps through the sidecar (HTTP).
 	Invoke *invoke.Client
-	// Publisher publishes through the sidecar, timing every publish.
-	Publisher *pubsub.Publisher
 	// Probe says whether the sidecar is ready (/readyz, and what waits
 	// for it).
 	Probe *sidecar.Probe
+
+	publisherOnce sync.Once
+	publisher     *pubsub.Publisher
 }
 
 // Start builds the Runtime of the service name from base, logging to
@@ -50,17 +52,26 @@ func Start(base settings.Base, name string, stdout io.Writer) (*Runtime, error) 
 		return nil, err
 	}
 	return &Runtime{
-		Log:       log,
-		Tel:       tel,
-		Sidecar:   client,
-		Invoke:    invoke.New(base.DaprHTTPPort, base.DaprAPIToken),
-		Publisher: pubsub.NewPublisher(client, telemetry.NewPublishes(tel.Registry, events.AllTopics)),
-		Probe:     sidecar.NewProbe(base.DaprHTTPPort),
+		Log:     log,
+		Tel:     tel,
+		Sidecar: client,
+		Invoke:  invoke.New(base.DaprHTTPPort, base.DaprAPIToken),
+		Probe:   sidecar.NewProbe(base.DaprHTTPPort),
 	}, nil
 }
 
+// Publisher publishes through the sidecar, timing every publish in
+// papo_pubsub_publish_duration_seconds (registered on first use, so a
+// service that publishes nothing has no such series).
+func (r *Runtime) Publisher() *pubsub.Publisher {
+	r.publisherOnce.Do(func() {
+		r.publisher = pubsub.NewPublisher(r.Sidecar, telemetry.NewPublishes(r.Tel.Registry, events.AllTopics))
+	})
+	return r.publisher
+}
+
 // Store is the state store component name through the sidecar, with
-// metrics and tracing.
+// metrics and tracing. A service calls it once (its metrics register).
 func (r *Runtime) Store(name string) *daprstore.Store {
 	return daprstore.New(r.Sidecar, name,
 		daprstore.WithMetrics(daprstore.NewMetrics(r.Tel.Registry)), daprstore.WithTracer(r.Tel.Tracer("papo/state")))

@@ -27,7 +27,7 @@ func TestStartBuildsTheRuntimeWithoutASidecar(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rt.Log == nil || rt.Tel == nil || rt.Sidecar == nil || rt.Invoke == nil || rt.Publisher == nil || rt.Probe == nil {
+	if rt.Log == nil || rt.Tel == nil || rt.Sidecar == nil || rt.Invoke == nil || rt.Publisher() == nil || rt.Probe == nil {
 		t.Fatalf("runtime incomplete: %+v", rt)
 	}
 	if rt.Store("somestore") == nil {

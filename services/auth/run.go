@@ -109,7 +109,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	}
 	defer rt.Close()
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
-	pub := rt.Publisher
+	pub := rt.Publisher()
 	notices := revocationNotices{pubsub.NewTopic[events.SessionRevoked](pub, events.PubSub, events.TopicSessions)}
 	store := rt.Store(cfg.StateStore)
 	probe := rt.Probe

@@ -69,7 +69,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	defer rt.Close()
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	store := rt.Store(cfg.StateStore)
-	pub := rt.Publisher.On(events.PubSub)
+	pub := rt.Publisher().On(events.PubSub)
 	rooms := room.New(store, pub, log)
 	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
 	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)

@@ -107,7 +107,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	defer rt.Close()
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	inv := rt.Invoke
-	pub := rt.Publisher
+	pub := rt.Publisher()
 	probe := rt.Probe
 	store := rt.Store(storeName)
 	// Sessions revoked on sessions.revoked are refused at once; the

@@ -78,7 +78,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	inv := rt.Invoke
 	store := rt.Store(cfg.StateStore)
-	pub := rt.Publisher
+	pub := rt.Publisher()
 	signals := pubsub.NewTopic[events.SignalBatch](pub, events.PubSub, events.TopicSignals)
 	notifier := announce.New(announce.NewMessageRooms(inv), signals, log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)

@@ -174,7 +174,7 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: rt.Publisher,
+		Publisher: rt.Publisher(),
 		Log:       log,
 		Presence:  reporter,
 		Metrics:   hub.NewMetrics(tel.Registry),
