@@ -22,13 +22,16 @@ const (
 // Event is one entry of a room's log. Seq starts at 1 in every room and has
 // no gaps.
 type Event struct {
-	RoomID    string    `json:"room_id"`
-	Seq       int64     `json:"seq"`
-	Type      string    `json:"type"`
-	ID        string    `json:"id"`
-	SenderID  string    `json:"sender_id"`
-	ClientID  string    `json:"client_id,omitempty"`
-	Text      string    `json:"text,omitempty"`
+	RoomID   string `json:"room_id"`
+	Seq      int64  `json:"seq"`
+	Type     string `json:"type"`
+	ID       string `json:"id"`
+	SenderID string `json:"sender_id"`
+	ClientID string `json:"client_id,omitempty"`
+	Text     string `json:"text,omitempty"`
+	// E2EE is the envelope of a message or edit in an encrypted DM, in
+	// place of Text (docs/e2ee.md).
+	E2EE      *Envelope `json:"e2ee,omitempty"`
 	TargetSeq int64     `json:"target_seq,omitempty"`
 	UserID    string    `json:"user_id,omitempty"` // member_joined / member_left: who
 	CreatedAt time.Time `json:"created_at"`
@@ -61,6 +64,12 @@ type Room struct {
 	Unread    int64     `json:"unread"`
 	// Members is set for DMs (the pair) and in room details.
 	Members []string `json:"members,omitempty"`
+	// Encrypted marks an end-to-end encrypted DM (docs/e2ee.md): its
+	// messages carry envelopes, never text. Fixed at creation.
+	Encrypted bool `json:"encrypted,omitempty"`
+	// MemberCount is how many members the room has (absent for a room
+	// made before papo counted them).
+	MemberCount int64 `json:"member_count,omitempty"`
 }
 
 // RegisterRequest is the body of POST /api/v1/auth/register.
@@ -149,6 +158,9 @@ type AddMemberRequest struct {
 // DMRequest is the body of POST /api/v1/dms.
 type DMRequest struct {
 	UserID string `json:"user_id"`
+	// Encrypted asks for the pair's end-to-end encrypted DM, a different
+	// room from their plaintext DM.
+	Encrypted bool `json:"encrypted,omitempty"`
 }
 
 // EventsResponse answers a history query.
@@ -159,8 +171,9 @@ type EventsResponse struct {
 
 // SendRequest is the body of POST /api/v1/rooms/{id}/messages.
 type SendRequest struct {
-	Text     string `json:"text"`
-	ClientID string `json:"client_id"`
+	Text     string    `json:"text,omitempty"`
+	E2EE     *Envelope `json:"e2ee,omitempty"`
+	ClientID string    `json:"client_id"`
 }
 
 // SendResponse answers POST /api/v1/rooms/{id}/messages (202). Seq is

@@ -38,6 +38,7 @@ type ClientFrame struct {
 	RoomID    string           `json:"room_id,omitempty"`
 	ClientID  string           `json:"client_id,omitempty"`
 	Text      string           `json:"text,omitempty"`
+	E2EE      *Envelope        `json:"e2ee,omitempty"`
 	Seq       int64            `json:"seq,omitempty"`
 	TargetSeq int64            `json:"target_seq,omitempty"`
 	Rooms     map[string]int64 `json:"rooms,omitempty"`

@@ -45,6 +45,17 @@ func chromiumPath(t *testing.T) string {
 // options (flags).
 func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
+	browser, closeBrowser := newBrowserAt(t, t.TempDir(), extra...)
+	t.Cleanup(closeBrowser)
+	return browser
+}
+
+// newBrowserAt starts headless chromium on the profile in dir; close shuts
+// it down gracefully (the profile is written out, as when a person quits
+// the browser), so a later newBrowserAt(dir) is the same browser
+// restarted.
+func newBrowserAt(t *testing.T, dir string, extra ...chromedp.ExecAllocatorOption) (browser context.Context, close func()) {
+	t.Helper()
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath(t)),
 		chromedp.Headless,
@@ -62,7 +73,7 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Con
 		chromedp.Flag("disable-background-timer-throttling", true),
 		chromedp.Flag("disable-backgrounding-occluded-windows", true),
 		chromedp.Flag("disable-renderer-backgrounding", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dir),
 		chromedp.WindowSize(1280, 800),
 	}
 	opts = append(opts, extra...)
@@ -73,11 +84,17 @@ func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Con
 		cancelAlloc()
 		t.Fatalf("start chromium: %v", err)
 	}
-	t.Cleanup(func() {
-		cancelBrowser()
-		cancelAlloc()
-	})
-	return browser
+	var once sync.Once
+	return browser, func() {
+		once.Do(func() {
+			// Cancel on the browser's first context closes it gracefully.
+			ctx, cancel := context.WithTimeout(browser, 20*time.Second)
+			defer cancel()
+			_ = chromedp.Cancel(ctx)
+			cancelBrowser()
+			cancelAlloc()
+		})
+	}
 }
 
 // person is one user driving the web client in their own browser context.
@@ -110,6 +127,13 @@ func (p *person) openTab() {
 		p.cancel()
 	}
 	p.ctx, p.cancel = chromedp.NewContext(p.browser, chromedp.WithNewBrowserContext())
+	p.watch()
+}
+
+// watch starts the person's tab (p.ctx) and records its uncaught
+// exceptions and CSP violations.
+func (p *person) watch() {
+	p.t.Helper()
 	if err := chromedp.Do(p.ctx); err != nil {
 		p.t.Fatalf("%s: open tab: %v", p.Display, err)
 	}

@@ -30,11 +30,18 @@ type pushReceiver struct {
 
 	mu     sync.Mutex
 	byDest map[string][]map[string]any
+	raw    map[string][]rawPush // as sent: Web Push bodies are ciphertext
 	gone   map[string]bool
 }
 
+// rawPush is one push as the binding sent it.
+type rawPush struct {
+	header http.Header
+	body   []byte
+}
+
 func newPushReceiver() *pushReceiver {
-	r := &pushReceiver{byDest: map[string][]map[string]any{}, gone: map[string]bool{}}
+	r := &pushReceiver{byDest: map[string][]map[string]any{}, raw: map[string][]rawPush{}, gone: map[string]bool{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		b, _ := io.ReadAll(req.Body)
 		var body map[string]any
@@ -42,6 +49,7 @@ func newPushReceiver() *pushReceiver {
 		dest := req.Header.Get("X-Papo-Push-Target")
 		r.mu.Lock()
 		r.byDest[dest] = append(r.byDest[dest], body)
+		r.raw[dest] = append(r.raw[dest], rawPush{header: req.Header.Clone(), body: b})
 		gone := r.gone[dest]
 		r.mu.Unlock()
 		if gone {
@@ -51,6 +59,12 @@ func newPushReceiver() *pushReceiver {
 		w.WriteHeader(http.StatusOK)
 	}))
 	return r
+}
+
+func (r *pushReceiver) rawPushes(dest string) []rawPush {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]rawPush(nil), r.raw[dest]...)
 }
 
 func (r *pushReceiver) pushes(dest string) []map[string]any {

@@ -8,6 +8,7 @@ package launcher
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -46,6 +47,9 @@ type Stack struct {
 	// Tokens are made at random for each start and kept, readable by the
 	// owner only, in <DataDir>/api-tokens.env.
 	Tokens Tokens
+	// NATSURL is the NATS JetStream server of the pub/sub components, when
+	// the profile uses one (embedded or not); tests read the broker there.
+	NATSURL string
 
 	opts Options
 	// tracing is the generated tracing Configuration, or "" when no trace
@@ -54,6 +58,7 @@ type Stack struct {
 	nats    *natsjs.Server
 	kafka   *kafkafake.Server
 	sink    *pushSink
+	vapid   vapidKeys
 	apps    []*App
 	lock    *os.File
 
@@ -154,6 +159,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		vars["PAPO_NATS_URL"] = profile.NATSURL
 	}
 	if url := vars["PAPO_NATS_URL"]; url != "" {
+		s.NATSURL = url
 		if err := natsjs.EnsureStreams(ctx, url, events.AllTopics, 24*time.Hour); err != nil {
 			return nil, err
 		}
@@ -171,10 +177,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	vars["PAPO_REDIS_DB"] = strconv.Itoa(opts.RedisDB)
 	vars["PAPO_PUSH_URL"] = opts.PushURL
 	if opts.PushURL == "" {
-		if s.sink, err = startPushSink(opts.Log); err != nil {
+		if s.sink, err = startPushSink(opts.Log, &http.Client{Timeout: 10 * time.Second}); err != nil {
 			return nil, err
 		}
 		vars["PAPO_PUSH_URL"] = s.sink.url
+	}
+	if s.vapid, err = loadVAPID(dataDir); err != nil {
+		return nil, err
 	}
 	if err := ensureFile(vars["PAPO_SECRETS_FILE"], "{}\n"); err != nil {
 		return nil, err

@@ -169,6 +169,9 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 			env = append(env, s.gatewayEnv(a)...)
 		case "auth":
 			env = append(env, "AUTH_DEV_GENERATE_KEYS=true", "AUTH_DEV_KEY_FILE="+vars["PAPO_SECRETS_FILE"])
+		case "notification":
+			// Web Push works out of the box: keys kept in the data dir.
+			env = append(env, "NOTIFICATION_VAPID_PUBLIC_KEY="+s.vapid.Public, "NOTIFICATION_VAPID_PRIVATE_KEY="+s.vapid.Private)
 		case "ws":
 			env = append(env, "WS_ALLOWED_ORIGINS="+s.gatewayOrigins(), "WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}

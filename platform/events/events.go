@@ -53,13 +53,14 @@ var AllTopics = []string{TopicSubmitted, TopicRoomEvents, TopicSignals, TopicDea
 
 // Submission is one client request to change a room's log.
 type Submission struct {
-	Type      string    `json:"type"` // api.EventMessage, api.EventEdit or api.EventDelete
-	RoomID    string    `json:"room_id"`
-	SenderID  string    `json:"sender_id"`
-	ClientID  string    `json:"client_id"`
-	Text      string    `json:"text,omitempty"`
-	TargetSeq int64     `json:"target_seq,omitempty"`
-	SentAt    time.Time `json:"sent_at"`
+	Type      string        `json:"type"` // api.EventMessage, api.EventEdit or api.EventDelete
+	RoomID    string        `json:"room_id"`
+	SenderID  string        `json:"sender_id"`
+	ClientID  string        `json:"client_id"`
+	Text      string        `json:"text,omitempty"`
+	E2EE      *api.Envelope `json:"e2ee,omitempty"`
+	TargetSeq int64         `json:"target_seq,omitempty"`
+	SentAt    time.Time     `json:"sent_at"`
 }
 
 // SubmissionBatch is the payload of TopicSubmitted: several submissions,

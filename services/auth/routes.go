@@ -11,6 +11,7 @@ import (
 	"github.com/papochat/papo/platform/httpapi"
 
 	"github.com/papochat/papo/services/auth/internal/account"
+	"github.com/papochat/papo/services/auth/internal/keys"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
 	"github.com/papochat/papo/services/auth/internal/throttle"
@@ -23,6 +24,8 @@ type Deps struct {
 	Accounts *account.Accounts
 	Sessions *session.Manager
 	Keys     *signing.Keyring
+	// Directory holds the users' end-to-end encryption keys.
+	Directory *keys.Directory
 	// Ready are the checks /readyz runs.
 	Ready map[string]httpapi.Check
 	// KnownAddresses remembers where each username logged in from (the
@@ -110,6 +113,9 @@ func NewServer(d Deps) http.Handler {
 			r.Method(http.MethodGet, "/me", h(handleMe(d.Accounts)))
 			r.Method(http.MethodGet, "/users", h(handleFindUsers(d.Accounts)))
 			r.Method(http.MethodGet, "/users/{id}", h(handleGetUser(d.Accounts)))
+			r.Method(http.MethodGet, "/users/{id}/keys", h(handleGetKeys(d.Accounts, d.Directory)))
+			r.Method(http.MethodPut, "/users/{id}/keys/devices/{device}", h(handlePutDeviceKey(d.Directory)))
+			r.Method(http.MethodDelete, "/users/{id}/keys/devices/{device}", h(handleDeleteDeviceKey(d.Directory)))
 		})
 	})
 	r.Route("/internal/v1", func(r chi.Router) {

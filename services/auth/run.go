@@ -17,6 +17,7 @@ import (
 	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/auth/internal/account"
+	"github.com/papochat/papo/services/auth/internal/keys"
 	"github.com/papochat/papo/services/auth/internal/password"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
@@ -120,12 +121,13 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	}
 	ring := &signing.Keyring{}
 	deps := Deps{
-		Log:      log,
-		Config:   cfg,
-		Accounts: account.New(store, hasher),
-		Sessions: session.New(store, notices, log, cfg.SessionTTL, cfg.AccessTTL),
-		Keys:     ring,
-		Ready:    map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
+		Log:       log,
+		Config:    cfg,
+		Accounts:  account.New(store, hasher),
+		Sessions:  session.New(store, notices, log, cfg.SessionTTL, cfg.AccessTTL),
+		Keys:      ring,
+		Directory: keys.New(store, nil),
+		Ready:     map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
 
 		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
 		Metrics:        NewMetrics(tel.Registry),

@@ -26,6 +26,7 @@ import (
 	"github.com/papochat/papo/platform/statestore/memstore"
 
 	"github.com/papochat/papo/services/auth/internal/account"
+	"github.com/papochat/papo/services/auth/internal/keys"
 	"github.com/papochat/papo/services/auth/internal/password"
 	"github.com/papochat/papo/services/auth/internal/session"
 	"github.com/papochat/papo/services/auth/internal/signing"
@@ -99,12 +100,13 @@ func newEnv(t *testing.T, env map[string]string) *testEnv {
 	ring.Set([]signing.Key{k})
 	pub := &recorder{}
 	h := NewServer(Deps{
-		Log:      log,
-		Config:   cfg,
-		Accounts: account.New(store, testHasher(t)),
-		Sessions: session.New(store, pub, log, cfg.SessionTTL, cfg.AccessTTL),
-		Keys:     ring,
-		Ready:    map[string]httpapi.Check{},
+		Log:       log,
+		Config:    cfg,
+		Accounts:  account.New(store, testHasher(t)),
+		Sessions:  session.New(store, pub, log, cfg.SessionTTL, cfg.AccessTTL),
+		Keys:      ring,
+		Directory: keys.New(store, nil),
+		Ready:     map[string]httpapi.Check{},
 
 		KnownAddresses: throttle.StoreKnown{Store: store, TTL: cfg.KnownFor},
 	})

@@ -45,6 +45,7 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 		}), httprate.WithLimitHandler(limited))
 	requireToken := authn.Middleware(verifier, writeErr)
 	to := func(appID string) http.Handler { return daprProxy(inv, appID, cfg.MaxBody, log) }
+	cookies := sessionCookies{maxAge: cfg.SessionCookieMaxAge, log: log}
 	board := newStatusBoard(inv, sidecarReady, cfg.StatusInterval, log)
 	go board.run(ctx)
 	notFound := func(w http.ResponseWriter, r *http.Request) {
@@ -81,14 +82,15 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 		// route below.
 		r.Group(func(r chi.Router) {
 			r.Handle("/auth/register", only(http.MethodPost, to("auth")))
-			r.Handle("/auth/login", only(http.MethodPost, to("auth")))
-			r.Handle("/auth/refresh", only(http.MethodPost, to("auth")))
+			r.Handle("/auth/login", only(http.MethodPost, cookies.login(to("auth"))))
+			r.Handle("/auth/refresh", only(http.MethodPost, cookies.refresh(to("auth"), cfg.MaxBody)))
 			r.Handle("/auth/jwks", only(http.MethodGet, to("auth")))
 		})
 		// Everything else needs a valid access token at the edge; the
 		// owning service verifies it again.
 		r.Group(func(r chi.Router) {
 			r.Use(requireToken, perUser)
+			r.Handle("/auth/logout", cookies.logout(to("auth")))
 			r.Handle("/auth/*", to("auth"))
 			r.Handle("/me", to("auth"))
 			r.Handle("/users", to("auth"))

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -41,6 +42,7 @@ func (f *fakeSidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	b, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(b)) // answer reads it too
 	f.mu.Lock()
 	f.seen = append(f.seen, r.Clone(r.Context()))
 	f.body = append(f.body, string(b))

@@ -44,6 +44,9 @@ type Config struct {
 	StatusInterval time.Duration `envconfig:"GATEWAY_STATUS_INTERVAL" default:"1s"`
 	// GatewayTLS: TLS on the public listener (tls.go).
 	GatewayTLS
+	// SessionCookieMaxAge is the lifetime of the web client's refresh
+	// cookie (docs/web.md): auth's SESSION_TTL.
+	SessionCookieMaxAge time.Duration `envconfig:"GATEWAY_SESSION_COOKIE_MAX_AGE" default:"720h"`
 }
 
 // Validate implements settings.Validator. AUTH_TRUSTED_ISSUERS is checked
@@ -68,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if c.StatusInterval <= 0 {
 		return fmt.Errorf("GATEWAY_STATUS_INTERVAL must be positive")
+	}
+	if c.SessionCookieMaxAge < time.Minute {
+		return fmt.Errorf("GATEWAY_SESSION_COOKIE_MAX_AGE must be at least 1m")
 	}
 	if c.RatePerIP <= 0 || c.RatePerUser <= 0 || c.MaxBody <= 0 {
 		return fmt.Errorf("rate limits and GATEWAY_MAX_BODY must be positive")

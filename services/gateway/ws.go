@@ -331,8 +331,14 @@ func (p *wsProxy) check(ctx context.Context, u *wsUpstream) {
 		return
 	}
 	if u.sender != nil {
-		// Connected, the sender learns at once when the replica goes.
-		_ = u.sender.Connect()
+		// Connected, the sender learns at once when the replica goes. A
+		// replica that answers /readyz but whose hand-off socket is gone
+		// is stopping: without this, a check that was under way when
+		// the socket closed would mark it up again.
+		if err := u.sender.Connect(); err != nil {
+			p.setHealthy(u, false, err.Error())
+			return
+		}
 	}
 	p.setHealthy(u, true, "")
 }

@@ -487,7 +487,8 @@ func httptestRequest(t *testing.T, raw string) *http.Request {
 
 func TestConfigWantsOneHandoffSocketPerUpstream(t *testing.T) {
 	c := Config{WSUpstreams: []string{"http://a:1", "http://b:1"}, WSHandoff: []string{"/run/a.sock"},
-		RatePerIP: 1, RatePerUser: 1, MaxBody: 1, WSHealthInterval: time.Second, StatusInterval: time.Second}
+		RatePerIP: 1, RatePerUser: 1, MaxBody: 1, WSHealthInterval: time.Second, StatusInterval: time.Second,
+		SessionCookieMaxAge: time.Hour}
 	if err := c.Validate(); err == nil {
 		t.Fatal("one hand-off socket for two upstreams was accepted")
 	}

@@ -1,12 +1,60 @@
 // REST client for the papo gateway, and the session it authenticates with.
 //
-// Token storage (see docs/web.md): the access token lives in memory only;
-// the refresh token lives in sessionStorage, so a reload of this tab stays
-// logged in while other tabs, other windows and a closed tab do not. The
-// refresh token rotates on every use, so a stolen copy stops working as
-// soon as this tab refreshes, and presenting it twice revokes the session.
+// Token storage (see docs/web.md, "Tokens"): the access token lives in
+// memory only; the refresh token lives in an HttpOnly, Secure,
+// SameSite=Strict cookie scoped to /api/v1/auth/refresh, which the
+// gateway sets when login and refresh carry `X-Papo-Session: cookie`. No
+// script can read it; every tab of the origin shares it, and it outlives
+// a browser restart. localStorage holds only a hint ("papo.session" =
+// "1": a session may exist) so a page with no session does not ask for a
+// refresh it cannot get. Refreshes of all tabs are serialized with the
+// Web Locks API: the token rotates on every use and presenting a used one
+// revokes the session, so two tabs must never send the same one.
 
-const REFRESH_KEY = "papo.refresh";
+const HINT_KEY = "papo.session";
+// Where the gateway cannot set a cookie the browser keeps (plain http on a
+// host that is not loopback), the refresh token comes back in the body
+// and is kept in this tab's sessionStorage instead: a reload stays signed
+// in, other tabs and restarts do not.
+const TAB_KEY = "papo.refresh";
+const LOCK = "papo.refresh";
+const COOKIE_MODE = { "X-Papo-Session": "cookie" };
+
+// remember records how the session's refresh token is kept: token "" is
+// the cookie (a hint in localStorage), a token is this tab's copy; null
+// forgets both.
+function remember(token) {
+  try {
+    if (token === null) localStorage.removeItem(HINT_KEY);
+    else if (!token) localStorage.setItem(HINT_KEY, "1");
+    if (token) sessionStorage.setItem(TAB_KEY, token);
+    else sessionStorage.removeItem(TAB_KEY);
+  } catch {
+    /* storage disabled: the session ends with the page */
+  }
+}
+
+function tabToken() {
+  try {
+    return sessionStorage.getItem(TAB_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+function hint() {
+  try {
+    return localStorage.getItem(HINT_KEY) === "1" || !!sessionStorage.getItem(TAB_KEY);
+  } catch {
+    return true;
+  }
+}
+
+// exclusive runs fn under a lock shared by every tab of the origin.
+function exclusive(fn) {
+  if (navigator.locks) return navigator.locks.request(LOCK, fn);
+  return fn();
+}
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -40,12 +88,10 @@ export class Session {
     return this.accessToken !== "";
   }
 
+  // hasRefreshToken: a session cookie may exist (the cookie itself is
+  // out of the page's reach).
   hasRefreshToken() {
-    try {
-      return !!sessionStorage.getItem(REFRESH_KEY);
-    } catch {
-      return false;
-    }
+    return hint();
   }
 
   // accept takes a login or refresh answer.
@@ -53,11 +99,7 @@ export class Session {
     this.accessToken = tok.access_token;
     this.user = tok.user;
     this.expiresAt = Date.now() + tok.expires_in * 1000;
-    try {
-      sessionStorage.setItem(REFRESH_KEY, tok.refresh_token);
-    } catch {
-      // Storage disabled: the session simply ends with the page.
-    }
+    remember(tok.refresh_token || "");
     clearTimeout(this.timer);
     // Refresh at 80% of the lifetime, so the WebSocket never sees an
     // expired token.
@@ -71,26 +113,21 @@ export class Session {
     this.accessToken = "";
     this.user = null;
     this.expiresAt = 0;
-    try {
-      sessionStorage.removeItem(REFRESH_KEY);
-    } catch {
-      /* nothing stored */
-    }
+    remember(null);
     this.emit("ended");
   }
 
-  // refresh trades the stored refresh token for new tokens. Concurrent
-  // callers share one request: a refresh token works once.
+  // refresh trades the cookie's refresh token for new tokens. Concurrent
+  // callers share one request, and tabs take turns: a refresh token works
+  // once.
   refresh() {
     if (this.refreshing) return this.refreshing;
-    let stored = null;
-    try {
-      stored = sessionStorage.getItem(REFRESH_KEY);
-    } catch {
-      /* no storage */
-    }
-    if (!stored) return Promise.reject(new ApiError(401, "no_session", "not logged in"));
-    this.refreshing = rawRequest("POST", "/api/v1/auth/refresh", { refresh_token: stored }, "")
+    this.refreshing = exclusive(() => {
+      const token = tabToken();
+      return token
+        ? rawRequest("POST", "/api/v1/auth/refresh", { refresh_token: token }, "")
+        : rawRequest("POST", "/api/v1/auth/refresh", {}, "", COOKIE_MODE);
+    })
       .then((tok) => {
         this.accept(tok);
         return tok;
@@ -106,8 +143,8 @@ export class Session {
   }
 }
 
-async function rawRequest(method, path, body, token) {
-  const headers = { Accept: "application/json" };
+async function rawRequest(method, path, body, token, extra = {}) {
+  const headers = { Accept: "application/json", ...extra };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = "Bearer " + token;
   let res;
@@ -169,7 +206,7 @@ export class Api {
   }
 
   async login(username, password) {
-    const tok = await rawRequest("POST", "/api/v1/auth/login", { username, password }, "");
+    const tok = await rawRequest("POST", "/api/v1/auth/login", { username, password }, "", COOKIE_MODE);
     this.session.accept(tok);
     return tok;
   }
@@ -220,8 +257,8 @@ export class Api {
   members(id) {
     return this.call("GET", `/api/v1/rooms/${encodeURIComponent(id)}/members`);
   }
-  openDM(userID) {
-    return this.call("POST", "/api/v1/dms", { user_id: userID });
+  openDM(userID, encrypted = false) {
+    return this.call("POST", "/api/v1/dms", { user_id: userID, encrypted: encrypted || undefined });
   }
   history(id, { before, after, limit }) {
     const q = new URLSearchParams();
@@ -232,6 +269,18 @@ export class Api {
   }
   markRead(id, seq) {
     return this.call("POST", `/api/v1/rooms/${encodeURIComponent(id)}/read`, { seq });
+  }
+  webPushKey() {
+    return this.call("GET", "/api/v1/devices/webpush-key");
+  }
+  addDevice(device) {
+    return this.call("POST", "/api/v1/devices", device);
+  }
+  deleteDevice(id) {
+    return this.call("DELETE", "/api/v1/devices/" + encodeURIComponent(id));
+  }
+  setNotifications(id, mode) {
+    return this.call("PUT", `/api/v1/rooms/${encodeURIComponent(id)}/notifications`, { mode });
   }
   presence(ids) {
     return this.call("GET", "/api/v1/presence?user_ids=" + ids.map(encodeURIComponent).join(","));

@@ -1,11 +1,14 @@
 // The client's model of the rooms it belongs to: their log window (events
 // by seq), pending sends, typing users and read state. No DOM here.
 
+import { reveal } from "./secure.js";
+
 export class Room {
   constructor(r) {
     this.id = r.id;
     this.name = r.name || "";
     this.kind = r.kind || "public";
+    this.encrypted = !!r.encrypted; // an end-to-end encrypted DM, for good
     this.members = r.members || [];
     this.lastSeq = r.last_seq || 0; // the head as last heard from anyone
     this.readSeq = r.read_seq || 0;
@@ -20,11 +23,32 @@ export class Room {
     this.typing = new Map(); // user_id -> expiry (ms)
     this.memberIds = null; // fetched when opened
     this.editing = 0; // seq of the own message being edited
+    this.lastAt = 0; // ms of the newest event known: the sidebar's order
+    this.preview = null; // {seq, sender, text} of the newest message known
+    this.previewFor = 0; // lastSeq whose preview was fetched
+    this.draft = "";
+  }
+
+  // note records an event's activity and, for a message (or an edit or
+  // delete of the previewed one), the sidebar's one-line preview.
+  note(e) {
+    reveal(e); // an encrypted event: a stand-in text now, its text once decrypted
+    const at = Date.parse(e.created_at) || 0;
+    if (at > this.lastAt) this.lastAt = at;
+    const p = this.preview;
+    if (e.type === "message" && (!p || e.seq > p.seq)) {
+      this.preview = { seq: e.seq, sender: e.sender_id, text: e.text || "" };
+    } else if (p && e.target_seq === p.seq && e.sender_id === p.sender) {
+      if (e.type === "edit") p.text = e.text || "";
+      if (e.type === "delete") p.text = "";
+      if (e.type === "delete") p.deleted = true;
+    }
   }
 
   merge(r) {
     if (r.name) this.name = r.name;
     if (r.kind) this.kind = r.kind;
+    if (r.encrypted) this.encrypted = true;
     if (r.members && r.members.length) this.members = r.members;
     if (!this.loaded) {
       this.lastSeq = Math.max(this.lastSeq, r.last_seq || 0);
@@ -45,7 +69,10 @@ export class Room {
 
   // addPage stores a history page (ascending events).
   addPage(events, lastSeq) {
-    for (const e of events) this.events.set(e.seq, e);
+    for (const e of events) {
+      this.events.set(e.seq, e);
+      this.note(e);
+    }
     if (events.length) this.oldest = Math.min(this.oldest, events[0].seq);
     else if (this.oldest === Infinity) this.oldest = (lastSeq || 0) + 1;
     this.hasMore = this.oldest > 1;
@@ -63,6 +90,7 @@ export class Room {
     // Held only while the window is loaded or loading: a closed room
     // fetches its latest page when opened.
     if (held) this.events.set(e.seq, e);
+    this.note(e);
     this.lastSeq = Math.max(this.lastSeq, e.seq);
     if (e.type === "message") this.typing.delete(e.sender_id);
     return true;

@@ -165,7 +165,7 @@ func splitAnnouncement(b events.RoomEventBatch, max int) []events.RoomEventBatch
 	size := func(n int) int { return n + 160 } // an event's JSON besides its text and ids
 	total := 0
 	for _, e := range b.Events {
-		total += size(len(e.Text) + len(e.ClientID) + len(e.SenderID))
+		total += size(contentSize(e) + len(e.ClientID) + len(e.SenderID))
 	}
 	if total <= max {
 		return []events.RoomEventBatch{b}
@@ -173,7 +173,7 @@ func splitAnnouncement(b events.RoomEventBatch, max int) []events.RoomEventBatch
 	var out []events.RoomEventBatch
 	cur, n := events.RoomEventBatch{}, 0
 	for _, e := range b.Events {
-		sz := size(len(e.Text) + len(e.ClientID) + len(e.SenderID))
+		sz := size(contentSize(e) + len(e.ClientID) + len(e.SenderID))
 		if n > 0 && n+sz > max {
 			out = append(out, cur)
 			cur, n = events.RoomEventBatch{}, 0

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/e2ee"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
@@ -117,6 +118,10 @@ func decideAppend(head roomRecord, carry tail, items map[string]statestore.Item,
 				continue
 			}
 		}
+		if err := checkEncryption(head, sub); err != nil {
+			reject(i, err)
+			continue
+		}
 		if sub.Type != api.EventMessage {
 			if err := checkTarget(next, head, items, sub); err != nil {
 				if _, ok := apierror.As(err); ok {
@@ -130,7 +135,7 @@ func decideAppend(head roomRecord, carry tail, items map[string]statestore.Item,
 		next.LastSeq++
 		ev := api.Event{
 			RoomID: roomID, Seq: next.LastSeq, Type: sub.Type, ID: eventID(roomID, next.LastSeq),
-			SenderID: sub.SenderID, ClientID: sub.ClientID, Text: sub.Text, TargetSeq: sub.TargetSeq, CreatedAt: now,
+			SenderID: sub.SenderID, ClientID: sub.ClientID, Text: sub.Text, E2EE: sub.E2EE, TargetSeq: sub.TargetSeq, CreatedAt: now,
 		}
 		switch sub.Type {
 		case api.EventMessage:
@@ -146,7 +151,7 @@ func decideAppend(head roomRecord, carry tail, items map[string]statestore.Item,
 				next.Tail.Marks = append(next.Tail.Marks, mk)
 			}
 		case api.EventDelete:
-			ev.Text = ""
+			ev.Text, ev.E2EE = "", nil
 			next.Deletes = append(next.Deletes, deletion{Seq: sub.TargetSeq, At: now})
 			deleted = true
 		}
@@ -176,6 +181,22 @@ func decideAppend(head roomRecord, carry tail, items map[string]statestore.Item,
 	}
 	d.next, d.changed = next, true
 	return d, nil
+}
+
+// checkEncryption holds a submission to its room's kind: an encrypted DM
+// takes envelopes wrapped for its members only, any other room text only.
+func checkEncryption(head roomRecord, sub events.Submission) error {
+	switch {
+	case sub.Type == api.EventDelete:
+		return nil
+	case head.Encrypted && sub.E2EE == nil:
+		return apierror.Invalidf("encryption_required", "this DM is end-to-end encrypted: send e2ee, not text")
+	case !head.Encrypted && sub.E2EE != nil:
+		return apierror.Invalidf("not_encrypted", "this room is not end-to-end encrypted: send text")
+	case head.Encrypted:
+		return e2ee.CheckEnvelope(sub.E2EE, head.Members...)
+	}
+	return nil
 }
 
 // appendKeys lists the keys decideAppend needs for subs to roomID, besides

@@ -143,10 +143,10 @@ func (s *Service) erase(ctx context.Context, roomID string, target int64, also .
 		if err := decode(it, &rec); err != nil {
 			return err
 		}
-		if rec.Text == "" {
+		if !hasContent(rec.Event) {
 			continue
 		}
-		rec.Text = ""
+		rec.Text, rec.E2EE = "", nil
 		ops = append(ops, statestore.Op{Key: it.Key, Value: encode(rec)})
 	}
 	if len(ops) == 0 {
@@ -187,7 +187,7 @@ func (s *Service) eraseLater(roomID string, target int64, wait time.Duration, al
 // repair plans an erase when a record read from the store still holds
 // text that head says is deleted.
 func (s *Service) repair(head roomRecord, rec eventRecord) {
-	if rec.Text == "" || head.visible(rec.Event).Text != "" {
+	if !hasContent(rec.Event) || hasContent(head.visible(rec.Event)) {
 		return
 	}
 	if rec.Type == api.EventEdit {

@@ -8,3 +8,6 @@ func (s *Service) SetEraseAgain(d time.Duration) { s.eraseAgain = d }
 
 // SetNow sets the Service's clock.
 func (s *Service) SetNow(now func() time.Time) { s.now = now }
+
+// MaxAnnouncementBytes is the size one announcement is split at.
+const MaxAnnouncementBytes = maxAnnounceBytes

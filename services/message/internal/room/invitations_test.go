@@ -326,3 +326,37 @@ func TestAnIndexWrittenAsOneKeyKeepsWorking(t *testing.T) {
 		t.Fatalf("public rooms = %v, want the new room then the old one", got)
 	}
 }
+
+// TestRoomsCountTheirMembers: the public list and a room's details say
+// how many members it has, through joins and leaves.
+func TestRoomsCountTheirMembers(t *testing.T) {
+	f := newFixture(t)
+	r, err := f.svc.Create(ctx, "alice", "counted", api.RoomPublic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.MemberCount != 1 {
+		t.Fatalf("a new room counts %d members, want 1", r.MemberCount)
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if _, err := f.svc.Join(ctx, u, r.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.svc.Join(ctx, "bob", r.ID); err != nil { // already in: no change
+		t.Fatal(err)
+	}
+	if err := f.svc.Leave(ctx, "carol", r.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.Leave(ctx, "carol", r.ID); err != nil { // not in: no change
+		t.Fatal(err)
+	}
+	p, err := f.svc.Public(ctx, "", room.DefaultPublicLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Rooms) != 1 || p.Rooms[0].MemberCount != 2 {
+		t.Fatalf("public list %+v, want the room with 2 members (alice, bob)", p.Rooms)
+	}
+}

@@ -211,7 +211,7 @@ func checkTarget(next, prev roomRecord, items map[string]statestore.Item, sub ev
 		return apierror.Invalidf("invalid_target", "event %d is not a message", sub.TargetSeq)
 	case rec.SenderID != sub.SenderID:
 		return apierror.New(apierror.Forbidden, "not_sender", "only the sender may %s a message", sub.Type)
-	case head.deleted(sub.TargetSeq) || rec.Text == "":
+	case head.deleted(sub.TargetSeq) || !hasContent(rec.Event):
 		// A message without text is one whose delete has left the head.
 		return apierror.Invalidf("message_deleted", "message %d is deleted", sub.TargetSeq)
 	}
@@ -222,9 +222,25 @@ func checkTarget(next, prev roomRecord, items map[string]statestore.Item, sub ev
 // edit of it, without text.
 func (r roomRecord) visible(ev api.Event) api.Event {
 	if r.deleted(ev.Seq) || (ev.Type == api.EventEdit && r.deleted(ev.TargetSeq)) {
-		ev.Text = ""
+		ev.Text, ev.E2EE = "", nil
 	}
 	return ev
+}
+
+// hasContent reports whether ev still holds a text or an envelope (a
+// deleted message's are erased).
+func hasContent(ev api.Event) bool { return ev.Text != "" || ev.E2EE != nil }
+
+// contentSize estimates the encoded size of ev's text or envelope.
+func contentSize(ev api.Event) int {
+	n := len(ev.Text)
+	if e := ev.E2EE; e != nil {
+		n += 120 + len(e.Device) + len(e.EPK) + len(e.IV) + len(e.CT)
+		for _, k := range e.Keys {
+			n += 30 + len(k.User) + len(k.Device) + len(k.WK)
+		}
+	}
+	return n
 }
 
 // Page selects a slice of a room's log: the events after After, or the

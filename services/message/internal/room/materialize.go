@@ -132,7 +132,7 @@ func hasEdits(evs []eventRecord) bool {
 func tailSize(t tail) int {
 	n := 0
 	for _, e := range t.Events {
-		n += 200 + len(e.Text) + len(e.ClientID) + len(e.SenderID) + len(e.ID)
+		n += 200 + contentSize(e.Event) + len(e.ClientID) + len(e.SenderID) + len(e.ID)
 	}
 	for _, e := range t.Idem {
 		n += 50 + len(e.SenderID) + len(e.ClientID)

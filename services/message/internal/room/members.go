@@ -66,6 +66,11 @@ func (s *Service) changeMembers(ctx context.Context, roomID string, build func(h
 		next.LastSeq++
 		ev.RoomID, ev.Seq, ev.ID, ev.CreatedAt = roomID, next.LastSeq, eventID(roomID, next.LastSeq), s.now().UTC()
 		op.Seq, op.At, op.ReadMsgs = ev.Seq, ev.CreatedAt, next.Messages
+		if op.In {
+			next.MemberCount++
+		} else {
+			next.MemberCount = max(next.MemberCount-1, 0)
+		}
 		// The previous tail is materialized before it is replaced.
 		if err := s.materialize(ctx, head); err != nil {
 			return err

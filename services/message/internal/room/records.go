@@ -26,6 +26,14 @@ type roomRecord struct {
 	Messages int64 `json:"messages"`
 	// Members is the pair of a DM; other rooms keep members in membersKey.
 	Members []string `json:"members,omitempty"`
+	// MemberCount is how many members the room has, kept by every
+	// membership change since MembersCounted (rooms made before counting
+	// began have neither, and show no count).
+	MemberCount    int64 `json:"member_count,omitempty"`
+	MembersCounted bool  `json:"members_counted,omitempty"`
+	// Encrypted marks an end-to-end encrypted DM: its messages and edits
+	// carry envelopes, never text (docs/e2ee.md). Set at creation only.
+	Encrypted bool `json:"encrypted,omitempty"`
 	// Deletes are the room's recent deletes, oldest first: history serves
 	// their messages, and the edits of them, without text. A delete leaves
 	// the head keepDeletes after its commit, once its text is erased for
@@ -80,8 +88,17 @@ type memberOp struct {
 func (r roomRecord) api() api.Room {
 	return api.Room{
 		ID: r.ID, Name: r.Name, Kind: r.Kind, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt,
-		LastSeq: r.LastSeq, Members: r.Members,
+		LastSeq: r.LastSeq, Members: r.Members, Encrypted: r.Encrypted,
+		MemberCount: r.memberCount(),
 	}
+}
+
+// memberCount is the room's member count, 0 when it was never counted.
+func (r roomRecord) memberCount() int64 {
+	if !r.MembersCounted {
+		return 0
+	}
+	return r.MemberCount
 }
 
 // after returns what of the tail comes after seq: its events, idempotency

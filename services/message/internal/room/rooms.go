@@ -99,6 +99,7 @@ func (s *Service) createdBefore(ctx context.Context, want roomRecord) (api.Room,
 // own member_joined, with no message before it.
 func (r *roomRecord) founded(userIDs ...string) []api.Event {
 	out := make([]api.Event, 0, len(userIDs))
+	r.MembersCounted, r.MemberCount = true, int64(len(userIDs))
 	for _, uid := range userIDs {
 		r.LastSeq++
 		ev := api.Event{RoomID: r.ID, Seq: r.LastSeq, Type: api.EventMemberJoined, ID: eventID(r.ID, r.LastSeq),
@@ -119,19 +120,34 @@ func (s *Service) OpenDM(ctx context.Context, userID, otherID string) (api.Room,
 	if otherID == userID {
 		return api.Room{}, apierror.Invalidf("dm_self", "a DM needs another user")
 	}
-	id := dmID(userID, otherID)
+	return s.openDMOnce(ctx, userID, otherID, dmID(userID, otherID), false)
+}
+
+// OpenEncryptedDM is OpenDM for the pair's end-to-end encrypted DM: a
+// room of its own (edmID), encrypted from its creation on.
+func (s *Service) OpenEncryptedDM(ctx context.Context, userID, otherID string) (api.Room, error) {
+	if err := validate.UserID(otherID); err != nil {
+		return api.Room{}, err
+	}
+	if otherID == userID {
+		return api.Room{}, apierror.Invalidf("dm_self", "a DM needs another user")
+	}
+	return s.openDMOnce(ctx, userID, otherID, edmID(userID, otherID), true)
+}
+
+func (s *Service) openDMOnce(ctx context.Context, userID, otherID, id string, encrypted bool) (api.Room, error) {
 	// Opens of one DM that overlap in this replica share one attempt: both
 	// users open their DM at once when they first meet, and every attempt
 	// races the others on the head's insert-if-absent (on MariaDB a crowd
 	// of such inserts can lock each other out for long).
-	v, err, _ := s.dms.Do(id, func() (any, error) { return s.openDM(ctx, userID, otherID, id) })
+	v, err, _ := s.dms.Do(id, func() (any, error) { return s.openDM(ctx, userID, otherID, id, encrypted) })
 	if err != nil {
 		return api.Room{}, err
 	}
 	return v.(api.Room), nil
 }
 
-func (s *Service) openDM(ctx context.Context, userID, otherID, id string) (api.Room, error) {
+func (s *Service) openDM(ctx context.Context, userID, otherID, id string, encrypted bool) (api.Room, error) {
 	pair := []string{userID, otherID}
 	if otherID < userID {
 		pair = []string{otherID, userID}
@@ -148,7 +164,7 @@ func (s *Service) openDM(ctx context.Context, userID, otherID, id string) (api.R
 			out = head
 			return nil
 		}
-		out = roomRecord{ID: id, Kind: api.RoomDM, CreatedBy: userID, CreatedAt: s.now().UTC(), Members: pair}
+		out = roomRecord{ID: id, Kind: api.RoomDM, CreatedBy: userID, CreatedAt: s.now().UTC(), Members: pair, Encrypted: encrypted}
 		joined := out.founded(pair...)
 		if err := s.store.Write(ctx, statestore.Op{Key: roomKey(id), Value: encode(out), IfAbsent: true}); err != nil {
 			return err

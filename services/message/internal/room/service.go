@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/e2ee"
 	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
@@ -138,12 +139,12 @@ func checkSubmission(sub events.Submission) error {
 	}
 	switch sub.Type {
 	case api.EventMessage:
-		return validate.Text(sub.Text)
+		return e2ee.CheckContent(sub.Text, sub.E2EE)
 	case api.EventEdit:
 		if sub.TargetSeq < 1 {
 			return apierror.Invalidf("invalid_target", "an edit needs target_seq")
 		}
-		return validate.Text(sub.Text)
+		return e2ee.CheckContent(sub.Text, sub.E2EE)
 	case api.EventDelete:
 		if sub.TargetSeq < 1 {
 			return apierror.Invalidf("invalid_target", "a delete needs target_seq")
@@ -176,6 +177,16 @@ func dmID(a, b string) string {
 	}
 	sum := sha256.Sum256([]byte(a + "\x00" + b))
 	return "dm_" + hex.EncodeToString(sum[:20])
+}
+
+// edmID derives the id of a pair's end-to-end encrypted DM: another room
+// than their plaintext DM, so neither ever turns into the other.
+func edmID(a, b string) string {
+	if b < a {
+		a, b = b, a
+	}
+	sum := sha256.Sum256([]byte("e2ee\x00" + a + "\x00" + b))
+	return "edm_" + hex.EncodeToString(sum[:20])
 }
 
 // announce publishes a batch of room events, acks and rejections, retrying

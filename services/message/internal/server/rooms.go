@@ -127,7 +127,11 @@ func (h handlers) openDM(w http.ResponseWriter, r *http.Request) error {
 	if err := h.checkUser(r.Context(), req.UserID); err != nil {
 		return err
 	}
-	room, err := h.rooms.OpenDM(r.Context(), user(r), req.UserID)
+	open := h.rooms.OpenDM
+	if req.Encrypted {
+		open = h.rooms.OpenEncryptedDM
+	}
+	room, err := open(r.Context(), user(r), req.UserID)
 	if err != nil {
 		return err
 	}
@@ -191,7 +195,7 @@ func (h handlers) send(w http.ResponseWriter, r *http.Request) error {
 	roomID := chi.URLParam(r, "id")
 	seq, err := h.rooms.Submit(r.Context(), events.Submission{
 		Type: api.EventMessage, RoomID: roomID, SenderID: user(r), ClientID: req.ClientID, Text: req.Text,
-		SentAt: time.Now().UTC(),
+		E2EE: req.E2EE, SentAt: time.Now().UTC(),
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 
 	json "github.com/goccy/go-json"
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/e2ee"
 	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/events"
@@ -106,7 +107,7 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 		return
 	}
 	if kind != api.EventDelete {
-		if err := validate.Text(f.Text); err != nil {
+		if err := e2ee.CheckContent(f.Text, f.E2EE); err != nil {
 			c.refuseErr(ref, err)
 			return
 		}
@@ -121,7 +122,7 @@ func (c *conn) submit(f api.ClientFrame, kind string) {
 	}
 	sub := events.Submission{
 		Type: kind, RoomID: f.RoomID, SenderID: c.userID, ClientID: f.ClientID,
-		Text: f.Text, TargetSeq: f.TargetSeq, SentAt: time.Now().UTC(),
+		Text: f.Text, E2EE: f.E2EE, TargetSeq: f.TargetSeq, SentAt: time.Now().UTC(),
 	}
 	span := c.h.startSend(sub)
 	if !c.h.submits.add(outgoing{sub: sub, from: c, span: span}) {
