@@ -37,6 +37,7 @@ const (
 	CodeText        = "invalid_text"
 	CodeClientID    = "invalid_client_id"
 	CodeUserID      = "invalid_user_id"
+	CodeRoomID      = "invalid_room_id"
 	CodeName        = "invalid_name"
 	CodeUsername    = "invalid_username"
 	CodeDisplayName = "invalid_display_name"
@@ -51,6 +52,7 @@ const (
 	MaxText        = 4000
 	MaxClientID    = 64
 	MaxUserID      = 128 // bytes
+	MaxRoomID      = 64  // ASCII letters, digits, '_' and '-'
 	MaxName        = 80
 	MaxDisplayName = 64
 	MinPassword    = 8
@@ -113,6 +115,19 @@ func UserID(id string) error {
 		return fail(CodeUserID, "user_id must be 1-%d bytes of printable text", MaxUserID)
 	}
 	return nil
+}
+
+// RoomID checks a room id as papo makes them (the message service names
+// every room): 1 to MaxRoomID ASCII letters, digits, '_' or '-'.
+func RoomID(id string) error {
+	if id == "" || len(id) > MaxRoomID || strings.IndexFunc(id, notRoomIDChar) >= 0 {
+		return fail(CodeRoomID, "room id must be 1-%d letters, digits, '_' or '-'", MaxRoomID)
+	}
+	return nil
+}
+
+func notRoomIDChar(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-')
 }
 
 // RoomName checks a room name and returns it trimmed of surrounding white

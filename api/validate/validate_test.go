@@ -232,3 +232,18 @@ func TestJSON(t *testing.T) {
 		})
 	}
 }
+
+// TestRoomID: the limit and the alphabet of a room id.
+func TestRoomID(t *testing.T) {
+	t.Parallel()
+	for _, ok := range []string{"r", "r_1-A", strings.Repeat("r", validate.MaxRoomID)} {
+		if err := validate.RoomID(ok); err != nil {
+			t.Errorf("RoomID(%q) = %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", strings.Repeat("r", validate.MaxRoomID+1), "r 1", "r|1", "r/1", "é", "r\x00"} {
+		if err := validate.RoomID(bad); err == nil || err.(*validate.Error).Code != validate.CodeRoomID {
+			t.Errorf("RoomID(%q) = %v, want %s", bad, err, validate.CodeRoomID)
+		}
+	}
+}

@@ -187,6 +187,10 @@ func (v *Verifier) admit(tc tokenClaims) (Claims, error) {
 	return c, nil
 }
 
+// Revocations returns the set of revoked sessions the verifier refuses
+// (nil when it has none).
+func (v *Verifier) Revocations() *Revocations { return v.revoked }
+
 // ErrSessionRevoked returns the error for a token of a revoked session.
 func ErrSessionRevoked() *apierror.Error {
 	return apierror.New(apierror.Unauthenticated, "session_revoked", "the session was revoked; log in again")

@@ -2,18 +2,14 @@ package authn
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-
 	"github.com/papochat/papo/platform/events"
-	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/pubsub"
 )
 
 // Revocations is the set of revoked session ids a replica knows of, each
@@ -71,89 +67,44 @@ func (r *Revocations) Len() int {
 	return len(r.until)
 }
 
-// Apply decodes one events.SessionRevoked payload and records it.
+// Apply decodes one events.SessionRevoked payload and records it. A
+// payload that does not decode, or a notice without a session or an
+// expiry, is malformed (pubsub.Malformed): it will never apply, so a
+// subscription drops it rather than have it redelivered.
 func (r *Revocations) Apply(data []byte) (events.SessionRevoked, error) {
-	var ev events.SessionRevoked
-	if err := json.Unmarshal(data, &ev); err != nil {
-		return ev, fmt.Errorf("decode %s event: %w", events.TopicSessions, err)
+	ev, err := pubsub.Decode[events.SessionRevoked](data)
+	if err != nil {
+		return ev, err
 	}
 	if ev.SessionID == "" || ev.Until.IsZero() {
-		return ev, fmt.Errorf("%s event lacks session_id or until", events.TopicSessions)
+		return ev, pubsub.Malformed(fmt.Errorf("%s event lacks session_id or until", events.TopicSessions))
 	}
 	r.Revoke(ev.SessionID, ev.Until)
 	return ev, nil
 }
 
 // Subscriber opens a streaming subscription; dapr.Client implements it.
-type Subscriber interface {
-	Subscribe(ctx context.Context, opts dapr.SubscriptionOptions) (*dapr.Subscription, error)
-}
+type Subscriber = pubsub.Streamer
 
 // FollowRevocations feeds r from a streaming subscription to
 // events.TopicSessions on the events.Fanout component (every replica gets
 // every notice) until ctx is done, resubscribing with backoff when the
-// stream breaks. onRevoke, when not nil, is called for each notice after
-// it is recorded (the ws service closes the session's sockets there).
+// stream breaks (pubsub.Stream). onRevoke, when not nil, is called for
+// each notice after it is recorded (the ws service closes the session's
+// sockets there).
 //
 // Dapr allows one streaming subscription per component and topic per
 // sidecar, so a service runs one FollowRevocations and fans out from
 // onRevoke.
-func FollowRevocations(ctx context.Context, sub Subscriber, r *Revocations, log *slog.Logger, onRevoke func(events.SessionRevoked)) error {
-	backoff := 100 * time.Millisecond
-	for failures := 1; ; failures++ {
-		began := time.Now()
-		err := followOnce(ctx, sub, r, log, onRevoke)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(began) > 5*time.Second {
-			failures = sidecar.Persistent // an established stream broke
-		}
-		// A sidecar that has just started refuses streams for a moment;
-		// only a failure that persists is worth a warning.
-		log.Log(ctx, sidecar.RetryLevel(failures), "session revocation stream broke; resubscribing", "err", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 5*time.Second)
-	}
-}
-
-func followOnce(ctx context.Context, sub Subscriber, r *Revocations, log *slog.Logger, onRevoke func(events.SessionRevoked)) error {
-	s, err := sub.Subscribe(ctx, dapr.SubscriptionOptions{PubsubName: events.Fanout, Topic: events.TopicSessions})
-	if err != nil {
-		return fmt.Errorf("subscribe %s/%s: %w", events.Fanout, events.TopicSessions, err)
-	}
-	// Receive does not watch ctx; closing the stream unblocks it.
-	stop := context.AfterFunc(ctx, func() { _ = s.Close() })
-	defer func() {
-		if stop() {
-			_ = s.Close()
-		}
-	}()
-	for {
-		msg, err := s.Receive()
-		if err != nil {
-			return err
-		}
-		ev, err := r.Apply(msg.RawData)
-		if err != nil {
-			// A malformed notice will never parse: drop it, do not retry.
-			log.Error("dropping malformed session revocation", "err", err)
-			if err := msg.Drop(); err != nil {
-				return err
-			}
-			continue
-		}
-		if onRevoke != nil {
+func FollowRevocations(ctx context.Context, sub Subscriber, r *Revocations, log *slog.Logger, onRevoke func(events.SessionRevoked)) {
+	s := &pubsub.Stream{Client: sub, PubSub: events.Fanout, Topic: events.TopicSessions, Log: log}
+	s.Run(ctx, func(_ context.Context, data []byte) error {
+		ev, err := r.Apply(data)
+		if err == nil && onRevoke != nil {
 			onRevoke(ev)
 		}
-		if err := msg.Success(); err != nil {
-			return errors.Join(errors.New("ack session revocation"), err)
-		}
-	}
+		return err
+	})
 }
 
 // RevocationsPath is auth's internal route listing the revocations whose

@@ -22,34 +22,40 @@ type ServiceOptions struct {
 	OnRevoke func(events.SessionRevoked)
 }
 
-// StartServiceVerifier builds the Verifier a service puts in front of its
+func (o *ServiceOptions) defaults() {
+	if o.AuthApp == "" {
+		o.AuthApp = "auth"
+	}
+}
+
+// NewServiceVerifier builds the Verifier a service puts in front of its
 // API, from the settings every service reads: papo tokens are checked
 // against the auth app's JWKS fetched through inv, tokens of the external
-// issuers in AUTH_TRUSTED_ISSUERS against theirs, and sessions revoked on
-// events.TopicSessions are refused at once.
-//
-// It starts following revocations through sub (the service's Dapr client)
-// once the sidecar answers ready, in a goroutine that stops when ctx is
-// done or stop is called; stop also waits for it to return, so the
-// caller can close sub afterwards. stop may be called more than once. The
-// only error is a malformed AUTH_TRUSTED_ISSUERS, and nothing is started
-// then.
-func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Client, sub Subscriber, log *slog.Logger, opts ServiceOptions) (v *Verifier, revoked *Revocations, stop func(), err error) {
-	if opts.AuthApp == "" {
-		opts.AuthApp = "auth"
-	}
+// issuers in AUTH_TRUSTED_ISSUERS against theirs, and sessions in its
+// Revocations are refused. It starts nothing (StartRevocations fills the
+// set); the only error is a malformed AUTH_TRUSTED_ISSUERS.
+func NewServiceVerifier(s settings.Base, inv *invoke.Client, opts ServiceOptions) (*Verifier, error) {
+	opts.defaults()
 	trusted, err := ParseTrustedIssuers(s.TrustedIssuers)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", err)
+		return nil, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", err)
 	}
-	revoked = NewRevocations()
-	vopts := []Option{WithRevocations(revoked)}
+	vopts := []Option{WithRevocations(NewRevocations())}
 	if len(trusted) > 0 {
 		vopts = append(vopts, WithTrustedIssuers(NewTrustedIssuers(trusted, nil, RemoteKeysOptions{}), NewRemoteIdentities(inv, opts.AuthApp)))
 	}
-	v = NewVerifier(Config{Issuer: s.Issuer, Audience: s.Audience, Leeway: s.Leeway},
-		NewRemoteKeys(inv, opts.AuthApp, RemoteKeysOptions{}), vopts...)
+	return NewVerifier(Config{Issuer: s.Issuer, Audience: s.Audience, Leeway: s.Leeway},
+		NewRemoteKeys(inv, opts.AuthApp, RemoteKeysOptions{}), vopts...), nil
+}
 
+// StartRevocations fills r: once the sidecar answers ready it seeds r
+// with the revocations auth remembers (through inv) and follows
+// events.TopicSessions through sub (the service's Dapr client), calling
+// opts.OnRevoke for each notice. It runs in a goroutine that stops when
+// ctx is done or stop is called; stop also waits for it to return, so the
+// caller can close sub afterwards. stop may be called more than once.
+func StartRevocations(ctx context.Context, s settings.Base, inv *invoke.Client, sub Subscriber, r *Revocations, log *slog.Logger, opts ServiceOptions) (stop func()) {
+	opts.defaults()
 	// Subscribing before the sidecar is ready would only fail, log and
 	// back off; the probe says when a subscription can succeed.
 	probe := sidecar.NewProbe(s.DaprHTTPPort)
@@ -63,14 +69,22 @@ func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Clie
 		seeded := make(chan struct{})
 		go func() {
 			defer close(seeded)
-			seedRevocations(ctx, inv, opts.AuthApp, revoked, log)
+			seedRevocations(ctx, inv, opts.AuthApp, r, log)
 		}()
-		if err := FollowRevocations(ctx, sub, revoked, log, opts.OnRevoke); err != nil && ctx.Err() == nil {
-			log.Error("follow session revocations", "err", err)
-		}
+		FollowRevocations(ctx, sub, r, log, opts.OnRevoke)
 		<-seeded
 	}()
-	return v, revoked, func() { cancel(); <-done }, nil
+	return func() { cancel(); <-done }
+}
+
+// StartServiceVerifier is NewServiceVerifier, then StartRevocations on
+// the verifier's set: what a service that only verifies tokens needs.
+func StartServiceVerifier(ctx context.Context, s settings.Base, inv *invoke.Client, sub Subscriber, log *slog.Logger, opts ServiceOptions) (v *Verifier, stop func(), err error) {
+	v, err = NewServiceVerifier(s, inv, opts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, StartRevocations(ctx, s, inv, sub, v.Revocations(), log, opts), nil
 }
 
 // seedRevocations asks auth for the revocations it remembers, retrying

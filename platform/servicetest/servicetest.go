@@ -8,11 +8,15 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/papochat/papo/platform/service"
+	"github.com/papochat/papo/platform/settings"
 )
 
 // AppToken and DaprToken are the API tokens Start gives the service
@@ -24,24 +28,23 @@ const (
 	DaprToken = "servicetest-dapr-token-0123456789abcdef"
 )
 
-// SetTokens sets APP_API_TOKEN and DAPR_API_TOKEN with t.Setenv, for tests
-// that load a service's configuration without starting it.
-func SetTokens(t *testing.T) {
-	t.Helper()
-	t.Setenv("APP_API_TOKEN", AppToken)
-	t.Setenv("DAPR_API_TOKEN", DaprToken)
+// Env is the environment of a service under test: APP_API_TOKEN and
+// DAPR_API_TOKEN, then vars, which may override them. Tests that load a
+// service's configuration without starting it pass it to loadConfig; it
+// never touches the process environment, so they may run in parallel.
+func Env(vars map[string]string) settings.Getenv {
+	env := map[string]string{"APP_API_TOKEN": AppToken, "DAPR_API_TOKEN": DaprToken}
+	maps.Copy(env, vars)
+	return settings.Env(env)
 }
 
-// Run is a service's run function.
-type Run func(ctx context.Context, stdout io.Writer) error
-
-// Start sets APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT,
+// Start runs run with APP_HOST, APP_PORT, DAPR_HTTP_PORT, DAPR_GRPC_PORT,
 // LOG_LEVEL, the API tokens and METRICS_ADDR (empty: off), then env,
-// which may override them, with t.Setenv — so the test cannot be
-// parallel — starts run and waits until /healthz answers 200. It returns
+// which may override them, as its own environment (the test may be
+// parallel), and waits until /healthz answers 200. It returns
 // the service's base URL and a stop function that cancels
 // run and fails the test unless run returns nil within 15 s.
-func Start(t *testing.T, run Run, env map[string]string) (base string, stop func()) {
+func Start(t *testing.T, run service.Run, env map[string]string) (base string, stop func()) {
 	t.Helper()
 	port := FreePort(t)
 	vars := map[string]string{
@@ -54,15 +57,10 @@ func Start(t *testing.T, run Run, env map[string]string) (base string, stop func
 		// would be shared by tests running in parallel.
 		"METRICS_ADDR": "",
 	}
-	for k, v := range env {
-		vars[k] = v
-	}
-	for k, v := range vars {
-		t.Setenv(k, v)
-	}
+	maps.Copy(vars, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, io.Discard) }()
+	go func() { done <- run(ctx, settings.Env(vars), io.Discard) }()
 
 	base = "http://127.0.0.1:" + vars["APP_PORT"]
 	deadline := time.Now().Add(10 * time.Second)

@@ -3,8 +3,8 @@
 // A service declares one Config struct that embeds Base (the variables
 // every service reads: its address, its sidecar's ports, the log level
 // and what access tokens must say) and adds its own fields with
-// `envconfig` tags, then calls Load once in run and passes the result
-// down. Only main packages depend on this one, plus authn, which builds
+// `envconfig` tags, then calls Load once in run with the getenv run was
+// given and passes the result down. Only main packages depend on this one, plus authn, which builds
 // the verifier from Base, and telemetry, which starts from Telemetry. Nothing else reads the environment.
 package settings
 
@@ -16,8 +16,6 @@ import (
 	"net"
 	"strconv"
 	"time"
-
-	"github.com/kelseyhightower/envconfig"
 
 	"github.com/papochat/papo/platform/telemetry/tracelog"
 )
@@ -168,13 +166,14 @@ type embedsBase interface{ base() *Base }
 
 func (b *Base) base() *Base { return b }
 
-// Load fills spec, a pointer to a struct, from the environment with
-// envconfig: a variable that is set wins, then the field's `default` tag,
+// Load fills spec, a pointer to a struct, from the variables getenv
+// reads (os.LookupEnv in main, Env(map) in tests), with envconfig's tags:
+// a variable that is set wins, then the field's `default` tag,
 // then the value the field already holds. It then checks an embedded
 // Base (ports and leeway) and calls spec's Validate if it has one. All
 // problems found after reading are reported together.
-func Load(spec any) error {
-	if err := envconfig.Process("", spec); err != nil {
+func Load(getenv Getenv, spec any) error {
+	if err := fill(getenv, spec); err != nil {
 		return err
 	}
 	var errs []error

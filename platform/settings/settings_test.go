@@ -5,9 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kelseyhightower/envconfig"
 
 	"github.com/papochat/papo/platform/settings"
 )
@@ -32,17 +35,20 @@ var (
 	daprToken = strings.Repeat("d", settings.MinTokenLength)
 )
 
-// setTokens sets the two API tokens Load requires.
-func setTokens(t *testing.T) {
-	t.Helper()
-	t.Setenv("APP_API_TOKEN", appToken)
-	t.Setenv("DAPR_API_TOKEN", daprToken)
+// withTokens returns vars plus the two API tokens Load requires (unless
+// vars sets them), as a Getenv.
+func withTokens(vars map[string]string) settings.Getenv {
+	env := map[string]string{"APP_API_TOKEN": appToken, "DAPR_API_TOKEN": daprToken}
+	for k, v := range vars {
+		env[k] = v
+	}
+	return settings.Env(env)
 }
 
 func TestLoadTakesDefaultsAndThePresetPort(t *testing.T) {
-	setTokens(t)
+	t.Parallel()
 	s := spec{Base: settings.Base{Port: "8083"}, Name: "preset"}
-	if err := settings.Load(&s); err != nil {
+	if err := settings.Load(withTokens(nil), &s); err != nil {
 		t.Fatal(err)
 	}
 	want := settings.Base{Host: "127.0.0.1", Port: "8083", DaprHTTPPort: "3500", DaprGRPCPort: "50001",
@@ -61,19 +67,17 @@ func TestLoadTakesDefaultsAndThePresetPort(t *testing.T) {
 }
 
 func TestLoadReadsTheEnvironment(t *testing.T) {
-	setTokens(t)
-	for k, v := range map[string]string{
+	t.Parallel()
+	env := withTokens(map[string]string{
 		"APP_HOST": "0.0.0.0", "APP_PORT": "0", "DAPR_HTTP_PORT": "3601", "DAPR_GRPC_PORT": "50002",
 		"LOG_LEVEL": "debug", "AUTH_ISSUER": "iss", "AUTH_AUDIENCE": "aud", "AUTH_LEEWAY": "5s",
 		"AUTH_TRUSTED_ISSUERS": `[]`, "TEST_WINDOW": "2s", "TEST_NAME": "env",
 		"METRICS_ADDR": "127.0.0.1:9000", "METRICS_PPROF": "true", "OTEL_SERVICE_NAME": "svc",
 		"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318", "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
 		"OTEL_TRACES_SAMPLER_ARG": "0.25",
-	} {
-		t.Setenv(k, v)
-	}
+	})
 	s := spec{Base: settings.Base{Port: "8083"}, Name: "preset"}
-	if err := settings.Load(&s); err != nil {
+	if err := settings.Load(env, &s); err != nil {
 		t.Fatal(err)
 	}
 	want := settings.Base{Host: "0.0.0.0", Port: "0", DaprHTTPPort: "3601", DaprGRPCPort: "50002",
@@ -97,9 +101,11 @@ func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
 	}{
 		{"port not a number", "APP_PORT", "http", []string{`APP_PORT "http" is not a port`}},
 		{"port out of range", "DAPR_GRPC_PORT", "70000", []string{`DAPR_GRPC_PORT "70000" is not a port`}},
+		{"port negative", "DAPR_HTTP_PORT", "-1", []string{`DAPR_HTTP_PORT "-1" is not a port`}},
 		{"port empty", "DAPR_HTTP_PORT", "", []string{`DAPR_HTTP_PORT "" is not a port`}},
 		{"log level", "LOG_LEVEL", "loud", []string{"LOG_LEVEL", "loud"}},
 		{"leeway not a duration", "AUTH_LEEWAY", "soon", []string{"AUTH_LEEWAY", "soon"}},
+		{"flag not a bool", "METRICS_PPROF", "maybe", []string{"METRICS_PPROF", "maybe"}},
 		{"leeway negative", "AUTH_LEEWAY", "-1s", []string{"AUTH_LEEWAY -1s is negative"}},
 		{"service field", "TEST_WINDOW", "2h", []string{"TEST_WINDOW must be at most 1h"}},
 		{"metrics address without a port", "METRICS_ADDR", "127.0.0.1", []string{`METRICS_ADDR "127.0.0.1" is not host:port`}},
@@ -114,10 +120,9 @@ func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
 		{"dapr token missing", "DAPR_API_TOKEN", "", []string{"DAPR_API_TOKEN must be set"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			setTokens(t)
-			t.Setenv(tc.key, tc.value)
+			t.Parallel()
 			s := spec{Base: settings.Base{Port: "8083"}}
-			err := settings.Load(&s)
+			err := settings.Load(withTokens(map[string]string{tc.key: tc.value}), &s)
 			if err == nil {
 				t.Fatalf("%s=%q accepted", tc.key, tc.value)
 			}
@@ -131,28 +136,24 @@ func TestLoadRefusesBadValuesNamingTheVariable(t *testing.T) {
 }
 
 func TestLoadRefusesMetricsOnTheProbePort(t *testing.T) {
-	setTokens(t)
-	t.Setenv("APP_PROBE_PORT", "9090")
-	t.Setenv("METRICS_ADDR", ":9090")
-	err := settings.Load(&spec{Base: settings.Base{Port: "8083"}})
+	t.Parallel()
+	err := settings.Load(withTokens(map[string]string{"APP_PROBE_PORT": "9090", "METRICS_ADDR": ":9090"}), &spec{Base: settings.Base{Port: "8083"}})
 	if err == nil || !strings.Contains(err.Error(), "the service's own ports") {
 		t.Fatalf("got %v, want METRICS_ADDR on APP_PROBE_PORT refused", err)
 	}
 }
 
 func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
-	setTokens(t)
-	t.Setenv("APP_PORT", "x")
-	t.Setenv("TEST_WINDOW", "2h")
-	err := settings.Load(&spec{})
+	t.Parallel()
+	err := settings.Load(withTokens(map[string]string{"APP_PORT": "x", "TEST_WINDOW": "2h"}), &spec{})
 	if err == nil || !strings.Contains(err.Error(), "APP_PORT") || !strings.Contains(err.Error(), "TEST_WINDOW") {
 		t.Fatalf("got %v, want both APP_PORT and TEST_WINDOW named", err)
 	}
 }
 
 func TestLoadRequiresAPort(t *testing.T) {
-	setTokens(t)
-	if err := settings.Load(&spec{}); err == nil || !strings.Contains(err.Error(), "APP_PORT") {
+	t.Parallel()
+	if err := settings.Load(withTokens(nil), &spec{}); err == nil || !strings.Contains(err.Error(), "APP_PORT") {
 		t.Fatalf("got %v, want APP_PORT refused when neither set nor preset", err)
 	}
 }
@@ -193,5 +194,49 @@ func TestTracesAreOnOnlyWhenAnExporterIsAskedFor(t *testing.T) {
 				t.Fatalf("TracesOn() = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// every is a configuration with every kind of field papo's services use.
+type every struct {
+	settings.Base
+	Name    string        `envconfig:"X_NAME" default:"n"`
+	Count   int           `envconfig:"X_COUNT" default:"3"`
+	Big     int64         `envconfig:"X_BIG"`
+	Ratio   float64       `envconfig:"X_RATIO" default:"0.5"`
+	On      bool          `envconfig:"X_ON"`
+	Every   time.Duration `envconfig:"X_EVERY" default:"1s"`
+	Origins []string      `envconfig:"X_ORIGINS"`
+	Level   slog.Level    `envconfig:"X_LEVEL" default:"warn"`
+	Plain   string
+	Skipped string `ignored:"true"`
+}
+
+// TestLoadReadsWhatEnvconfigReads: Load fills every kind of field the way
+// envconfig.Process did from the same variables.
+func TestLoadReadsWhatEnvconfigReads(t *testing.T) {
+	vars := map[string]string{
+		"APP_PORT": "8080", "X_NAME": "name", "X_COUNT": "0x10", "X_BIG": "-9000000000", "X_RATIO": "0.25",
+		"X_ON": "true", "X_EVERY": "1m30s", "X_ORIGINS": "https://a,https://b", "X_LEVEL": "debug",
+		"PLAIN": "p", "SKIPPED": "s", "METRICS_ADDR": "",
+	}
+	var viaEnvconfig every
+	for k, v := range vars {
+		t.Setenv(k, v)
+	}
+	t.Setenv("APP_API_TOKEN", appToken)
+	t.Setenv("DAPR_API_TOKEN", daprToken)
+	if err := envconfig.Process("", &viaEnvconfig); err != nil {
+		t.Fatal(err)
+	}
+	var got every
+	if err := settings.Load(withTokens(vars), &got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, viaEnvconfig) {
+		t.Fatalf("Load read\n%+v\nenvconfig\n%+v", got, viaEnvconfig)
+	}
+	if got.Count != 16 || got.Skipped != "" || got.Plain != "p" || len(got.Origins) != 2 || got.MetricsAddr != "" {
+		t.Fatalf("read %+v", got)
 	}
 }

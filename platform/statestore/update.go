@@ -17,11 +17,9 @@ const UpdateAttempts = 50
 // it was missing. change gets the current value (the zero value when the
 // key is missing) and reports whether to write it back; ttl, when
 // positive, expires the key. A conflict re-reads and runs change again
-// after a random pause (full jitter over a window doubling from 1 ms to
-// 32 ms, so racing writers spread out), up to UpdateAttempts times, then
-// returns ErrConflict.
+// (Retry), up to UpdateAttempts times, then returns ErrConflict.
 func Update[T any](ctx context.Context, s Store, key string, ttl time.Duration, change func(v *T, found bool) bool) error {
-	for attempt := 0; ; attempt++ {
+	return Retry(ctx, UpdateAttempts, func() error {
 		var v T
 		it, err := s.Get(ctx, key)
 		found := err == nil
@@ -40,11 +38,24 @@ func Update[T any](ctx context.Context, s Store, key string, ttl time.Duration, 
 		if err != nil {
 			return fmt.Errorf("encode %s: %w", key, err)
 		}
-		err = s.Write(ctx, Op{Key: key, Value: b, ETag: it.ETag, IfAbsent: !found, TTL: ttl})
-		if !errors.Is(err, ErrConflict) || attempt+1 >= UpdateAttempts {
+		return s.Write(ctx, Op{Key: key, Value: b, ETag: it.ETag, IfAbsent: !found, TTL: ttl})
+	})
+}
+
+// Retry is the one loop of optimistic concurrency: it runs attempt (a
+// read, a decision and a conditional write) until it returns anything but
+// ErrConflict, at most attempts times, with a random pause between
+// attempts (full jitter over a window doubling from 1 ms to 32 ms, so
+// racing writers spread out). It returns attempt's last error, ErrConflict
+// (as attempt wrapped it) when every attempt lost the race, or ctx's error
+// when ctx ended during a pause.
+func Retry(ctx context.Context, attempts int, attempt func() error) error {
+	for i := 0; ; i++ {
+		err := attempt()
+		if !errors.Is(err, ErrConflict) || i+1 >= attempts {
 			return err
 		}
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << min(attempt, 5))))
+		t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << min(i, 5))))
 		select {
 		case <-ctx.Done():
 			t.Stop()

@@ -23,7 +23,7 @@ import (
 func defaults(t *testing.T) settings.Telemetry {
 	t.Helper()
 	var tel settings.Telemetry
-	if err := settings.Load(&tel); err != nil {
+	if err := settings.Load(settings.Env(nil), &tel); err != nil {
 		t.Fatal(err)
 	}
 	return tel

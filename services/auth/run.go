@@ -8,14 +8,12 @@ import (
 	"sync"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/auth/internal/account"
@@ -60,9 +58,9 @@ type Config struct {
 
 // loadConfig reads and validates Config; the service listens on 8082
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8082"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	trusted, terr := authn.ParseTrustedIssuers(cfg.TrustedIssuers)
 	if terr != nil {
 		err = errors.Join(err, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", terr))
@@ -101,25 +99,21 @@ func (c Config) Validate() error {
 // run starts the service and blocks until ctx is done. The HTTP server
 // listens before anything talks to the sidecar, because daprd waits for
 // the app's port.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "auth")
-	tel, err := telemetry.Start(cfg.Telemetry, "auth", log)
+	rt, err := service.Start(cfg.Base, "auth", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	pub := rt.Publisher()
+	notices := revocationNotices{pubsub.NewTopic[events.SessionRevoked](pub, events.PubSub, events.TopicSessions)}
+	store := rt.Store(cfg.StateStore)
+	probe := rt.Probe
 
 	hasher, err := password.NewHasher(password.Default, cfg.HashConcurrency)
 	if err != nil {
@@ -130,7 +124,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Log:       log,
 		Config:    cfg,
 		Accounts:  account.New(store, hasher),
-		Sessions:  session.New(store, daprPublisher{client}, log, cfg.SessionTTL, cfg.AccessTTL),
+		Sessions:  session.New(store, notices, log, cfg.SessionTTL, cfg.AccessTTL),
 		Keys:      ring,
 		Directory: keys.New(store, nil),
 		Ready:     map[string]httpapi.Check{"sidecar": probe.Check, cfg.StateStore: store.Ping, "signing_keys": ring.Ready},
@@ -162,14 +156,17 @@ func run(ctx context.Context, stdout io.Writer) error {
 	return srv.Serve(ctx, 10*time.Second)
 }
 
-// daprPublisher announces revocations through the Dapr pub/sub component
-// events.PubSub; subscribers read them through events.Fanout.
-type daprPublisher struct{ client dapr.Client }
+// revocationNotices announces revocations on events.TopicSessions
+// (published to events.PubSub, read through events.Fanout), trying three
+// times: the notice is what closes the session's sockets at once.
+type revocationNotices struct {
+	topic pubsub.Topic[events.SessionRevoked]
+}
 
-func (p daprPublisher) PublishRevoked(ctx context.Context, ev events.SessionRevoked) error {
+func (p revocationNotices) PublishRevoked(ctx context.Context, ev events.SessionRevoked) error {
 	var err error
 	for attempt := range 3 {
-		if err = p.client.PublishEvent(ctx, events.PubSub, events.TopicSessions, ev); err == nil {
+		if err = p.topic.Publish(ctx, ev); err == nil {
 			return nil
 		}
 		select {

@@ -11,6 +11,7 @@ import (
 // no sidecar: /healthz answers, /readyz says not ready (no sidecar, no
 // signing key), and cancelling the context stops run cleanly.
 func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
+	t.Parallel()
 	base, stop := servicetest.Start(t, run, nil)
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d, want 503", got)

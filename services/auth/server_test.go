@@ -77,20 +77,9 @@ type testEnv struct {
 	cfg  Config
 }
 
-// setenv sets env for the test. envconfig reads the process environment,
-// so the tests of this package cannot run in parallel.
-func setenv(t *testing.T, env map[string]string) {
-	t.Helper()
-	servicetest.SetTokens(t)
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-}
-
 func testConfig(t *testing.T, env map[string]string) Config {
 	t.Helper()
-	setenv(t, env)
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(servicetest.Env(env))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -738,6 +727,7 @@ func TestFailedLoginsAreThrottledPerClientAddress(t *testing.T) {
 }
 
 func TestConfigRefusesBadValues(t *testing.T) {
+	t.Parallel()
 	for name, env := range map[string]map[string]string{
 		"ttl not a duration":    {"ACCESS_TOKEN_TTL": "soon"},
 		"ttl too short":         {"ACCESS_TOKEN_TTL": "10s"},
@@ -746,8 +736,8 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"bad port":              {"APP_PORT": "http"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			setenv(t, env)
-			if _, err := loadConfig(); err == nil {
+			t.Parallel()
+			if _, err := loadConfig(servicetest.Env(env)); err == nil {
 				t.Fatal("accepted")
 			}
 		})
@@ -755,8 +745,8 @@ func TestConfigRefusesBadValues(t *testing.T) {
 }
 
 func TestConfigDefaultsAreTheDocumentedOnes(t *testing.T) {
-	servicetest.SetTokens(t)
-	cfg, err := loadConfig()
+	t.Parallel()
+	cfg, err := loadConfig(servicetest.Env(nil))
 	if err != nil {
 		t.Fatal(err)
 	}

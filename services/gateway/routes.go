@@ -14,6 +14,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/httpapi"
 	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
 )
 
 // NewServer returns the gateway's handler. This file lists the whole
@@ -110,10 +111,7 @@ func NewServer(ctx context.Context, log *slog.Logger, cfg Config, inv *invoke.Cl
 	// The gateway's sidecar asks its app for subscriptions at start: the
 	// gateway has none (it follows revocations over a streaming
 	// subscription). Dapr's other callbacks are not the web client's.
-	r.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte("[]"))
-	})
+	pubsub.Mount(r, log)
 	r.Handle("/dapr/*", http.HandlerFunc(notFound))
 	// The web client is read, never written to: other methods are 405.
 	web := webClient()

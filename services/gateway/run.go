@@ -9,10 +9,8 @@ import (
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/telemetry"
 )
 
 // Config is the gateway's configuration, read from the environment
@@ -86,32 +84,25 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func run(ctx context.Context, stdout io.Writer) error {
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 	cfg := Config{Base: settings.Base{Port: "8080"}}
-	if err := settings.Load(&cfg); err != nil {
+	if err := settings.Load(getenv, &cfg); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "gateway")
-	tel, err := telemetry.Start(cfg.Telemetry, "gateway", log)
+	rt, err := service.Start(cfg.Base, "gateway", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer dc.Close()
+	defer rt.Close()
+	log, tel, dc, inv := rt.Log, rt.Tel, rt.Sidecar, rt.Invoke
 	// Revoked sessions are refused at the edge as soon as auth announces
 	// them, not only when their tokens expire.
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, dc, log, authn.ServiceOptions{})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, dc, log, authn.ServiceOptions{})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer stopFollowing()
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	probe := rt.Probe
 
 	handler, err := NewServer(ctx, log, cfg, inv, verifier, probe.Check)
 	if err != nil {

@@ -75,23 +75,25 @@ func freePort(t *testing.T) int {
 // API token, the redirect port only redirects, and run stops when its
 // context ends.
 func TestRunServesTLSWhenACertificateIsConfigured(t *testing.T) {
+	t.Parallel()
 	certFile, keyFile, pool := selfSigned(t, t.TempDir())
 	port, sidecarPort, redirectPort := freePort(t), freePort(t), freePort(t)
-	t.Setenv("APP_HOST", "127.0.0.1")
-	t.Setenv("APP_PORT", strconv.Itoa(port))
-	t.Setenv("DAPR_HTTP_PORT", strconv.Itoa(freePort(t)))
-	t.Setenv("DAPR_GRPC_PORT", strconv.Itoa(freePort(t)))
-	t.Setenv("GATEWAY_TLS_CERT", certFile)
-	t.Setenv("GATEWAY_TLS_KEY", keyFile)
-	t.Setenv("GATEWAY_SIDECAR_PORT", strconv.Itoa(sidecarPort))
-	t.Setenv("GATEWAY_HTTP_REDIRECT_ADDR", "127.0.0.1:"+strconv.Itoa(redirectPort))
-	t.Setenv("METRICS_ADDR", "")
-	t.Setenv("LOG_LEVEL", "error")
-	servicetest.SetTokens(t)
+	env := servicetest.Env(map[string]string{
+		"APP_HOST":                   "127.0.0.1",
+		"APP_PORT":                   strconv.Itoa(port),
+		"DAPR_HTTP_PORT":             strconv.Itoa(freePort(t)),
+		"DAPR_GRPC_PORT":             strconv.Itoa(freePort(t)),
+		"GATEWAY_TLS_CERT":           certFile,
+		"GATEWAY_TLS_KEY":            keyFile,
+		"GATEWAY_SIDECAR_PORT":       strconv.Itoa(sidecarPort),
+		"GATEWAY_HTTP_REDIRECT_ADDR": "127.0.0.1:" + strconv.Itoa(redirectPort),
+		"METRICS_ADDR":               "",
+		"LOG_LEVEL":                  "error",
+	})
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, io.Discard) }()
+	go func() { done <- run(ctx, env, io.Discard) }()
 
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}

@@ -5,21 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
-
-	daprhttp "github.com/dapr/go-sdk/service/http"
 
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
-	"github.com/papochat/papo/platform/telemetry"
 
-	"github.com/papochat/papo/services/message/internal/publish"
 	"github.com/papochat/papo/services/message/internal/room"
 	"github.com/papochat/papo/services/message/internal/server"
 )
@@ -56,33 +50,26 @@ func (c Config) Validate() error {
 
 // loadConfig reads and validates Config; the service listens on 8083
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8083"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	return cfg, err
 }
 
 // run starts the service and blocks until ctx is done.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "message")
-	tel, err := telemetry.Start(cfg.Telemetry, "message", log)
+	rt, err := service.Start(cfg.Base, "message", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	store := daprstore.New(client, cfg.StateStore,
-		daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	pub := publish.NewDapr(client, events.PubSub).WithMetrics(telemetry.NewPublishes(tel.Registry, events.AllTopics))
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	store := rt.Store(cfg.StateStore)
+	pub := rt.Publisher().On(events.PubSub)
 	rooms := room.New(store, pub, log)
 	rooms.SetTelemetry(room.NewMetrics(tel.Registry), tel.Tracer("papo/message"))
 	rooms.SetMaxRoomsPerUser(cfg.MaxRoomsPerUser)
@@ -92,13 +79,13 @@ func run(ctx context.Context, stdout io.Writer) error {
 	// Dapr; sessions revoked on sessions.revoked are refused at once. The
 	// revocation follower stops with ctx, and run waits for it before
 	// closing the client.
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
+	inv := rt.Invoke
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer stopFollowing()
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	probe := rt.Probe
 
 	mux := server.Routes(server.Deps{
 		Rooms: rooms, Verifier: verifier, Log: log,
@@ -106,17 +93,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Ready:  map[string]httpapi.Check{"sidecar": probe.Check, "messagestore": store.Ping},
 		Traces: tel.Traces,
 	})
-	// The SDK's service adds the delivery route of messages.submitted to
-	// the router (it turns a delivery into a TopicEvent); papo's own
-	// server serves the router, with its header limit and the app token
-	// check, so the SDK's server is never started and /dapr/subscribe is
-	// listed here.
-	if err := server.Subscribe(daprhttp.NewServiceWithMux(cfg.Addr(), mux), rooms, log); err != nil {
-		return fmt.Errorf("subscribe to %s: %w", events.TopicSubmitted, err)
-	}
-	mux.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.Encode(w, http.StatusOK, []subscription{{PubsubName: events.PubSub, Topic: events.TopicSubmitted, Route: server.SubmittedRoute}})
-	})
+	// Deliveries of messages.submitted come to the same router, so they
+	// meet the app token check and the server's limits.
+	pubsub.Mount(mux, log, server.Submitted(rooms))
 	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, mux, log)
 	if err != nil {
 		return err
@@ -131,12 +110,4 @@ func run(ctx context.Context, stdout io.Writer) error {
 		log.Warn("stopping with appends not yet announced or materialized (the next writer finishes them)", "err", qerr)
 	}
 	return err
-}
-
-// subscription is one entry of /dapr/subscribe, Dapr's programmatic
-// subscription list.
-type subscription struct {
-	PubsubName string `json:"pubsubname"`
-	Topic      string `json:"topic"`
-	Route      string `json:"route"`
 }

@@ -14,6 +14,7 @@ import (
 // sidecar: it must listen at once, list its subscription for daprd, report
 // not ready, and stop cleanly when its context ends.
 func TestRunServesHealthAndTheSubscriptionAndStops(t *testing.T) {
+	t.Parallel()
 	base, stop := servicetest.Start(t, run, nil)
 	req, _ := http.NewRequest(http.MethodGet, base+"/dapr/subscribe", nil)
 	req.Header = servicetest.WithAppToken()
@@ -47,7 +48,7 @@ func TestRunServesHealthAndTheSubscriptionAndStops(t *testing.T) {
 }
 
 func TestConfigRefusesBadValues(t *testing.T) {
-	servicetest.SetTokens(t)
+	t.Parallel()
 	for _, env := range []map[string]string{
 		{"APP_PORT": "eighty"},
 		{"DAPR_GRPC_PORT": "70000"},
@@ -57,15 +58,13 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		{"MESSAGE_ROUND_INTERVAL": "2s"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
-			for k, v := range env {
-				t.Setenv(k, v)
-			}
-			if _, err := loadConfig(); err == nil {
+			t.Parallel()
+			if _, err := loadConfig(servicetest.Env(env)); err == nil {
 				t.Errorf("config %v accepted", env)
 			}
 		})
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(servicetest.Env(nil))
 	if err != nil || cfg.Port != "8083" || cfg.StateStore != "messagestore" || cfg.Host != "127.0.0.1" {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}

@@ -2,20 +2,16 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"time"
 
-	dapr "github.com/dapr/go-sdk/client"
-
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 	"github.com/papochat/papo/services/notification/internal/device"
 	"github.com/papochat/papo/services/notification/internal/mode"
@@ -72,9 +68,9 @@ type Config struct {
 
 // loadConfig reads and validates Config; the service listens on 8086
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8086"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	return cfg, err
 }
 
@@ -99,38 +95,32 @@ func (c Config) Validate() error {
 	return nil
 }
 
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "notification")
-	tel, err := telemetry.Start(cfg.Telemetry, "notification", log)
+	rt, err := service.Start(cfg.Base, "notification", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	// The SDK client connects lazily: the HTTP server must listen before
-	// the sidecar, which waits for the app's port, is up.
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	store := daprstore.New(client, storeName, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	inv := rt.Invoke
+	pub := rt.Publisher()
+	probe := rt.Probe
+	store := rt.Store(storeName)
 	// Sessions revoked on sessions.revoked are refused at once; the
 	// follower stops with ctx, and run waits for it before closing client.
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthApp})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer stopFollowing()
 
 	index := device.NewIndex(store, device.IndexOptions{
-		Announcer: announcer{client: client},
+		// Every replica hears of a change through the fan-out component.
+		Announcer: pubsub.NewTopic[events.DevicesChanged](pub, events.PubSub, events.TopicDevicesChanged),
 		Fallback:  cfg.DeviceFallback,
 		Log:       log,
 	})
@@ -150,7 +140,7 @@ func run(ctx context.Context, stdout io.Writer) error {
 		Devices:     devices,
 		Modes:       modes,
 		Pusher:      sender,
-		DeadLetters: deadLetters{client: client},
+		DeadLetters: deadLetters{pubsub.NewTopic[deadPush](pub, events.PubSub, events.TopicNotificationsDeadLetter)},
 		Log:         log,
 		Metrics:     notify.NewMetrics(tel.Registry),
 	}, notify.Options{
@@ -193,27 +183,22 @@ func run(ctx context.Context, stdout io.Writer) error {
 	return serveErr
 }
 
-// announcer tells every notification replica that the device index
-// changed, on the devices.changed topic (each replica subscribes through
-// the fan-out component).
-type announcer struct{ client dapr.Client }
-
-func (a announcer) DevicesChanged(ctx context.Context, n events.DevicesChanged) error {
-	return a.client.PublishEvent(ctx, events.PubSub, events.TopicDevicesChanged, n)
-}
-
 // deadLetters publishes pushes that failed every retry to the
 // notifications dead-letter topic, where an operator can see and replay
 // them.
-type deadLetters struct{ client dapr.Client }
+type deadLetters struct {
+	topic pubsub.Topic[deadPush]
+}
+
+// deadPush is a push on the dead-letter topic.
+type deadPush struct {
+	Kind         string            `json:"kind"` // "push"
+	DeviceID     string            `json:"device_id"`
+	Platform     string            `json:"platform"`
+	Notification push.Notification `json:"notification"`
+	Reason       string            `json:"reason"`
+}
 
 func (d deadLetters) DeadLetter(ctx context.Context, dev device.Device, n push.Notification, reason error) error {
-	b, err := json.Marshal(map[string]any{
-		"kind": "push", "device_id": dev.ID, "platform": dev.Platform, "notification": n, "reason": reason.Error(),
-	})
-	if err != nil {
-		return err
-	}
-	return d.client.PublishEvent(ctx, events.PubSub, events.TopicNotificationsDeadLetter, b,
-		dapr.PublishEventWithContentType("application/json"))
+	return d.topic.Publish(ctx, deadPush{Kind: "push", DeviceID: dev.ID, Platform: dev.Platform, Notification: n, Reason: reason.Error()})
 }

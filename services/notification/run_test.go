@@ -9,6 +9,7 @@ import (
 )
 
 func TestRunServesHealthAndStops(t *testing.T) {
+	t.Parallel()
 	base, stop := servicetest.Start(t, run, nil)
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz without a sidecar = %d, want 503", got)
@@ -24,6 +25,7 @@ func TestRunServesHealthAndStops(t *testing.T) {
 }
 
 func TestConfigIsValidated(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		env  map[string]string
@@ -44,11 +46,8 @@ func TestConfigIsValidated(t *testing.T) {
 		{"no room cache", map[string]string{"NOTIFICATION_ROOM_CACHE": "0"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			servicetest.SetTokens(t)
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			cfg, err := loadConfig()
+			t.Parallel()
+			cfg, err := loadConfig(servicetest.Env(tc.env))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok %v", err, tc.ok)
 			}

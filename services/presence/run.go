@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/papochat/papo/platform/authn"
+	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/statestore/daprstore"
 	"github.com/papochat/papo/platform/telemetry"
 
 	"github.com/papochat/papo/services/presence/internal/announce"
@@ -58,41 +58,37 @@ func (c Config) Validate() error {
 
 // loadConfig reads and validates Config; the service listens on 8084
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	cfg := Config{Base: settings.Base{Port: "8084"}}
-	err := settings.Load(&cfg)
+	err := settings.Load(getenv, &cfg)
 	return cfg, err
 }
 
 // run starts the service and blocks until ctx is done.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "presence")
-	tel, err := telemetry.Start(cfg.Telemetry, "presence", log)
+	rt, err := service.Start(cfg.Base, "presence", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
-
-	client, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-	store := daprstore.New(client, cfg.StateStore, daprstore.WithMetrics(daprstore.NewMetrics(tel.Registry)), daprstore.WithTracer(tel.Tracer("papo/state")))
-	notifier := announce.New(announce.NewMessageRooms(inv), announce.NewDaprPublisher(client), log).WithMetrics(tel.Registry)
+	defer rt.Close()
+	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
+	inv := rt.Invoke
+	store := rt.Store(cfg.StateStore)
+	pub := rt.Publisher()
+	signals := pubsub.NewTopic[events.SignalBatch](pub, events.PubSub, events.TopicSignals)
+	notifier := announce.New(announce.NewMessageRooms(inv), signals, log).WithMetrics(tel.Registry)
 	track := tracker.New(tracker.Namespace(store, cfg.KeyPrefix), notifier, tracker.Config{Grace: cfg.Grace, LeaseTTL: cfg.LeaseTTL}, time.Now, log)
 
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
+	verifier, stopFollowing, err := authn.StartServiceVerifier(ctx, cfg.Base, inv, client, log, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer stopFollowing()
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
+	probe := rt.Probe
 
 	handler := NewServer(Deps{
 		Tracker: track, Verifier: verifier, Log: log,

@@ -9,6 +9,7 @@ import (
 )
 
 func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
+	t.Parallel()
 	base, stop := servicetest.Start(t, run, nil)
 	if got := servicetest.Status(t, http.MethodGet, base+"/readyz"); got != http.StatusServiceUnavailable {
 		t.Fatalf("/readyz = %d, want 503", got)
@@ -22,7 +23,7 @@ func TestRunServesHealthBeforeTheSidecarAndStops(t *testing.T) {
 }
 
 func TestConfigRefusesBadValues(t *testing.T) {
-	servicetest.SetTokens(t)
+	t.Parallel()
 	for key, value := range map[string]string{
 		"APP_PORT":                "http",
 		"PRESENCE_GRACE":          "-1s",
@@ -31,13 +32,13 @@ func TestConfigRefusesBadValues(t *testing.T) {
 		"LOG_LEVEL":               "loud",
 	} {
 		t.Run(key, func(t *testing.T) {
-			t.Setenv(key, value)
-			if _, err := loadConfig(); err == nil {
+			t.Parallel()
+			if _, err := loadConfig(servicetest.Env(map[string]string{key: value})); err == nil {
 				t.Errorf("%s=%s accepted", key, value)
 			}
 		})
 	}
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(servicetest.Env(nil))
 	if err != nil || cfg.Grace != 5*time.Second || cfg.LeaseTTL != 20*time.Second {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}

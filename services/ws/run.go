@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -16,11 +15,9 @@ import (
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
-	"github.com/papochat/papo/platform/invoke"
+	"github.com/papochat/papo/platform/pubsub"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
-	"github.com/papochat/papo/platform/sidecar"
-	"github.com/papochat/papo/platform/telemetry"
-	"github.com/papochat/papo/services/ws/internal/bus"
 	"github.com/papochat/papo/services/ws/internal/hub"
 	"github.com/papochat/papo/services/ws/internal/presence"
 	"github.com/papochat/papo/services/ws/internal/upstream"
@@ -79,7 +76,7 @@ const maxSocketPath = 103
 
 // loadConfig reads and validates Config; the service listens on 8081
 // unless APP_PORT says otherwise.
-func loadConfig() (Config, error) {
+func loadConfig(getenv settings.Getenv) (Config, error) {
 	d := hub.DefaultConfig()
 	cfg := Config{
 		Base: settings.Base{Port: "8081"}, Replica: hostname(),
@@ -87,7 +84,7 @@ func loadConfig() (Config, error) {
 		PingInterval: d.PingInterval, PongWait: d.PongWait, Rate: d.Rate, Burst: d.Burst,
 		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SubmitInflight: d.SubmitInflight,
 	}
-	if err := settings.Load(&cfg); err != nil {
+	if err := settings.Load(getenv, &cfg); err != nil {
 		return cfg, err
 	}
 	h := d
@@ -154,83 +151,53 @@ func (c Config) Validate() error {
 // run serves /ws until ctx is done, then shuts down in order: stop
 // accepting, close every socket with 1001 going away, drain (at most
 // ShutdownGrace), stop the subscriptions, close the sidecar client.
-func run(ctx context.Context, stdout io.Writer) error {
-	cfg, err := loadConfig()
+func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
+	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "ws")
-	tel, err := telemetry.Start(cfg.Telemetry, "ws", log)
+	rt, err := service.Start(cfg.Base, "ws", stdout)
 	if err != nil {
 		return err
 	}
-	defer tel.Close()
+	defer rt.Close()
 	debug.SetGCPercent(cfg.GCPercent)
+	log, tel, dc := rt.Log, rt.Tel, rt.Sidecar
+	inv := rt.Invoke
 
-	dc, err := sidecar.Client(cfg.DaprGRPCPort, cfg.DaprAPIToken)
-	if err != nil {
-		return err
-	}
-	defer dc.Close()
-	inv := invoke.New(cfg.DaprHTTPPort, cfg.DaprAPIToken)
-
-	// The revocation follower closes a revoked session's sockets. It runs
-	// until after the drain, like the subscriptions; the hub is built with
-	// the verifier, so a notice arriving first waits for the hub.
-	var h *hub.Hub
-	hubBuilt := make(chan struct{})
-	verifier, _, stopFollowing, err := authn.StartServiceVerifier(context.Background(), cfg.Base, inv, dc, log, authn.ServiceOptions{
-		AuthApp:  cfg.AuthAppID,
-		OnRevoke: func(ev events.SessionRevoked) { <-hubBuilt; h.SessionRevoked(ev) },
-	})
+	verifier, err := authn.NewServiceVerifier(cfg.Base, inv, authn.ServiceOptions{AuthApp: cfg.AuthAppID})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	defer stopFollowing()
-	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval},
-		inv, func() map[string]int { return h.LiveUsers() }, log)
-	h = hub.New(cfg.Hub, hub.Deps{
+	reporter := presence.New(presence.Config{Replica: cfg.Replica, AppID: cfg.PresenceAppID, Interval: cfg.PresenceInterval}, inv, log)
+	h := hub.New(cfg.Hub, hub.Deps{
 		Verifier:  verifier,
 		Sessions:  upstream.Sessions{Invoke: inv, AppID: cfg.AuthAppID},
 		Messages:  upstream.Messages{Invoke: inv, AppID: cfg.MessageAppID},
-		Publisher: bus.Publisher{Client: dc, Metrics: telemetry.NewPublishes(tel.Registry, events.AllTopics)},
+		Publisher: rt.Publisher(),
 		Log:       log,
 		Presence:  reporter,
 		Metrics:   hub.NewMetrics(tel.Registry),
 		Traces:    tel.Traces,
 	})
-	close(hubBuilt)
+	// The revocation follower closes a revoked session's sockets. It runs
+	// until after the drain, like the subscriptions.
+	stopFollowing := authn.StartRevocations(context.Background(), cfg.Base, inv, dc, verifier.Revocations(), log, authn.ServiceOptions{
+		AuthApp:  cfg.AuthAppID,
+		OnRevoke: h.SessionRevoked,
+	})
+	defer stopFollowing()
 	// Room events published while the subscription was broken never come:
 	// the replica catches up from the message service when it is back.
-	roomEvents := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log, Reopened: h.CatchUp}
-	signals := &bus.Subscription{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
+	roomEvents := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicRoomEvents, Log: log, Reopened: h.CatchUp}
+	signals := &pubsub.Stream{Client: dc, PubSub: events.Fanout, Topic: events.TopicSignals, Log: log}
 
-	probe := sidecar.NewProbe(cfg.DaprHTTPPort)
-	subscribed := func(s *bus.Subscription) httpapi.Check {
-		return func(context.Context) error {
-			if !s.Active() {
-				return fmt.Errorf("not subscribed to %s/%s", s.PubSub, s.Topic)
-			}
-			return nil
-		}
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /healthz", httpapi.Healthz())
-	mux.Handle("GET /readyz", httpapi.Readyz(map[string]httpapi.Check{
+	probe := rt.Probe
+	handler := routes(h, map[string]httpapi.Check{
 		"sidecar":      probe.Check,
 		"room.events":  subscribed(roomEvents),
 		"room.signals": subscribed(signals),
-	}))
-	// /ws stays outside the access log: its response writer must remain
-	// an http.Hijacker for the upgrade. The hub logs sockets itself.
-	// /ws is public: its guard is the user's access token, checked at the
-	// handshake (with the origin and the limits), so a client may reach it
-	// through the gateway's hand-off or relay, or straight from an ingress
-	// (docs/deploy.md). Every other route but the probes needs the app
-	// token.
-	handler := http.NewServeMux()
-	handler.Handle("GET /ws", httpapi.RequestIDs(h))
-	handler.Handle("/", httpapi.RequestIDs(httpapi.AccessLog(log)(httpapi.Recover(log)(mux))))
+	}, log)
 
 	// Listen before touching the sidecar: daprd waits for the app port.
 	srv, err := httpapi.ListenApp(cfg.Addr(), cfg.ProbeAddr(), cfg.AppAPIToken, handler, log, "/ws")
@@ -255,9 +222,9 @@ func run(ctx context.Context, stdout io.Writer) error {
 	subs.Add(3)
 	// The reporter stops with the subscriptions, after the drain, so the
 	// disconnects of a graceful shutdown still reach presence.
-	go func() { defer subs.Done(); reporter.Run(subCtx) }()
-	go func() { defer subs.Done(); roomEvents.Run(subCtx, bus.JSON(h.RoomEvents)) }()
-	go func() { defer subs.Done(); signals.Run(subCtx, bus.JSON(h.Signals)) }()
+	go func() { defer subs.Done(); reporter.Run(subCtx, h.LiveUsers) }()
+	go func() { defer subs.Done(); roomEvents.Run(subCtx, pubsub.JSON(fanOut(h.RoomEvents))) }()
+	go func() { defer subs.Done(); signals.Run(subCtx, pubsub.JSON(fanOut(h.Signals))) }()
 
 	serveErr := make(chan error, 1)
 	serveCtx, stopServe := context.WithCancel(context.Background())
@@ -283,6 +250,13 @@ func run(ctx context.Context, stdout io.Writer) error {
 	subs.Wait()
 	stopFollowing()
 	return err
+}
+
+// fanOut adapts a hub method to a pubsub.Handler. The hub takes every
+// message that decodes: a fan-out message is not worth a redelivery, and
+// the gap fill recovers a missed room event.
+func fanOut[T any](f func(T)) pubsub.Handler[T] {
+	return func(_ context.Context, v T) error { f(v); return nil }
 }
 
 // hostname names the replica when APP_REPLICA is unset (a pod's name).

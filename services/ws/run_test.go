@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -68,8 +69,7 @@ func unusedPort(t *testing.T) string {
 // channel run's result arrives on.
 func startRun(t *testing.T, iss *authntest.Issuer, env map[string]string) (base string, cancel context.CancelFunc, done <-chan error) {
 	t.Helper()
-	// envconfig reads the process environment: no t.Parallel here.
-	for k, v := range map[string]string{
+	vars := map[string]string{
 		"APP_HOST":           "127.0.0.1",
 		"APP_PORT":           "0",
 		"DAPR_HTTP_PORT":     fakeSidecar(t, iss),
@@ -78,18 +78,16 @@ func startRun(t *testing.T, iss *authntest.Issuer, env map[string]string) (base 
 		"AUTH_AUDIENCE":      iss.Config.Audience,
 		"WS_ALLOWED_ORIGINS": "http://localhost:8080",
 		"WS_SHUTDOWN_GRACE":  "5s",
-	} {
-		t.Setenv(k, v)
+		// No metrics listener: the default port would be shared by tests
+		// running in parallel.
+		"METRICS_ADDR": "",
 	}
-	servicetest.SetTokens(t)
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
+	maps.Copy(vars, env)
 	pr, pw := io.Pipe()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	result := make(chan error, 1)
-	go func() { result <- run(ctx, pw); pw.Close() }()
+	go func() { result <- run(ctx, servicetest.Env(vars), pw); pw.Close() }()
 
 	// The listening URL is in the log.
 	lines := bufio.NewScanner(pr)
@@ -131,6 +129,7 @@ func waitRun(t *testing.T, done <-chan error) {
 }
 
 func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
+	t.Parallel()
 	iss := authntest.New()
 	base, cancel, done := startRun(t, iss, nil)
 	ctx := context.Background()
@@ -172,6 +171,7 @@ func TestRunServesHealthAndClosesSocketsWithGoingAwayOnShutdown(t *testing.T) {
 // hello follows an upgrade, shutdown closes it with 1001 — and the socket
 // file goes away with the service.
 func TestRunServesConnectionsHandedOffByTheGateway(t *testing.T) {
+	t.Parallel()
 	iss := authntest.New()
 	dir, err := os.MkdirTemp("", "ws-run-")
 	if err != nil {
@@ -248,7 +248,7 @@ func handingGateway(t *testing.T, sock string) string {
 }
 
 func TestLoadConfigRefusesBadValues(t *testing.T) {
-	servicetest.SetTokens(t)
+	t.Parallel()
 	for _, env := range []map[string]string{
 		{"APP_PORT": "http"},
 		{"WS_QUEUE_BYTES": "-1"},
@@ -261,17 +261,15 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 		{"WS_SUBMIT_INFLIGHT": "-1"},
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
-			for k, v := range env {
-				t.Setenv(k, v)
-			}
-			if _, err := loadConfig(); err == nil {
+			t.Parallel()
+			if _, err := loadConfig(servicetest.Env(env)); err == nil {
 				t.Errorf("%v accepted", env)
 			}
 		})
 	}
-	t.Setenv("WS_ALLOWED_ORIGINS", "http://a.example, http://b.example")
-	t.Setenv("WS_MAX_CONNS_PER_USER", "3")
-	cfg, err := loadConfig()
+	cfg, err := loadConfig(servicetest.Env(map[string]string{
+		"WS_ALLOWED_ORIGINS": "http://a.example, http://b.example", "WS_MAX_CONNS_PER_USER": "3",
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -145,34 +145,36 @@ func (m *Manager) Refresh(ctx context.Context, token string) (Session, string, e
 	if err := json.Unmarshal(it.Value, &ptr); err != nil {
 		return Session{}, "", fmt.Errorf("decode refresh token: %w", err)
 	}
-	for range 8 {
+	var out Session
+	var outToken string
+	err = statestore.Retry(ctx, refreshAttempts, func() error {
 		s, etag, err := m.get(ctx, ptr.SessionID)
 		if errors.Is(err, statestore.ErrNotFound) {
-			return Session{}, "", errInvalidRefresh()
+			return errInvalidRefresh()
 		}
 		if err != nil {
-			return Session{}, "", err
+			return err
 		}
 		now := m.Now()
 		switch {
 		case s.Revoked:
-			return Session{}, "", errRevoked()
+			return errRevoked()
 		case !now.Before(s.ExpiresAt):
-			return Session{}, "", apierror.New(apierror.Unauthenticated, "session_expired", "the session has expired; log in again")
+			return apierror.New(apierror.Unauthenticated, "session_expired", "the session has expired; log in again")
 		case subtle.ConstantTimeCompare([]byte(s.Current), []byte(hash)) != 1:
 			// An already-rotated token: someone holds a copy. Kill the
 			// session, the newest token and its access tokens included.
 			if err := m.Revoke(ctx, s.ID, ReasonReuse); err != nil {
-				return Session{}, "", err
+				return err
 			}
 			m.log.Warn("refresh token reused; session revoked", "session_id", s.ID, "user_id", s.UserID,
 				"token_generation", ptr.Generation, "current_generation", s.Generation)
-			return Session{}, "", apierror.New(apierror.Unauthenticated, "refresh_token_reused",
+			return apierror.New(apierror.Unauthenticated, "refresh_token_reused",
 				"this refresh token was already used; the session is revoked")
 		}
 		next, nextHash, err := newToken()
 		if err != nil {
-			return Session{}, "", err
+			return err
 		}
 		s.Current = nextHash
 		s.Generation++
@@ -183,18 +185,22 @@ func (m *Manager) Refresh(ctx context.Context, token string) (Session, string, e
 			{Key: sessionKey(s.ID), Value: sb, ETag: etag, TTL: ttl},
 			{Key: refreshKey(nextHash), Value: pb, IfAbsent: true, TTL: ttl},
 		})
-		if errors.Is(err, statestore.ErrConflict) {
-			// A concurrent refresh or revocation changed the session:
-			// read it again. If that refresh used this same token, this
-			// one is now a reuse.
-			continue
-		}
 		if err != nil {
-			return Session{}, "", fmt.Errorf("rotate refresh token: %w", err)
+			// A conflict: a concurrent refresh or revocation changed
+			// the session: read it again. If that refresh used this
+			// same token, this one is now a reuse.
+			return fmt.Errorf("rotate refresh token: %w", err)
 		}
-		return s, next, nil
+		out, outToken = s, next
+		return nil
+	})
+	if errors.Is(err, statestore.ErrConflict) {
+		return Session{}, "", apierror.New(apierror.Unavailable, "busy", "the session is changing too fast; retry")
 	}
-	return Session{}, "", apierror.New(apierror.Unavailable, "busy", "the session is changing too fast; retry")
+	if err != nil {
+		return Session{}, "", err
+	}
+	return out, outToken, nil
 }
 
 func errRevoked() error {
@@ -213,13 +219,21 @@ func (m *Manager) get(ctx context.Context, id string) (Session, string, error) {
 	return s, it.ETag, nil
 }
 
+// Bounds of the re-reads after a conflicting writer (statestore.Retry).
+const (
+	refreshAttempts = 8
+	revokeAttempts  = 9
+)
+
 // Revoke ends session id and announces it on events.TopicSessions, so
 // every service refuses its access tokens at once. Revoking a revoked
 // session announces it again (a retried logout after a failed publish
 // still reaches everyone). An unknown session is not an error.
 func (m *Manager) Revoke(ctx context.Context, id, reason string) error {
 	var s Session
-	for attempt := 0; ; attempt++ {
+	found := false
+	err := statestore.Retry(ctx, revokeAttempts, func() error {
+		found = false
 		cur, etag, err := m.get(ctx, id)
 		if errors.Is(err, statestore.ErrNotFound) {
 			return nil
@@ -227,21 +241,21 @@ func (m *Manager) Revoke(ctx context.Context, id, reason string) error {
 		if err != nil {
 			return err
 		}
-		s = cur
+		s, found = cur, true
 		if s.Revoked {
-			break
+			return nil
 		}
 		now := m.Now()
 		s.Revoked, s.RevokedAt, s.Reason = true, now.UTC(), reason
 		ttl := max(s.ExpiresAt.Sub(now), time.Second)
 		b, _ := json.Marshal(s)
-		err = m.store.Write(ctx, statestore.Op{Key: sessionKey(id), Value: b, ETag: etag, TTL: ttl})
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, statestore.ErrConflict) || attempt == 8 {
+		if err := m.store.Write(ctx, statestore.Op{Key: sessionKey(id), Value: b, ETag: etag, TTL: ttl}); err != nil {
 			return fmt.Errorf("revoke session %s: %w", id, err)
 		}
+		return nil
+	})
+	if err != nil || !found {
+		return err
 	}
 	ev := events.SessionRevoked{
 		SessionID: s.ID,

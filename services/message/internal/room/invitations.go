@@ -108,7 +108,7 @@ func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string)
 	if err := validate.UserID(userID); err != nil {
 		return api.Room{}, nil, err
 	}
-	if !validRoomID.MatchString(roomID) {
+	if validate.RoomID(roomID) != nil {
 		return api.Room{}, nil, errRoomNotFound
 	}
 	items, err := s.bulkGet(ctx, roomKey(roomID), memberKey(roomID, actorID), memberKey(roomID, userID))
@@ -168,7 +168,7 @@ func (s *Service) AddMember(ctx context.Context, actorID, roomID, userID string)
 // invited to (accepting the invitation). Joining a room one is in already
 // is a no-op; a private room without an invitation, or a DM, is refused.
 func (s *Service) Join(ctx context.Context, userID, roomID string) (api.Room, error) {
-	if !validRoomID.MatchString(roomID) {
+	if validate.RoomID(roomID) != nil {
 		return api.Room{}, errRoomNotFound
 	}
 	items, err := s.bulkGet(ctx, invitesKey(userID), userRoomsKey(userID))
@@ -213,7 +213,7 @@ func (s *Service) Join(ctx context.Context, userID, roomID string) (api.Room, er
 
 // Decline drops userID's invitation to a room (none is not an error).
 func (s *Service) Decline(ctx context.Context, userID, roomID string) error {
-	if !validRoomID.MatchString(roomID) {
+	if validate.RoomID(roomID) != nil {
 		return errRoomNotFound
 	}
 	return s.dropInvitation(ctx, userID, roomID)

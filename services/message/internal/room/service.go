@@ -12,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
-	"regexp"
 	"sync"
 	"time"
 
@@ -108,28 +106,16 @@ const maxAttempts = 64
 // errBusy is what a change returns when it lost the ETag race maxAttempts times.
 var errBusy = apierror.New(apierror.Unavailable, "busy", "the room is busy, retry")
 
-// retry runs attempt until it does not fail with statestore.ErrConflict,
-// waiting a short random time between attempts so racing replicas spread out.
+// retry runs attempt until it does not fail with statestore.ErrConflict
+// (statestore.Retry); a change that lost the race maxAttempts times is
+// errBusy.
 func (s *Service) retry(ctx context.Context, attempt func() error) error {
-	for i := 0; ; i++ {
-		err := attempt()
-		if !errors.Is(err, statestore.ErrConflict) {
-			return err
-		}
-		if i+1 >= maxAttempts {
-			s.log.WarnContext(ctx, "gave up after etag conflicts", "attempts", i+1, "err", err)
-			return errBusy
-		}
-		// Full jitter over a window that doubles from 1 ms up to 32 ms.
-		wait := time.Duration(mathrand.Int64N(int64(time.Millisecond) << min(i, 5)))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
+	err := statestore.Retry(ctx, maxAttempts, attempt)
+	if errors.Is(err, statestore.ErrConflict) {
+		s.log.WarnContext(ctx, "gave up after etag conflicts", "attempts", maxAttempts, "err", err)
+		return errBusy
 	}
+	return err
 }
 
 // Errors a client may see.
@@ -138,13 +124,11 @@ var (
 	errNotMember    = apierror.New(apierror.Forbidden, "not_a_member", "you are not a member of this room")
 )
 
-var validRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
-
 // checkSubmission applies the rules that need no stored state; the rules
 // for text and ids are the contract's (api/validate), the same the ws
 // service applies to frames and REST bodies get.
 func checkSubmission(sub events.Submission) error {
-	if !validRoomID.MatchString(sub.RoomID) {
+	if validate.RoomID(sub.RoomID) != nil {
 		return errRoomNotFound
 	}
 	if err := validate.UserID(sub.SenderID); err != nil {

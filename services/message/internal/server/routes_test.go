@@ -14,13 +14,12 @@ import (
 	"testing"
 	"time"
 
-	daprhttp "github.com/dapr/go-sdk/service/http"
-
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/platform/statestore/memstore"
 
 	"github.com/papochat/papo/services/message/internal/publish"
@@ -110,9 +109,7 @@ func newEnv(t *testing.T) *env {
 		Rooms: rooms, Verifier: iss.Verifier(), Log: log, Users: fakeUsers{},
 		Ready: map[string]httpapi.Check{"store": func(context.Context) error { return nil }},
 	})
-	if err := server.Subscribe(daprhttp.NewServiceWithMux("127.0.0.1:0", mux), rooms, log); err != nil {
-		t.Fatal(err)
-	}
+	pubsub.Mount(mux, log, server.Submitted(rooms))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return &env{t: t, url: srv.URL, iss: iss, pub: pub, rooms: rooms}

@@ -208,7 +208,7 @@ func (g *Registry) read(ctx context.Context, userID string) (record, string, err
 // update applies change to userID's record with optimistic concurrency,
 // retrying on a conflicting writer.
 func (g *Registry) update(ctx context.Context, userID string, change func(*record) error) error {
-	for attempt := 0; ; attempt++ {
+	return statestore.Retry(ctx, updateAttempts, func() error {
 		rec, etag, err := g.read(ctx, userID)
 		if err != nil {
 			return err
@@ -225,15 +225,15 @@ func (g *Registry) update(ctx context.Context, userID string, change func(*recor
 		} else if op.Value, err = json.Marshal(rec); err != nil {
 			return fmt.Errorf("encode devices of %s: %w", userID, err)
 		}
-		err = g.store.Write(ctx, op)
-		if !errors.Is(err, statestore.ErrConflict) || attempt >= 20 {
-			if err != nil {
-				return fmt.Errorf("write devices of %s: %w", userID, err)
-			}
-			return nil
+		if err := g.store.Write(ctx, op); err != nil {
+			return fmt.Errorf("write devices of %s: %w", userID, err)
 		}
-	}
+		return nil
+	})
 }
+
+// updateAttempts bounds update's re-reads after a conflicting writer.
+const updateAttempts = 21
 
 // Add registers a device for userID. Registering the same target again
 // (same URL, token or endpoint) returns the existing device with its keys

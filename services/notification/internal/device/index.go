@@ -63,7 +63,7 @@ type shardState struct {
 // Announcer tells every replica that an index shard changed;
 // events.TopicDevicesChanged on the fan-out component carries it.
 type Announcer interface {
-	DevicesChanged(ctx context.Context, n events.DevicesChanged) error
+	Publish(ctx context.Context, n events.DevicesChanged) error
 }
 
 // IndexOptions configure an Index.
@@ -305,7 +305,7 @@ func (x *Index) change(ctx context.Context, userID string, in bool) error {
 	if wrote && x.opts.Announcer != nil {
 		// A notice that does not go out delays the other replicas until
 		// their next refresh; the index itself is right.
-		if err := x.opts.Announcer.DevicesChanged(ctx, events.DevicesChanged{UserID: userID, Shard: i, Version: now.Version}); err != nil {
+		if err := x.opts.Announcer.Publish(ctx, events.DevicesChanged{UserID: userID, Shard: i, Version: now.Version}); err != nil {
 			x.opts.Log.WarnContext(ctx, "announce a device index change", "user_id", userID, "err", err)
 		}
 	}

@@ -61,7 +61,7 @@ type fanout struct {
 	to      []*device.Index
 }
 
-func (f *fanout) DevicesChanged(_ context.Context, n events.DevicesChanged) error {
+func (f *fanout) Publish(_ context.Context, n events.DevicesChanged) error {
 	f.mu.Lock()
 	f.pending = append(f.pending, n)
 	f.mu.Unlock()

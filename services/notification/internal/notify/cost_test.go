@@ -141,7 +141,7 @@ type costFixture struct {
 	notices []events.DevicesChanged
 }
 
-func (f *costFixture) DevicesChanged(_ context.Context, n events.DevicesChanged) error {
+func (f *costFixture) Publish(_ context.Context, n events.DevicesChanged) error {
 	f.mu.Lock()
 	f.notices = append(f.notices, n)
 	f.mu.Unlock()

@@ -104,7 +104,8 @@ func (e *Engine) flushLogged(ctx context.Context, s slot) {
 func (e *Engine) flush(ctx context.Context, s slot) error {
 	wk := windowKey(s.room, s.user)
 	var w window
-	for attempt := 0; ; attempt++ {
+	claimed := false
+	err := statestore.Retry(ctx, countAttempts, func() error {
 		it, err := e.Store.Get(ctx, wk)
 		if errors.Is(err, statestore.ErrNotFound) {
 			return nil // flushed by another replica
@@ -119,14 +120,15 @@ func (e *Engine) flush(ctx context.Context, s slot) error {
 			e.sched.add(s, w.Due)
 			return nil
 		}
-		err = e.Store.Write(ctx, statestore.Op{Key: wk, Delete: true, ETag: it.ETag})
-		if errors.Is(err, statestore.ErrConflict) && attempt < 50 {
-			continue // a late event was counted in: read it again
-		}
-		if err != nil {
+		// A conflict means a late event was counted in: read it again.
+		if err := e.Store.Write(ctx, statestore.Op{Key: wk, Delete: true, ETag: it.ETag}); err != nil {
 			return fmt.Errorf("claim window: %w", err)
 		}
-		break
+		claimed = true
+		return nil
+	})
+	if err != nil || !claimed {
+		return err
 	}
 	// The decision is checked again at the end of the window: the user
 	// may have muted the room or come online to read it meanwhile.

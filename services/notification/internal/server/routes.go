@@ -6,20 +6,18 @@ package server
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
-	"io"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 
 	"github.com/go-chi/chi/v5"
-	gojson "github.com/goccy/go-json"
 
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/pubsub"
 	"github.com/papochat/papo/services/notification/internal/device"
 	"github.com/papochat/papo/services/notification/internal/mode"
 )
@@ -79,25 +77,14 @@ func New(d Deps) http.Handler {
 	// Dapr's programmatic subscriptions: room events on the
 	// competing-consumer component pubsub, so the replicas share them;
 	// device index notices on the fan-out component, so every replica
-	// gets each.
-	r.Get("/dapr/subscribe", func(w http.ResponseWriter, r *http.Request) {
-		httpapi.Encode(w, http.StatusOK, []subscription{{
-			PubsubName: events.PubSub, Topic: events.TopicRoomEvents, Route: RoomEventsRoute,
-			DeadLetterTopic: DeadLetterTopic,
-		}, {
-			PubsubName: events.Fanout, Topic: events.TopicDevicesChanged, Route: DevicesChangedRoute,
-		}})
-	})
-	r.Post(RoomEventsRoute, h.roomEvents)
-	r.Post(DevicesChangedRoute, h.devicesChanged)
+	// gets each. A failed decision is retried by the sidecar with backoff
+	// and dead-lettered after the last retry, while the stream goes on
+	// with other events (pubsub.Outcome).
+	pubsub.Mount(r, d.Log,
+		pubsub.Subscribe(events.PubSub, events.TopicRoomEvents, RoomEventsRoute, pubsub.Handler[events.RoomEventBatch](d.Events),
+			pubsub.WithDeadLetter(DeadLetterTopic)),
+		pubsub.Subscribe(events.Fanout, events.TopicDevicesChanged, DevicesChangedRoute, d.devicesChanged))
 	return r
-}
-
-type subscription struct {
-	PubsubName      string `json:"pubsubname"`
-	Topic           string `json:"topic"`
-	Route           string `json:"route"`
-	DeadLetterTopic string `json:"deadLetterTopic,omitempty"`
 }
 
 type handlers struct{ Deps }
@@ -177,12 +164,10 @@ type ModeResponse struct {
 	Mode   string `json:"mode"`
 }
 
-var validRoomID = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
-
 func (h handlers) setMode(w http.ResponseWriter, r *http.Request) error {
 	roomID := chi.URLParam(r, "id")
-	if !validRoomID.MatchString(roomID) {
-		return apierror.Invalidf("invalid_room_id", "room id is malformed")
+	if err := validate.RoomID(roomID); err != nil {
+		return err
 	}
 	var req ModeRequest
 	if err := httpapi.Decode(w, r, 1<<10, &req); err != nil {
@@ -195,101 +180,10 @@ func (h handlers) setMode(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// cloudEvent is the part of a Dapr delivery we read.
-type cloudEvent struct {
-	ID         string          `json:"id"`
-	Data       json.RawMessage `json:"data"`
-	DataBase64 string          `json:"data_base64"`
-}
-
-// Dapr's answers to a delivery.
-const (
-	statusSuccess = "SUCCESS"
-	statusRetry   = "RETRY"
-	statusDrop    = "DROP"
-)
-
-// deliveryData returns the payload of a Dapr delivery, or false when it
-// is malformed (and answers DROP: redelivering cannot fix it).
-func (h handlers) deliveryData(w http.ResponseWriter, r *http.Request, answer func(string)) ([]byte, string, bool) {
-	// Deliveries come from the sidecar (the app token guards the route)
-	// with payloads papo's services wrote: read once, decoded with go-json
-	// (a room event batch carries every text of a commit round).
-	var ce cloudEvent
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 4<<20))
-	if err == nil {
-		err = gojson.Unmarshal(body, &ce)
+// devicesChanged checks one devices.changed notice and applies it.
+func (d Deps) devicesChanged(ctx context.Context, n events.DevicesChanged) error {
+	if n.UserID == "" || n.Shard < 0 || n.Shard >= device.IndexShards {
+		return pubsub.Malformed(fmt.Errorf("devices.changed notice for user %q, shard %d", n.UserID, n.Shard))
 	}
-	if err != nil {
-		h.Log.WarnContext(r.Context(), "malformed delivery", "err", err)
-		answer(statusDrop)
-		return nil, "", false
-	}
-	data := []byte(ce.Data)
-	switch {
-	case ce.DataBase64 != "":
-		b, err := base64.StdEncoding.DecodeString(ce.DataBase64)
-		if err != nil {
-			h.Log.WarnContext(r.Context(), "malformed delivery", "event_id", ce.ID, "err", err)
-			answer(statusDrop)
-			return nil, "", false
-		}
-		data = b
-	case len(data) > 0 && data[0] == '"':
-		var s string
-		if err := json.Unmarshal(data, &s); err == nil {
-			data = []byte(s)
-		}
-	}
-	return data, ce.ID, true
-}
-
-func answerer(w http.ResponseWriter) func(string) {
-	return func(status string) { httpapi.Encode(w, http.StatusOK, map[string]string{"status": status}) }
-}
-
-// roomEvents consumes one room.events delivery: a batch of one room or
-// several. A malformed payload is dropped (redelivering cannot fix it); a
-// failed decision is retried by the sidecar with backoff and
-// dead-lettered after the last retry, while the stream goes on with other
-// events.
-func (h handlers) roomEvents(w http.ResponseWriter, r *http.Request) {
-	answer := answerer(w)
-	data, id, ok := h.deliveryData(w, r, answer)
-	if !ok {
-		return
-	}
-	var batch events.RoomEventBatch
-	if err := gojson.Unmarshal(data, &batch); err != nil {
-		h.Log.WarnContext(r.Context(), "malformed room event batch", "event_id", id, "err", err)
-		answer(statusDrop)
-		return
-	}
-	if err := h.Events(r.Context(), batch); err != nil {
-		h.Log.WarnContext(r.Context(), "room events: will retry", "event_id", id, "room_id", batch.RoomID, "err", err)
-		answer(statusRetry)
-		return
-	}
-	answer(statusSuccess)
-}
-
-// devicesChanged consumes one devices.changed notice.
-func (h handlers) devicesChanged(w http.ResponseWriter, r *http.Request) {
-	answer := answerer(w)
-	data, id, ok := h.deliveryData(w, r, answer)
-	if !ok {
-		return
-	}
-	var n events.DevicesChanged
-	if err := json.Unmarshal(data, &n); err != nil || n.UserID == "" || n.Shard < 0 || n.Shard >= device.IndexShards {
-		h.Log.WarnContext(r.Context(), "malformed devices.changed notice", "event_id", id, "err", err)
-		answer(statusDrop)
-		return
-	}
-	if err := h.DevicesChanged(r.Context(), n); err != nil {
-		h.Log.WarnContext(r.Context(), "devices.changed: will retry", "event_id", id, "user_id", n.UserID, "err", err)
-		answer(statusRetry)
-		return
-	}
-	answer(statusSuccess)
+	return d.DevicesChanged(ctx, n)
 }

@@ -6,14 +6,12 @@ package announce
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"sync"
 
-	dapr "github.com/dapr/go-sdk/client"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/papochat/papo/api"
@@ -154,29 +152,4 @@ func (m *MessageRooms) UserRooms(ctx context.Context, uid string) ([]string, err
 		ids[i] = r.RoomID
 	}
 	return ids, nil
-}
-
-// DaprPublisher publishes signal batches through the sidecar.
-type DaprPublisher struct {
-	client dapr.Client
-	pubsub string
-	topic  string
-}
-
-// NewDaprPublisher returns a Publisher to events.TopicSignals on the
-// events.PubSub component.
-func NewDaprPublisher(client dapr.Client) *DaprPublisher {
-	return &DaprPublisher{client: client, pubsub: events.PubSub, topic: events.TopicSignals}
-}
-
-// Publish implements Publisher.
-func (d *DaprPublisher) Publish(ctx context.Context, batch events.SignalBatch) error {
-	b, err := json.Marshal(batch)
-	if err != nil {
-		return fmt.Errorf("encode signal batch: %w", err)
-	}
-	if err := d.client.PublishEvent(ctx, d.pubsub, d.topic, b, dapr.PublishEventWithContentType("application/json")); err != nil {
-		return fmt.Errorf("publish to %s/%s: %w", d.pubsub, d.topic, err)
-	}
-	return nil
 }

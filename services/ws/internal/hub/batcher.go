@@ -158,7 +158,7 @@ func (h *Hub) publishSubmissions(ctx context.Context, items []outgoing) error {
 		for i, it := range its {
 			batch.Submissions[i] = it.sub
 		}
-		if err := h.deps.Publisher.Publish(ctx, events.PubSub, events.TopicSubmitted, room, encode(batch)); err != nil {
+		if err := h.deps.Publisher.PublishJSON(ctx, events.PubSub, events.TopicSubmitted, room, encode(batch)); err != nil {
 			h.log.Error("publish submissions", "room_id", room, "count", len(its), "err", err)
 			for _, it := range its {
 				if it.from.takePending(it.sub.RoomID, it.sub.ClientID) {
@@ -179,7 +179,7 @@ func (h *Hub) publishSignals(ctx context.Context, items []outgoing) error {
 		batch.Signals[i] = it.sig
 	}
 	// Signals are best effort: a lost typing notice is not worth a retry.
-	if err := h.deps.Publisher.Publish(ctx, events.Fanout, events.TopicSignals, "", encode(batch)); err != nil {
+	if err := h.deps.Publisher.PublishJSON(ctx, events.Fanout, events.TopicSignals, "", encode(batch)); err != nil {
 		h.log.Warn("publish signals", "count", len(items), "err", err)
 		return err
 	}

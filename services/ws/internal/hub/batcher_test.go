@@ -57,7 +57,7 @@ type keyedPublish struct {
 	clients    []string
 }
 
-func (p *keyedPublisher) Publish(_ context.Context, _, topic, key string, data []byte) error {
+func (p *keyedPublisher) PublishJSON(_ context.Context, _, topic, key string, data []byte) error {
 	var b events.SubmissionBatch
 	if err := json.Unmarshal(data, &b); err != nil {
 		return err

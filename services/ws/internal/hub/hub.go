@@ -3,7 +3,7 @@
 // with no duplicate and no hole, and turns client frames into submissions.
 //
 // The hub sees the rest of papo through small interfaces (Publisher,
-// Messages, Sessions, authn.TokenVerifier); package bus and package
+// Messages, Sessions, authn.TokenVerifier); platform/pubsub and package
 // upstream adapt them to Dapr. It may depend on api and platform only.
 package hub
 
@@ -32,7 +32,7 @@ import (
 // empty, is its partition key (events.PartitionKeyMetadata): payloads of
 // one key keep their order on a broker that partitions the topic.
 type Publisher interface {
-	Publish(ctx context.Context, pubsub, topic, key string, data []byte) error
+	PublishJSON(ctx context.Context, pubsub, topic, key string, data []byte) error
 }
 
 // Messages is what the hub asks of the message service.

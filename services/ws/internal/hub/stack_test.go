@@ -329,8 +329,8 @@ func (w *world) count(topic string) int {
 	return w.publishes[topic]
 }
 
-// Publish implements hub.Publisher.
-func (w *world) Publish(_ context.Context, pubsub, topic, _ string, data []byte) error {
+// PublishJSON implements hub.Publisher.
+func (w *world) PublishJSON(_ context.Context, pubsub, topic, _ string, data []byte) error {
 	if w.failPublish.Load() {
 		return errors.New("broker down")
 	}

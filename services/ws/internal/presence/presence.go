@@ -61,10 +61,9 @@ type heartbeatBody struct {
 
 // Reporter sends presence reports for one replica.
 type Reporter struct {
-	cfg      Config
-	inv      Caller
-	snapshot Snapshot
-	log      *slog.Logger
+	cfg Config
+	inv Caller
+	log *slog.Logger
 
 	mu     sync.Mutex
 	queue  []event
@@ -77,7 +76,7 @@ type Reporter struct {
 }
 
 // New returns a Reporter; Run sends its reports.
-func New(cfg Config, inv Caller, snapshot Snapshot, log *slog.Logger) *Reporter {
+func New(cfg Config, inv Caller, log *slog.Logger) *Reporter {
 	if cfg.AppID == "" {
 		cfg.AppID = "presence"
 	}
@@ -87,7 +86,7 @@ func New(cfg Config, inv Caller, snapshot Snapshot, log *slog.Logger) *Reporter 
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 10_000
 	}
-	return &Reporter{cfg: cfg, inv: inv, snapshot: snapshot, log: log, wake: make(chan struct{}, 1)}
+	return &Reporter{cfg: cfg, inv: inv, log: log, wake: make(chan struct{}, 1)}
 }
 
 // Connected reports a new connection and returns its id, which
@@ -115,12 +114,12 @@ func (r *Reporter) enqueue(e event) {
 	}
 }
 
-// Run sends a heartbeat at once, then the queued reports as they come and
-// a heartbeat every interval, until ctx is done; then it sends what is
+// Run sends a heartbeat of snapshot at once, then the queued reports as
+// they come and a heartbeat every interval, until ctx is done; then it sends what is
 // still queued (the disconnects of a graceful shutdown) within a few
 // seconds, so those users go offline after the grace period rather than
 // after the lease expires.
-func (r *Reporter) Run(ctx context.Context) {
+func (r *Reporter) Run(ctx context.Context, snapshot Snapshot) {
 	tick := time.NewTicker(r.cfg.Interval)
 	defer tick.Stop()
 	retry := time.NewTimer(0)
@@ -133,9 +132,9 @@ func (r *Reporter) Run(ctx context.Context) {
 			cancel()
 			return
 		case <-retry.C:
-			r.heartbeat(ctx)
+			r.heartbeat(ctx, snapshot)
 		case <-tick.C:
-			r.heartbeat(ctx)
+			r.heartbeat(ctx, snapshot)
 		case <-r.wake:
 			r.drain(ctx)
 		}
@@ -150,9 +149,9 @@ func (r *Reporter) Run(ctx context.Context) {
 
 // heartbeat sends the live set. Reports queued before the snapshot are
 // dropped: the snapshot already holds them.
-func (r *Reporter) heartbeat(ctx context.Context) {
+func (r *Reporter) heartbeat(ctx context.Context, snapshot Snapshot) {
 	r.mu.Lock()
-	users := r.snapshot()
+	users := snapshot()
 	r.queue, r.resync = nil, false
 	r.mu.Unlock()
 	if users == nil {

@@ -85,10 +85,10 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func TestReportsInOrderAfterAFirstHeartbeatAndFlushesOnStop(t *testing.T) {
 	c := newCaller()
 	l := &live{users: map[string]int{"alice": 1}}
-	r := presence.New(presence.Config{Replica: "ws-1", Interval: time.Hour}, c, l.snapshot, quiet())
+	r := presence.New(presence.Config{Replica: "ws-1", Interval: time.Hour}, c, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx) }()
+	go func() { defer close(done); r.Run(ctx, l.snapshot) }()
 	c.wait(t, 1)
 	id1 := r.Connected("bob")
 	id2 := r.Connected("bob")
@@ -114,10 +114,10 @@ func TestReportsInOrderAfterAFirstHeartbeatAndFlushesOnStop(t *testing.T) {
 func TestALostReportIsRepairedByAHeartbeatSoon(t *testing.T) {
 	c := newCaller()
 	l := &live{users: map[string]int{}}
-	r := presence.New(presence.Config{Replica: "ws-1", Interval: time.Hour}, c, l.snapshot, quiet())
+	r := presence.New(presence.Config{Replica: "ws-1", Interval: time.Hour}, c, quiet())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go r.Run(ctx)
+	go r.Run(ctx, l.snapshot)
 	c.wait(t, 1)
 	c.take()
 	c.setFail(true)
