@@ -44,7 +44,7 @@ func Env(vars map[string]string) settings.Getenv {
 // parallel), and waits until /healthz answers 200. It returns
 // the service's base URL and a stop function that cancels
 // run and fails the test unless run returns nil within 15 s.
-func Start(t *testing.T, run service.Run, env map[string]string) (base string, stop func()) {
+func Start(t *testing.T, run service.RunFunc, env map[string]string) (base string, stop func()) {
 	t.Helper()
 	port := FreePort(t)
 	vars := map[string]string{
