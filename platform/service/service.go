@@ -1,6 +1,8 @@
 // Package service holds what every papo command's main does: run the
 // service with the process environment until SIGINT or SIGTERM, and exit
-// non-zero with the service's name and the error when it fails.
+// non-zero with the service's name and the error when it fails; and the
+// head every service's run shares (Run: read the configuration, build
+// the Runtime, serve, close).
 package service
 
 import (

@@ -30,7 +30,7 @@ const (
 
 // Env is the environment of a service under test: APP_API_TOKEN and
 // DAPR_API_TOKEN, then vars, which may override them. Tests that load a
-// service's configuration without starting it pass it to loadConfig; it
+// service's configuration without starting it pass it to service.Load; it
 // never touches the process environment, so they may run in parallel.
 func Env(vars map[string]string) settings.Getenv {
 	env := map[string]string{"APP_API_TOKEN": AppToken, "DAPR_API_TOKEN": DaprToken}
