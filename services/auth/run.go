@@ -15,6 +15,7 @@ import (
 	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/telemetry"
+	"github.com/papochat/papo/platform/wait"
 
 	"github.com/papochat/papo/services/auth/internal/account"
 	"github.com/papochat/papo/services/auth/internal/keys"
@@ -166,10 +167,8 @@ func (p revocationNotices) PublishRevoked(ctx context.Context, ev events.Session
 		if err = p.topic.Publish(ctx, ev); err == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.For(ctx, time.Duration(attempt+1)*100*time.Millisecond) {
 			return err
-		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
 		}
 	}
 	return err

@@ -1,0 +1,33 @@
+package wait_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/papochat/papo/platform/wait"
+)
+
+func TestForWaitsTheWholeDuration(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	if !wait.For(context.Background(), 20*time.Millisecond) {
+		t.Fatal("false without ctx ending")
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Fatalf("returned after %v, want at least 20ms", d)
+	}
+}
+
+func TestForStopsWhenTheContextEnds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	start := time.Now()
+	if wait.For(ctx, time.Hour) {
+		t.Fatal("true with ctx ended")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("returned after %v, want at once", d)
+	}
+}
