@@ -1,5 +1,6 @@
-// Package wait is the one pause that gives way to a context: a retry's
-// backoff, a poll's interval, a restart's delay.
+// Package wait is the one pause that gives way to a context (For: a
+// retry's backoff, a poll's interval, a restart's delay) and the one
+// background loop on a ticker (Every).
 package wait
 
 import (
@@ -18,5 +19,21 @@ func For(ctx context.Context, d time.Duration) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// Every calls f every d (the first call one d from now) until ctx is
+// done; a call in progress when ctx ends is not interrupted, f is
+// expected to take ctx itself. A background loop's ticker, in one place.
+func Every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			f()
+		}
 	}
 }

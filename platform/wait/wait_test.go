@@ -31,3 +31,28 @@ func TestForStopsWhenTheContextEnds(t *testing.T) {
 		t.Fatalf("returned after %v, want at once", d)
 	}
 }
+
+// TestEveryCallsUntilTheContextEnds: f runs on every tick, and Every
+// returns once ctx ends.
+func TestEveryCallsUntilTheContextEnds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		wait.Every(ctx, time.Millisecond, func() {
+			if calls++; calls == 3 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after ctx ended")
+	}
+	if calls != 3 {
+		t.Fatalf("%d calls, want 3 (the last one ended ctx)", calls)
+	}
+}

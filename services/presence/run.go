@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/telemetry"
+	"github.com/papochat/papo/platform/wait"
 
 	"github.com/papochat/papo/services/presence/internal/announce"
 	"github.com/papochat/papo/services/presence/internal/tracker"
@@ -110,16 +111,9 @@ func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 
 // sweep runs the tracker's sweep every interval until ctx is done.
 func sweep(ctx context.Context, t *tracker.Tracker, interval time.Duration, log *slog.Logger) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	wait.Every(ctx, interval, func() {
 		if err := t.Sweep(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("presence sweep", "err", err)
 		}
-	}
+	})
 }
