@@ -12,6 +12,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // The fault suite's client: a chat user who keeps sending, and reads, as
@@ -248,7 +249,7 @@ func (c *chatClient) run(sending, done context.Context) {
 		c.mu.Unlock()
 		if !connected {
 			if err := c.dial(done); err != nil {
-				if !sleepCtx(done, backoff) {
+				if !wait.For(done, backoff) {
 					return
 				}
 				backoff = min(backoff*2, 2*time.Second)
@@ -338,17 +339,6 @@ func (c *chatClient) seen(room string) int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.lastSeen[room]
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // ackedSince reports whether an ack came after since.

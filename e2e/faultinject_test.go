@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/launcher"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // A fault the suite causes, and how.
@@ -49,7 +50,7 @@ func killFault(title, name string, kill func(*launcher.App)) fault {
 				if err == nil && a.Restarts() > before {
 					return nil
 				}
-				if !sleepCtx(ctx, 50*time.Millisecond) {
+				if !wait.For(ctx, 50*time.Millisecond) {
 					return fmt.Errorf("%s is not back: %v", name, err)
 				}
 			}

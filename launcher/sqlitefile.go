@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Several sidecars open the same SQLite file at once: every sidecar the
@@ -84,45 +82,21 @@ func CreateSQLiteFile(path string) error {
 // components in dir open (their connectionString less any "file:" prefix
 // and query); in-memory databases have none.
 func sqliteComponentPaths(dir string) ([]string, error) {
-	entries, err := os.ReadDir(dir)
+	comps, err := readComponents(dir)
 	if err != nil {
 		return nil, err
 	}
 	var paths []string
-	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+	for _, c := range comps {
+		if c.typ() != "state.sqlite" {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		var c struct {
-			Spec struct {
-				Type     string `yaml:"type"`
-				Metadata []struct {
-					Name  string `yaml:"name"`
-					Value string `yaml:"value"`
-				} `yaml:"metadata"`
-			} `yaml:"spec"`
-		}
-		if err := yaml.Unmarshal(b, &c); err != nil {
-			return nil, fmt.Errorf("component %s: %w", e.Name(), err)
-		}
-		if c.Spec.Type != "state.sqlite" {
+		p, _, _ := strings.Cut(c.meta("connectionString"), "?")
+		p = strings.TrimPrefix(p, "file:")
+		if p == "" || strings.HasPrefix(strings.ToLower(p), ":memory:") {
 			continue
 		}
-		for _, m := range c.Spec.Metadata {
-			if m.Name != "connectionString" {
-				continue
-			}
-			p, _, _ := strings.Cut(m.Value, "?")
-			p = strings.TrimPrefix(p, "file:")
-			if p == "" || strings.HasPrefix(strings.ToLower(p), ":memory:") {
-				continue
-			}
-			paths = append(paths, p)
-		}
+		paths = append(paths, p)
 	}
 	return paths, nil
 }

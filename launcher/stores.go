@@ -1,22 +1,15 @@
 package launcher
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 )
 
 // Stores that create what they need at start race when several sidecars
@@ -46,54 +39,21 @@ type storeKey struct{ typ, target string }
 // store of a creatingStores type, the app-ids whose sidecars initialize
 // it (a component without scopes: every app-id in appIDs).
 func sharedStores(dir string, appIDs []string) (map[storeKey][]string, error) {
-	entries, err := os.ReadDir(dir)
+	comps, err := readComponents(dir)
 	if err != nil {
 		return nil, err
 	}
 	stores := map[storeKey][]string{}
-	for _, e := range entries {
-		if e.IsDir() || !(strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+	for _, c := range comps {
+		if !creatingStores[c.typ()] {
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
+		k := storeKey{typ: c.typ(), target: c.meta("connectionString", "url")}
+		ids := c.Scopes
+		if len(ids) == 0 {
+			ids = appIDs
 		}
-		dec := yaml.NewDecoder(bytes.NewReader(b))
-		for {
-			var c struct {
-				Kind string `yaml:"kind"`
-				Spec struct {
-					Type     string `yaml:"type"`
-					Metadata []struct {
-						Name  string `yaml:"name"`
-						Value string `yaml:"value"`
-					} `yaml:"metadata"`
-				} `yaml:"spec"`
-				Scopes []string `yaml:"scopes"`
-			}
-			err := dec.Decode(&c)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", filepath.Join(dir, e.Name()), err)
-			}
-			if c.Kind != "Component" || !creatingStores[strings.ToLower(c.Spec.Type)] {
-				continue
-			}
-			k := storeKey{typ: strings.ToLower(c.Spec.Type)}
-			for _, m := range c.Spec.Metadata {
-				if m.Name == "connectionString" || m.Name == "url" {
-					k.target = m.Value
-				}
-			}
-			ids := c.Scopes
-			if len(ids) == 0 {
-				ids = appIDs
-			}
-			stores[k] = append(stores[k], ids...)
-		}
+		stores[k] = append(stores[k], ids...)
 	}
 	return stores, nil
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/launcher/procs"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // Supervision: a process of a running stack that exits without being told
@@ -101,7 +102,7 @@ func (a *App) supervise(ctx context.Context) {
 		s.alert("!!! %s exited unexpectedly (%s) after %s; restarting it in %s (restart %d of %s)%s",
 			dead.Name, exitReason(dead), time.Since(dead.Started()).Round(time.Millisecond), delay, n, a.Name, lastLines(dead))
 		down := time.Now()
-		if !sleep(ctx, delay) {
+		if !wait.For(ctx, delay) {
 			return
 		}
 		delay = min(delay*2, maxRestartDelay)
@@ -221,16 +222,4 @@ func lastLines(p *procs.Proc) string {
 func firstLine(err error) string {
 	s, _, _ := strings.Cut(err.Error(), "\n")
 	return s
-}
-
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

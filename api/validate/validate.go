@@ -51,7 +51,7 @@ const (
 const (
 	MaxText        = 4000
 	MaxClientID    = 64
-	MaxUserID      = 128 // bytes
+	MaxUserID      = 128 // ASCII letters, digits, '.', '_', ':' and '-'
 	MaxRoomID      = 64  // ASCII letters, digits, '_' and '-'
 	MaxName        = 80
 	MaxDisplayName = 64
@@ -106,15 +106,21 @@ func ClientID(id string, required bool) error {
 	return nil
 }
 
-// UserID checks a user id named by a client (another user to add or to
-// open a DM with): 1 to MaxUserID bytes of valid UTF-8 without control or
-// format characters. Ids are opaque; this only bounds them.
+// UserID checks a user id, wherever one arrives (a user named by a
+// client, a sender, a presence query or heartbeat, a key's owner): 1 to
+// MaxUserID ASCII letters, digits, '.', '_', ':' or '-'. auth makes every
+// id (32 hex digits, for local and external users alike); the wider set
+// leaves ids opaque to the services while keeping out what would need
+// escaping in a store key, a comma-separated list or a log line.
 func UserID(id string) error {
-	if id == "" || len(id) > MaxUserID || !utf8.ValidString(id) ||
-		strings.ContainsFunc(id, func(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }) {
-		return fail(CodeUserID, "user_id must be 1-%d bytes of printable text", MaxUserID)
+	if id == "" || len(id) > MaxUserID || strings.IndexFunc(id, notUserIDChar) >= 0 {
+		return fail(CodeUserID, "user_id must be 1-%d ASCII letters, digits, '.', '_', ':' or '-'", MaxUserID)
 	}
 	return nil
+}
+
+func notUserIDChar(r rune) bool {
+	return notRoomIDChar(r) && r != '.' && r != ':'
 }
 
 // RoomID checks a room id as papo makes them (the message service names

@@ -87,10 +87,16 @@ func TestClientID(t *testing.T) {
 func TestUserID(t *testing.T) {
 	run(t, []rule{
 		{"hex id", "0123456789abcdef0123456789abcdef", ""},
+		{"every allowed character", "AZaz09._:-", ""},
 		{"128 bytes", strings.Repeat("u", 128), ""},
 		{"empty", "", "invalid_user_id"},
 		{"129 bytes", strings.Repeat("u", 129), "invalid_user_id"},
 		{"invalid UTF-8", "u\xff", "invalid_user_id"},
+		{"list separator", "a,b", "invalid_user_id"},
+		{"pipe", "a|b", "invalid_user_id"},
+		{"space", "a b", "invalid_user_id"},
+		{"slash", "a/b", "invalid_user_id"},
+		{"non-ASCII letter", "jos\u00e9", "invalid_user_id"},
 		{"control character", "u\n", "invalid_user_id"},
 		{"zero-width joiner", "u\u200D", "invalid_user_id"},
 	}, validate.UserID)

@@ -9,6 +9,7 @@ import (
 	dapr "github.com/dapr/go-sdk/client"
 
 	"github.com/papochat/papo/platform/sidecar"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // Streamer opens a streaming subscription; dapr.Client implements it.
@@ -49,7 +50,7 @@ func (s *Stream) Run(ctx context.Context, handle func(ctx context.Context, data 
 			// moment; only a failure that persists is worth a warning.
 			failures++
 			s.Log.Log(ctx, sidecar.RetryLevel(failures), "subscribe failed", "pubsub", s.PubSub, "topic", s.Topic, "err", err, "in", backoff)
-			if !wait(ctx, backoff) {
+			if !wait.For(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
@@ -70,7 +71,7 @@ func (s *Stream) Run(ctx context.Context, handle func(ctx context.Context, data 
 		}
 		s.Log.Warn("subscription ended; resubscribing", "pubsub", s.PubSub, "topic", s.Topic, "err", err)
 		backoff = 100 * time.Millisecond
-		if !wait(ctx, backoff) {
+		if !wait.For(ctx, backoff) {
 			return
 		}
 	}
@@ -99,16 +100,5 @@ func (s *Stream) consume(ctx context.Context, sub *dapr.Subscription, handle fun
 		if err != nil {
 			return err
 		}
-	}
-}
-
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

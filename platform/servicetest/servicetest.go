@@ -30,7 +30,7 @@ const (
 
 // Env is the environment of a service under test: APP_API_TOKEN and
 // DAPR_API_TOKEN, then vars, which may override them. Tests that load a
-// service's configuration without starting it pass it to loadConfig; it
+// service's configuration without starting it pass it to service.Load; it
 // never touches the process environment, so they may run in parallel.
 func Env(vars map[string]string) settings.Getenv {
 	env := map[string]string{"APP_API_TOKEN": AppToken, "DAPR_API_TOKEN": DaprToken}
@@ -44,7 +44,7 @@ func Env(vars map[string]string) settings.Getenv {
 // parallel), and waits until /healthz answers 200. It returns
 // the service's base URL and a stop function that cancels
 // run and fails the test unless run returns nil within 15 s.
-func Start(t *testing.T, run service.Run, env map[string]string) (base string, stop func()) {
+func Start(t *testing.T, run service.RunFunc, env map[string]string) (base string, stop func()) {
 	t.Helper()
 	port := FreePort(t)
 	vars := map[string]string{

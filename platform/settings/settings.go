@@ -160,8 +160,25 @@ type Validator interface {
 	Validate() error
 }
 
-// embedsBase is satisfied by Base and by every struct embedding it: the
-// unexported method is promoted but cannot be implemented elsewhere.
+// Deriver is a configuration with fields made from others (a list
+// parsed, a package's own config assembled); Load calls Derive after the
+// environment is read and before the checks, and reports its error with
+// theirs.
+type Deriver interface {
+	Derive() error
+}
+
+// Embedder is satisfied by Base and by every struct embedding it: a
+// service's configuration, whose Settings are the ones every service
+// reads.
+type Embedder interface{ Settings() Base }
+
+// Settings returns b; through embedding, a service configuration's Base.
+func (b Base) Settings() Base { return b }
+
+// embedsBase is satisfied by a pointer to Base and to every struct
+// embedding it: the unexported method is promoted but cannot be
+// implemented elsewhere.
 type embedsBase interface{ base() *Base }
 
 func (b *Base) base() *Base { return b }
@@ -169,14 +186,18 @@ func (b *Base) base() *Base { return b }
 // Load fills spec, a pointer to a struct, from the variables getenv
 // reads (os.LookupEnv in main, Env(map) in tests), with envconfig's tags:
 // a variable that is set wins, then the field's `default` tag,
-// then the value the field already holds. It then checks an embedded
-// Base (ports and leeway) and calls spec's Validate if it has one. All
-// problems found after reading are reported together.
+// then the value the field already holds. It then calls spec's Derive if
+// it has one, checks an embedded Base (ports and leeway) and calls spec's
+// Validate if it has one. All problems found after reading are reported
+// together.
 func Load(getenv Getenv, spec any) error {
 	if err := fill(getenv, spec); err != nil {
 		return err
 	}
 	var errs []error
+	if d, ok := spec.(Deriver); ok {
+		errs = append(errs, d.Derive())
+	}
 	if b, ok := spec.(embedsBase); ok {
 		errs = append(errs, b.base().check())
 	}

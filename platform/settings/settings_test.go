@@ -240,3 +240,37 @@ func TestLoadReadsWhatEnvconfigReads(t *testing.T) {
 		t.Fatalf("read %+v", got)
 	}
 }
+
+// derived is a configuration with a field made from another.
+type derived struct {
+	settings.Base
+	List  string   `envconfig:"TEST_LIST"`
+	Items []string `ignored:"true"`
+}
+
+func (d *derived) Derive() error {
+	if strings.Contains(d.List, ";") {
+		return errors.New("TEST_LIST is comma-separated")
+	}
+	d.Items = strings.Split(d.List, ",")
+	return nil
+}
+
+func TestLoadDerivesAndReportsTheDerivingErrorWithTheOthers(t *testing.T) {
+	t.Parallel()
+	cfg := derived{Base: settings.Base{Port: "8080"}}
+	if err := settings.Load(withTokens(map[string]string{"TEST_LIST": "a,b"}), &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.Items, []string{"a", "b"}) {
+		t.Fatalf("items %q", cfg.Items)
+	}
+	if cfg.Settings().Port != "8080" {
+		t.Fatalf("Settings() port %q", cfg.Settings().Port)
+	}
+	cfg = derived{Base: settings.Base{Port: "8080"}}
+	err := settings.Load(withTokens(map[string]string{"TEST_LIST": "a;b", "APP_PORT": "http"}), &cfg)
+	if err == nil || !strings.Contains(err.Error(), "TEST_LIST") || !strings.Contains(err.Error(), "APP_PORT") {
+		t.Fatalf("err %v, want both TEST_LIST and APP_PORT named", err)
+	}
+}

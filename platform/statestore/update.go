@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/papochat/papo/platform/wait"
 )
 
 // UpdateAttempts bounds Update's re-reads after a conflict.
@@ -55,12 +57,8 @@ func Retry(ctx context.Context, attempts int, attempt func() error) error {
 		if !errors.Is(err, ErrConflict) || i+1 >= attempts {
 			return err
 		}
-		t := time.NewTimer(time.Duration(rand.Int64N(int64(time.Millisecond) << min(i, 5))))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !wait.For(ctx, time.Duration(rand.Int64N(int64(time.Millisecond)<<min(i, 5)))) {
 			return ctx.Err()
-		case <-t.C:
 		}
 	}
 }

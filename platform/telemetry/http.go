@@ -35,7 +35,7 @@ func HTTP(tp trace.TracerProvider, route func(*http.Request) string) func(http.H
 				trace.WithSpanKind(trace.SpanKindServer),
 				trace.WithAttributes(attribute.String("http.request.method", r.Method)))
 			defer span.End()
-			rec := &statusWriter{ResponseWriter: w}
+			rec := &StatusRecorder{ResponseWriter: w}
 			r = r.WithContext(ctx)
 			next.ServeHTTP(rec, r)
 			if p := route(r); p != "" {
@@ -46,7 +46,7 @@ func HTTP(tp trace.TracerProvider, route func(*http.Request) string) func(http.H
 				span.SetName(r.Method + " " + p)
 				span.SetAttributes(attribute.String("http.route", p))
 			}
-			status := rec.status
+			status := rec.Status
 			if status == 0 {
 				status = http.StatusOK
 			}
@@ -58,25 +58,29 @@ func HTTP(tp trace.TracerProvider, route func(*http.Request) string) func(http.H
 	}
 }
 
-// statusWriter remembers the status of a response; Unwrap keeps the
-// underlying writer's optional interfaces reachable.
-type statusWriter struct {
+// StatusRecorder remembers the status of a response for a middleware
+// that counts or traces it: Status is the first status written (200 when
+// the body is written first), 0 while nothing is. Unwrap keeps the
+// underlying writer's optional interfaces (Flush, Hijack) reachable
+// through http.ResponseController.
+type StatusRecorder struct {
 	http.ResponseWriter
-	status int
+	Status int
 }
 
-func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
-		s.status = code
+func (s *StatusRecorder) WriteHeader(code int) {
+	if s.Status == 0 {
+		s.Status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.status == 0 {
-		s.status = http.StatusOK
+func (s *StatusRecorder) Write(b []byte) (int, error) {
+	if s.Status == 0 {
+		s.Status = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// Unwrap returns the writer recorded.
+func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

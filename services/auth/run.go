@@ -15,6 +15,7 @@ import (
 	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/telemetry"
+	"github.com/papochat/papo/platform/wait"
 
 	"github.com/papochat/papo/services/auth/internal/account"
 	"github.com/papochat/papo/services/auth/internal/keys"
@@ -56,17 +57,18 @@ type Config struct {
 	Trusted []authn.TrustedIssuerConfig `ignored:"true"`
 }
 
-// loadConfig reads and validates Config; the service listens on 8082
-// unless APP_PORT says otherwise.
-func loadConfig(getenv settings.Getenv) (Config, error) {
-	cfg := Config{Base: settings.Base{Port: "8082"}}
-	err := settings.Load(getenv, &cfg)
-	trusted, terr := authn.ParseTrustedIssuers(cfg.TrustedIssuers)
-	if terr != nil {
-		err = errors.Join(err, fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", terr))
+// defaults is Config before the environment is read: the service
+// listens on 8082 unless APP_PORT says otherwise.
+func defaults() Config { return Config{Base: settings.Base{Port: "8082"}} }
+
+// Derive implements settings.Deriver: it parses AUTH_TRUSTED_ISSUERS.
+func (c *Config) Derive() error {
+	trusted, err := authn.ParseTrustedIssuers(c.TrustedIssuers)
+	if err != nil {
+		return fmt.Errorf("AUTH_TRUSTED_ISSUERS: %w", err)
 	}
-	cfg.Trusted = trusted
-	return cfg, err
+	c.Trusted = trusted
+	return nil
 }
 
 // Validate implements settings.Validator.
@@ -96,19 +98,15 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// run starts the service and blocks until ctx is done. The HTTP server
-// listens before anything talks to the sidecar, because daprd waits for
-// the app's port.
+// run starts the service and blocks until ctx is done.
 func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rt, err := service.Start(cfg.Base, "auth", stdout)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return service.Run(ctx, getenv, stdout, "auth", defaults(), serve)
+}
+
+// serve builds the service on rt and serves until ctx is done. The HTTP
+// server listens before anything talks to the sidecar, because daprd
+// waits for the app's port.
+func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	pub := rt.Publisher()
 	notices := revocationNotices{pubsub.NewTopic[events.SessionRevoked](pub, events.PubSub, events.TopicSessions)}
@@ -169,10 +167,8 @@ func (p revocationNotices) PublishRevoked(ctx context.Context, ev events.Session
 		if err = p.topic.Publish(ctx, ev); err == nil {
 			return nil
 		}
-		select {
-		case <-ctx.Done():
+		if !wait.For(ctx, time.Duration(attempt+1)*100*time.Millisecond) {
 			return err
-		case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
 		}
 	}
 	return err

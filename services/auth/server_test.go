@@ -21,6 +21,7 @@ import (
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/statestore/memstore"
@@ -79,7 +80,7 @@ type testEnv struct {
 
 func testConfig(t *testing.T, env map[string]string) Config {
 	t.Helper()
-	cfg, err := loadConfig(servicetest.Env(env))
+	cfg, err := service.Load(servicetest.Env(env), defaults())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -737,7 +738,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			if _, err := loadConfig(servicetest.Env(env)); err == nil {
+			if _, err := service.Load(servicetest.Env(env), defaults()); err == nil {
 				t.Fatal("accepted")
 			}
 		})
@@ -746,7 +747,7 @@ func TestConfigRefusesBadValues(t *testing.T) {
 
 func TestConfigDefaultsAreTheDocumentedOnes(t *testing.T) {
 	t.Parallel()
-	cfg, err := loadConfig(servicetest.Env(nil))
+	cfg, err := service.Load(servicetest.Env(nil), defaults())
 	if err != nil {
 		t.Fatal(err)
 	}

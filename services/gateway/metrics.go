@@ -58,11 +58,11 @@ func observe(reg prometheus.Registerer, tp trace.TracerProvider, next http.Handl
 			return
 		}
 		start := time.Now()
-		rec := &codeRecorder{ResponseWriter: w}
+		rec := &telemetry.StatusRecorder{ResponseWriter: w}
 		traced.ServeHTTP(rec, r)
 		times[class].Observe(time.Since(start).Seconds())
-		k := rec.status / 100
-		if rec.status == 0 {
+		k := rec.Status / 100
+		if rec.Status == 0 {
 			k = 2
 		}
 		if k < 1 || k > 5 {
@@ -83,25 +83,3 @@ func classOf(path string) int {
 	}
 	return classWeb
 }
-
-// codeRecorder remembers the status of a response.
-type codeRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (c *codeRecorder) WriteHeader(code int) {
-	if c.status == 0 {
-		c.status = code
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *codeRecorder) Write(b []byte) (int, error) {
-	if c.status == 0 {
-		c.status = http.StatusOK
-	}
-	return c.ResponseWriter.Write(b)
-}
-
-func (c *codeRecorder) Unwrap() http.ResponseWriter { return c.ResponseWriter }

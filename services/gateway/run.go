@@ -84,16 +84,17 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// defaults is Config before the environment is read: the gateway
+// listens on 8080 unless APP_PORT says otherwise.
+func defaults() Config { return Config{Base: settings.Base{Port: "8080"}} }
+
+// run starts the gateway and blocks until ctx is done.
 func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
-	cfg := Config{Base: settings.Base{Port: "8080"}}
-	if err := settings.Load(getenv, &cfg); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rt, err := service.Start(cfg.Base, "gateway", stdout)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return service.Run(ctx, getenv, stdout, "gateway", defaults(), serve)
+}
+
+// serve builds the gateway on rt and serves until ctx is done.
+func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 	log, tel, dc, inv := rt.Log, rt.Tel, rt.Sidecar, rt.Invoke
 	// Revoked sessions are refused at the edge as soon as auth announces
 	// them, not only when their tokens expire.

@@ -48,25 +48,17 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// loadConfig reads and validates Config; the service listens on 8083
-// unless APP_PORT says otherwise.
-func loadConfig(getenv settings.Getenv) (Config, error) {
-	cfg := Config{Base: settings.Base{Port: "8083"}}
-	err := settings.Load(getenv, &cfg)
-	return cfg, err
-}
+// defaults is Config before the environment is read: the service
+// listens on 8083 unless APP_PORT says otherwise.
+func defaults() Config { return Config{Base: settings.Base{Port: "8083"}} }
 
 // run starts the service and blocks until ctx is done.
 func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rt, err := service.Start(cfg.Base, "message", stdout)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return service.Run(ctx, getenv, stdout, "message", defaults(), serve)
+}
+
+// serve builds the service on rt and serves until ctx is done.
+func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	store := rt.Store(cfg.StateStore)
 	pub := rt.Publisher().On(events.PubSub)

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/servicetest"
 )
 
@@ -59,12 +60,12 @@ func TestConfigRefusesBadValues(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
 			t.Parallel()
-			if _, err := loadConfig(servicetest.Env(env)); err == nil {
+			if _, err := service.Load(servicetest.Env(env), defaults()); err == nil {
 				t.Errorf("config %v accepted", env)
 			}
 		})
 	}
-	cfg, err := loadConfig(servicetest.Env(nil))
+	cfg, err := service.Load(servicetest.Env(nil), defaults())
 	if err != nil || cfg.Port != "8083" || cfg.StateStore != "messagestore" || cfg.Host != "127.0.0.1" {
 		t.Fatalf("defaults: %+v, %v", cfg, err)
 	}

@@ -66,13 +66,9 @@ type Config struct {
 	UsersPath    string `envconfig:"NOTIFICATION_USERS_PATH" default:"/internal/v1/users"`
 }
 
-// loadConfig reads and validates Config; the service listens on 8086
-// unless APP_PORT says otherwise.
-func loadConfig(getenv settings.Getenv) (Config, error) {
-	cfg := Config{Base: settings.Base{Port: "8086"}}
-	err := settings.Load(getenv, &cfg)
-	return cfg, err
-}
+// defaults is Config before the environment is read: the service
+// listens on 8086 unless APP_PORT says otherwise.
+func defaults() Config { return Config{Base: settings.Base{Port: "8086"}} }
 
 // Validate implements settings.Validator.
 func (c Config) Validate() error {
@@ -95,16 +91,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// run starts the service and blocks until ctx is done.
 func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rt, err := service.Start(cfg.Base, "notification", stdout)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return service.Run(ctx, getenv, stdout, "notification", defaults(), serve)
+}
+
+// serve builds the service on rt and serves until ctx is done.
+func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	inv := rt.Invoke
 	pub := rt.Publisher()

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/servicetest"
 )
 
@@ -47,7 +48,7 @@ func TestConfigIsValidated(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			cfg, err := loadConfig(servicetest.Env(tc.env))
+			cfg, err := service.Load(servicetest.Env(tc.env), defaults())
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok %v", err, tc.ok)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/papochat/papo/api"
+	"github.com/papochat/papo/api/validate"
 	"github.com/papochat/papo/platform/apierror"
 	"github.com/papochat/papo/platform/authn"
 	"github.com/papochat/papo/platform/httpapi"
@@ -38,7 +40,6 @@ const (
 )
 
 var (
-	validUserID  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 	validReplica = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	validConnID  = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 )
@@ -100,6 +101,16 @@ func handleQuery(t Tracker) httpapi.HandlerFunc {
 	}
 }
 
+// checkListedUserID checks one id of a list (api/validate's rule), naming
+// it in the error.
+func checkListedUserID(id string) error {
+	var v *validate.Error
+	if errors.As(validate.UserID(id), &v) {
+		return apierror.Invalidf(v.Code, "user id %.40q: %s", id, v.Message)
+	}
+	return nil
+}
+
 // parseUserIDs reads user_ids (comma-separated, repeatable), dropping
 // duplicates and keeping the first order.
 func parseUserIDs(values []string) ([]string, error) {
@@ -111,8 +122,8 @@ func parseUserIDs(values []string) ([]string, error) {
 			if id == "" || seen[id] {
 				continue
 			}
-			if !validUserID.MatchString(id) {
-				return nil, apierror.Invalidf("invalid_user_id", "user id %.40q is not valid", id)
+			if err := checkListedUserID(id); err != nil {
+				return nil, err
 			}
 			seen[id] = true
 			uids = append(uids, id)
@@ -136,12 +147,13 @@ type ConnRequest struct {
 }
 
 func (c ConnRequest) validate() error {
-	switch {
-	case !validReplica.MatchString(c.Replica):
+	if !validReplica.MatchString(c.Replica) {
 		return apierror.Invalidf("invalid_replica", "replica must match %s", validReplica)
-	case !validUserID.MatchString(c.UserID):
-		return apierror.Invalidf("invalid_user_id", "user_id must match %s", validUserID)
-	case !validConnID.MatchString(c.ConnID):
+	}
+	if err := validate.UserID(c.UserID); err != nil {
+		return err
+	}
+	if !validConnID.MatchString(c.ConnID) {
 		return apierror.Invalidf("invalid_conn_id", "conn_id must be 1 to 128 printable characters")
 	}
 	return nil
@@ -186,8 +198,8 @@ func handleHeartbeat(t Tracker) httpapi.HandlerFunc {
 			return apierror.Invalidf("too_many_users", "at most %d users per heartbeat", MaxHeartbeatUsers)
 		}
 		for uid, n := range req.Users {
-			if !validUserID.MatchString(uid) {
-				return apierror.Invalidf("invalid_user_id", "user id %.40q is not valid", uid)
+			if err := checkListedUserID(uid); err != nil {
+				return err
 			}
 			if n < 0 {
 				return apierror.Invalidf("invalid_count", "connection count of %s is negative", uid)

@@ -16,6 +16,7 @@ import (
 	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/settings"
 	"github.com/papochat/papo/platform/telemetry"
+	"github.com/papochat/papo/platform/wait"
 
 	"github.com/papochat/papo/services/presence/internal/announce"
 	"github.com/papochat/papo/services/presence/internal/tracker"
@@ -56,25 +57,17 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// loadConfig reads and validates Config; the service listens on 8084
-// unless APP_PORT says otherwise.
-func loadConfig(getenv settings.Getenv) (Config, error) {
-	cfg := Config{Base: settings.Base{Port: "8084"}}
-	err := settings.Load(getenv, &cfg)
-	return cfg, err
-}
+// defaults is Config before the environment is read: the service
+// listens on 8084 unless APP_PORT says otherwise.
+func defaults() Config { return Config{Base: settings.Base{Port: "8084"}} }
 
 // run starts the service and blocks until ctx is done.
 func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rt, err := service.Start(cfg.Base, "presence", stdout)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return service.Run(ctx, getenv, stdout, "presence", defaults(), serve)
+}
+
+// serve builds the service on rt and serves until ctx is done.
+func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 	log, tel, client := rt.Log, rt.Tel, rt.Sidecar
 	inv := rt.Invoke
 	store := rt.Store(cfg.StateStore)
@@ -118,16 +111,9 @@ func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
 
 // sweep runs the tracker's sweep every interval until ctx is done.
 func sweep(ctx context.Context, t *tracker.Tracker, interval time.Duration, log *slog.Logger) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
+	wait.Every(ctx, interval, func() {
 		if err := t.Sweep(ctx); err != nil && ctx.Err() == nil {
 			log.Warn("presence sweep", "err", err)
 		}
-	}
+	})
 }

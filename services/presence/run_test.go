@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/servicetest"
 )
 
@@ -33,12 +34,12 @@ func TestConfigRefusesBadValues(t *testing.T) {
 	} {
 		t.Run(key, func(t *testing.T) {
 			t.Parallel()
-			if _, err := loadConfig(servicetest.Env(map[string]string{key: value})); err == nil {
+			if _, err := service.Load(servicetest.Env(map[string]string{key: value}), defaults()); err == nil {
 				t.Errorf("%s=%s accepted", key, value)
 			}
 		})
 	}
-	cfg, err := loadConfig(servicetest.Env(nil))
+	cfg, err := service.Load(servicetest.Env(nil), defaults())
 	if err != nil || cfg.Grace != 5*time.Second || cfg.LeaseTTL != 20*time.Second {
 		t.Fatalf("defaults: %+v %v", cfg, err)
 	}

@@ -50,7 +50,7 @@ type Config struct {
 	GCPercent int `envconfig:"WS_GC_PERCENT" default:"50"`
 
 	// The hub's limits. Unset ones keep hub.DefaultConfig's values, which
-	// loadConfig presets; WS_BATCH_WINDOW is off (0) unless set.
+	// defaults presets; WS_BATCH_WINDOW is off (0) unless set.
 	AllowedOrigins  []string      `envconfig:"WS_ALLOWED_ORIGINS"` // comma list
 	MaxConnsPerUser int           `envconfig:"WS_MAX_CONNS_PER_USER"`
 	QueueBytes      int           `envconfig:"WS_QUEUE_BYTES"`
@@ -74,34 +74,36 @@ type Config struct {
 // maxSocketPath is the longest Unix socket path every Unix accepts.
 const maxSocketPath = 103
 
-// loadConfig reads and validates Config; the service listens on 8081
-// unless APP_PORT says otherwise.
-func loadConfig(getenv settings.Getenv) (Config, error) {
+// defaults is Config before the environment is read: the service
+// listens on 8081 unless APP_PORT says otherwise, and the hub's limits
+// are hub.DefaultConfig's.
+func defaults() Config {
 	d := hub.DefaultConfig()
-	cfg := Config{
+	return Config{
 		Base: settings.Base{Port: "8081"}, Replica: hostname(),
 		MaxConnsPerUser: d.MaxConnsPerUser, QueueBytes: d.QueueBytes, WriteTimeout: d.WriteTimeout,
 		PingInterval: d.PingInterval, PongWait: d.PongWait, Rate: d.Rate, Burst: d.Burst,
 		LiveHold: d.LiveHold, MaxBatch: d.MaxBatch, TypingEvery: d.TypingEvery, SubmitInflight: d.SubmitInflight,
 	}
-	if err := settings.Load(getenv, &cfg); err != nil {
-		return cfg, err
-	}
-	h := d
-	for _, o := range cfg.AllowedOrigins {
+}
+
+// Derive implements settings.Deriver: it makes Hub from the limits.
+func (c *Config) Derive() error {
+	h := hub.DefaultConfig()
+	for _, o := range c.AllowedOrigins {
 		if o = strings.TrimSpace(o); o != "" {
 			h.AllowedOrigins = append(h.AllowedOrigins, o)
 		}
 	}
-	h.MaxConnsPerUser, h.QueueBytes, h.WriteTimeout = cfg.MaxConnsPerUser, cfg.QueueBytes, cfg.WriteTimeout
-	h.PingInterval = cfg.PingInterval
-	h.PongWait = max(cfg.PongWait, cfg.PingInterval+5*time.Second)
-	h.Rate, h.Burst = cfg.Rate, cfg.Burst
-	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = cfg.LiveHold, cfg.BatchWindow, cfg.MaxBatch, cfg.TypingEvery
-	h.SubmitInflight = cfg.SubmitInflight
-	h.Replica = cfg.Replica
-	cfg.Hub = h
-	return cfg, nil
+	h.MaxConnsPerUser, h.QueueBytes, h.WriteTimeout = c.MaxConnsPerUser, c.QueueBytes, c.WriteTimeout
+	h.PingInterval = c.PingInterval
+	h.PongWait = max(c.PongWait, c.PingInterval+5*time.Second)
+	h.Rate, h.Burst = c.Rate, c.Burst
+	h.LiveHold, h.BatchWindow, h.MaxBatch, h.TypingEvery = c.LiveHold, c.BatchWindow, c.MaxBatch, c.TypingEvery
+	h.SubmitInflight = c.SubmitInflight
+	h.Replica = c.Replica
+	c.Hub = h
+	return nil
 }
 
 // Validate implements settings.Validator.
@@ -152,15 +154,11 @@ func (c Config) Validate() error {
 // accepting, close every socket with 1001 going away, drain (at most
 // ShutdownGrace), stop the subscriptions, close the sidecar client.
 func run(ctx context.Context, getenv settings.Getenv, stdout io.Writer) error {
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	rt, err := service.Start(cfg.Base, "ws", stdout)
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+	return service.Run(ctx, getenv, stdout, "ws", defaults(), serve)
+}
+
+// serve builds the service on rt and serves until ctx is done (run).
+func serve(ctx context.Context, rt *service.Runtime, cfg Config) error {
 	debug.SetGCPercent(cfg.GCPercent)
 	log, tel, dc := rt.Log, rt.Tel, rt.Sidecar
 	inv := rt.Invoke

@@ -27,6 +27,7 @@ import (
 	"github.com/papochat/papo/platform/authn/authntest"
 	"github.com/papochat/papo/platform/handoff"
 	"github.com/papochat/papo/platform/httpapi"
+	"github.com/papochat/papo/platform/service"
 	"github.com/papochat/papo/platform/servicetest"
 	"github.com/papochat/papo/services/ws/internal/hub"
 )
@@ -262,14 +263,14 @@ func TestLoadConfigRefusesBadValues(t *testing.T) {
 	} {
 		t.Run(fmt.Sprint(env), func(t *testing.T) {
 			t.Parallel()
-			if _, err := loadConfig(servicetest.Env(env)); err == nil {
+			if _, err := service.Load(servicetest.Env(env), defaults()); err == nil {
 				t.Errorf("%v accepted", env)
 			}
 		})
 	}
-	cfg, err := loadConfig(servicetest.Env(map[string]string{
+	cfg, err := service.Load(servicetest.Env(map[string]string{
 		"WS_ALLOWED_ORIGINS": "http://a.example, http://b.example", "WS_MAX_CONNS_PER_USER": "3",
-	}))
+	}), defaults())
 	if err != nil {
 		t.Fatal(err)
 	}

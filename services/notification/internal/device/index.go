@@ -14,6 +14,7 @@ import (
 
 	"github.com/papochat/papo/platform/events"
 	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // The index is the set of users who have at least one device, so that a
@@ -149,27 +150,18 @@ func (x *Index) Load(ctx context.Context) error {
 // Run loads the index, retrying until it succeeds, then reloads it every
 // refresh until ctx is done.
 func (x *Index) Run(ctx context.Context, refresh time.Duration) {
-	wait := 100 * time.Millisecond
+	backoff := 100 * time.Millisecond
 	for x.Load(ctx) != nil {
-		select {
-		case <-ctx.Done():
+		if !wait.For(ctx, backoff) {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
+		backoff = min(2*backoff, 5*time.Second)
 	}
-	t := time.NewTicker(refresh)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := x.Load(ctx); err != nil && ctx.Err() == nil {
-				x.opts.Log.WarnContext(ctx, "refresh device index", "err", err)
-			}
+	wait.Every(ctx, refresh, func() {
+		if err := x.Load(ctx); err != nil && ctx.Err() == nil {
+			x.opts.Log.WarnContext(ctx, "refresh device index", "err", err)
 		}
-	}
+	})
 }
 
 // Changed applies another replica's notice: the shard is re-read unless

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/platform/statestore"
+	"github.com/papochat/papo/platform/wait"
 	"github.com/papochat/papo/services/notification/internal/device"
 	"github.com/papochat/papo/services/notification/internal/mode"
 	"github.com/papochat/papo/services/notification/internal/push"
@@ -40,18 +41,11 @@ func (e *Engine) Run(ctx context.Context) error {
 	e.inflight.Add(1)
 	go func() {
 		defer e.inflight.Done()
-		t := time.NewTicker(sweepEvery)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if err := e.SweepOrphans(flushCtx); err != nil && ctx.Err() == nil {
-					e.Log.WarnContext(ctx, "sweep notification windows", "err", err)
-				}
+		wait.Every(ctx, sweepEvery, func() {
+			if err := e.SweepOrphans(flushCtx); err != nil && ctx.Err() == nil {
+				e.Log.WarnContext(ctx, "sweep notification windows", "err", err)
 			}
-		}
+		})
 	}()
 	for {
 		for _, s := range e.sched.popDue(e.opts.Now()) {

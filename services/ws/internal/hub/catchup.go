@@ -3,6 +3,8 @@ package hub
 import (
 	"sync"
 	"time"
+
+	"github.com/papochat/papo/platform/wait"
 )
 
 // catchUpWorkers bounds the history fetches of one CatchUp, so a replica
@@ -21,7 +23,7 @@ func (h *Hub) CatchUp() {
 	h.stats.CatchUps.Add(1)
 	h.spawn(func() {
 		h.catchUpAll()
-		if sleep(h.ctx, time.Second) {
+		if wait.For(h.ctx, time.Second) {
 			h.catchUpAll()
 		}
 	})
@@ -68,7 +70,7 @@ func (h *Hub) catchUp(r *room) {
 				h.log.Warn("catch-up after a subscription break failed", "room_id", r.id, "after", after, "err", err)
 				return
 			}
-			if !sleep(h.ctx, time.Duration(failures)*200*time.Millisecond) {
+			if !wait.For(h.ctx, time.Duration(failures)*200*time.Millisecond) {
 				return
 			}
 			continue

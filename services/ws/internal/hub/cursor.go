@@ -1,13 +1,13 @@
 package hub
 
 import (
-	"context"
 	"time"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/apierror"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // join adds the connection to room r at cursor seq; r.mu is held. A
@@ -126,7 +126,7 @@ func (c *conn) sync(roomID string, cr *cursor) {
 				c.close(websocket.CloseInternalServerErr, "history unavailable; reconnect and resume")
 				return
 			}
-			if !sleep(c.ctx, time.Duration(failures)*200*time.Millisecond) {
+			if !wait.For(c.ctx, time.Duration(failures)*200*time.Millisecond) {
 				return
 			}
 			continue
@@ -164,7 +164,7 @@ func (c *conn) sync(roomID string, cr *cursor) {
 		if len(evs) == 0 || evs[len(evs)-1].Seq <= after {
 			// The room's head here is ahead of what the message service
 			// returns yet (a read replica lagging): wait a little.
-			if !sleep(c.ctx, 50*time.Millisecond) {
+			if !wait.For(c.ctx, 50*time.Millisecond) {
 				return
 			}
 		}
@@ -203,16 +203,4 @@ func (c *conn) takePending(roomID, clientID string) bool {
 	_, ok := c.pending[k]
 	delete(c.pending, k)
 	return ok
-}
-
-// sleep waits d or until ctx ends; false when ctx ended.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

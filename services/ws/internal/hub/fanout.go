@@ -5,6 +5,7 @@ import (
 
 	"github.com/papochat/papo/api"
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // RoomEvents handles one batch from the fan-out topic: it delivers the
@@ -183,7 +184,7 @@ func (h *Hub) fill(r *room) {
 			}
 		}
 		r.mu.Unlock()
-		if !progressed && !sleep(h.ctx, time.Duration(failures)*100*time.Millisecond) {
+		if !progressed && !wait.For(h.ctx, time.Duration(failures)*100*time.Millisecond) {
 			continue // the next round sees ctx done and stops
 		}
 	}

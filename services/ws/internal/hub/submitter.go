@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/papochat/papo/platform/events"
+	"github.com/papochat/papo/platform/wait"
 )
 
 // submitter hands the replica's submissions to the message service, which
@@ -170,7 +171,7 @@ func (s *submitter) deliver(batch []outgoing) {
 		if err == nil || attempt >= len(s.retries) || h.ctx.Err() != nil {
 			break
 		}
-		if !sleep(h.ctx, s.retries[attempt]) {
+		if !wait.For(h.ctx, s.retries[attempt]) {
 			break
 		}
 	}
