@@ -2,6 +2,7 @@ package hub_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -101,8 +102,15 @@ func TestTheHubCountsFramesDeliveriesAndRefusals(t *testing.T) {
 		{1, "papo_ws_frames_sent_total", []string{"type", "ack"}, 0},
 		{0, "papo_ws_queue_bytes", nil, 0},
 	} {
-		if got := value(t, s.regs[tc.replica], tc.name, tc.labels...); got != tc.want {
-			t.Errorf("replica %d: %s%v = %v, want %v", tc.replica, tc.name, tc.labels, got, tc.want)
+		// Polled: a sender's ack can reach its socket before the submit
+		// call that carried it has been timed and counted.
+		deadline := time.Now().Add(5 * time.Second)
+		for got := value(t, s.regs[tc.replica], tc.name, tc.labels...); got != tc.want; got = value(t, s.regs[tc.replica], tc.name, tc.labels...) {
+			if time.Now().After(deadline) {
+				t.Errorf("replica %d: %s%v = %v, want %v", tc.replica, tc.name, tc.labels, got, tc.want)
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // polling, bounded by the deadline
 		}
 	}
 
