@@ -94,30 +94,7 @@ func TestFreshStoresStartEveryTime(t *testing.T) {
 	for _, fs := range freshStores {
 		t.Run(fs.profile, func(t *testing.T) {
 			name := randomName("papo_race_")
-			if err := launcher.Profiles[fs.profile].CheckNeeds(context.Background()); err != nil {
-				if os.Getenv("PAPO_REQUIRE_INFRA") != "1" {
-					t.Skipf("%v (PAPO_REQUIRE_INFRA=1 makes this a failure)", err)
-				}
-				t.Fatal(err)
-			}
-			dir := t.TempDir()
-			src := filepath.Join(root, "components", fs.profile)
-			entries, err := os.ReadDir(src)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, e := range entries {
-				if e.IsDir() {
-					continue
-				}
-				b, err := os.ReadFile(filepath.Join(src, e.Name()))
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(fs.rewrite(string(b), name)), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
+			dir := profileComponents(t, root, fs.profile, func(y string) string { return fs.rewrite(y, name) })
 			t.Cleanup(func() {
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
@@ -178,31 +155,9 @@ func TestAComponentThatFailsAtStartIsNamed(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs := freshStores[0] // nats-mysql
-	if err := launcher.Profiles[fs.profile].CheckNeeds(context.Background()); err != nil {
-		if os.Getenv("PAPO_REQUIRE_INFRA") != "1" {
-			t.Skipf("%v (PAPO_REQUIRE_INFRA=1 makes this a failure)", err)
-		}
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	src := filepath.Join(root, "components", fs.profile)
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if e.IsDir() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		y := strings.ReplaceAll(string(b), `"root:@tcp(`, `"papo_no_such_user:@tcp(`)
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(y), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := profileComponents(t, root, fs.profile, func(y string) string {
+		return strings.ReplaceAll(y, `"root:@tcp(`, `"papo_no_such_user:@tcp(`)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	s, err := launcher.Start(ctx, launcher.Options{
@@ -225,4 +180,36 @@ func TestAComponentThatFailsAtStartIsNamed(t *testing.T) {
 		!strings.Contains(first, "Access denied for user 'papo_no_such_user'") {
 		t.Fatalf("the start failed with %q; want its first line to name authstore (state.mysql/v1) and MySQL's refusal", first)
 	}
+}
+
+// profileComponents copies profile's component files, each passed through
+// rewrite, into a new folder and returns it; the profile's servers must
+// be up (a skip without them, a failure under PAPO_REQUIRE_INFRA=1).
+func profileComponents(t *testing.T, root, profile string, rewrite func(string) string) string {
+	t.Helper()
+	if err := launcher.Profiles[profile].CheckNeeds(context.Background()); err != nil {
+		if os.Getenv("PAPO_REQUIRE_INFRA") != "1" {
+			t.Skipf("%v (PAPO_REQUIRE_INFRA=1 makes this a failure)", err)
+		}
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	src := filepath.Join(root, "components", profile)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, e.Name()), []byte(rewrite(string(b))), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }

@@ -98,9 +98,10 @@ func (s sessionCookies) clear(w http.ResponseWriter) {
 	})
 }
 
-// login wraps auth's login: in cookie mode, the refresh token of a 200
-// answer moves from the body into the cookie.
-func (s sessionCookies) login(next http.Handler) http.Handler {
+// inCookieMode serves next unchanged unless r asks for a cookie session;
+// such a request from another origin is refused, and the others are
+// handled by h.
+func (s sessionCookies) inCookieMode(next http.Handler, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !wantsCookie(r) {
 			next.ServeHTTP(w, r)
@@ -110,6 +111,14 @@ func (s sessionCookies) login(next http.Handler) http.Handler {
 			httpapi.Error(w, r, s.log, apierror.New(apierror.Forbidden, "origin_not_allowed", "a cookie session is for the page's own origin"))
 			return
 		}
+		h(w, r)
+	})
+}
+
+// login wraps auth's login: in cookie mode, the refresh token of a 200
+// answer moves from the body into the cookie.
+func (s sessionCookies) login(next http.Handler) http.Handler {
+	return s.inCookieMode(next, func(w http.ResponseWriter, r *http.Request) {
 		s.intoCookie(w, r, next)
 	})
 }
@@ -118,15 +127,7 @@ func (s sessionCookies) login(next http.Handler) http.Handler {
 // refresh_token is given the cookie's, and the answer is handled as
 // login's; a refused refresh clears the cookie.
 func (s sessionCookies) refresh(next http.Handler, maxBody int64) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !wantsCookie(r) {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if !sameOrigin(r) {
-			httpapi.Error(w, r, s.log, apierror.New(apierror.Forbidden, "origin_not_allowed", "a cookie session is for the page's own origin"))
-			return
-		}
+	return s.inCookieMode(next, func(w http.ResponseWriter, r *http.Request) {
 		var body api.RefreshRequest
 		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 		if err != nil {
