@@ -18,9 +18,14 @@ help:
 	@echo "make daprd                                  build the pinned daprd 1.14.0 now"
 
 ## run: start every service with its Dapr sidecar (two ws replicas) and print the URL.
+## On a new machine the pinned daprd's build (minutes) starts first, in the
+## background, and the launcher's own build runs beside it; the launcher
+## then waits for that build's lock (launcher/cmd/papo-daprd).
 run:
-	@$(GO) build -o bin/papo ./launcher/cmd/papo
-	@exec ./bin/papo -profile $(PROFILE) $(if $(filter 1 true yes,$(TLS)),-tls) $(if $(HTTP_REDIRECT),-http-redirect $(HTTP_REDIRECT))
+	@$(GO) build -o bin/papo-daprd ./launcher/cmd/papo-daprd
+	@./bin/papo-daprd -root "$(CURDIR)" -quiet & bg=$$!; \
+	  $(GO) build -o bin/papo ./launcher/cmd/papo || { kill $$bg 2>/dev/null; exit 1; }; \
+	  exec ./bin/papo -profile $(PROFILE) $(if $(filter 1 true yes,$(TLS)),-tls) $(if $(HTTP_REDIRECT),-http-redirect $(HTTP_REDIRECT))
 
 ## test: vet, then every module's tests, end-to-end ones included.
 test: vet test-deploy test-tools
@@ -59,8 +64,8 @@ bench:
 
 ## daprd: build (or find) the pinned daprd once; make run and make test do it on demand.
 daprd:
-	@$(GO) build -o bin/papo ./launcher/cmd/papo
-	@./bin/papo -build-daprd
+	@$(GO) build -o bin/papo-daprd ./launcher/cmd/papo-daprd
+	@./bin/papo-daprd -root "$(CURDIR)"
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

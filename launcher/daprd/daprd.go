@@ -32,13 +32,28 @@ const buildMark = "papo.slim.1"
 // compatible reports whether a daprd version string is one papo runs on.
 func compatible(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "1.14.") }
 
-// Locate returns the path of a usable daprd. In order it takes:
-// $PAPO_DAPRD; a daprd 1.14.x on PATH; the Dapr CLI's ~/.dapr/bin/daprd
-// when it is 1.14.x; the project's build cached under the user cache dir;
-// and otherwise builds tools/daprd (under root) into that cache, writing
-// progress to progress. Concurrent callers (parallel test binaries) wait
+// Locate returns the path of a usable daprd: the one Installed finds,
+// or else the project's pinned build (tools/daprd under root), built into
+// the user cache dir with progress written to progress. Concurrent callers
+// (parallel test binaries, `make run`'s early build and its launcher) wait
 // for one build.
 func Locate(ctx context.Context, root string, progress io.Writer) (string, error) {
+	path, err := Installed(ctx)
+	if err != nil || path != "" {
+		return path, err
+	}
+	cached, err := CachePath()
+	if err != nil {
+		return "", err
+	}
+	return build(ctx, root, cached, progress)
+}
+
+// Installed returns the path of a usable daprd that needs no build, or ""
+// when there is none. In order it takes: $PAPO_DAPRD (an error when it is
+// not 1.14.x); a daprd 1.14.x on PATH; the Dapr CLI's ~/.dapr/bin/daprd
+// when it is 1.14.x; the project's build cached under the user cache dir.
+func Installed(ctx context.Context) (string, error) {
 	if p := os.Getenv("PAPO_DAPRD"); p != "" {
 		if v, err := version(ctx, p); err != nil || !compatible(v) {
 			return "", fmt.Errorf("PAPO_DAPRD=%s: version %q (%v), want %s", p, v, err, Version)
@@ -52,19 +67,15 @@ func Locate(ctx context.Context, root string, progress io.Writer) (string, error
 	if home, err := os.UserHomeDir(); err == nil {
 		candidates = append(candidates, filepath.Join(home, ".dapr", "bin", "daprd"))
 	}
+	if cached, err := CachePath(); err == nil {
+		candidates = append(candidates, cached)
+	}
 	for _, p := range candidates {
 		if v, err := version(ctx, p); err == nil && compatible(v) {
 			return p, nil
 		}
 	}
-	cached, err := CachePath()
-	if err != nil {
-		return "", err
-	}
-	if v, err := version(ctx, cached); err == nil && compatible(v) {
-		return cached, nil
-	}
-	return build(ctx, root, cached, progress)
+	return "", nil
 }
 
 // CachePath is where the project's own daprd build is kept.

@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/papochat/papo/launcher"
-	"github.com/papochat/papo/launcher/daprd"
 )
 
 func main() {
@@ -33,7 +32,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	replicas := fs.Int("ws-replicas", 2, "number of ws replicas")
 	daprLog := fs.String("daprd-log-level", or(getenv("PAPO_DAPRD_LOG_LEVEL"), "warn"), "daprd log level")
 	redisDB := fs.Int("redis-db", atoi(getenv("PAPO_REDIS_DB")), "Redis database for Redis profiles (env PAPO_REDIS_DB)")
-	buildOnly := fs.Bool("build-daprd", false, "only find or build the pinned daprd, then exit")
 	pprof := fs.Bool("pprof", getenv("PAPO_PPROF") == "1", "serve Go's pprof on every app's metrics port (env PAPO_PPROF=1)")
 	useTLS := fs.Bool("tls", getenv("PAPO_TLS") == "1", "serve HTTPS and WSS only, with a local CA made once in the data dir (env PAPO_TLS=1; make run TLS=1)")
 	redirect := fs.String("http-redirect", getenv("PAPO_HTTP_REDIRECT"), "with -tls, also listen for plain HTTP here and only redirect it to HTTPS, e.g. 127.0.0.1:8080 (env PAPO_HTTP_REDIRECT)")
@@ -43,14 +41,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	root, err := launcher.FindRoot(".")
 	if err != nil {
 		return err
-	}
-	if *buildOnly {
-		path, err := daprd.Locate(ctx, root, stdout)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, "papo: daprd", daprd.Version, "at", path)
-		return nil
 	}
 	fmt.Fprintf(stdout, "papo: starting profile %q (Ctrl-C stops everything)\n", *profile)
 	stack, err := launcher.Start(ctx, launcher.Options{
