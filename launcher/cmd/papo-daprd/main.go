@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/papochat/papo/launcher/daprd"
@@ -43,7 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if _, err := os.Stat(*root + "/tools/daprd/go.mod"); err != nil {
+	if _, err := os.Stat(filepath.Join(*root, "tools", "daprd", "go.mod")); err != nil {
 		return fmt.Errorf("-root %s is not the papo repository: %w", *root, err)
 	}
 	if *quiet {
