@@ -6,6 +6,9 @@ GO ?= go
 # go.mod of its own, so ./... would match nothing).
 PKGS = $(shell $(GO) list -m -f '{{.Dir}}/...')
 TEST_TIMEOUT ?= 25m
+# The services make run builds before the launcher starts them: the
+# launcher's own list (launcher.Services; TestMakefileBuildsEveryService).
+SERVICES = auth gateway message notification presence ws
 
 .PHONY: run test test-unit test-e2e test-deploy test-tools chaos bench daprd vet fmt tidy clean help
 
@@ -19,13 +22,14 @@ help:
 
 ## run: start every service with its Dapr sidecar (two ws replicas) and print the URL.
 ## On a new machine the pinned daprd's build (minutes) starts first, in the
-## background, and the launcher's own build runs beside it; the launcher
-## then waits for that build's lock (launcher/cmd/papo-daprd).
+## background, and one build of the launcher and the services runs beside
+## it; the launcher then waits for that daprd build's lock
+## (launcher/cmd/papo-daprd) and finds the services built in bin/.
 run:
 	@$(GO) build -o bin/papo-daprd ./launcher/cmd/papo-daprd
 	@./bin/papo-daprd -root "$(CURDIR)" -quiet & bg=$$!; \
-	  $(GO) build -o bin/papo ./launcher/cmd/papo || { kill $$bg 2>/dev/null; exit 1; }; \
-	  exec ./bin/papo -profile $(PROFILE) $(if $(filter 1 true yes,$(TLS)),-tls) $(if $(HTTP_REDIRECT),-http-redirect $(HTTP_REDIRECT))
+	  $(GO) build -o bin/ ./launcher/cmd/papo $(SERVICES:%=./services/%) || { kill $$bg 2>/dev/null; exit 1; }; \
+	  exec ./bin/papo -bin "$(CURDIR)/bin" -profile $(PROFILE) $(if $(filter 1 true yes,$(TLS)),-tls) $(if $(HTTP_REDIRECT),-http-redirect $(HTTP_REDIRECT))
 
 ## test: vet, then every module's tests, end-to-end ones included.
 test: vet test-deploy test-tools

@@ -136,6 +136,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	// Finding (on a new machine: building) daprd and building the
 	// services overlap: each build waits on downloads and links alone.
 	binDir := filepath.Join(dataDir, "bin")
+	if opts.BinDir != "" {
+		if binDir, err = filepath.Abs(opts.BinDir); err != nil {
+			return nil, err
+		}
+	}
 	var daprdPath string
 	var daprdErr error
 	located := make(chan struct{})

@@ -21,6 +21,10 @@ type Options struct {
 	// DataDir keeps the stack's files (NATS, SQLite, keys, binaries);
 	// default <Root>/.data/<Profile>.
 	DataDir string
+	// BinDir is where the services are built (go build skips what is up
+	// to date there: `make run` builds them beside the launcher first);
+	// default <DataDir>/bin.
+	BinDir string
 	// GatewayAddr is the gateway's listen address; default 127.0.0.1:8080.
 	// Port 0 picks a free port.
 	GatewayAddr string

@@ -27,7 +27,7 @@ const Version = "1.14.0"
 // name resolver, and Dapr's metrics served on the loopback address in
 // PAPO_DAPRD_METRICS_ADDR (tools/daprd). The mark changes whenever the
 // build does, so every machine builds the new one once.
-const buildMark = "papo.slim.1"
+const buildMark = "papo.slim.2"
 
 // compatible reports whether a daprd version string is one papo runs on.
 func compatible(v string) bool { return strings.HasPrefix(strings.TrimSpace(v), "1.14.") }

@@ -29,6 +29,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	profile := fs.String("profile", or(getenv("PROFILE"), "local"), "components/<profile>/ to run on (env PROFILE)")
 	addr := fs.String("addr", or(getenv("PAPO_ADDR"), "127.0.0.1:8080"), "gateway listen address (env PAPO_ADDR)")
 	dataDir := fs.String("data", getenv("PAPO_DATA_DIR"), "data dir (env PAPO_DATA_DIR; default .data/<profile>)")
+	binDir := fs.String("bin", "", "build the services into this dir (default <data>/bin; make run uses bin/, where it built them)")
 	replicas := fs.Int("ws-replicas", 2, "number of ws replicas")
 	daprLog := fs.String("daprd-log-level", or(getenv("PAPO_DAPRD_LOG_LEVEL"), "warn"), "daprd log level")
 	redisDB := fs.Int("redis-db", atoi(getenv("PAPO_REDIS_DB")), "Redis database for Redis profiles (env PAPO_REDIS_DB)")
@@ -47,6 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Root:             root,
 		Profile:          *profile,
 		DataDir:          *dataDir,
+		BinDir:           *binDir,
 		GatewayAddr:      *addr,
 		WSReplicas:       *replicas,
 		Log:              stdout,
