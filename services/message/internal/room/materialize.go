@@ -74,7 +74,10 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 		w.s.metrics.rides[1].Inc()
 	}
 	wctx, wcancel := context.WithTimeout(ctx, materializeTimeout)
-	err = s.store.Transact(wctx, append(ops, markOps...))
+	err = nil
+	if len(ops)+len(markOps) > 0 {
+		err = s.store.Transact(wctx, append(ops, markOps...))
+	}
 	if err != nil && len(markOps) > 0 {
 		// A marker moved meanwhile: the events alone, then the markers
 		// one by one.

@@ -335,7 +335,7 @@ func (s *slowReadStore) Write(ctx context.Context, op statestore.Op) error {
 
 func (s *slowReadStore) Transact(ctx context.Context, ops []statestore.Op) error {
 	err := s.Store.Transact(ctx, ops)
-	if hasPrefix([]string{ops[0].Key}, "room|") && errors.Is(err, statestore.ErrConflict) {
+	if len(ops) > 0 && strings.HasPrefix(ops[0].Key, "room|") && errors.Is(err, statestore.ErrConflict) {
 		s.writes.Add(1)
 	}
 	return err
