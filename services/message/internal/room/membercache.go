@@ -24,12 +24,12 @@ import (
 //
 // Where rooms are written by several replicas in turn, that second read
 // would cost a call in most rounds: a replica that finds its memory stale
-// too often (memberTrust) reads member keys with the heads again, and goes
+// too often (memberCache.trust) reads member keys with the heads again, and goes
 // back to leaving them out once its memory would have held.
 const (
 	// memberRooms bounds how many rooms' memberships a replica remembers.
 	memberRooms = 100_000
-	// memberTrustMax and memberMissCost shape memberTrust: a stale memory
+	// memberTrustMax and memberMissCost shape memberCache.trust: a stale memory
 	// costs memberMissCost, a memory that held earns one, and keys are
 	// left out while the score is not negative.
 	memberTrustMax = 64
