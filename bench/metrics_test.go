@@ -100,6 +100,15 @@ func describeMetrics(before, after metricSample) string {
 		}
 	}
 	fmt.Fprintf(&sb, "; head conflicts %.0f", d("message", "papo_message_head_conflicts_total", ""))
+	// The message service's state store calls by operation (what the
+	// store work per message is made of), and how materializations went.
+	fmt.Fprintf(&sb, "\n  message store calls:")
+	for _, op := range []string{"get", "bulk_get", "save", "delete", "transact"} {
+		fmt.Fprintf(&sb, " %s %.0f", op, d("message", "papo_state_operation_duration_seconds_count", `operation="`+op+`"`))
+	}
+	fmt.Fprintf(&sb, "; materializations rode %.0f, alone %.0f; member rereads %.0f",
+		d("message", "papo_message_materializations_total", `how="rode"`), d("message", "papo_message_materializations_total", `how="alone"`),
+		d("message", "papo_message_member_rereads_total", ""))
 	fmt.Fprintf(&sb, "\n  ws: submit call %s; delivery latency %s; fan-out lag %s",
 		avg("ws", "papo_ws_submit_duration_seconds", ""), avg("ws", "papo_ws_delivery_latency_seconds", ""), avg("ws", "papo_ws_fanout_lag_seconds", ""))
 	return sb.String()

@@ -32,6 +32,8 @@ type suiteConfig struct {
 	faultEvery time.Duration
 	duration   time.Duration
 	warmUp     time.Duration
+	// faults, when set, replace the profile's (faultsFor).
+	faults []fault
 }
 
 // TestFaultSuite runs the short fault suite on each profile whose
@@ -43,6 +45,25 @@ func TestFaultSuite(t *testing.T) {
 			rep := runFaultSuite(t, s, profile, suiteConfig{rooms: 2, perRoom: 3, rate: 5, warmUp: 2 * time.Second})
 			t.Log("\n" + rep)
 			writeReport(t, "PAPO_FAULT_REPORT", profile, rep)
+		})
+	}
+}
+
+// TestFaultSuiteTwoMessageReplicas runs the short fault suite with two
+// message replicas, which share the store and take submissions in turn
+// (ws calls either): each replica is killed, app and sidecar, while the
+// other commits the same rooms, so a replica's pending materialization,
+// its remembered membership and its owed read markers all die with it
+// mid-traffic.
+func TestFaultSuiteTwoMessageReplicas(t *testing.T) {
+	for _, profile := range []string{"local", "redis"} {
+		t.Run(profile, func(t *testing.T) {
+			s := startStack(t, profile+"-2msg", profile, func(o *launcher.Options) {
+				o.Replicas = map[string]int{"message": 2}
+			})
+			rep := runFaultSuite(t, s, profile, suiteConfig{rooms: 2, perRoom: 3, rate: 5, warmUp: 2 * time.Second,
+				faults: []fault{killApp("message-1"), killSidecar("message-2"), killApp("message-2"), killSidecar("message-1")}})
+			t.Log("\n" + rep)
 		})
 	}
 }
@@ -144,6 +165,9 @@ func runFaultSuite(t *testing.T, s *launcher.Stack, profile string, cfg suiteCon
 	began := time.Now()
 	time.Sleep(cfg.warmUp) // traffic before the first fault, for the report
 	faults := faultsFor(profile, cfg.faultEvery > 0)
+	if cfg.faults != nil {
+		faults = cfg.faults
+	}
 	var runs []faultRun
 	cause := func(f fault) (back func(context.Context) error) {
 		t.Logf("fault: %s", f.name)

@@ -25,9 +25,9 @@ type committedRound struct {
 	dead  []DeadLetter
 	// announced settles the callers that wait for the announcement.
 	announced func(error)
-	// flushMarks, on a materializer job of its own, are rooms whose
-	// markers are due (markers.go).
-	flushMarks []string
+	// flushMarks, on a materializer job of its own, has the owed
+	// markers written (markers.go).
+	flushMarks bool
 }
 
 // finish settles a round: callers that do not wait for the announcement

@@ -29,10 +29,20 @@ func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue
 		rr.d.next.Commit = token
 		ops[i] = guarded(rr.headIt, rr.d.next)
 	}
+	// A materialization waiting for a round rides along (ride.go): its
+	// writes are idempotent and land with the heads or are written later.
+	r := w.takeRide()
 	var err error
-	if len(ops) == 1 {
+	switch {
+	case r != nil:
+		// Bounded like any write of events (see erase.go).
+		wctx, cancel := context.WithTimeout(ctx, materializeTimeout)
+		err = w.s.store.Transact(wctx, append(ops, r.ops...))
+		cancel()
+		r.settle(err)
+	case len(ops) == 1:
 		err = w.s.store.Write(ctx, ops[0])
-	} else {
+	default:
 		err = w.s.store.Transact(ctx, ops)
 	}
 	if err == nil {
@@ -43,6 +53,8 @@ func (w *writer) commitHeads(ctx context.Context, changed []*roomRound) (requeue
 	}
 	rest := changed
 	if len(changed) > 1 || !errors.Is(err, statestore.ErrConflict) {
+		// (One head with a ride: a conflict is the head's own ETag, so
+		// that head did not land.)
 		// Which heads did land?
 		rest = w.uncommitted(ctx, changed, token, err)
 	}

@@ -70,7 +70,18 @@ const (
 
 // compactLater compacts committed's tail once the room has had no commit
 // through this replica for compactAfter (see committed, which cancels).
-func (s *Service) compactLater(committed roomRecord) {
+// The compaction runs while no round of the replica does (writer.alone):
+// a round that read the head before the compaction wrote it would lose
+// its guarded write, and with it every head of its transaction would be
+// written one by one. While rounds run, it is tried again later, up to
+// compactTries times (the room's next commit replaces the tail anyway).
+func (s *Service) compactLater(committed roomRecord) { s.compactIn(committed, compactTries) }
+
+// compactTries bounds how often a compaction waits for a moment without
+// rounds.
+const compactTries = 100
+
+func (s *Service) compactIn(committed roomRecord, tries int) {
 	roomID := committed.ID
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
@@ -86,10 +97,15 @@ func (s *Service) compactLater(committed roomRecord) {
 		}
 		delete(s.compactions, roomID)
 		s.compactMu.Unlock()
-		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-		defer cancel()
-		if err := s.compact(ctx, committed); err != nil {
-			s.log.WarnContext(ctx, "compact a room head", "room_id", roomID, "err", err)
+		ran := s.writer.alone(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+			defer cancel()
+			if err := s.compact(ctx, committed); err != nil {
+				s.log.WarnContext(ctx, "compact a room head", "room_id", roomID, "err", err)
+			}
+		})
+		if !ran && tries > 1 {
+			s.compactIn(committed, tries-1)
 		}
 	})
 	s.compactions[roomID] = t

@@ -8,7 +8,8 @@ import (
 // Sending a message moves the sender's read marker to it (docs/message.md,
 // "Read markers and unread"). Writing that marker to the sender's member
 // record on every message would cost a write per message; instead a
-// replica writes a room's markers at most every markerEvery. Until then
+// replica writes its rooms' markers, all together, at most every
+// markerEvery. Until then
 // they are owed: every new head of the room carries them in its tail, so
 // they are durable (any replica that materializes the head moves them,
 // and the unread count reads them from the tail), and a timer makes sure
@@ -23,7 +24,6 @@ type markerAccount struct {
 	owed    map[string]mark
 	written map[string]int64
 	last    time.Time // when the room's markers were last written
-	timer   bool      // a flush is planned
 }
 
 // owe records the markers of a committed tail as owed, but those already
@@ -69,30 +69,34 @@ func (w *writer) debtOf(roomID string) []mark {
 	return out
 }
 
-// dueMarks takes the owed markers of every room whose markers were last
-// written markerEvery ago or more, or that is in flush (a planned flush),
-// as paid; for a room whose markers are not due yet it plans a flush.
-func (w *writer) dueMarks(now time.Time, flush []string) []markMove {
+// dueMarks takes the owed markers of every room as paid when the
+// replica's markers were last written markerEvery ago or more, or when
+// flush (a planned flush, or Quiesce); otherwise it plans a flush. The
+// markers of all rooms are written together, once a second at most, so
+// they cost one read and one transaction a second, not one per room, and
+// the materializer's other calls have none (their events can ride on a
+// round: ride.go).
+func (w *writer) dueMarks(now time.Time, flush bool) []markMove {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if !flush && now.Sub(w.marksLast) < markerEvery {
+		if !w.marksTimer && w.owing() {
+			w.marksTimer = true
+			time.AfterFunc(markerEvery-now.Sub(w.marksLast), func() {
+				w.mu.Lock()
+				w.marksTimer = false
+				w.mu.Unlock()
+				w.materializer.push(&committedRound{flushMarks: true})
+			})
+		}
+		return nil
+	}
 	var out []markMove
 	for roomID, a := range w.markers {
 		if len(a.owed) == 0 {
 			// Nothing owed: forget a room quiet for a while.
-			if now.Sub(a.last) > 60*markerEvery && !a.timer {
+			if now.Sub(a.last) > 60*markerEvery {
 				delete(w.markers, roomID)
-			}
-			continue
-		}
-		if now.Sub(a.last) < markerEvery && !slices.Contains(flush, roomID) {
-			if !a.timer {
-				a.timer = true
-				time.AfterFunc(markerEvery-now.Sub(a.last), func() {
-					w.mu.Lock()
-					a.timer = false
-					w.mu.Unlock()
-					w.materializer.push(&committedRound{flushMarks: []string{roomID}})
-				})
 			}
 			continue
 		}
@@ -103,7 +107,20 @@ func (w *writer) dueMarks(now time.Time, flush []string) []markMove {
 		}
 		a.last = now
 	}
+	if len(out) > 0 {
+		w.marksLast = now
+	}
 	return out
+}
+
+// owing reports whether any marker is owed; w.mu is held.
+func (w *writer) owing() bool {
+	for _, a := range w.markers {
+		if len(a.owed) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // unpaid owes moves again after their write failed.
@@ -146,14 +163,9 @@ func mergeMarks(a, b []mark) []mark {
 // flushMarkers has every owed marker written now.
 func (w *writer) flushMarkers() {
 	w.mu.Lock()
-	var rooms []string
-	for roomID, a := range w.markers {
-		if len(a.owed) > 0 {
-			rooms = append(rooms, roomID)
-		}
-	}
+	owing := w.owing()
 	w.mu.Unlock()
-	if len(rooms) > 0 {
-		w.materializer.push(&committedRound{flushMarks: rooms})
+	if owing {
+		w.materializer.push(&committedRound{flushMarks: true})
 	}
 }

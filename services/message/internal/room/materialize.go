@@ -34,7 +34,7 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 	// not yet written.
 	latest := map[string]roomRecord{}
 	var order []string
-	var flushRooms []string
+	flush := false
 	for _, c := range rounds {
 		for _, rr := range c.stored {
 			if _, ok := latest[rr.id]; !ok {
@@ -42,7 +42,7 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 			}
 			latest[rr.id] = rr.d.next
 		}
-		flushRooms = append(flushRooms, c.flushMarks...)
+		flush = flush || c.flushMarks
 	}
 	var ops []statestore.Op
 	written := map[string][]eventRecord{}
@@ -59,13 +59,25 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 		written[id] = t.Events
 		w.owe(id, head.Tail.Marks)
 	}
-	marks := w.dueMarks(s.now(), flushRooms)
+	marks := w.dueMarks(s.now(), flush)
 	markOps, alone, err := w.markerWrites(ctx, marks)
 	if err != nil {
 		markOps, alone = nil, marks
 	}
+	// Without markers to move, the events ride on the next round's head
+	// transaction when one comes (ride.go).
+	rode := len(ops) > 0 && len(markOps) == 0 && w.rideOn(ctx, ops)
+	if rode {
+		ops = nil
+		w.s.metrics.rides[0].Inc()
+	} else if len(ops) > 0 {
+		w.s.metrics.rides[1].Inc()
+	}
 	wctx, wcancel := context.WithTimeout(ctx, materializeTimeout)
-	err = s.store.Transact(wctx, append(ops, markOps...))
+	err = nil
+	if len(ops)+len(markOps) > 0 {
+		err = s.store.Transact(wctx, append(ops, markOps...))
+	}
 	if err != nil && len(markOps) > 0 {
 		// A marker moved meanwhile: the events alone, then the markers
 		// one by one.

@@ -26,6 +26,12 @@ type Metrics struct {
 	outcomes    [numOutcomes]prometheus.Counter
 	submitTime  prometheus.Observer
 	deadLetters prometheus.Counter
+	// memberRereads counts rounds that read member keys again because
+	// the remembered membership was stale (membercache.go); rides counts
+	// materializations by how their events went: riding on the next
+	// round's head transaction, or alone (ride.go).
+	memberRereads prometheus.Counter
+	rides         [2]prometheus.Counter
 }
 
 // roundStage is one stage of the append path: the three of a round
@@ -107,7 +113,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "papo_message_dead_letters_total",
 		Help: "Submissions published to messages.deadletter (refused, never storable).",
 	})
-	reg.MustRegister(rounds, size, roundTime, stages, stageRounds, conflicts, requeued, appended, outcomes, submitTime, dead)
+	rereads := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "papo_message_member_rereads_total",
+		Help: "Rounds that read senders' member keys in a second BulkGet because the replica's memory of the room's membership was stale.",
+	})
+	rides := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "papo_message_materializations_total",
+		Help: "Materializations of committed tails, by how their events and idempotency keys were written: rode (in the next round's head transaction) or alone.",
+	}, []string{"how"})
+	reg.MustRegister(rounds, size, roundTime, stages, stageRounds, conflicts, requeued, appended, outcomes, submitTime, dead, rereads, rides)
+	m.memberRereads = rereads
+	m.rides[0], m.rides[1] = rides.WithLabelValues("rode"), rides.WithLabelValues("alone")
 	m.rounds, m.roundSize, m.roundTime = rounds, size, roundTime
 	for i := range numStages {
 		m.stages[i] = stages.WithLabelValues(stageNames[i])
@@ -167,7 +183,7 @@ func (w *writer) pipelineStage(ctx context.Context, st roundStage, rounds []*com
 	start := time.Now()
 	var scs []trace.SpanContext
 	for _, c := range rounds {
-		if c.flushMarks == nil { // a round, not a marker flush
+		if !c.flushMarks { // a round, not a marker flush
 			scs = append(scs, c.sc)
 		}
 	}

@@ -109,3 +109,19 @@ func (w *writer) materializedThrough(roomID string, seq int64) {
 		w.materialized.Add(roomID, seq)
 	}
 }
+
+// alone runs f while no round runs, holding rounds off meanwhile (what
+// queues waits, and is led once f returns); it reports false, without
+// running f, when a round runs.
+func (w *writer) alone(f func()) bool {
+	w.mu.Lock()
+	if w.running {
+		w.mu.Unlock()
+		return false
+	}
+	w.running = true
+	w.mu.Unlock()
+	f()
+	w.lead()
+	return true
+}

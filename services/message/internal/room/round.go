@@ -69,9 +69,16 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 			keys = append(keys, k)
 		}
 	}
+	// Member keys of senders whose membership this replica knows are
+	// left out (membercache.go).
+	skip := w.members.skipped(rooms)
 	for _, rr := range rooms {
 		need(roomKey(rr.id))
-		appendKeys(rr.id, rr.submissions(), need)
+		appendKeys(rr.id, rr.submissions(), func(k string) {
+			if !skip[k] {
+				need(k)
+			}
+		})
 	}
 	items := map[string]statestore.Item{}
 	if len(keys) > 0 {
@@ -110,6 +117,14 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 		}
 		if err := decode(rr.headIt, &rr.head); err != nil {
 			rr.failed = err
+			continue
+		}
+	}
+	// Membership left out of the read: remembered, or read now.
+	stale, of := w.members.fill(rooms, items, skip)
+	w.readStale(dctx, stale, of, items)
+	for _, rr := range rooms {
+		if rr.failed != nil || len(rr.subs) == 0 {
 			continue
 		}
 		through, known := w.materialized.Get(rr.id)
@@ -169,6 +184,7 @@ func (w *writer) round(ctx context.Context, batch []*queued) (requeue []*queued)
 	cctx, committed := w.timeStage(ctx, stageCommit)
 	requeue, token := w.commitHeads(cctx, changed)
 	committed()
+	w.members.learn(rooms)
 	w.finish(rooms, refused, token, now, trace.SpanContextFromContext(ctx))
 	return requeue
 }

@@ -65,14 +65,25 @@ type writer struct {
 	// pending are the commit tokens of this replica's rounds whose
 	// materialization is on its way.
 	pending map[string]bool
+	// ride is a materialization's writes waiting for the next round's
+	// head transaction (ride.go).
+	ride     *ride
+	rideWait time.Duration
 
 	// materialized remembers, per room, the seq through which every event
 	// is in its event key, as this replica wrote or checked it.
 	materialized *lru.Cache[string, int64]
+	// members is what the replica knows of its rooms' membership
+	// (membercache.go); used by the round leader only.
+	members *memberCache
 
 	// markers are the read markers owed per room (markers.go); guarded
 	// by mu.
 	markers map[string]*markerAccount
+	// marksLast is when markers were last written; marksTimer says a
+	// flush is planned (markers.go). Guarded by mu.
+	marksLast  time.Time
+	marksTimer bool
 	// roundEvery is the least time between the starts of two rounds
 	// (SetRoundInterval); zero starts each round as soon as the last one
 	// has committed.
@@ -128,7 +139,7 @@ func newWriter(s *Service) *writer {
 	if err != nil {
 		panic(err) // only for a non-positive size
 	}
-	w := &writer{s: s, materialized: m, pending: map[string]bool{},
+	w := &writer{s: s, materialized: m, pending: map[string]bool{}, members: newMemberCache(), rideWait: rideWait,
 		markers: map[string]*markerAccount{}}
 	w.announcer = newStage(w.announce)
 	w.materializer = newStage(w.materializeRounds)
