@@ -76,8 +76,11 @@ func (b *brokerTap) count() int {
 	return len(b.payloads)
 }
 
-// holding reports whether any payload contains any of needles.
+// holding reports whether any payload contains any of needles, as they
+// are or base64-encoded (asStored): papo's payloads cross the broker as
+// a CloudEvent's data_base64 (platform/pubsub publishes bytes).
 func (b *brokerTap) holding(needles ...string) bool {
+	needles = asStored(needles...)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, p := range b.payloads {

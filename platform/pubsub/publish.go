@@ -20,6 +20,14 @@ type Sidecar interface {
 
 // Publisher publishes JSON payloads through the sidecar. It is the only
 // code in papo that calls PublishEvent.
+//
+// A payload goes out as opaque bytes (ContentType): the sidecar still
+// wraps it in a CloudEvent, with its id and traceparent, but carries it
+// as data_base64 instead of parsing the JSON into a generic tree and
+// encoding it again — on publish, in JetStream's publish (which reads the
+// event's id), in every subscriber's sidecar, and in the SDK's streaming
+// receive. Subscribers get the payload's bytes unchanged either way
+// (Stream reads the decoded data, a delivered subscription data_base64).
 type Publisher struct {
 	client  Sidecar
 	metrics *telemetry.Publishes
@@ -53,8 +61,13 @@ func (p *Publisher) PublishJSON(ctx context.Context, component, topic, key strin
 	return p.publish(ctx, component, topic, data, md)
 }
 
+// ContentType is the CloudEvent data content type of every publish: bytes
+// the sidecars pass through (see Publisher). Dapr 1.14 treats a JSON
+// content type as a document to parse and re-encode at every hop.
+const ContentType = "application/octet-stream"
+
 func (p *Publisher) publish(ctx context.Context, component, topic string, data []byte, md map[string]string) error {
-	opts := []dapr.PublishEventOption{dapr.PublishEventWithContentType("application/json")}
+	opts := []dapr.PublishEventOption{dapr.PublishEventWithContentType(ContentType)}
 	if md != nil {
 		opts = append(opts, dapr.PublishEventWithMetadata(md))
 	}
