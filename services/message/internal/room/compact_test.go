@@ -23,6 +23,10 @@ type rawHead struct {
 	LastSeq int64 `json:"last_seq"`
 	Tail    struct {
 		Events []json.RawMessage `json:"events"`
+		Marks  []struct {
+			UserID string `json:"user_id"`
+			Seq    int64  `json:"seq"`
+		} `json:"marks"`
 	} `json:"tail"`
 }
 
@@ -76,6 +80,11 @@ func TestABurstIsCompactedFromTheHead(t *testing.T) {
 	}
 	if size > 1024 {
 		t.Fatalf("the compacted head is %d bytes", size)
+	}
+	// The sender's read mark stays in the compacted head: until it is in
+	// alice's member record, the head is where it is durable.
+	if len(h.Tail.Marks) != 1 || h.Tail.Marks[0].UserID != "alice" || h.Tail.Marks[0].Seq != 63 {
+		t.Fatalf("the compacted head's marks are %+v, want alice's at 63", h.Tail.Marks)
 	}
 
 	got := history(t, f.svc, "bob", r.ID, room.Page{HasAfter: true, Limit: 200})

@@ -123,7 +123,7 @@ func (s *Service) cancelCompaction(roomID string) {
 }
 
 // compact empties committed's tail from the room's head, once that tail is
-// materialized. It writes only while the head is still the one committed,
+// materialized, but for its read marks. It writes only while the head is still the one committed,
 // guarded by its ETag: a newer commit has replaced the tail itself, and a
 // conflict means one landed meanwhile, which is not an error.
 func (s *Service) compact(ctx context.Context, committed roomRecord) error {
@@ -135,7 +135,10 @@ func (s *Service) compact(ctx context.Context, committed roomRecord) error {
 	if head.LastSeq != committed.LastSeq || len(head.Tail.Events) == 0 {
 		return nil
 	}
-	head.Tail = tail{}
+	// The tail's read marks stay: one not yet written to its member
+	// record is durable only here, and unread counts read it from the
+	// head meanwhile (a mark already written is moved again harmlessly).
+	head.Tail = tail{Marks: head.Tail.Marks}
 	if err := s.store.Write(ctx, guarded(it, head)); err != nil && !errors.Is(err, statestore.ErrConflict) {
 		return err
 	}
