@@ -63,8 +63,10 @@ test-e2e:
 chaos:
 	PAPO_CHAOS=1 PROFILE=$(PROFILE) $(GO) test -p 1 -count=1 -timeout 45m -run '^TestChaos$$' -v ./e2e/
 
+## bench also runs tools/daprd's (outside go.work): each hop's pub/sub envelope cost.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -timeout 30m $(PKGS)
+	cd tools/daprd && GOWORK=off $(GO) test -run '^$$' -bench . -benchmem -timeout 10m .
 
 ## daprd: build (or find) the pinned daprd once; make run and make test do it on demand.
 daprd:

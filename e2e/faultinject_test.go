@@ -160,14 +160,7 @@ type probes struct {
 func (p *probes) run(ctx context.Context, s *launcher.Stack, token string) {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	routes := []string{"/api/v1/rooms", "/api/v1/devices", "/api/v1/me"}
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	wait.Every(ctx, 100*time.Millisecond, func() {
 		now := time.Now()
 		var batch []sample
 		if st, err := statusOf(hc, s.GatewayURL); err == nil {
@@ -193,7 +186,7 @@ func (p *probes) run(ctx context.Context, s *launcher.Stack, token string) {
 		p.mu.Lock()
 		p.samples = append(p.samples, batch...)
 		p.mu.Unlock()
-	}
+	})
 }
 
 func statusOf(hc *http.Client, gatewayURL string) (map[string]string, error) {

@@ -42,6 +42,13 @@ func Locate(ctx context.Context, root string, progress io.Writer) (string, error
 	if err != nil || path != "" {
 		return path, err
 	}
+	return Build(ctx, root, progress)
+}
+
+// Build builds the project's pinned daprd (tools/daprd under root) into
+// the user cache dir, writing progress to progress, unless another caller
+// finished that build while this one waited for its lock.
+func Build(ctx context.Context, root string, progress io.Writer) (string, error) {
 	cached, err := CachePath()
 	if err != nil {
 		return "", err

@@ -47,15 +47,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if _, err := os.Stat(filepath.Join(*root, "tools", "daprd", "go.mod")); err != nil {
 		return fmt.Errorf("-root %s is not the papo repository: %w", *root, err)
 	}
-	if *quiet {
-		if path, err := daprd.Installed(ctx); err != nil || path != "" {
-			return err
-		}
-	}
-	path, err := daprd.Locate(ctx, *root, stdout)
+	path, err := daprd.Installed(ctx)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "papo: daprd", daprd.Version, "at", path)
+	built := path == ""
+	if built {
+		if path, err = daprd.Build(ctx, *root, stdout); err != nil {
+			return err
+		}
+	}
+	if built || !*quiet {
+		fmt.Fprintln(stdout, "papo: daprd", daprd.Version, "at", path)
+	}
 	return nil
 }
