@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -267,4 +268,36 @@ func TestAnUnavailableServiceIsA503WithRetryAfter(t *testing.T) {
 		}
 	}
 	within(t, 60*time.Second, "message ready again", func() bool { return serviceIs(t, s, "message", "up") })
+}
+
+// TestEveryProcessRunsOnTheStacksGOMAXPROCS: the launcher gives every app
+// and every sidecar one scheduler thread per four cores (at least one)
+// instead of Go's one per core, so that a dozen processes on a small
+// machine do not wake and spin a thread per core each; a GOMAXPROCS in
+// the launcher's environment reaches them unchanged instead.
+func TestEveryProcessRunsOnTheStacksGOMAXPROCS(t *testing.T) {
+	s := stack(t, "local")
+	want := fmt.Sprint(launcher.DefaultGoMaxProcs(runtime.NumCPU()))
+	if v := os.Getenv("GOMAXPROCS"); v != "" {
+		want = v
+	}
+	for _, svc := range launcher.Services {
+		for _, a := range s.Apps(svc) {
+			for name, pid := range map[string]int{a.Name: a.Pid(), a.Name + ".dapr": a.SidecarPid()} {
+				b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+				if err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+				got := ""
+				for _, kv := range strings.Split(string(b), "\x00") {
+					if v, ok := strings.CutPrefix(kv, "GOMAXPROCS="); ok {
+						got = v
+					}
+				}
+				if got != want {
+					t.Errorf("%s (pid %d) runs with GOMAXPROCS=%q, want %q", name, pid, got, want)
+				}
+			}
+		}
+	}
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"time"
 )
 
@@ -77,6 +79,23 @@ type Options struct {
 	// HTTPRedirectAddr, with TLS, is a host:port where plain HTTP is
 	// answered only with a redirect to HTTPS.
 	HTTPRedirectAddr string
+	// GoMaxProcs is the GOMAXPROCS of every service and sidecar the stack
+	// starts. 0 picks DefaultGoMaxProcs (one for every four cores, at
+	// least one), unless the launcher's own environment sets GOMAXPROCS,
+	// which then reaches every process unchanged; -1 leaves Go's default
+	// (every core) to each process.
+	GoMaxProcs int
+}
+
+// DefaultGoMaxProcs is the GOMAXPROCS a stack gives each of its processes
+// on a machine of cpus cores: one for every four, at least one. A stack is
+// a dozen Go processes (six apps, their sidecars, a second ws replica);
+// each one left at its default would run a scheduler thread per core, and
+// on a small machine those threads wake, spin and preempt each other for
+// the same few cores (docs/benchmarks.md, "One scheduler thread per
+// process"). On Kubernetes a container's CPU limit sets it instead.
+func DefaultGoMaxProcs(cpus int) int {
+	return max(1, cpus/4)
 }
 
 func (o *Options) defaults() error {
@@ -114,6 +133,12 @@ func (o *Options) defaults() error {
 	if o.Alerts == nil {
 		o.Alerts = o.Progress
 	}
+	if o.GoMaxProcs == 0 {
+		o.GoMaxProcs = DefaultGoMaxProcs(runtime.NumCPU())
+		if os.Getenv("GOMAXPROCS") != "" {
+			o.GoMaxProcs = -1
+		}
+	}
 	return nil
 }
 
@@ -133,4 +158,13 @@ func FindRoot(dir string) (string, error) {
 		}
 		dir = parent
 	}
+}
+
+// goMaxProcsEnv is the environment entry that gives a process the stack's
+// GOMAXPROCS, if it sets one.
+func (o *Options) goMaxProcsEnv() []string {
+	if o.GoMaxProcs <= 0 {
+		return nil
+	}
+	return []string{"GOMAXPROCS=" + strconv.Itoa(o.GoMaxProcs)}
 }

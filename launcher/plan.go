@@ -175,6 +175,7 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		case "ws":
 			env = append(env, "WS_ALLOWED_ORIGINS="+s.gatewayOrigins(), "WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}
+		env = append(env, s.opts.goMaxProcsEnv()...)
 		for k, v := range s.opts.Env {
 			env = append(env, k+"="+v)
 		}

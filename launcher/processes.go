@@ -115,7 +115,7 @@ func (a *App) startSidecar() (*procs.Proc, error) {
 		Path: path,
 		Args: sc.Args(),
 		Dir:  a.stack.DataDir,
-		Env:  sc.Env(),
+		Env:  append(sc.Env(), a.stack.opts.goMaxProcsEnv()...),
 	}, a.stack.opts.Log, a.stack.width)
 }
 
