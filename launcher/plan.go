@@ -175,7 +175,13 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		case "ws":
 			env = append(env, "WS_ALLOWED_ORIGINS="+s.gatewayOrigins(), "WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}
-		env = append(env, s.opts.goMaxProcsEnv()...)
+		if a.AppID != "auth" {
+			// auth keeps Go's default: hashing passwords is the one
+			// CPU-bound work of a stack that comes in bursts (a crowd
+			// logging in), each request on a core of its own; at rest
+			// it has nothing to spin for.
+			env = append(env, s.opts.goMaxProcsEnv()...)
+		}
 		for k, v := range s.opts.Env {
 			env = append(env, k+"="+v)
 		}
