@@ -79,8 +79,8 @@ type Options struct {
 	// HTTPRedirectAddr, with TLS, is a host:port where plain HTTP is
 	// answered only with a redirect to HTTPS.
 	HTTPRedirectAddr string
-	// GoMaxProcs is the GOMAXPROCS of every service (but auth, whose
-	// password hashing keeps every core) and sidecar the stack starts. 0 picks DefaultGoMaxProcs (one for every four cores, at
+	// GoMaxProcs is the GOMAXPROCS of every sidecar the stack starts and
+	// of every service but auth and ws (keepsEveryCore). 0 picks DefaultGoMaxProcs (one for every four cores, at
 	// least one), unless the launcher's own environment sets GOMAXPROCS,
 	// which then reaches every process unchanged; -1 leaves Go's default
 	// (every core) to each process.

@@ -175,11 +175,7 @@ func (s *Stack) plan(binDir, resources string, vars map[string]string) error {
 		case "ws":
 			env = append(env, "WS_ALLOWED_ORIGINS="+s.gatewayOrigins(), "WS_HANDOFF_SOCKET="+s.handoffSocket(a.Name))
 		}
-		if a.AppID != "auth" {
-			// auth keeps Go's default: hashing passwords is the one
-			// CPU-bound work of a stack that comes in bursts (a crowd
-			// logging in), each request on a core of its own; at rest
-			// it has nothing to spin for.
+		if !keepsEveryCore(a.AppID) {
 			env = append(env, s.opts.goMaxProcsEnv()...)
 		}
 		for k, v := range s.opts.Env {
@@ -313,4 +309,15 @@ func FreePorts(n int) ([]int, error) {
 		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, nil
+}
+
+// keepsEveryCore reports whether an app keeps Go's default GOMAXPROCS
+// instead of the stack's: auth, whose password hashing is CPU-bound work
+// that comes in bursts (a crowd logging in), a request per core; and ws,
+// whose work grows with the deliveries (every event written to every
+// member's socket: 25,000 writes a second per replica at scenario B) and
+// which, held to one thread, fell a second behind there
+// (docs/benchmarks.md, "One scheduler thread per process").
+func keepsEveryCore(appID string) bool {
+	return appID == "auth" || appID == "ws"
 }
