@@ -80,15 +80,16 @@ type Options struct {
 	// answered only with a redirect to HTTPS.
 	HTTPRedirectAddr string
 	// GoMaxProcs is the GOMAXPROCS of every sidecar the stack starts and
-	// of every service but auth and ws (keepsEveryCore). 0 picks DefaultGoMaxProcs (one for every four cores, at
-	// least one), unless the launcher's own environment sets GOMAXPROCS,
-	// which then reaches every process unchanged; -1 leaves Go's default
-	// (every core) to each process.
+	// of every service but auth and ws (keepsEveryCore). 0 picks
+	// DefaultGoMaxProcs (one for every four cores, at least one), unless
+	// the launcher's own environment sets GOMAXPROCS, which then reaches
+	// every process unchanged; -1 leaves Go's default (every core) to
+	// each process.
 	GoMaxProcs int
 }
 
-// DefaultGoMaxProcs is the GOMAXPROCS a stack gives each of its processes
-// on a machine of cpus cores: one for every four, at least one. A stack is
+// DefaultGoMaxProcs is the GOMAXPROCS a stack gives its sidecars and most
+// of its apps on a machine of cpus cores: one for every four, at least one. A stack is
 // a dozen Go processes (six apps, their sidecars, a second ws replica);
 // each one left at its default would run a scheduler thread per core, and
 // on a small machine those threads wake, spin and preempt each other for
