@@ -270,11 +270,12 @@ func TestAnUnavailableServiceIsA503WithRetryAfter(t *testing.T) {
 	within(t, 60*time.Second, "message ready again", func() bool { return serviceIs(t, s, "message", "up") })
 }
 
-// TestEveryProcessRunsOnTheStacksGOMAXPROCS: the launcher gives every app
-// but auth and every sidecar one scheduler thread per four cores (at least one)
-// instead of Go's one per core, so that a dozen processes on a small
-// machine do not wake and spin a thread per core each; a GOMAXPROCS in
-// the launcher's environment reaches them unchanged instead.
+// TestEveryProcessRunsOnTheStacksGOMAXPROCS: the launcher gives every
+// sidecar, and every app but auth and ws, one scheduler thread per four
+// cores (at least one) instead of Go's one per core, so that a dozen
+// processes on a small machine do not wake and spin a thread per core
+// each; auth and ws keep Go's default, and a GOMAXPROCS in the launcher's
+// environment reaches every process unchanged.
 func TestEveryProcessRunsOnTheStacksGOMAXPROCS(t *testing.T) {
 	s := stack(t, "local")
 	want := fmt.Sprint(launcher.DefaultGoMaxProcs(runtime.NumCPU()))

@@ -89,12 +89,13 @@ type Options struct {
 }
 
 // DefaultGoMaxProcs is the GOMAXPROCS a stack gives its sidecars and most
-// of its apps on a machine of cpus cores: one for every four, at least one. A stack is
-// a dozen Go processes (six apps, their sidecars, a second ws replica);
-// each one left at its default would run a scheduler thread per core, and
-// on a small machine those threads wake, spin and preempt each other for
-// the same few cores (docs/benchmarks.md, "One scheduler thread per
-// process"). On Kubernetes a container's CPU limit sets it instead.
+// of its apps on a machine of cpus cores: one for every four, at least
+// one. A stack is a dozen Go processes (six apps, their sidecars, a second
+// ws replica); each one left at its default would run a scheduler thread
+// per core, and on a small machine those threads wake, spin and preempt
+// each other for the same few cores (docs/benchmarks.md, "One scheduler
+// thread per process"). On Kubernetes a container's CPU limit sets it
+// instead (docs/deploy.md).
 func DefaultGoMaxProcs(cpus int) int {
 	return max(1, cpus/4)
 }

@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	pprof := fs.Bool("pprof", getenv("PAPO_PPROF") == "1", "serve Go's pprof on every app's metrics port (env PAPO_PPROF=1)")
 	useTLS := fs.Bool("tls", getenv("PAPO_TLS") == "1", "serve HTTPS and WSS only, with a local CA made once in the data dir (env PAPO_TLS=1; make run TLS=1)")
 	redirect := fs.String("http-redirect", getenv("PAPO_HTTP_REDIRECT"), "with -tls, also listen for plain HTTP here and only redirect it to HTTPS, e.g. 127.0.0.1:8080 (env PAPO_HTTP_REDIRECT)")
-	procs := fs.Int("gomaxprocs", atoi(getenv("PAPO_GOMAXPROCS")), "GOMAXPROCS of every service and sidecar: 0 one per four cores (at least one), -1 Go's default (env PAPO_GOMAXPROCS; a GOMAXPROCS in the environment reaches them unchanged)")
+	procs := fs.Int("gomaxprocs", atoi(getenv("PAPO_GOMAXPROCS")), "GOMAXPROCS of every sidecar and every service but auth and ws: 0 one per four cores (at least one), -1 Go's default (env PAPO_GOMAXPROCS; a GOMAXPROCS in the environment reaches every process unchanged)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
