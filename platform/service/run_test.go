@@ -27,8 +27,9 @@ func (c config) Validate() error {
 }
 
 func testEnv(t *testing.T, vars map[string]string) settings.Getenv {
+	ports := servicetest.FreePorts(t, 2)
 	env := map[string]string{
-		"DAPR_HTTP_PORT": servicetest.FreePort(t), "DAPR_GRPC_PORT": servicetest.FreePort(t), "METRICS_ADDR": "",
+		"DAPR_HTTP_PORT": ports[0], "DAPR_GRPC_PORT": ports[1], "METRICS_ADDR": "",
 	}
 	for k, v := range vars {
 		env[k] = v

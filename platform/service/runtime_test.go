@@ -16,8 +16,9 @@ import (
 func TestStartBuildsTheRuntimeWithoutASidecar(t *testing.T) {
 	t.Parallel()
 	var base settings.Base
+	ports := servicetest.FreePorts(t, 2)
 	env := servicetest.Env(map[string]string{
-		"APP_PORT": "0", "DAPR_HTTP_PORT": servicetest.FreePort(t), "DAPR_GRPC_PORT": servicetest.FreePort(t), "METRICS_ADDR": "",
+		"APP_PORT": "0", "DAPR_HTTP_PORT": ports[0], "DAPR_GRPC_PORT": ports[1], "METRICS_ADDR": "",
 	})
 	if err := settings.Load(env, &base); err != nil {
 		t.Fatal(err)

@@ -46,11 +46,11 @@ func Env(vars map[string]string) settings.Getenv {
 // run and fails the test unless run returns nil within 15 s.
 func Start(t *testing.T, run service.RunFunc, env map[string]string) (base string, stop func()) {
 	t.Helper()
-	port := FreePort(t)
+	ports := FreePorts(t, 3)
 	vars := map[string]string{
-		"APP_HOST": "127.0.0.1", "APP_PORT": port,
+		"APP_HOST": "127.0.0.1", "APP_PORT": ports[0],
 		// No sidecar answers on these: readiness must say so.
-		"DAPR_HTTP_PORT": FreePort(t), "DAPR_GRPC_PORT": FreePort(t),
+		"DAPR_HTTP_PORT": ports[1], "DAPR_GRPC_PORT": ports[2],
 		"LOG_LEVEL":     "error",
 		"APP_API_TOKEN": AppToken, "DAPR_API_TOKEN": DaprToken,
 		// No metrics listener unless env asks for one: the default port
@@ -130,15 +130,22 @@ func StatusWith(t *testing.T, method, url string, header http.Header) int {
 	return resp.StatusCode
 }
 
-// FreePort returns a loopback port nothing listens on right now.
-func FreePort(t *testing.T) string {
+// FreePorts returns n distinct loopback ports nothing listens on right
+// now. Their listeners are held open together until all n are known, so
+// the kernel cannot hand out one port twice (two calls for one port each
+// could).
+func FreePorts(t *testing.T, n int) []string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	ports := make([]string, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		ports = append(ports, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
 	}
-	defer ln.Close()
-	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	return ports
 }
 
 // WithAppToken is the header the service's sidecar sends: AppToken in
