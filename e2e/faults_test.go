@@ -34,6 +34,9 @@ type suiteConfig struct {
 	warmUp     time.Duration
 	// faults, when set, replace the profile's (faultsFor).
 	faults []fault
+	// warm, when set, checks the stack after the warm-up, before the
+	// first fault.
+	warm func(t *testing.T, s *launcher.Stack)
 }
 
 // TestFaultSuite runs the short fault suite on each profile whose
@@ -62,9 +65,28 @@ func TestFaultSuiteTwoMessageReplicas(t *testing.T) {
 				o.Replicas = map[string]int{"message": 2}
 			})
 			rep := runFaultSuite(t, s, profile, suiteConfig{rooms: 2, perRoom: 3, rate: 5, warmUp: 2 * time.Second,
-				faults: []fault{killApp("message-1"), killSidecar("message-2"), killApp("message-2"), killSidecar("message-1")}})
+				faults: []fault{killApp("message-1"), killSidecar("message-2"), killApp("message-2"), killSidecar("message-1")},
+				warm:   bothReplicasStore})
 			t.Log("\n" + rep)
 		})
+	}
+}
+
+// bothReplicasStore checks that each message replica has stored
+// submissions by the end of the warm-up: the suite's premise is that two
+// replicas write the same rooms, each submission to whichever the ws
+// replica's sidecar picks. Read before any fault, since a replica that
+// is killed starts its counters again.
+func bothReplicasStore(t *testing.T, s *launcher.Stack) {
+	t.Helper()
+	for _, a := range s.Apps("message") {
+		url := fmt.Sprintf("http://127.0.0.1:%d/metrics", a.MetricsPort)
+		var stored float64
+		within(t, 20*time.Second, a.Name+" stores submissions", func() bool {
+			stored = scrapeOnce(t, url).value("papo_message_submissions_total", "outcome", "stored")
+			return stored > 0
+		})
+		t.Logf("%s stored %.0f submissions in the warm-up", a.Name, stored)
 	}
 }
 
@@ -164,6 +186,9 @@ func runFaultSuite(t *testing.T, s *launcher.Stack, profile string, cfg suiteCon
 
 	began := time.Now()
 	time.Sleep(cfg.warmUp) // traffic before the first fault, for the report
+	if cfg.warm != nil {
+		cfg.warm(t, s)
+	}
 	faults := faultsFor(profile, cfg.faultEvery > 0)
 	if cfg.faults != nil {
 		faults = cfg.faults
