@@ -69,9 +69,9 @@ func (w *writer) materializeRounds(rounds []*committedRound) {
 	rode := len(ops) > 0 && len(markOps) == 0 && w.rideOn(ctx, ops)
 	if rode {
 		ops = nil
-		w.s.metrics.rides[0].Inc()
+		w.s.metrics.rode.Inc()
 	} else if len(ops) > 0 {
-		w.s.metrics.rides[1].Inc()
+		w.s.metrics.alone.Inc()
 	}
 	wctx, wcancel := context.WithTimeout(ctx, materializeTimeout)
 	err = nil

@@ -27,11 +27,11 @@ type Metrics struct {
 	submitTime  prometheus.Observer
 	deadLetters prometheus.Counter
 	// memberRereads counts rounds that read member keys again because
-	// the remembered membership was stale (membercache.go); rides counts
-	// materializations by how their events went: riding on the next
-	// round's head transaction, or alone (ride.go).
+	// the remembered membership was stale (membercache.go); rode and
+	// alone count materializations by how their events went: riding on
+	// the next round's head transaction, or in one of their own (ride.go).
 	memberRereads prometheus.Counter
-	rides         [2]prometheus.Counter
+	rode, alone   prometheus.Counter
 }
 
 // roundStage is one stage of the append path: the three of a round
@@ -123,7 +123,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"how"})
 	reg.MustRegister(rounds, size, roundTime, stages, stageRounds, conflicts, requeued, appended, outcomes, submitTime, dead, rereads, rides)
 	m.memberRereads = rereads
-	m.rides[0], m.rides[1] = rides.WithLabelValues("rode"), rides.WithLabelValues("alone")
+	m.rode, m.alone = rides.WithLabelValues("rode"), rides.WithLabelValues("alone")
 	m.rounds, m.roundSize, m.roundTime = rounds, size, roundTime
 	for i := range numStages {
 		m.stages[i] = stages.WithLabelValues(stageNames[i])
