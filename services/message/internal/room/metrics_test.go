@@ -111,6 +111,20 @@ func TestRoundsAreCountedByOutcome(t *testing.T) {
 	if got := sample(t, reg, "papo_message_round_stage_duration_seconds", map[string]string{"stage": "materialize"}); got < 1 {
 		t.Errorf("the materialize stage was timed %v times, want at least once", got)
 	}
+	// Each materialization that writes events is counted once, by how
+	// they went: riding on a round's head transaction or alone. The two
+	// rounds' events take one or two of them (the materializer may take
+	// both rounds in one call).
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.svc.Quiesce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rode := sample(t, reg, "papo_message_materializations_total", map[string]string{"how": "rode"})
+	alone := sample(t, reg, "papo_message_materializations_total", map[string]string{"how": "alone"})
+	if n := rode + alone; n < 1 || n > 2 {
+		t.Errorf("materializations counted: rode %v, alone %v; want one or two in all", rode, alone)
+	}
 }
 
 // heldPublisher holds room.events publishes, once held, until released:
